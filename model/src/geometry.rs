@@ -1,0 +1,207 @@
+//! Shapes derived from the IR: per layer, the input map, the synaptic output map, the pooled
+//! output map, the fan-in and the range of the values a layer consumes.
+//!
+//! These functions assume a model that passed [`crate::validate`]; validation itself uses
+//! the `checked` variants that report instead of assuming.
+
+use crate::ir::{Layer, Model, Neuron, Padding, Pool, Synapse};
+
+/// Height × width × channels of a feature map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MapShape {
+    /// Rows.
+    pub height: u32,
+    /// Columns.
+    pub width: u32,
+    /// Channels.
+    pub channels: u32,
+}
+
+impl MapShape {
+    /// Number of positions (rows × columns).
+    pub fn positions(&self) -> usize {
+        self.height as usize * self.width as usize
+    }
+    /// Number of values (positions × channels).
+    pub fn len(&self) -> usize {
+        self.positions() * self.channels as usize
+    }
+    /// Whether the map holds no values.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What one layer consumes and produces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LayerGeometry {
+    /// The input feature map.
+    pub input: MapShape,
+    /// The map after the synaptic operation and neuron (before pooling).
+    pub synaptic: MapShape,
+    /// The map after pooling (equal to `synaptic` without pooling).
+    pub output: MapShape,
+    /// Window size: k (conv) or the input map's height/width (dense, see `window_*`).
+    pub window_height: u32,
+    /// Window width.
+    pub window_width: u32,
+    /// Stride (1 for dense).
+    pub stride: u32,
+    /// Zero padding on each side (0 for dense).
+    pub pad: u32,
+    /// Inputs per output value: window height × width × input channels.
+    pub fan_in: usize,
+    /// Largest input value (pixels: 2^bits − 1; spikes: 1; sum-pooled spikes: 4).
+    pub input_max: i64,
+    /// Bits of one unsigned input value.
+    pub input_bits: u32,
+    /// 1 for the pixel layer (direct encoding presents the same pixels every step), T otherwise.
+    pub input_steps: u32,
+    /// Whether this is the first layer, which reads pixels.
+    pub is_pixel_layer: bool,
+}
+
+/// Output size of a convolution along one axis, or `None` if the window does not fit.
+pub fn conv_out_size(n: u32, kernel: u32, stride: u32, padding: Padding) -> Option<u32> {
+    let pad = match padding {
+        Padding::Same => (kernel - 1) / 2,
+        Padding::Valid => 0,
+    };
+    let span = n + 2 * pad;
+    if span < kernel || stride == 0 {
+        return None;
+    }
+    Some((span - kernel) / stride + 1)
+}
+
+/// The map a synaptic op produces from `input`, or `None` when the kernel does not fit.
+pub fn synaptic_shape(input: MapShape, synapse: &Synapse) -> Option<MapShape> {
+    match *synapse {
+        Synapse::Conv { out_channels, kernel, stride, padding } => Some(MapShape {
+            height: conv_out_size(input.height, kernel, stride, padding)?,
+            width: conv_out_size(input.width, kernel, stride, padding)?,
+            channels: out_channels,
+        }),
+        Synapse::Dense { out_features } => {
+            Some(MapShape { height: 1, width: 1, channels: out_features })
+        }
+    }
+}
+
+/// The map after 2×2 stride-2 pooling (odd last row/column dropped).
+pub fn pooled_shape(m: MapShape) -> MapShape {
+    MapShape { height: m.height / 2, width: m.width / 2, channels: m.channels }
+}
+
+/// Geometry of one layer given its input map and the value range of its inputs.
+pub fn layer_geometry(
+    layer: &Layer,
+    input: MapShape,
+    input_max: i64,
+    input_steps: u32,
+    is_pixel_layer: bool,
+) -> Option<LayerGeometry> {
+    let synaptic = synaptic_shape(input, &layer.synapse)?;
+    let output = if layer.pool.is_some() { pooled_shape(synaptic) } else { synaptic };
+    let (wh, ww, stride, pad) = match layer.synapse {
+        Synapse::Conv { kernel, stride, padding, .. } => {
+            let pad = if padding == Padding::Same { (kernel - 1) / 2 } else { 0 };
+            (kernel, kernel, stride, pad)
+        }
+        Synapse::Dense { .. } => (input.height, input.width, 1, 0),
+    };
+    Some(LayerGeometry {
+        input,
+        synaptic,
+        output,
+        window_height: wh,
+        window_width: ww,
+        stride,
+        pad,
+        fan_in: wh as usize * ww as usize * input.channels as usize,
+        input_max,
+        input_bits: bits_unsigned(input_max as u64),
+        input_steps,
+        is_pixel_layer,
+    })
+}
+
+/// Geometry of every layer of a validated model.
+///
+/// # Panics
+/// If the model did not pass validation (a kernel larger than its input).
+pub fn model_geometry(model: &Model) -> Vec<LayerGeometry> {
+    let mut shape = MapShape {
+        height: model.input.height,
+        width: model.input.width,
+        channels: model.input.channels,
+    };
+    let mut max = (1i64 << model.input.pixel_bits) - 1;
+    let mut steps = 1;
+    let mut out = Vec::with_capacity(model.layers.len());
+    for (i, layer) in model.layers.iter().enumerate() {
+        let g = layer_geometry(layer, shape, max, steps, i == 0)
+            .expect("model_geometry called on a model that failed validation");
+        shape = g.output;
+        max = output_max(layer);
+        steps = model.time_steps;
+        out.push(g);
+    }
+    out
+}
+
+/// Largest value a spiking layer emits (spike, or pooled count).
+pub fn output_max(layer: &Layer) -> i64 {
+    match (&layer.neuron, layer.pool) {
+        (Neuron::Lif(_), Some(p)) => p.max_value(),
+        _ => 1,
+    }
+}
+
+/// Bits needed for an unsigned value `v` (at least 1).
+pub fn bits_unsigned(v: u64) -> u32 {
+    (64 - v.leading_zeros()).max(1)
+}
+
+/// Bits needed for a two's-complement value in `[lo, hi]` (at least 1).
+pub fn bits_signed(lo: i64, hi: i64) -> u32 {
+    let need = |v: i64| -> u32 {
+        if v >= 0 {
+            65 - v.leading_zeros()
+        } else {
+            65 - (!v).leading_zeros()
+        }
+    };
+    need(lo).max(need(hi)).max(1)
+}
+
+/// Bits of one value on a pooled stream.
+pub fn pool_bits(pool: Option<Pool>) -> u32 {
+    pool.map_or(1, Pool::value_bits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signed_bits_cover_range_exactly() {
+        assert_eq!(bits_signed(0, 0), 1);
+        assert_eq!(bits_signed(-1, 0), 1);
+        assert_eq!(bits_signed(0, 1), 2);
+        assert_eq!(bits_signed(-128, 127), 8);
+        assert_eq!(bits_signed(-129, 0), 9);
+        assert_eq!(bits_signed(0, 128), 9);
+        assert_eq!(bits_unsigned(255), 8);
+        assert_eq!(bits_unsigned(4), 3);
+    }
+
+    #[test]
+    fn conv_sizes_follow_floor_rule() {
+        assert_eq!(conv_out_size(28, 3, 1, Padding::Same), Some(28));
+        assert_eq!(conv_out_size(28, 3, 2, Padding::Same), Some(14));
+        assert_eq!(conv_out_size(7, 3, 2, Padding::Same), Some(4));
+        assert_eq!(conv_out_size(7, 5, 2, Padding::Valid), Some(2));
+        assert_eq!(conv_out_size(2, 3, 1, Padding::Valid), None);
+    }
+}

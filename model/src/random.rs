@@ -1,0 +1,187 @@
+//! Random models for differential testing and benchmarks: random weights and parameters,
+//! with thresholds calibrated on random images so that neurons actually spike (a model whose
+//! neurons are all silent, or all firing, proves little about the RTL).
+
+use bitvec::prelude::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::arch::{Arch, WeightKind};
+use crate::geometry::model_geometry;
+use crate::golden::Golden;
+use crate::ir::{
+    Encoding, FireRule, Head, InputSpec, Layer, Leak, Lif, Model, Neuron, Reset, Synapse, Weights,
+    FORMAT, VERSION,
+};
+use crate::validate::{validate, Problem, MAX_PARAM};
+use crate::weights::pack_signs;
+
+/// Images used to calibrate thresholds.
+const CALIBRATION_IMAGES: usize = 12;
+
+/// Random images (uniform pixels), `n` of them, concatenated.
+pub fn random_images(model: &Model, n: usize, seed: u64) -> Vec<u8> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let i = &model.input;
+    let len = (i.height * i.width * i.channels) as usize * n;
+    let max = (1u32 << i.pixel_bits) - 1;
+    (0..len).map(|_| rng.gen_range(0..=max) as u8).collect()
+}
+
+fn random_weights(rng: &mut ChaCha8Rng, kind: WeightKind, n: usize) -> Weights {
+    match kind {
+        WeightKind::Binary => {
+            let bits: BitVec<u8, Lsb0> = (0..n).map(|_| rng.gen_bool(0.5)).collect();
+            Weights::Binary { signs: pack_signs(&bits) }
+        }
+        WeightKind::Integer(bits) => {
+            let lim = 1i32 << (bits - 1);
+            Weights::Integer { bits, values: (0..n).map(|_| rng.gen_range(-lim..lim)).collect() }
+        }
+    }
+}
+
+/// Value at quantile `q` of `v` (sorted in place).
+fn quantile(v: &mut [i64], q: f64) -> i64 {
+    v.sort_unstable();
+    v[((v.len() - 1) as f64 * q).round() as usize]
+}
+
+fn clamp_param(v: i64) -> i32 {
+    v.clamp(-MAX_PARAM, MAX_PARAM) as i32
+}
+
+/// Builds a valid random model of architecture `arch` with `time_steps` steps from `seed`.
+pub fn random_model(arch: &Arch, time_steps: u32, seed: u64) -> Result<Model, Vec<Problem>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let (h, w, c) = arch.input;
+    let mut model = Model {
+        format: FORMAT.into(),
+        version: VERSION,
+        name: "random".into(),
+        input: InputSpec { height: h, width: w, channels: c, pixel_bits: 8, encoding: Encoding::Direct },
+        time_steps,
+        layers: Vec::new(),
+        head: Head::GapArgmax,
+    };
+    let calib = random_images(&model, CALIBRATION_IMAGES, seed ^ 0x5eed);
+    let img_len = (h * w * c) as usize;
+    let mut maps: Vec<Vec<i64>> =
+        calib.chunks(img_len).map(|img| img.iter().map(|&p| p as i64).collect()).collect();
+    let mut steps = 1;
+    let last = arch.layers.len() - 1;
+    for (i, al) in arch.layers.iter().enumerate() {
+        let cout = match al.synapse {
+            Synapse::Conv { out_channels, .. } => out_channels,
+            Synapse::Dense { out_features } => out_features,
+        } as usize;
+        // Build with a placeholder neuron to learn the fan-in and measure the currents.
+        model.layers.push(Layer {
+            name: format!("l{i}"),
+            synapse: al.synapse,
+            weights: Weights::Integer { bits: 2, values: Vec::new() },
+            neuron: Neuron::None { bias: vec![0; cout] },
+            pool: None,
+        });
+        let geo = model_geometry(&model)[i];
+        model.layers[i].weights = random_weights(&mut rng, al.weights, geo.fan_in * cout);
+        let currents: Vec<Vec<i64>> = {
+            let g = Golden::new(&model);
+            maps.iter().map(|m| g.currents(i, m, steps)).collect()
+        };
+        let per_channel = |ch: usize| -> Vec<i64> {
+            currents.iter().flat_map(|cur| cur.iter().skip(ch).step_by(cout).copied()).collect()
+        };
+        let spread = |v: &mut Vec<i64>| (quantile(v, 0.9) - quantile(v, 0.1)).max(1);
+        let neuron = if i == last {
+            Neuron::None {
+                bias: (0..cout)
+                    .map(|ch| {
+                        let s = spread(&mut per_channel(ch)) / 4;
+                        clamp_param(rng.gen_range(-s..=s))
+                    })
+                    .collect(),
+            }
+        } else {
+            random_lif(&mut rng, cout, time_steps, per_channel)
+        };
+        model.layers[i].neuron = neuron;
+        model.layers[i].pool = al.pool;
+        if i < last {
+            let g = Golden::new(&model);
+            for m in maps.iter_mut() {
+                *m = g.layer_output(i, m, steps).0;
+            }
+            steps = time_steps;
+        }
+    }
+    validate(&model)?;
+    Ok(model)
+}
+
+fn random_lif(
+    rng: &mut ChaCha8Rng,
+    cout: usize,
+    time_steps: u32,
+    per_channel: impl Fn(usize) -> Vec<i64>,
+) -> Neuron {
+    let leak = match rng.gen_range(0..3) {
+        0 => Leak::None,
+        1 => Leak::Shift { shift: rng.gen_range(1..=3) },
+        _ => Leak::Decay { shift: rng.gen_range(1..=3) },
+    };
+    let reset = if rng.gen_bool(0.5) { Reset::Hard } else { Reset::Subtract };
+    let fire = if rng.gen_bool(0.5) { FireRule::Ge } else { FireRule::Gt };
+    let mut bias = Vec::with_capacity(cout);
+    let mut threshold = Vec::with_capacity(cout);
+    let mut polarity = String::with_capacity(cout);
+    for ch in 0..cout {
+        let neg = rng.gen_bool(0.25);
+        let mut cur = per_channel(ch);
+        let spread = (quantile(&mut cur, 0.9) - quantile(&mut cur, 0.1)).max(1);
+        let b = rng.gen_range(-spread / 8..=spread / 8);
+        let mut v: Vec<i64> = cur.iter().map(|&a| if neg { -a } else { a } + b).collect();
+        // Longer trains integrate more, so fire later in the distribution to keep rates sane.
+        let q: f64 = rng.gen_range(0.35..0.8) + if time_steps > 1 { 0.1 } else { 0.0 };
+        let t = quantile(&mut v, q.min(0.95));
+        polarity.push(if neg { '-' } else { '+' });
+        bias.push(clamp_param(b));
+        threshold.push(clamp_param(t));
+    }
+    Neuron::Lif(Lif { bias, threshold, polarity, leak, reset, fire })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arch::parse;
+
+    fn spike_rate(model: &Model, layer: usize) -> f64 {
+        let imgs = random_images(model, 8, 99);
+        let out = Golden::new(model).run_batch(&imgs, true).unwrap();
+        let (mut ones, mut all) = (0usize, 0usize);
+        for r in &out {
+            let t = &r.trace.as_ref().unwrap()[layer];
+            ones += t.values.iter().filter(|&&v| v > 0).count();
+            all += t.values.len();
+        }
+        ones as f64 / all as f64
+    }
+
+    #[test]
+    fn random_models_spike_but_not_always() {
+        for (arch, t) in [("784-128b-10", 1), ("12x12x2-8C3b-MP2-6C3i4-SP2-5C1", 2), ("10x10-4C5s2v-8i3-3", 4)]
+        {
+            let m = random_model(&parse(arch).unwrap(), t, 7).unwrap();
+            let r = spike_rate(&m, 0);
+            assert!(r > 0.05 && r < 0.95, "{arch}: layer 0 spike rate {r}");
+        }
+    }
+
+    #[test]
+    fn same_seed_same_model() {
+        let a = parse("8x8-4C3b-MP2-3").unwrap();
+        assert_eq!(random_model(&a, 2, 1).unwrap(), random_model(&a, 2, 1).unwrap());
+        assert_ne!(random_model(&a, 2, 1).unwrap(), random_model(&a, 2, 2).unwrap());
+    }
+}

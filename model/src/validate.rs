@@ -1,0 +1,245 @@
+//! Semantic validation of a parsed model. Every rejection names the field (a JSON path such as
+//! `layers[2].weights.values[17]`) and the reason; all problems are collected before failing.
+
+use crate::geometry::{layer_geometry, output_max, MapShape};
+use crate::ir::{Layer, Leak, Lif, Model, Neuron, Synapse, Weights, FORMAT, VERSION};
+use crate::widths;
+
+/// One reason a model is rejected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// JSON path of the offending field.
+    pub field: String,
+    /// What is wrong, and what would be right.
+    pub reason: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.reason)
+    }
+}
+
+/// Largest number of time steps accepted (membrane bounds stay far below 2^62).
+pub const MAX_TIME_STEPS: u32 = 64;
+/// Largest per-channel bias or threshold magnitude.
+pub const MAX_PARAM: i64 = 1 << 30;
+/// Largest input edge and channel count.
+pub const MAX_DIM: u32 = 4096;
+
+struct Checker {
+    problems: Vec<Problem>,
+}
+
+impl Checker {
+    fn fail(&mut self, field: impl Into<String>, reason: impl Into<String>) {
+        self.problems.push(Problem { field: field.into(), reason: reason.into() });
+    }
+    fn range(&mut self, field: String, v: i64, lo: i64, hi: i64) -> bool {
+        if v < lo || v > hi {
+            self.fail(field, format!("{v} is out of range {lo}..={hi}"));
+            false
+        } else {
+            true
+        }
+    }
+}
+
+/// Checks everything the golden model and the generator rely on.
+pub fn validate(model: &Model) -> Result<(), Vec<Problem>> {
+    let mut c = Checker { problems: Vec::new() };
+    if model.format != FORMAT {
+        c.fail("format", format!("expected \"{FORMAT}\", found \"{}\"", model.format));
+    }
+    if model.version != VERSION {
+        c.fail("version", format!("this build reads IR version {VERSION}, found {}", model.version));
+    }
+    let inp = &model.input;
+    for (name, v) in [("height", inp.height), ("width", inp.width), ("channels", inp.channels)] {
+        c.range(format!("input.{name}"), v as i64, 1, MAX_DIM as i64);
+    }
+    c.range("input.pixel_bits".into(), inp.pixel_bits as i64, 1, 8);
+    c.range("time_steps".into(), model.time_steps as i64, 1, MAX_TIME_STEPS as i64);
+    if model.layers.is_empty() {
+        c.fail("layers", "a model needs at least one layer");
+    }
+    if !c.problems.is_empty() {
+        return Err(c.problems);
+    }
+    let mut names = std::collections::HashSet::new();
+    let mut shape = MapShape { height: inp.height, width: inp.width, channels: inp.channels };
+    let mut max = (1i64 << inp.pixel_bits) - 1;
+    let last = model.layers.len() - 1;
+    for (i, layer) in model.layers.iter().enumerate() {
+        let at = format!("layers[{i}]");
+        if !names.insert(layer.name.as_str()) {
+            c.fail(format!("{at}.name"), format!("\"{}\" is used by an earlier layer", layer.name));
+        }
+        check_synapse(&mut c, &at, layer);
+        let Some(g) = layer_geometry(layer, shape, max, 1, i == 0) else {
+            c.fail(
+                format!("{at}.synapse"),
+                format!(
+                    "a {}×{} kernel does not fit the {}×{} input map",
+                    kernel(layer),
+                    kernel(layer),
+                    shape.height,
+                    shape.width
+                ),
+            );
+            return Err(c.problems);
+        };
+        check_weights(&mut c, &at, layer, g.fan_in);
+        check_neuron(&mut c, &at, layer, i == last);
+        if layer.pool.is_some() {
+            if !matches!(layer.neuron, Neuron::Lif(_)) {
+                c.fail(format!("{at}.pool"), "pooling needs spikes: give the layer a LIF neuron");
+            } else if g.synaptic.height < 2 || g.synaptic.width < 2 {
+                c.fail(
+                    format!("{at}.pool"),
+                    format!(
+                        "2×2 pooling needs a map of at least 2×2, the layer produces {}×{}",
+                        g.synaptic.height, g.synaptic.width
+                    ),
+                );
+            }
+        }
+        shape = g.output;
+        max = output_max(layer);
+    }
+    if c.problems.is_empty() {
+        if let Err(p) = widths::analyse(model) {
+            c.problems.push(p);
+        }
+    }
+    if c.problems.is_empty() {
+        Ok(())
+    } else {
+        Err(c.problems)
+    }
+}
+
+fn kernel(layer: &Layer) -> u32 {
+    match layer.synapse {
+        Synapse::Conv { kernel, .. } => kernel,
+        Synapse::Dense { .. } => 1,
+    }
+}
+
+fn check_synapse(c: &mut Checker, at: &str, layer: &Layer) {
+    match layer.synapse {
+        Synapse::Conv { out_channels, kernel, stride, .. } => {
+            c.range(format!("{at}.synapse.out_channels"), out_channels as i64, 1, MAX_DIM as i64);
+            if ![1, 3, 5].contains(&kernel) {
+                c.fail(format!("{at}.synapse.kernel"), format!("{kernel} is not one of 1, 3, 5"));
+            }
+            if ![1, 2].contains(&stride) {
+                c.fail(format!("{at}.synapse.stride"), format!("{stride} is not 1 or 2"));
+            }
+        }
+        Synapse::Dense { out_features } => {
+            c.range(format!("{at}.synapse.out_features"), out_features as i64, 1, MAX_DIM as i64);
+        }
+    }
+}
+
+fn check_weights(c: &mut Checker, at: &str, layer: &Layer, fan_in: usize) {
+    let n = fan_in * layer.out_channels() as usize;
+    match &layer.weights {
+        Weights::Binary { signs } => {
+            let want = n.div_ceil(8) * 2;
+            let field = format!("{at}.weights.signs");
+            if signs.len() != want {
+                c.fail(
+                    field,
+                    format!(
+                        "{n} weights need {want} hex digits, found {} (truncated or wrong layer shape?)",
+                        signs.len()
+                    ),
+                );
+            } else if let Some(pos) = signs.find(|ch: char| !matches!(ch, '0'..='9' | 'a'..='f')) {
+                c.fail(field, format!("character {pos} is not a lowercase hex digit"));
+            } else if n % 8 != 0 {
+                let last = u8::from_str_radix(&signs[want - 2..], 16).unwrap_or(0);
+                if last >> (n % 8) != 0 {
+                    c.fail(field, "bits beyond the last weight must be zero");
+                }
+            }
+        }
+        Weights::Integer { bits, values } => {
+            if !c.range(format!("{at}.weights.bits"), *bits as i64, 2, 16) {
+                return;
+            }
+            if values.len() != n {
+                c.fail(
+                    format!("{at}.weights.values"),
+                    format!(
+                        "expected {n} values ({} outputs × fan-in {fan_in}), found {}",
+                        layer.out_channels(),
+                        values.len()
+                    ),
+                );
+            }
+            let lim = 1i64 << (bits - 1);
+            let bad: Vec<usize> = (0..values.len())
+                .filter(|&k| !(-lim..lim).contains(&(values[k] as i64)))
+                .collect();
+            if let Some(&k) = bad.first() {
+                c.fail(
+                    format!("{at}.weights.values[{k}]"),
+                    format!(
+                        "{} does not fit {bits}-bit two's complement ({}..={}){}",
+                        values[k],
+                        -lim,
+                        lim - 1,
+                        if bad.len() > 1 {
+                            format!("; {} more values are out of range", bad.len() - 1)
+                        } else {
+                            String::new()
+                        }
+                    ),
+                );
+            }
+        }
+    }
+}
+
+fn check_channel_vec(c: &mut Checker, field: String, v: &[i32], n: usize) {
+    if v.len() != n {
+        c.fail(field, format!("expected {n} values (one per output channel), found {}", v.len()));
+        return;
+    }
+    if let Some(k) = v.iter().position(|&x| (x as i64).abs() > MAX_PARAM) {
+        c.fail(format!("{field}[{k}]"), format!("{} exceeds ±{MAX_PARAM}", v[k]));
+    }
+}
+
+fn check_neuron(c: &mut Checker, at: &str, layer: &Layer, is_last: bool) {
+    let n = layer.out_channels() as usize;
+    match &layer.neuron {
+        Neuron::None { bias } => {
+            if !is_last {
+                c.fail(
+                    format!("{at}.neuron"),
+                    "only the last layer may have no neuron: a hidden layer must emit spikes",
+                );
+            }
+            check_channel_vec(c, format!("{at}.neuron.bias"), bias, n);
+        }
+        Neuron::Lif(Lif { bias, threshold, polarity, leak, .. }) => {
+            check_channel_vec(c, format!("{at}.neuron.bias"), bias, n);
+            check_channel_vec(c, format!("{at}.neuron.threshold"), threshold, n);
+            if polarity.chars().count() != n {
+                c.fail(
+                    format!("{at}.neuron.polarity"),
+                    format!("expected {n} characters, found {}", polarity.chars().count()),
+                );
+            } else if let Some(k) = polarity.chars().position(|ch| ch != '+' && ch != '-') {
+                c.fail(format!("{at}.neuron.polarity"), format!("character {k} is not '+' or '-'"));
+            }
+            if let Leak::Shift { shift } | Leak::Decay { shift } = *leak {
+                c.range(format!("{at}.neuron.leak.shift"), shift as i64, 1, 15);
+            }
+        }
+    }
+}

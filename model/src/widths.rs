@@ -1,0 +1,263 @@
+//! Bit-width analysis: interval arithmetic over the weights, parameters and shapes of a model,
+//! giving every accumulator, membrane, output and logit a range that no input can leave.
+//!
+//! The bounds are exact for the accumulator of the pixel layer (any pixel may be at its
+//! maximum), and safe (possibly loose) deeper in the network. `tests/widths.rs` drives
+//! adversarial inputs that reach them.
+
+use crate::geometry::{bits_signed, bits_unsigned, layer_geometry, output_max, MapShape};
+use crate::ir::{FireRule, Layer, Leak, Model, Neuron, Reset};
+use crate::weights::weight_values;
+use crate::validate::Problem;
+
+/// Widest value the golden model and the generator support.
+pub const MAX_BITS: u32 = 62;
+
+/// A closed integer interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Range {
+    /// Smallest value.
+    pub lo: i64,
+    /// Largest value.
+    pub hi: i64,
+}
+
+impl Range {
+    /// The interval holding one value.
+    pub fn point(v: i64) -> Self {
+        Range { lo: v, hi: v }
+    }
+    /// Smallest interval holding both.
+    pub fn hull(self, o: Range) -> Range {
+        Range { lo: self.lo.min(o.lo), hi: self.hi.max(o.hi) }
+    }
+    /// Two's-complement bits that hold every value of the interval.
+    pub fn bits(self) -> u32 {
+        bits_signed(self.lo, self.hi)
+    }
+    fn add(self, o: Range) -> Range {
+        Range { lo: self.lo.saturating_add(o.lo), hi: self.hi.saturating_add(o.hi) }
+    }
+}
+
+/// Widths of one layer's datapath.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerWidths {
+    /// Range of the synaptic current of one step (the accumulator), over all channels.
+    pub acc: Range,
+    /// Range of every membrane value the LIF neuron computes (before and after reset, and the
+    /// subtractive-reset difference), over all channels and steps; `None` without a neuron.
+    pub membrane: Option<Range>,
+    /// Range of one value on the layer's output stream.
+    pub output: Range,
+    /// Whether output values are signed (layers without a neuron).
+    pub output_signed: bool,
+}
+
+impl LayerWidths {
+    /// Accumulator width (signed).
+    pub fn acc_bits(&self) -> u32 {
+        self.acc.bits()
+    }
+    /// Membrane width (signed); 0 without a neuron.
+    pub fn membrane_bits(&self) -> u32 {
+        self.membrane.map_or(0, Range::bits)
+    }
+    /// Width of one output value (signed for layers without a neuron, unsigned otherwise).
+    pub fn output_bits(&self) -> u32 {
+        if self.output_signed {
+            self.output.bits()
+        } else {
+            bits_unsigned(self.output.hi as u64)
+        }
+    }
+}
+
+/// Widths of the whole model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Widths {
+    /// Per layer.
+    pub layers: Vec<LayerWidths>,
+    /// Range of the logits of the GAP head.
+    pub logits: Range,
+    /// Classes (output channels of the last layer).
+    pub classes: u32,
+}
+
+impl Widths {
+    /// Width of one logit (signed).
+    pub fn logit_bits(&self) -> u32 {
+        self.logits.bits()
+    }
+    /// Width of the class index.
+    pub fn class_bits(&self) -> u32 {
+        bits_unsigned(self.classes.saturating_sub(1) as u64)
+    }
+}
+
+/// Per-channel range of the accumulator `Σ x·w` with every `x ∈ [0, xmax]`.
+pub fn channel_acc_ranges(layer: &Layer, fan_in: usize, xmax: i64) -> Vec<Range> {
+    let w = weight_values(layer, fan_in * layer.out_channels() as usize);
+    w.chunks(fan_in.max(1))
+        .map(|row| {
+            let pos: i64 = row.iter().filter(|&&v| v > 0).sum();
+            let neg: i64 = row.iter().filter(|&&v| v < 0).sum();
+            Range { lo: neg * xmax, hi: pos * xmax }
+        })
+        .collect()
+}
+
+fn floor_shift(v: i64, s: u32) -> i64 {
+    v >> s
+}
+
+fn leak_range(leak: Leak, r: Range) -> Range {
+    match leak {
+        Leak::None => r,
+        Leak::Shift { shift } => Range { lo: floor_shift(r.lo, shift), hi: floor_shift(r.hi, shift) },
+        // x − ⌊x/2^s⌋ is non-decreasing in x, so the interval maps end to end.
+        Leak::Decay { shift } => Range {
+            lo: r.lo - floor_shift(r.lo, shift),
+            hi: r.hi - floor_shift(r.hi, shift),
+        },
+    }
+}
+
+/// Membrane ranges of one LIF channel over `steps` steps with per-step current in `current`.
+fn membrane_range(
+    current: Range,
+    thr: i64,
+    leak: Leak,
+    reset: Reset,
+    fire: FireRule,
+    steps: u32,
+) -> Range {
+    let fire_at = match fire {
+        FireRule::Ge => thr,
+        FireRule::Gt => thr.saturating_add(1),
+    };
+    let mut carried = Range::point(0);
+    let mut seen = Range::point(thr);
+    for _ in 0..steps {
+        let v = leak_range(leak, carried).add(current);
+        seen = seen.hull(v).hull(Range { lo: v.lo - thr, hi: v.hi - thr });
+        let mut next: Option<Range> = None;
+        if v.lo < fire_at {
+            next = Some(Range { lo: v.lo, hi: v.hi.min(fire_at - 1) });
+        }
+        if v.hi >= fire_at {
+            let fired = match reset {
+                Reset::Hard => Range::point(0),
+                Reset::Subtract => Range { lo: v.lo.max(fire_at) - thr, hi: v.hi - thr },
+            };
+            next = Some(next.map_or(fired, |n| n.hull(fired)));
+        }
+        carried = next.expect("a membrane interval is never empty");
+        seen = seen.hull(carried);
+    }
+    seen
+}
+
+/// Derives every width of a model whose structure is valid. Fails with a [`Problem`] when a
+/// value would need more than [`MAX_BITS`] bits.
+pub fn analyse(model: &Model) -> Result<Widths, Problem> {
+    let t = model.time_steps;
+    let mut shape = MapShape {
+        height: model.input.height,
+        width: model.input.width,
+        channels: model.input.channels,
+    };
+    let mut xmax = (1i64 << model.input.pixel_bits) - 1;
+    let mut layers = Vec::new();
+    let mut logits = Range::point(0);
+    for (i, layer) in model.layers.iter().enumerate() {
+        let g = layer_geometry(layer, shape, xmax, 1, i == 0).ok_or_else(|| Problem {
+            field: format!("layers[{i}].synapse"),
+            reason: "kernel does not fit the input map".into(),
+        })?;
+        let per_channel = channel_acc_ranges(layer, g.fan_in, xmax);
+        let acc = per_channel.iter().copied().reduce(Range::hull).unwrap_or(Range::point(0));
+        let (membrane, output, signed, channel_out) = match &layer.neuron {
+            Neuron::Lif(lif) => {
+                let mut m: Option<Range> = None;
+                for (c, r) in per_channel.iter().enumerate() {
+                    let neg = lif.polarity.as_bytes()[c] == b'-';
+                    let cur = if neg { Range { lo: -r.hi, hi: -r.lo } } else { *r };
+                    let cur = cur.add(Range::point(lif.bias[c] as i64));
+                    let thr = lif.threshold[c] as i64;
+                    let mr = membrane_range(cur, thr, lif.leak, lif.reset, lif.fire, t);
+                    m = Some(m.map_or(mr, |x| x.hull(mr)));
+                }
+                let out = Range { lo: 0, hi: output_max(layer) };
+                let ch = vec![out; per_channel.len()];
+                (m, out, false, ch)
+            }
+            Neuron::None { bias } => {
+                let ch: Vec<Range> = per_channel
+                    .iter()
+                    .zip(bias)
+                    .map(|(r, &b)| r.add(Range::point(b as i64)))
+                    .collect();
+                let out = ch.iter().copied().reduce(Range::hull).unwrap_or(Range::point(0));
+                (None, out, true, ch)
+            }
+        };
+        let lw = LayerWidths { acc, membrane, output, output_signed: signed };
+        for (what, bits) in [
+            ("accumulator", lw.acc_bits()),
+            ("membrane", lw.membrane_bits()),
+            ("output", lw.output_bits()),
+        ] {
+            if bits > MAX_BITS {
+                return Err(Problem {
+                    field: format!("layers[{i}]"),
+                    reason: format!(
+                        "the {what} needs {bits} bits; at most {MAX_BITS} are supported \
+                         (smaller weights, biases or thresholds would fit)"
+                    ),
+                });
+            }
+        }
+        if i == model.layers.len() - 1 {
+            let n = (g.output.positions() as i64) * t as i64;
+            let per: Vec<Range> =
+                channel_out.iter().map(|r| Range { lo: r.lo * n, hi: r.hi * n }).collect();
+            logits = per.into_iter().reduce(Range::hull).unwrap_or(Range::point(0));
+            if logits.bits() > MAX_BITS {
+                return Err(Problem {
+                    field: "head".into(),
+                    reason: format!("logits need {} bits; at most {MAX_BITS}", logits.bits()),
+                });
+            }
+        }
+        layers.push(lw);
+        shape = g.output;
+        xmax = output_max(layer);
+    }
+    let classes = model.layers.last().map_or(0, |l| l.out_channels());
+    Ok(Widths { layers, logits, classes })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hard_reset_membrane_without_leak_accumulates_below_threshold() {
+        // current in [−3, 5], threshold 4, IF, hard reset, 3 steps:
+        // below-threshold values can sink to −9 and rise to 3 + 5 = 8.
+        let r = membrane_range(Range { lo: -3, hi: 5 }, 4, Leak::None, Reset::Hard, FireRule::Ge, 3);
+        assert_eq!(r.lo, -9 - 4);
+        assert_eq!(r.hi, 8);
+    }
+
+    #[test]
+    fn decay_leak_is_monotone() {
+        for s in 1..5 {
+            let f = |x: i64| x - (x >> s);
+            for x in -100..100 {
+                assert!(f(x + 1) >= f(x));
+            }
+        }
+    }
+}
