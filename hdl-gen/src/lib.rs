@@ -1,1 +1,379 @@
-//! placeholder
+//! spikeforge-hdl-gen: lowers a validated hardware model and a folding to a streaming
+//! Verilog-2005 design: one file per module, ROM images as hex files, and `manifest.json`
+//! describing ports, stream layouts, folding and cycle estimates.
+//!
+//! Output is a pure function of (model, folding, generator version): same input, same bytes.
+#![warn(missing_docs)]
+
+pub mod fold;
+pub mod mvu;
+pub mod names;
+pub mod rtl;
+pub mod stream;
+pub mod top;
+pub mod vlog;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use spikeforge_model::geometry::model_geometry;
+use spikeforge_model::ir::{Model, Neuron};
+use spikeforge_model::weights::weight_values;
+use spikeforge_model::widths::{self, Widths};
+use thiserror::Error;
+
+pub use fold::{FoldError, FoldOverride, Folding, LayerFold};
+use names::Names;
+use rtl::LayerCtx;
+
+/// Name and version of this generator, written into every generated file.
+pub const GENERATOR: &str = concat!("spikeforge-hdl-gen ", env!("CARGO_PKG_VERSION"));
+
+/// Why a design could not be generated or written.
+#[derive(Debug, Error)]
+pub enum GenError {
+    /// The folding is not possible.
+    #[error(transparent)]
+    Fold(#[from] FoldError),
+    /// The model failed width analysis.
+    #[error("model: {0}")]
+    Model(String),
+    /// Writing the output failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// The input stream of a design.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputStream {
+    /// Width of `s_axis_tdata`.
+    pub tdata_bits: u32,
+    /// Pixels per beat.
+    pub pixels_per_beat: u32,
+    /// Bits per pixel value.
+    pub pixel_bits: u32,
+    /// Channels per pixel.
+    pub channels: u32,
+    /// Beats per image.
+    pub beats_per_image: u32,
+    /// Layout, in words.
+    pub layout: String,
+}
+
+/// The output stream of a design.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputStream {
+    /// Width of `m_axis_tdata`.
+    pub tdata_bits: u32,
+    /// Number of classes.
+    pub classes: u32,
+    /// Bits of the class index.
+    pub class_bits: u32,
+    /// Bits of one signed logit.
+    pub logit_bits: u32,
+    /// Layout, in words.
+    pub layout: String,
+}
+
+/// One layer in the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerManifest {
+    /// Layer name.
+    pub name: String,
+    /// `collect` (dense) or `window` (convolution).
+    pub front: String,
+    /// Folding.
+    pub fold: LayerFold,
+    /// Fan-in N.
+    pub fan_in: u32,
+    /// Output map height (after pooling).
+    pub height: u32,
+    /// Output map width.
+    pub width: u32,
+    /// Output channels.
+    pub channels: u32,
+    /// Bits of one value on the output stream / tap.
+    pub value_bits: u32,
+    /// Whether output values are signed.
+    pub value_signed: bool,
+    /// Width of the tap (one beat: steps × channels × value bits).
+    pub tap_bits: u32,
+    /// Accumulator width used.
+    pub acc_bits: u32,
+    /// Membrane width used (0 without a neuron).
+    pub membrane_bits: u32,
+    /// Estimated cycles this layer needs per image.
+    pub cycles_per_image: u64,
+}
+
+/// `manifest.json`: what a user or a harness needs to drive the design.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Generator name and version.
+    pub generator: String,
+    /// Model name.
+    pub model_name: String,
+    /// SHA-256 of the model's canonical JSON.
+    pub model_hash: String,
+    /// Synthesis top module.
+    pub top: String,
+    /// Core module (top plus taps; the co-simulation top).
+    pub core: String,
+    /// Verilog sources, leaves first.
+    pub sources: Vec<String>,
+    /// ROM images read with `$readmemh` relative to the `ROM_DIR` parameter (default: the
+    /// working directory).
+    pub rom_files: Vec<String>,
+    /// Time steps.
+    pub time_steps: u32,
+    /// Clock and reset.
+    pub clock: String,
+    /// Input stream.
+    pub input: InputStream,
+    /// Output stream.
+    pub output: OutputStream,
+    /// Per layer.
+    pub layers: Vec<LayerManifest>,
+    /// Folding used.
+    pub folding: Folding,
+    /// Estimated cycles per image in steady state (the slowest stage).
+    pub cycles_per_image: u64,
+    /// Estimated cycles from the first pixel to the result (an upper bound: stages in series).
+    pub latency_cycles: u64,
+}
+
+/// A generated design: file name → contents, and its manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Design {
+    /// Every file, by name (sorted).
+    pub files: BTreeMap<String, String>,
+    /// The manifest (also in `files` as `manifest.json`).
+    pub manifest: Manifest,
+}
+
+fn header(model: &Model, hash: &str) -> Vec<String> {
+    vec![
+        format!("Generated by {GENERATOR}. Do not edit: regenerate with `spikeforge gen`."),
+        format!("Model \"{}\", sha256 {hash}.", model.name),
+    ]
+}
+
+/// Hex digits of a little-endian bit vector, most significant digit first.
+fn bits_hex(bits: &[bool]) -> String {
+    let digits = bits.len().div_ceil(4);
+    (0..digits)
+        .rev()
+        .map(|d| {
+            let v = (0..4).fold(0u32, |v, b| v | ((*bits.get(d * 4 + b).unwrap_or(&false) as u32) << b));
+            char::from_digit(v, 16).expect("a nibble is a hex digit")
+        })
+        .collect()
+}
+
+fn put_int(bits: &mut [bool], at: usize, width: u32, v: i64) {
+    for b in 0..width as usize {
+        bits[at + b] = (v >> b.min(63)) & 1 == 1;
+    }
+}
+
+/// Weight ROM image: word `nf·SF + sf` holds, for lane `p` and input `i`, the weight of
+/// channel `nf·PE + p` and input `sf·SIMD + i` at bits `(p·SIMD + i)·WB`.
+fn weight_rom(ctx: &LayerCtx) -> String {
+    let (pe, simd, wb) = (ctx.fold.pe as usize, ctx.fold.simd as usize, ctx.weight_bits());
+    let n = ctx.geo.fan_in;
+    let w = weight_values(ctx.layer, n * ctx.geo.synaptic.channels as usize);
+    let mut out = String::new();
+    for nf in 0..ctx.nf() as usize {
+        for sf in 0..ctx.sf() as usize {
+            let mut bits = vec![false; pe * simd * wb as usize];
+            for p in 0..pe {
+                for i in 0..simd {
+                    let v = w[(nf * pe + p) * n + sf * simd + i];
+                    let at = (p * simd + i) * wb as usize;
+                    if wb == 1 {
+                        bits[at] = v > 0;
+                    } else {
+                        put_int(&mut bits, at, wb, v);
+                    }
+                }
+            }
+            out.push_str(&bits_hex(&bits));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Parameter ROM image: word `nf` holds per lane `{polarity, threshold, bias}` (LIF) or
+/// `{bias}` (no neuron), bias in the low bits.
+fn param_rom(ctx: &LayerCtx) -> String {
+    let (pe, vw, lpw) = (ctx.fold.pe as usize, ctx.value_bits(), ctx.lane_param_bits() as usize);
+    let mut out = String::new();
+    for nf in 0..ctx.nf() as usize {
+        let mut bits = vec![false; pe * lpw];
+        for p in 0..pe {
+            let c = nf * pe + p;
+            let at = p * lpw;
+            match &ctx.layer.neuron {
+                Neuron::Lif(l) => {
+                    put_int(&mut bits, at, vw, l.bias[c] as i64);
+                    put_int(&mut bits, at + vw as usize, vw, l.threshold[c] as i64);
+                    bits[at + 2 * vw as usize] = l.polarity.as_bytes()[c] == b'-';
+                }
+                Neuron::None { bias } => put_int(&mut bits, at, vw, bias[c] as i64),
+            }
+        }
+        out.push_str(&bits_hex(&bits));
+        out.push('\n');
+    }
+    out
+}
+
+/// Generates the design of a validated model with a resolved folding.
+pub fn generate(model: &Model, folding: &Folding) -> Result<Design, GenError> {
+    let widths: Widths = widths::analyse(model).map_err(|p| GenError::Model(p.to_string()))?;
+    let geo = model_geometry(model);
+    let names = Names::new(model);
+    let hash = spikeforge_model::model_hash(model);
+    let head_lines = header(model, &hash);
+    let ctxs: Vec<LayerCtx> = model
+        .layers
+        .iter()
+        .enumerate()
+        .map(|(i, layer)| LayerCtx {
+            index: i,
+            layer,
+            geo: geo[i],
+            widths: &widths.layers[i],
+            fold: folding.layers[i],
+            steps: model.time_steps,
+        })
+        .collect();
+    let ppb = folding.pixels_per_beat;
+    let in_bits = ppb * model.input.channels * model.input.pixel_bits;
+    let last = ctxs.last().expect("a validated model has layers");
+    let signed_out = matches!(last.layer.neuron, Neuron::None { .. });
+    let hw = stream::HeadWidths {
+        logit: widths.logit_bits().max(last.out_value_bits() + 1),
+        class: stream::class_bits(widths.classes),
+    };
+    let out_bits = hw.class + widths.classes * hw.logit;
+    let mut modules = Vec::new();
+    let mut files = BTreeMap::new();
+    let mut rom_files = Vec::new();
+    for ctx in &ctxs {
+        modules.push(match top::front_kind(ctx) {
+            "collect" => rtl::collect(ctx, &names, if ctx.index == 0 { ppb } else { 1 }),
+            _ => rtl::window(ctx, &names),
+        });
+        modules.push(mvu::mvu(ctx, &names));
+        if let Some(p) = ctx.layer.pool {
+            modules.push(stream::pool(ctx, &names, p));
+        }
+        files.insert(names.weight_file(ctx.index), weight_rom(ctx));
+        files.insert(names.param_file(ctx.index), param_rom(ctx));
+        rom_files.push(names.weight_file(ctx.index));
+        rom_files.push(names.param_file(ctx.index));
+    }
+    modules.push(stream::head(last, &names, hw, signed_out));
+    modules.push(top::core(&ctxs, &names, in_bits, out_bits));
+    modules.push(top::top(&ctxs, &names, in_bits, out_bits));
+    let mut sources = Vec::new();
+    for m in &modules {
+        let file = format!("{}.v", m.name);
+        files.insert(file.clone(), vlog::print_module(m, &head_lines));
+        sources.push(file);
+    }
+    let t = model.time_steps;
+    let layer_cycles: Vec<u64> =
+        ctxs.iter().map(|c| fold::layer_cycles(&c.geo, c.fold, t)).collect();
+    let manifest = Manifest {
+        generator: GENERATOR.into(),
+        model_name: model.name.clone(),
+        model_hash: hash,
+        top: names.top(),
+        core: names.core(),
+        sources,
+        rom_files,
+        time_steps: t,
+        clock: "clk: rising edge; rst: synchronous, active high".into(),
+        input: InputStream {
+            tdata_bits: in_bits,
+            pixels_per_beat: ppb,
+            pixel_bits: model.input.pixel_bits,
+            channels: model.input.channels,
+            beats_per_image: geo[0].input.positions() as u32 / ppb,
+            layout: "pixels in raster order; pixel p of a beat at bits [(p*channels + c)*pixel_bits +: pixel_bits]".into(),
+        },
+        output: OutputStream {
+            tdata_bits: out_bits,
+            classes: widths.classes,
+            class_bits: hw.class,
+            logit_bits: hw.logit,
+            layout: "class at bits [class_bits-1:0]; signed logit c at [class_bits + c*logit_bits +: logit_bits]".into(),
+        },
+        layers: ctxs
+            .iter()
+            .zip(&layer_cycles)
+            .map(|(c, &cycles)| LayerManifest {
+                name: c.layer.name.clone(),
+                front: top::front_kind(c).into(),
+                fold: c.fold,
+                fan_in: c.geo.fan_in as u32,
+                height: c.geo.output.height,
+                width: c.geo.output.width,
+                channels: c.geo.output.channels,
+                value_bits: c.out_value_bits(),
+                value_signed: matches!(c.layer.neuron, Neuron::None { .. }),
+                tap_bits: c.out_beat_bits(),
+                acc_bits: c.acc_bits(),
+                membrane_bits: if matches!(c.layer.neuron, Neuron::Lif(_)) { c.value_bits() } else { 0 },
+                cycles_per_image: cycles,
+            })
+            .collect(),
+        folding: folding.clone(),
+        cycles_per_image: fold::pipeline_cycles(model, folding),
+        latency_cycles: layer_cycles.iter().sum::<u64>()
+            + (geo[0].input.positions() as u64).div_ceil(ppb as u64),
+    };
+    let mut json = serde_json::to_string_pretty(&manifest).expect("a manifest always serialises");
+    json.push('\n');
+    files.insert("manifest.json".into(), json);
+    Ok(Design { files, manifest })
+}
+
+/// Writes a design into `dir` atomically: everything goes to a temporary directory beside
+/// it, which replaces `dir` only when complete. A failure leaves no partial `dir`.
+pub fn write_design(design: &Design, dir: &Path) -> Result<(), GenError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| GenError::Io { path, source }
+    };
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).map_err(io(&parent))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".spikeforge-gen-")
+        .tempdir_in(&parent)
+        .map_err(io(&parent))?;
+    for (name, text) in &design.files {
+        let p = tmp.path().join(name);
+        std::fs::write(&p, text).map_err(io(&p))?;
+    }
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(io(dir))?;
+    }
+    let kept = tmp.keep();
+    std::fs::rename(&kept, dir).map_err(|e| {
+        let _ = std::fs::remove_dir_all(&kept);
+        GenError::Io { path: dir.to_path_buf(), source: e }
+    })
+}

@@ -1,0 +1,217 @@
+//! Folding: how much of each layer is computed per clock cycle. A layer with `PE` output
+//! channels and `SIMD` inputs per cycle needs `⌈Cout/PE⌉·T·⌈N/SIMD⌉` cycles per output
+//! position (as in FINN's MVAU, `PE` must divide `Cout` and `SIMD` must divide the fan-in
+//! `N`). The input stream carries `pixels_per_beat` pixels per beat.
+
+use serde::{Deserialize, Serialize};
+use spikeforge_model::geometry::{model_geometry, LayerGeometry};
+use spikeforge_model::ir::Synapse;
+use spikeforge_model::Model;
+use thiserror::Error;
+
+/// Cycles a layer spends per output position beyond its multiply-accumulate cycles
+/// (accept, pipeline register, hand-over).
+pub const MVU_OVERHEAD: u64 = 3;
+/// The default folding never spends more than this many synapses per cycle on one layer.
+pub const DEFAULT_MAX_SYNAPSES: u64 = 4096;
+
+/// Folding of one layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerFold {
+    /// Output channels computed in parallel.
+    pub pe: u32,
+    /// Inputs consumed per cycle per output channel.
+    pub simd: u32,
+}
+
+/// Folding of a whole design.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Folding {
+    /// Pixels per input beat.
+    pub pixels_per_beat: u32,
+    /// Per layer.
+    pub layers: Vec<LayerFold>,
+}
+
+/// A folding request that cannot be honoured.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum FoldError {
+    /// A `--fold` argument that does not parse.
+    #[error("--fold `{spec}`: {reason} (expected `LAYER=PE,SIMD` or `input=PIXELS`)")]
+    Syntax {
+        /// The argument.
+        spec: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A folding factor that does not divide what it folds.
+    #[error("layer {layer} ({name}): {what} = {value} does not divide {of}; valid values: {valid:?}")]
+    NotDivisor {
+        /// Layer index.
+        layer: usize,
+        /// Layer name.
+        name: String,
+        /// `PE` or `SIMD`.
+        what: &'static str,
+        /// Requested value.
+        value: u32,
+        /// What it must divide (`Cout = 10`).
+        of: String,
+        /// The divisors.
+        valid: Vec<u32>,
+    },
+    /// Pixels per beat that the design cannot take.
+    #[error("input: {value} pixels per beat {reason}; valid values: {valid:?}")]
+    PixelsPerBeat {
+        /// Requested value.
+        value: u32,
+        /// Why not.
+        reason: String,
+        /// What would work.
+        valid: Vec<u32>,
+    },
+}
+
+/// One parsed `--fold` argument.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FoldOverride {
+    /// `LAYER=PE,SIMD`, the layer by index or name.
+    Layer(String, LayerFold),
+    /// `input=PIXELS`.
+    Input(u32),
+}
+
+/// Parses `LAYER=PE,SIMD` or `input=PIXELS`.
+pub fn parse_override(spec: &str) -> Result<FoldOverride, FoldError> {
+    let err = |reason: &str| FoldError::Syntax { spec: spec.into(), reason: reason.into() };
+    let (lhs, rhs) = spec.split_once('=').ok_or_else(|| err("missing `=`"))?;
+    let num = |s: &str| -> Result<u32, FoldError> {
+        s.trim().parse::<u32>().ok().filter(|&v| v > 0).ok_or_else(|| err("factors are positive integers"))
+    };
+    if lhs == "input" {
+        return Ok(FoldOverride::Input(num(rhs)?));
+    }
+    let (pe, simd) = rhs.split_once(',').ok_or_else(|| err("expected PE,SIMD after `=`"))?;
+    Ok(FoldOverride::Layer(lhs.to_string(), LayerFold { pe: num(pe)?, simd: num(simd)? }))
+}
+
+/// Divisors of `n`, ascending.
+pub fn divisors(n: u32) -> Vec<u32> {
+    (1..=n).filter(|d| n % d == 0).collect()
+}
+
+/// Cycles layer `geo` needs per image with folding `f` over `t` time steps.
+pub fn layer_cycles(geo: &LayerGeometry, f: LayerFold, t: u32) -> u64 {
+    let nf = (geo.synaptic.channels / f.pe) as u64;
+    let sf = (geo.fan_in as u32 / f.simd) as u64;
+    geo.synaptic.positions() as u64 * (nf * t as u64 * sf + MVU_OVERHEAD)
+}
+
+/// Cycles per image of the whole pipeline: its slowest stage.
+pub fn pipeline_cycles(model: &Model, folding: &Folding) -> u64 {
+    let geo = model_geometry(model);
+    let input = (geo[0].input.positions() as u64).div_ceil(folding.pixels_per_beat as u64);
+    geo.iter()
+        .zip(&folding.layers)
+        .enumerate()
+        .map(|(i, (g, f))| {
+            // A window generator takes one input position per cycle.
+            let feed = if i == 0 { input } else { g.input.positions() as u64 };
+            layer_cycles(g, *f, model.time_steps).max(feed)
+        })
+        .max()
+        .unwrap_or(0)
+        .max(input)
+}
+
+/// The smallest folding (fewest synapses per cycle) of one layer meeting `target` cycles,
+/// or the fastest one within [`DEFAULT_MAX_SYNAPSES`].
+fn default_layer_fold(geo: &LayerGeometry, t: u32, target: u64) -> LayerFold {
+    let mut best: Option<(u64, u64, LayerFold)> = None;
+    for pe in divisors(geo.synaptic.channels) {
+        for simd in divisors(geo.fan_in as u32) {
+            let f = LayerFold { pe, simd };
+            let area = pe as u64 * simd as u64;
+            if area > DEFAULT_MAX_SYNAPSES && (pe, simd) != (1, 1) {
+                continue;
+            }
+            let cycles = layer_cycles(geo, f, t);
+            // Meeting the target beats not meeting it; then less area; then fewer cycles.
+            let key = (cycles.max(target), area);
+            if best.is_none_or(|(c, a, _)| key < (c, a)) {
+                best = Some((key.0, key.1, f));
+            }
+        }
+    }
+    best.map(|b| b.2).unwrap_or(LayerFold { pe: 1, simd: 1 })
+}
+
+/// Resolves the folding of a validated model: defaults balanced to the input rate, then the
+/// overrides, then checks.
+pub fn resolve(model: &Model, overrides: &[FoldOverride]) -> Result<Folding, FoldError> {
+    let geo = model_geometry(model);
+    let mut ppb = 1;
+    for o in overrides {
+        if let FoldOverride::Input(p) = o {
+            ppb = *p;
+        }
+    }
+    let positions = geo[0].input.positions() as u32;
+    let dense_first = matches!(model.layers[0].synapse, Synapse::Dense { .. });
+    if ppb > 1 && (!dense_first || positions % ppb != 0) {
+        return Err(FoldError::PixelsPerBeat {
+            value: ppb,
+            reason: if dense_first {
+                format!("does not divide the {positions} pixels of an image")
+            } else {
+                "needs a dense first layer (a convolution's line buffer takes one pixel per cycle)"
+                    .into()
+            },
+            valid: if dense_first { divisors(positions) } else { vec![1] },
+        });
+    }
+    let target = (positions / ppb) as u64;
+    let mut layers: Vec<LayerFold> =
+        geo.iter().map(|g| default_layer_fold(g, model.time_steps, target)).collect();
+    for o in overrides {
+        let FoldOverride::Layer(which, f) = o else { continue };
+        let i = which
+            .parse::<usize>()
+            .ok()
+            .filter(|&i| i < model.layers.len())
+            .or_else(|| model.layers.iter().position(|l| &l.name == which))
+            .ok_or_else(|| FoldError::Syntax {
+                spec: format!("{which}={},{}", f.pe, f.simd),
+                reason: format!(
+                    "no layer `{which}`: use an index 0..{} or a layer name",
+                    model.layers.len()
+                ),
+            })?;
+        layers[i] = *f;
+    }
+    for (i, (g, f)) in geo.iter().zip(&layers).enumerate() {
+        let name = model.layers[i].name.clone();
+        let cout = g.synaptic.channels;
+        if cout % f.pe != 0 {
+            return Err(FoldError::NotDivisor {
+                layer: i,
+                name,
+                what: "PE",
+                value: f.pe,
+                of: format!("Cout = {cout}"),
+                valid: divisors(cout),
+            });
+        }
+        if g.fan_in as u32 % f.simd != 0 {
+            return Err(FoldError::NotDivisor {
+                layer: i,
+                name,
+                what: "SIMD",
+                value: f.simd,
+                of: format!("fan-in N = {}", g.fan_in),
+                valid: divisors(g.fan_in as u32),
+            });
+        }
+    }
+    Ok(Folding { pixels_per_beat: ppb, layers })
+}

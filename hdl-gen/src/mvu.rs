@@ -1,0 +1,358 @@
+//! The matrix-vector unit of a layer and its neuron. A window is latched into `win`; then for
+//! every neuron fold `nf`, time step `t` and synapse fold `sf` (in that nesting) one
+//! operation reads a weight word and an input word (registered reads, so the weight ROM maps
+//! to block RAM) and, a cycle later, `PE` lanes accumulate `SIMD` products each. At the last
+//! synapse fold of a step each lane runs one neuron step; its membrane stays in a register
+//! across the `T` steps of the position.
+
+use spikeforge_model::ir::{FireRule, Leak, Neuron, Reset};
+
+use crate::names::{self, Names};
+use crate::rtl::{index_bits, sext, stream_ports, zext, LayerCtx};
+use crate::vlog::*;
+
+/// The `dot` function: one lane's partial sum over `SIMD` inputs.
+fn dot_function(ctx: &LayerCtx) -> Item {
+    let simd = ctx.fold.simd;
+    let xb = ctx.geo.input_bits;
+    let wb = ctx.weight_bits();
+    let aw = ctx.acc_bits();
+    let reg = |name: &str, width| Decl { kind: Kind::Reg, name: name.into(), width, signed: false, depth: None };
+    let i = || id("i");
+    let x_i = || if xb == 1 { id("x").idx(i()) } else { id("x").part(i().mul(Expr::Int(xb as i64)), xb) };
+    let w_i = || if wb == 1 { id("w").idx(i()) } else { id("w").part(i().mul(Expr::Int(wb as i64)), wb) };
+    let (locals, body) = match (ctx.layer.is_binary(), xb == 1) {
+        // ±1 weights on spikes: 2·popcount(x ∧ w) − popcount(x).
+        (true, true) => (
+            vec![reg("agree", aw), reg("total", aw)],
+            vec![
+                Stmt::Set(id("agree"), lit(aw, 0)),
+                Stmt::Set(id("total"), lit(aw, 0)),
+                Stmt::For(
+                    "i".into(),
+                    0,
+                    simd as i64,
+                    vec![
+                        Stmt::Set(id("agree"), id("agree").add(zext(x_i().band(w_i()), 1, aw))),
+                        Stmt::Set(id("total"), id("total").add(zext(x_i(), 1, aw))),
+                    ],
+                ),
+                Stmt::Set(id("dot"), id("agree").shl(Expr::Int(1)).sub(id("total"))),
+            ],
+        ),
+        // ±1 weights on multi-bit inputs: add or subtract the input.
+        (true, false) => (
+            vec![reg("xv", aw)],
+            vec![
+                Stmt::Set(id("dot"), lit(aw, 0)),
+                Stmt::For(
+                    "i".into(),
+                    0,
+                    simd as i64,
+                    vec![
+                        Stmt::Set(id("xv"), zext(x_i(), xb, aw)),
+                        Stmt::Set(id("dot"), w_i().cond(id("dot").add(id("xv")), id("dot").sub(id("xv")))),
+                    ],
+                ),
+            ],
+        ),
+        // Integer weights on spikes: add or skip the weight, no multiplier.
+        (false, true) => (
+            vec![],
+            vec![
+                Stmt::Set(id("dot"), lit(aw, 0)),
+                Stmt::For(
+                    "i".into(),
+                    0,
+                    simd as i64,
+                    vec![when(x_i(), vec![Stmt::Set(id("dot"), id("dot").add(sext(w_i(), wb, aw)))])],
+                ),
+            ],
+        ),
+        // Integer weights on pixels or pooled counts: multiply-accumulate.
+        (false, false) => (
+            vec![reg("xv", aw), reg("wv", aw)],
+            vec![
+                Stmt::Set(id("dot"), lit(aw, 0)),
+                Stmt::For(
+                    "i".into(),
+                    0,
+                    simd as i64,
+                    vec![
+                        Stmt::Set(id("xv"), zext(x_i(), xb, aw)),
+                        Stmt::Set(id("wv"), sext(w_i(), wb, aw)),
+                        Stmt::Set(id("dot"), id("dot").add(id("wv").mul(id("xv")))),
+                    ],
+                ),
+            ],
+        ),
+    };
+    Item::Function {
+        name: "dot".into(),
+        width: aw,
+        inputs: vec![("x".into(), simd * xb), ("w".into(), simd * wb)],
+        locals,
+        integers: vec!["i".into()],
+        body,
+    }
+}
+
+/// Generates the MVU + neuron module of a layer.
+pub fn mvu(ctx: &LayerCtx, names: &Names) -> Module {
+    let g = &ctx.geo;
+    let (t, ti) = (ctx.steps, g.input_steps);
+    let (pe, simd) = (ctx.fold.pe, ctx.fold.simd);
+    let (nf, sf) = (ctx.nf(), ctx.sf());
+    let (xb, wb, aw, vw) = (g.input_bits, ctx.weight_bits(), ctx.acc_bits(), ctx.value_bits());
+    let cout = g.synaptic.channels;
+    let ob = ctx.neuron_bits();
+    let out_w = t * cout * ob;
+    let mut m = Module::new(
+        names.layer_module(ctx.index, "mvu"),
+        vec![format!(
+            "Layer {} ({}): {} synapses, fan-in {}, {} outputs; PE = {pe}, SIMD = {simd}: \
+             {} cycles per position.",
+            ctx.index,
+            ctx.layer.name,
+            if ctx.layer.is_binary() { "binary" } else { "integer" },
+            g.fan_in,
+            cout,
+            nf * t * sf
+        )],
+    );
+    m.params.push(("ROM_DIR".into(), Expr::Str(String::new())));
+    stream_ports(&mut m, ctx.window_bits(), out_w, true);
+    m.items.push(dot_function(ctx));
+    m.comment("Window store, weight ROM (PE x SIMD weights per word) and neuron parameter ROM.");
+    let win = m.mem("win", simd * xb, ti * sf);
+    let wrom = m.mem("wrom", pe * simd * wb, nf * sf);
+    let prm = m.mem("prm", pe * ctx.lane_param_bits(), nf);
+    let dir = id("ROM_DIR");
+    m.items.push(Item::Initial(vec![
+        Stmt::Task("$readmemh".into(), vec![cat(vec![dir.clone(), Expr::Str(names.weight_file(ctx.index))]), wrom.clone()]),
+        Stmt::Task("$readmemh".into(), vec![cat(vec![dir, Expr::Str(names.param_file(ctx.index))]), prm.clone()]),
+    ]));
+    let (nfw, tw, sfw) = (index_bits(nf as u64), index_bits(t as u64), index_bits(sf as u64));
+    let (waw, xaw) = (index_bits((nf * sf) as u64), index_bits((ti * sf) as u64));
+    m.comment("Control: operation counters (stage A) and the registered operands (stage B).");
+    let busy = m.reg("busy", 1);
+    let issuing = m.reg("issuing", 1);
+    let drain = m.reg("drain", 1);
+    let nf_a = m.reg("nf_a", nfw);
+    let t_a = m.reg("t_a", tw);
+    let sf_a = m.reg("sf_a", sfw);
+    let wa = m.reg("wa", waw);
+    let xa = m.reg("xa", xaw);
+    let w_q = m.reg("w_q", pe * simd * wb);
+    let x_q = m.reg("x_q", simd * xb);
+    let b_v = m.reg("b_v", 1);
+    let b_first = m.reg("b_first", 1);
+    let b_last = m.reg("b_last", 1);
+    let b_end = m.reg("b_end", 1);
+    // With one time step there is no step to carry a membrane across.
+    let b_t = (t > 1).then(|| m.reg("b_t", tw));
+    let b_nf = m.reg("b_nf", nfw);
+    let obuf = m.reg("obuf", out_w);
+    m.assign(id("in_ready"), busy.clone().not());
+    let accept = m.wire_eq("accept", 1, id("in_valid").and(busy.clone().not()));
+    let last_sf = m.wire_eq("last_sf", 1, sf_a.clone().eq(lit(sfw, (sf - 1) as u64)));
+    let last_t = m.wire_eq("last_t", 1, t_a.clone().eq(lit(tw, (t - 1) as u64)));
+    let last_nf = m.wire_eq("last_nf", 1, nf_a.clone().eq(lit(nfw, (nf - 1) as u64)));
+    let prm_b = m.wire_eq("prm_b", pe * ctx.lane_param_bits(), prm.idx(b_nf.clone()));
+    let obw = index_bits(out_w as u64);
+    let mut obase = zext(b_nf.clone(), nfw, obw).mul(lit(obw, (pe * ob) as u64));
+    if let Some(bt) = &b_t {
+        obase = zext(bt.clone(), tw, obw).mul(lit(obw, (cout * ob) as u64)).add(obase);
+    }
+    let obase = if out_w > ob { m.wire_eq("obase", obw, obase) } else { lit(1, 0) };
+    let mut lane_updates = Vec::new();
+    for p in 0..pe {
+        lane_updates.extend(lane(
+            &mut m, ctx, p, &w_q, &x_q, &b_first, &b_last, &b_t, &prm_b, &obuf, &obase, obw, aw, vw,
+        ));
+    }
+    let xa_next_t = if ti == 1 { lit(xaw, 0) } else { xa.clone().add(lit(xaw, 1)) };
+    let mut issue = vec![
+        Stmt::Nb(w_q, wrom.idx(wa.clone())),
+        Stmt::Nb(x_q, win.clone().idx(xa.clone())),
+        Stmt::Nb(b_v.clone(), one()),
+        Stmt::Nb(b_first, sf_a.clone().eq(lit(sfw, 0))),
+        Stmt::Nb(b_last, last_sf.clone()),
+        Stmt::Nb(b_nf, nf_a.clone()),
+        Stmt::Nb(b_end.clone(), last_sf.clone().and(last_t.clone()).and(last_nf.clone())),
+        Stmt::If(
+            last_sf.not(),
+            vec![
+                Stmt::Nb(sf_a.clone(), sf_a.clone().add(lit(sfw, 1))),
+                Stmt::Nb(wa.clone(), wa.clone().add(lit(waw, 1))),
+                Stmt::Nb(xa.clone(), xa.clone().add(lit(xaw, 1))),
+            ],
+            vec![
+                Stmt::Nb(sf_a.clone(), lit(sfw, 0)),
+                Stmt::If(
+                    last_t.not(),
+                    vec![
+                        Stmt::Nb(t_a.clone(), t_a.clone().add(lit(tw, 1))),
+                        Stmt::Nb(wa.clone(), wa.clone().sub(lit(waw, (sf - 1) as u64))),
+                        Stmt::Nb(xa.clone(), xa_next_t),
+                    ],
+                    vec![
+                        Stmt::Nb(t_a.clone(), lit(tw, 0)),
+                        Stmt::Nb(xa.clone(), lit(xaw, 0)),
+                        Stmt::If(
+                            last_nf.not(),
+                            vec![
+                                Stmt::Nb(nf_a.clone(), nf_a.clone().add(lit(nfw, 1))),
+                                Stmt::Nb(wa.clone(), wa.clone().add(lit(waw, 1))),
+                            ],
+                            vec![Stmt::Nb(issuing.clone(), zero())],
+                        ),
+                    ],
+                ),
+            ],
+        ),
+    ];
+    if let Some(bt) = b_t.clone() {
+        issue.push(Stmt::Nb(bt, t_a.clone()));
+    }
+    let e = id("e");
+    m.items.push(Item::Integer("e".into()));
+    let load = vec![
+        Stmt::For(
+            "e".into(),
+            0,
+            (ti * sf) as i64,
+            vec![Stmt::Nb(win.idx(e.clone()), id("in_data").part(e.mul(Expr::Int((simd * xb) as i64)), simd * xb))],
+        ),
+        Stmt::Nb(busy.clone(), one()),
+        Stmt::Nb(issuing.clone(), one()),
+        Stmt::Nb(nf_a.clone(), lit(nfw, 0)),
+        Stmt::Nb(t_a.clone(), lit(tw, 0)),
+        Stmt::Nb(sf_a.clone(), lit(sfw, 0)),
+        Stmt::Nb(wa.clone(), lit(waw, 0)),
+        Stmt::Nb(xa.clone(), lit(xaw, 0)),
+    ];
+    m.comment("Sequencing: accept a window, issue NF x T x SF operations, hand the result over.");
+    m.seq(vec![Stmt::If(
+        id(names::RST),
+        vec![
+            Stmt::Nb(busy.clone(), zero()),
+            Stmt::Nb(issuing.clone(), zero()),
+            Stmt::Nb(drain.clone(), zero()),
+            Stmt::Nb(b_v.clone(), zero()),
+            Stmt::Nb(id("out_valid"), zero()),
+        ],
+        vec![
+            when(accept, load),
+            Stmt::If(issuing, issue, vec![Stmt::Nb(b_v.clone(), zero())]),
+            when(b_v.and(b_end), vec![Stmt::Nb(drain.clone(), one())]),
+            when(id("out_valid").and(id("out_ready")), vec![Stmt::Nb(id("out_valid"), zero())]),
+            when(
+                drain.clone().and(id("out_valid").not().or(id("out_ready"))),
+                vec![
+                    Stmt::Nb(id("out_valid"), one()),
+                    Stmt::Nb(id("out_data"), obuf),
+                    Stmt::Nb(drain, zero()),
+                    Stmt::Nb(busy, zero()),
+                ],
+            ),
+        ],
+    )]);
+    m.comment("Lanes: accumulate, then one neuron step at the last synapse fold of a step.");
+    m.seq(lane_updates);
+    m
+}
+
+/// One lane: its accumulator, neuron and result write; returns its sequential statements.
+#[allow(clippy::too_many_arguments)]
+fn lane(
+    m: &mut Module,
+    ctx: &LayerCtx,
+    p: u32,
+    w_q: &Expr,
+    x_q: &Expr,
+    b_first: &Expr,
+    b_last: &Expr,
+    b_t: &Option<Expr>,
+    prm_b: &Expr,
+    obuf: &Expr,
+    obase: &Expr,
+    obw: u32,
+    aw: u32,
+    vw: u32,
+) -> Vec<Stmt> {
+    let simd = ctx.fold.simd;
+    let wb = ctx.weight_bits();
+    let lpw = ctx.lane_param_bits();
+    let ob = ctx.neuron_bits();
+    let dot = m.wire_eq(
+        &format!("dot{p}"),
+        aw,
+        Expr::Call("dot".into(), vec![x_q.clone(), w_q.clone().part(Expr::Int((p * simd * wb) as i64), simd * wb)]),
+    );
+    let acc = m.reg(&format!("acc{p}"), aw);
+    let sum = m.wire_eq(&format!("sum{p}"), aw, b_first.clone().cond(lit(aw, 0), acc.clone()).add(dot));
+    let bias = m.swire_eq(&format!("bias{p}"), vw, prm_b.clone().part(Expr::Int((p * lpw) as i64), vw));
+    let sum_v = sext(sum.clone(), aw, vw);
+    let out_w = ctx.steps * ctx.geo.synaptic.channels * ob;
+    let bit = if out_w > ob {
+        m.wire_eq(&format!("obit{p}"), obw, obase.clone().add(lit(obw, (p * ob) as u64)))
+    } else {
+        lit(1, 0)
+    };
+    let mut stmts = vec![when(id("b_v"), vec![Stmt::Nb(acc, sum.clone())])];
+    match &ctx.layer.neuron {
+        Neuron::Lif(lif) => {
+            let thr = m.swire_eq(&format!("thr{p}"), vw, prm_b.clone().part(Expr::Int((p * lpw + vw) as i64), vw));
+            let pol = m.wire_eq(&format!("pol{p}"), 1, prm_b.clone().part(Expr::Int((p * lpw + 2 * vw) as i64), 1));
+            let cur = m.swire_eq(&format!("cur{p}"), vw, pol.cond(sum_v.clone().neg(), sum_v).add(bias));
+            let tw = index_bits(ctx.steps as u64);
+            let v = b_t.as_ref().map(|_| m.sreg(&format!("v{p}"), vw));
+            let prev = match (b_t, &v) {
+                (Some(bt), Some(v)) => m.swire_eq(
+                    &format!("prev{p}"),
+                    vw,
+                    bt.clone().eq(lit(tw, 0)).cond(slit(vw, 0), v.clone()),
+                ),
+                _ => slit(vw, 0),
+            };
+            let leaked = match lif.leak {
+                Leak::None => prev,
+                Leak::Shift { shift } => prev.ashr(Expr::Int(shift as i64)),
+                Leak::Decay { shift } => prev.clone().sub(prev.ashr(Expr::Int(shift as i64))),
+            };
+            let vn = m.swire_eq(&format!("vn{p}"), vw, leaked.add(cur));
+            let fire = match lif.fire {
+                FireRule::Ge => vn.clone().ge(thr.clone()),
+                FireRule::Gt => vn.clone().gt(thr.clone()),
+            };
+            let fire = m.wire_eq(&format!("fire{p}"), 1, fire);
+            let after = match lif.reset {
+                Reset::Hard => slit(vw, 0),
+                Reset::Subtract => vn.clone().sub(thr),
+            };
+            let mut update = vec![];
+            if let Some(v) = v {
+                update.push(Stmt::Nb(v, fire.clone().cond(after, vn)));
+            }
+            update.push(if out_w == 1 {
+                        Stmt::Nb(obuf.clone(), fire)
+                    } else {
+                        Stmt::Nb(obuf.clone().idx(bit), fire)
+                    });
+            stmts.push(when(id("b_v").and(b_last.clone()), update));
+        }
+        Neuron::None { .. } => {
+            let val = m.swire_eq(&format!("val{p}"), vw, sum_v.add(bias));
+            stmts.push(when(
+                id("b_v").and(b_last.clone()),
+                vec![if out_w == ob {
+                    Stmt::Nb(obuf.clone(), val.slice(ob - 1, 0))
+                } else {
+                    Stmt::Nb(obuf.clone().part(bit, ob), val.slice(ob - 1, 0))
+                }],
+            ));
+        }
+    }
+    stmts
+}

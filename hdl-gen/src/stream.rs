@@ -1,0 +1,181 @@
+//! Stream stages after the neurons: 2×2 pooling of spike maps and the GAP/argmax head.
+
+use spikeforge_model::geometry::bits_unsigned;
+use spikeforge_model::ir::Pool;
+
+use crate::names::{self, Names};
+use crate::rtl::{index_bits, sext, stream_ports, zext, LayerCtx};
+use crate::vlog::*;
+
+/// 2×2 stride-2 pooling (OR or SUM) of a `[step][channel]` spike stream in raster order.
+/// Even columns are held, odd columns pair up; even rows park their pairs in a row buffer,
+/// odd rows complete them. An odd last row or column is consumed and dropped.
+pub fn pool(ctx: &LayerCtx, names: &Names, kind: Pool) -> Module {
+    let syn = ctx.geo.synaptic;
+    let (h, w) = (syn.height, syn.width);
+    let fields = ctx.steps * syn.channels;
+    let pb = if kind == Pool::Sum { 2 } else { 1 };
+    let ob = kind.value_bits();
+    let mut m = Module::new(
+        names.layer_module(ctx.index, "pool"),
+        vec![format!(
+            "Layer {} ({}): 2x2 {} pooling of a {h}x{w} spike map, {fields} spikes per position.",
+            ctx.index,
+            ctx.layer.name,
+            if kind == Pool::Or { "OR" } else { "SUM" }
+        )],
+    );
+    stream_ports(&mut m, fields, fields * ob, true);
+    let (xw, yw) = (index_bits(w as u64), index_bits(h as u64));
+    let x = m.reg("x", xw);
+    let y = m.reg("y", yw);
+    let hold = m.reg("hold", fields);
+    let rowbuf = m.mem("rowbuf", fields * pb, w / 2);
+    let ri = if w / 2 == 1 { lit(1, 0) } else { x.clone().slice(index_bits((w / 2) as u64), 1) };
+    let parked = m.wire_eq("parked", fields * pb, rowbuf.clone().idx(ri.clone()));
+    let (pair, quad) = match kind {
+        Pool::Or => (hold.clone().bor(id("in_data")), parked.bor(id("pair"))),
+        Pool::Sum => {
+            let f = |e: Expr, i: u32, b: u32| e.slice(i * b + b - 1, i * b);
+            let pairs = (0..fields)
+                .rev()
+                .map(|i| zext(f(hold.clone(), i, 1), 1, 2).add(zext(f(id("in_data"), i, 1), 1, 2)))
+                .collect();
+            let quads = (0..fields)
+                .rev()
+                .map(|i| zext(f(parked.clone(), i, 2), 2, 3).add(zext(f(id("pair"), i, 2), 2, 3)))
+                .collect();
+            (cat(pairs), cat(quads))
+        }
+    };
+    let pair = m.wire_eq("pair", fields * pb, pair);
+    let quad = m.wire_eq("quad", fields * ob, quad);
+    m.assign(id("in_ready"), id("out_valid").not().or(id("out_ready")));
+    let accept = m.wire_eq("accept", 1, id("in_valid").and(id("in_ready")));
+    let odd = |e: &Expr| e.clone().bit(0);
+    m.seq(vec![Stmt::If(
+        id(names::RST),
+        vec![
+            Stmt::Nb(x.clone(), lit(xw, 0)),
+            Stmt::Nb(y.clone(), lit(yw, 0)),
+            Stmt::Nb(id("out_valid"), zero()),
+        ],
+        vec![
+            when(id("out_valid").and(id("out_ready")), vec![Stmt::Nb(id("out_valid"), zero())]),
+            when(
+                accept,
+                vec![
+                    Stmt::If(
+                        odd(&x).not(),
+                        vec![Stmt::Nb(hold, id("in_data"))],
+                        vec![Stmt::If(
+                            odd(&y).not(),
+                            vec![Stmt::Nb(rowbuf.idx(ri), pair)],
+                            vec![Stmt::Nb(id("out_valid"), one()), Stmt::Nb(id("out_data"), quad)],
+                        )],
+                    ),
+                    Stmt::If(
+                        x.clone().eq(lit(xw, (w - 1) as u64)),
+                        vec![
+                            Stmt::Nb(x.clone(), lit(xw, 0)),
+                            Stmt::Nb(
+                                y.clone(),
+                                y.clone().eq(lit(yw, (h - 1) as u64)).cond(lit(yw, 0), y.clone().add(lit(yw, 1))),
+                            ),
+                        ],
+                        vec![Stmt::Nb(x.clone(), x.add(lit(xw, 1)))],
+                    ),
+                ],
+            ),
+        ],
+    )]);
+    m
+}
+
+/// Widths of the head's output beat.
+#[derive(Debug, Clone, Copy)]
+pub struct HeadWidths {
+    /// Bits of one logit.
+    pub logit: u32,
+    /// Bits of the class index.
+    pub class: u32,
+}
+
+/// The GAP/argmax head: sums the last layer's values over positions and steps per class,
+/// then emits `{logit[C-1], …, logit[0], class}` (class in the low bits).
+pub fn head(last: &LayerCtx, names: &Names, hw: HeadWidths, signed_in: bool) -> Module {
+    let out = last.geo.output;
+    let classes = out.channels;
+    let ob = last.out_value_bits();
+    let steps = last.steps;
+    let positions = out.positions() as u32;
+    let (lw, cb) = (hw.logit, hw.class);
+    let mut m = Module::new(
+        names.head(),
+        vec![format!(
+            "GAP/argmax head: {classes} logits summed over {positions} positions x {steps} steps; \
+             ties go to the lowest class index."
+        )],
+    );
+    stream_ports(&mut m, steps * classes * ob, cb + classes * lw, true);
+    m.assign(id("in_ready"), id("out_valid").not().or(id("out_ready")));
+    let accept = m.wire_eq("accept", 1, id("in_valid").and(id("in_ready")));
+    let mut logits = vec![];
+    let mut next = vec![];
+    for c in 0..classes {
+        let lg = m.sreg(&format!("lg{c}"), lw);
+        let mut sum = lg.clone();
+        for t in 0..steps {
+            let lo = (t * classes + c) * ob;
+            let f = id("in_data").slice(lo + ob - 1, lo);
+            sum = sum.add(if signed_in { sext(f, ob, lw) } else { zext(f, ob, lw) });
+        }
+        next.push(m.swire_eq(&format!("nl{c}"), lw, sum));
+        logits.push(lg);
+    }
+    // Argmax chain: a later class wins only when strictly greater.
+    let (mut bv, mut bi) = (next[0].clone(), lit(cb, 0));
+    for c in 1..classes {
+        let take = m.wire_eq(&format!("take{c}"), 1, next[c as usize].clone().gt(bv.clone()));
+        bi = m.wire_eq(&format!("bi{c}"), cb, take.clone().cond(lit(cb, c as u64), bi));
+        if c + 1 < classes {
+            bv = m.swire_eq(&format!("bv{c}"), lw, take.cond(next[c as usize].clone(), bv));
+        }
+    }
+    let mut beat: Vec<Expr> = next.iter().rev().cloned().collect();
+    beat.push(bi);
+    let finish = {
+        let mut v = vec![Stmt::Nb(id("out_valid"), one()), Stmt::Nb(id("out_data"), cat(beat))];
+        v.extend(logits.iter().map(|l| Stmt::Nb(l.clone(), slit(lw, 0))));
+        v
+    };
+    let keep: Vec<Stmt> = logits.iter().zip(&next).map(|(l, n)| Stmt::Nb(l.clone(), n.clone())).collect();
+    let mut reset: Vec<Stmt> = logits.iter().map(|l| Stmt::Nb(l.clone(), slit(lw, 0))).collect();
+    reset.push(Stmt::Nb(id("out_valid"), zero()));
+    let on_accept = if positions == 1 {
+        finish
+    } else {
+        let pw = index_bits(positions as u64);
+        let count = m.reg("count", pw);
+        reset.push(Stmt::Nb(count.clone(), lit(pw, 0)));
+        let mut fin = finish;
+        fin.push(Stmt::Nb(count.clone(), lit(pw, 0)));
+        let mut cont = keep;
+        cont.push(Stmt::Nb(count.clone(), count.clone().add(lit(pw, 1))));
+        vec![Stmt::If(count.eq(lit(pw, (positions - 1) as u64)), fin, cont)]
+    };
+    m.seq(vec![Stmt::If(
+        id(names::RST),
+        reset,
+        vec![
+            when(id("out_valid").and(id("out_ready")), vec![Stmt::Nb(id("out_valid"), zero())]),
+            when(accept, on_accept),
+        ],
+    )]);
+    m
+}
+
+/// Bits of the class index for `classes` classes.
+pub fn class_bits(classes: u32) -> u32 {
+    bits_unsigned(classes.saturating_sub(1) as u64)
+}
