@@ -1,1 +1,57 @@
-fn main() {}
+//! spikeforge: the command-line front of the toolchain. Orchestration only: every stage lives
+//! in a library crate (`spikeforge-model`, `spikeforge-hdl-gen`, `spikeforge-cosim`).
+
+mod cmd;
+mod images;
+mod settings;
+
+use clap::{Parser, Subcommand};
+
+/// Spiking neural networks to bit-exact, verified FPGA designs.
+#[derive(Parser)]
+#[command(name = "spikeforge", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the main job end to end on a reference model: model → gen → lint → cosim → synth.
+    Demo(cmd::demo::Args),
+    /// Builds a valid random model of an architecture (for tests and benchmarks).
+    RandomModel(cmd::random_model::Args),
+    /// Generates Verilog, ROM images and a manifest for a model.
+    Gen(cmd::gen::Args),
+    /// Co-simulates the generated RTL against the golden model, bit for bit.
+    Cosim(cmd::cosim::Args),
+    /// Runs the golden model on images and prints classes and logits.
+    Infer(cmd::infer::Args),
+    /// Shows a model's layers, weight storage, datapath widths and cycle estimates.
+    Inspect(cmd::inspect::Args),
+    /// Lists the external tools spikeforge uses, their versions, and how to install them.
+    Doctor(cmd::doctor::Args),
+    /// Measures golden-model and co-simulation throughput; writes JSON.
+    Bench(cmd::bench::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo(a) => cmd::demo::run(a),
+        Command::RandomModel(a) => cmd::random_model::run(a),
+        Command::Gen(a) => cmd::gen::run(a),
+        Command::Cosim(a) => cmd::cosim::run(a),
+        Command::Infer(a) => cmd::infer::run(a),
+        Command::Inspect(a) => cmd::inspect::run(a),
+        Command::Doctor(a) => cmd::doctor::run(a),
+        Command::Bench(a) => cmd::bench::run(a),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

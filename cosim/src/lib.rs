@@ -1,1 +1,461 @@
-//! placeholder
+//! spikeforge-cosim: builds a generated design with Verilator into a shared library (cached
+//! by content hash, locked so parallel builds are safe), streams images through it from Rust
+//! and compares every layer's output stream, beat by beat and bit by bit, with the golden
+//! model's trace. A mismatch reports the first divergence.
+#![warn(missing_docs)]
+
+pub mod harness;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use libloading::Library;
+use sha2::{Digest, Sha256};
+use spikeforge_hdl_gen::Manifest;
+use spikeforge_model::{Golden, Inference, Model};
+use thiserror::Error;
+
+/// Why co-simulation could not run (a mismatch is a result, not an error).
+#[derive(Debug, Error)]
+pub enum CosimError {
+    /// Verilator is not installed.
+    #[error("`{0}` was not found: co-simulation needs Verilator (Debian/Ubuntu: `apt-get install verilator`; run `spikeforge doctor` to check every tool)")]
+    VerilatorMissing(String),
+    /// Verilator or the C++ compiler failed.
+    #[error("building the simulation failed (log: {log}):\n{tail}")]
+    Build {
+        /// The full build log.
+        log: PathBuf,
+        /// Its last lines.
+        tail: String,
+    },
+    /// File-system trouble.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The shared library could not be loaded.
+    #[error("loading {path}: {message}")]
+    Load {
+        /// The library.
+        path: PathBuf,
+        /// What failed.
+        message: String,
+    },
+    /// The design stopped producing results.
+    #[error("the design produced {got} of {expected} results within {cycles} cycles (deadlock?)")]
+    Timeout {
+        /// Results seen.
+        got: u32,
+        /// Results expected.
+        expected: u32,
+        /// Cycle limit.
+        cycles: u64,
+    },
+    /// A layer emitted more beats than its map has positions.
+    #[error("a layer tap produced more beats than its output map has positions")]
+    TapOverflow,
+    /// Images do not fit the model.
+    #[error(transparent)]
+    Input(#[from] spikeforge_model::golden::GoldenError),
+    /// The RTL directory does not hold a readable design.
+    #[error("{path}: {message}")]
+    Design {
+        /// The directory or file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CosimError + '_ {
+    move |source| CosimError::Io { path: path.to_path_buf(), source }
+}
+
+/// How to build the simulation.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// The Verilator executable.
+    pub verilator: String,
+    /// Where built libraries are cached (one directory per content hash).
+    pub cache_dir: PathBuf,
+    /// C++ optimisation level passed to the compiler (`-O0`..`-O3`).
+    pub opt: u8,
+    /// Build with VCD tracing support.
+    pub trace: bool,
+}
+
+/// The version line of Verilator, or [`CosimError::VerilatorMissing`].
+pub fn verilator_version(verilator: &str) -> Result<String, CosimError> {
+    let out = Command::new(verilator)
+        .arg("--version")
+        .output()
+        .map_err(|_| CosimError::VerilatorMissing(verilator.into()))?;
+    if !out.status.success() {
+        return Err(CosimError::VerilatorMissing(verilator.into()));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// A design read back from a directory written by `spikeforge gen`.
+pub fn read_design(dir: &Path) -> Result<(Manifest, Vec<(String, Vec<u8>)>), CosimError> {
+    let mpath = dir.join("manifest.json");
+    let text = std::fs::read_to_string(&mpath).map_err(|e| CosimError::Design {
+        path: mpath.clone(),
+        message: format!("{e} (is this a directory written by `spikeforge gen`?)"),
+    })?;
+    let manifest: Manifest = serde_json::from_str(&text)
+        .map_err(|e| CosimError::Design { path: mpath.clone(), message: e.to_string() })?;
+    let mut files = Vec::new();
+    for name in manifest.sources.iter().chain(&manifest.rom_files) {
+        let p = dir.join(name);
+        files.push((name.clone(), std::fs::read(&p).map_err(io(&p))?));
+    }
+    Ok((manifest, files))
+}
+
+/// A built, loaded simulation of one design.
+pub struct Simulator {
+    lib: Library,
+    manifest: Manifest,
+}
+
+type NewFn = unsafe extern "C" fn(*const std::os::raw::c_char) -> *mut std::ffi::c_void;
+type FreeFn = unsafe extern "C" fn(*mut std::ffi::c_void);
+type RunFn = unsafe extern "C" fn(
+    *mut std::ffi::c_void,
+    *const u8,
+    u32,
+    *mut u32,
+    *const *mut u32,
+    u64,
+    u64,
+) -> i64;
+
+impl Simulator {
+    /// Builds (or finds in the cache) and loads the simulation of a design.
+    pub fn build(
+        manifest: &Manifest,
+        files: &[(String, Vec<u8>)],
+        opts: &BuildOptions,
+    ) -> Result<Self, CosimError> {
+        let version = verilator_version(&opts.verilator)?;
+        let harness = harness::source(manifest);
+        let mut h = Sha256::new();
+        for (name, data) in files {
+            h.update(name.as_bytes());
+            h.update((data.len() as u64).to_le_bytes());
+            h.update(data);
+        }
+        h.update(harness.as_bytes());
+        h.update(version.as_bytes());
+        h.update([opts.opt, opts.trace as u8]);
+        let key: String = h.finalize().iter().take(12).map(|b| format!("{b:02x}")).collect();
+        std::fs::create_dir_all(&opts.cache_dir).map_err(io(&opts.cache_dir))?;
+        let dir = opts.cache_dir.join(&key);
+        let lib_path = dir.join("libsim.so");
+        // One builder per key; others wait, then find the finished library.
+        let lock_path = opts.cache_dir.join(format!("{key}.lock"));
+        let lock = std::fs::File::create(&lock_path).map_err(io(&lock_path))?;
+        lock.lock().map_err(io(&lock_path))?;
+        if !lib_path.exists() {
+            build_into(&dir, manifest, files, &harness, opts)?;
+        }
+        drop(lock);
+        // SAFETY: the library is our own harness, built just now from generated sources;
+        // its initialisers only set up Verilator's runtime.
+        let lib = unsafe { Library::new(&lib_path) }
+            .map_err(|e| CosimError::Load { path: lib_path.clone(), message: e.to_string() })?;
+        Ok(Simulator { lib, manifest: manifest.clone() })
+    }
+
+    /// The manifest of the simulated design.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Streams `n` images (concatenated bytes) through the design. `stall_seed != 0` inserts
+    /// pseudo-random gaps in the input and back-pressure on the output.
+    pub fn run(&self, images: &[u8], n: u32, stall_seed: u64, vcd: Option<&Path>) -> Result<RtlRun, CosimError> {
+        let m = &self.manifest;
+        let out_words = m.output.tdata_bits.div_ceil(32) as usize;
+        let mut out = vec![0u32; n as usize * out_words];
+        let mut taps: Vec<Vec<u32>> = m
+            .layers
+            .iter()
+            .map(|l| vec![0u32; n as usize * (l.height * l.width) as usize * l.tap_bits.div_ceil(32) as usize])
+            .collect();
+        let tap_ptrs: Vec<*mut u32> = taps.iter_mut().map(|t| t.as_mut_ptr()).collect();
+        let max_cycles = 1000 + 20 * (m.latency_cycles + m.cycles_per_image * n as u64) * if stall_seed != 0 { 4 } else { 1 };
+        let vcd_c = vcd.map(|p| std::ffi::CString::new(p.to_string_lossy().as_bytes()).unwrap_or_default());
+        // SAFETY: symbols come from the harness generated for this very manifest; every buffer
+        // is sized from the same manifest (the harness refuses to write past the tap sizes).
+        let cycles = unsafe {
+            let new: libloading::Symbol<NewFn> = self.lib.get(b"sf_new").map_err(|e| self.load_err(e))?;
+            let free: libloading::Symbol<FreeFn> = self.lib.get(b"sf_free").map_err(|e| self.load_err(e))?;
+            let run: libloading::Symbol<RunFn> = self.lib.get(b"sf_run").map_err(|e| self.load_err(e))?;
+            let h = new(vcd_c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()));
+            let c = run(h, images.as_ptr(), n, out.as_mut_ptr(), tap_ptrs.as_ptr(), stall_seed, max_cycles);
+            free(h);
+            c
+        };
+        match cycles {
+            -1 => Err(CosimError::Timeout { got: 0, expected: n, cycles: max_cycles }),
+            -2 => Err(CosimError::TapOverflow),
+            c => Ok(RtlRun { out, taps, cycles: c as u64 }),
+        }
+    }
+
+    fn load_err(&self, e: libloading::Error) -> CosimError {
+        CosimError::Load { path: PathBuf::from("libsim.so"), message: e.to_string() }
+    }
+}
+
+fn build_into(
+    dir: &Path,
+    manifest: &Manifest,
+    files: &[(String, Vec<u8>)],
+    harness: &str,
+    opts: &BuildOptions,
+) -> Result<(), CosimError> {
+    let tmp = dir.with_extension("building");
+    let _ = std::fs::remove_dir_all(&tmp);
+    let rtl = tmp.join("rtl");
+    std::fs::create_dir_all(&rtl).map_err(io(&rtl))?;
+    for (name, data) in files {
+        std::fs::write(rtl.join(name), data).map_err(io(&rtl))?;
+    }
+    let cpp = tmp.join("harness.cpp");
+    std::fs::write(&cpp, harness).map_err(io(&cpp))?;
+    // ROM images are read at run time from the final (renamed) directory.
+    let rom_dir = format!("-GROM_DIR=\"{}/rtl/\"", std::path::absolute(dir).map_err(io(dir))?.display());
+    let mut cmd = Command::new(&opts.verilator);
+    cmd.current_dir(&tmp)
+        .args(["--cc", "--exe", "--build", "-j", "2", "-Wno-fatal", "--x-assign", "fast", "--x-initial", "fast"])
+        .args(["--prefix", harness::PREFIX, "--top-module", &manifest.core, "-Mdir", "obj"])
+        .arg(&rom_dir)
+        .args(["-CFLAGS", &format!("-fPIC -O{}", opts.opt), "-LDFLAGS", "-shared", "-o", "libsim.so"]);
+    if opts.trace {
+        cmd.args(["--trace", "-CFLAGS", "-DSF_TRACE"]);
+    }
+    cmd.arg(std::path::absolute(&cpp).map_err(io(&cpp))?);
+    for s in &manifest.sources {
+        cmd.arg(format!("rtl/{s}"));
+    }
+    let out = cmd.output().map_err(|_| CosimError::VerilatorMissing(opts.verilator.clone()))?;
+    let log = tmp.join("build.log");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    std::fs::write(&log, &text).map_err(io(&log))?;
+    let built = tmp.join("obj").join("libsim.so");
+    if !out.status.success() || !built.exists() {
+        let tail: Vec<&str> = text.lines().rev().take(20).collect();
+        return Err(CosimError::Build { log, tail: tail.into_iter().rev().collect::<Vec<_>>().join("\n") });
+    }
+    std::fs::rename(&built, tmp.join("libsim.so")).map_err(io(&built))?;
+    let _ = std::fs::remove_dir_all(tmp.join("obj"));
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::rename(&tmp, dir).map_err(io(dir))
+}
+
+/// Raw words the RTL produced.
+pub struct RtlRun {
+    /// Result beats, `output.tdata_bits` rounded up to 32-bit words each.
+    pub out: Vec<u32>,
+    /// Per layer, tap beats.
+    pub taps: Vec<Vec<u32>>,
+    /// Cycles simulated.
+    pub cycles: u64,
+}
+
+/// Reads `width` bits at `bit` from little-endian words, sign-extending if `signed`.
+pub fn field(words: &[u32], bit: usize, width: u32, signed: bool) -> i64 {
+    let mut v: u64 = 0;
+    for b in 0..width as usize {
+        let p = bit + b;
+        v |= (((words[p / 32] >> (p % 32)) & 1) as u64) << b;
+    }
+    if signed && width < 64 && (v >> (width - 1)) & 1 == 1 {
+        (v | (!0u64 << width)) as i64
+    } else {
+        v as i64
+    }
+}
+
+/// The first place where the RTL and the golden model disagree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatch {
+    /// Image index.
+    pub image: usize,
+    /// Layer index (`None` for the head's class/logits).
+    pub layer: Option<usize>,
+    /// Layer name, or `head`.
+    pub layer_name: String,
+    /// Channel (or class).
+    pub channel: usize,
+    /// Position (row, column) in the layer's output map.
+    pub position: (u32, u32),
+    /// Time step.
+    pub step: u32,
+    /// Golden value.
+    pub expected: i64,
+    /// RTL value.
+    pub actual: i64,
+}
+
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "image {}, layer {} ({}), channel {}, position ({}, {}), time step {}: expected {}, RTL gave {}",
+            self.image,
+            self.layer.map_or("head".into(), |l| l.to_string()),
+            self.layer_name,
+            self.channel,
+            self.position.0,
+            self.position.1,
+            self.step,
+            self.expected,
+            self.actual
+        )
+    }
+}
+
+/// Outcome of co-simulating a batch.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// Images run.
+    pub images: usize,
+    /// Images whose every tap and result matched.
+    pub bit_exact: usize,
+    /// Cycles simulated.
+    pub cycles: u64,
+    /// First divergence, if any.
+    pub first_mismatch: Option<Mismatch>,
+    /// The RTL's classes per image.
+    pub classes: Vec<usize>,
+}
+
+/// Compares an RTL run with golden inferences (with traces).
+pub fn compare(model: &Model, manifest: &Manifest, golden: &[Inference], rtl: &RtlRun) -> Report {
+    let out_words = manifest.output.tdata_bits.div_ceil(32) as usize;
+    let mut first: Option<Mismatch> = None;
+    let mut exact = 0;
+    let mut classes = Vec::with_capacity(golden.len());
+    for (i, inf) in golden.iter().enumerate() {
+        let mismatch = compare_image(model, manifest, i, inf, rtl, out_words);
+        let words = &rtl.out[i * out_words..(i + 1) * out_words];
+        classes.push(field(words, 0, manifest.output.class_bits, false) as usize);
+        match mismatch {
+            None => exact += 1,
+            Some(m) if first.is_none() => first = Some(m),
+            Some(_) => {}
+        }
+    }
+    Report { images: golden.len(), bit_exact: exact, cycles: rtl.cycles, first_mismatch: first, classes }
+}
+
+fn compare_image(
+    model: &Model,
+    manifest: &Manifest,
+    image: usize,
+    inf: &Inference,
+    rtl: &RtlRun,
+    out_words: usize,
+) -> Option<Mismatch> {
+    let trace = inf.trace.as_ref().expect("golden inferences for comparison carry traces");
+    for (l, (lm, tr)) in manifest.layers.iter().zip(trace).enumerate() {
+        let positions = (lm.height * lm.width) as usize;
+        let tw = lm.tap_bits.div_ceil(32) as usize;
+        let c = lm.channels as usize;
+        for pos in 0..positions {
+            let beat = &rtl.taps[l][(image * positions + pos) * tw..][..tw];
+            for step in 0..tr.steps as usize {
+                for ch in 0..c {
+                    let actual = field(beat, (step * c + ch) * lm.value_bits as usize, lm.value_bits, lm.value_signed);
+                    let expected = tr.at(pos, step, ch);
+                    if actual != expected {
+                        return Some(Mismatch {
+                            image,
+                            layer: Some(l),
+                            layer_name: model.layers[l].name.clone(),
+                            channel: ch,
+                            position: ((pos / lm.width as usize) as u32, (pos % lm.width as usize) as u32),
+                            step: step as u32,
+                            expected,
+                            actual,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    let o = &manifest.output;
+    let words = &rtl.out[image * out_words..(image + 1) * out_words];
+    let head = |channel: usize, expected: i64, actual: i64| Mismatch {
+        image,
+        layer: None,
+        layer_name: "head".into(),
+        channel,
+        position: (0, 0),
+        step: 0,
+        expected,
+        actual,
+    };
+    for (c, &e) in inf.logits.iter().enumerate() {
+        let a = field(words, (o.class_bits + c as u32 * o.logit_bits) as usize, o.logit_bits, true);
+        if a != e {
+            return Some(head(c, e, a));
+        }
+    }
+    let class = field(words, 0, o.class_bits, false);
+    (class != inf.class as i64).then(|| head(inf.class, inf.class as i64, class))
+}
+
+/// Co-simulates `images` (concatenated) on a built design: golden model with traces, RTL
+/// run, exact comparison.
+pub fn cosimulate(
+    model: &Model,
+    sim: &Simulator,
+    images: &[u8],
+    stall_seed: u64,
+    vcd: Option<&Path>,
+) -> Result<Report, CosimError> {
+    let golden = Golden::new(model);
+    let n = golden.check_images(images)?;
+    let expected = golden.run_batch(images, true)?;
+    let rtl = if vcd.is_some() {
+        sim.run(images, n as u32, stall_seed, vcd)?
+    } else {
+        run_parallel(sim, images, n, golden.image_len(), stall_seed)?
+    };
+    Ok(compare(model, sim.manifest(), &expected, &rtl))
+}
+
+/// Runs the images on one simulation instance per thread (each with its own Verilator
+/// context) and concatenates the streams in image order.
+pub fn run_parallel(
+    sim: &Simulator,
+    images: &[u8],
+    n: usize,
+    image_len: usize,
+    stall_seed: u64,
+) -> Result<RtlRun, CosimError> {
+    use rayon::prelude::*;
+    let per = n.div_ceil(rayon::current_num_threads().max(1)).max(1);
+    let parts: Vec<RtlRun> = images
+        .par_chunks(per * image_len)
+        .map(|chunk| sim.run(chunk, (chunk.len() / image_len) as u32, stall_seed, None))
+        .collect::<Result<_, _>>()?;
+    let mut all = RtlRun { out: Vec::new(), taps: vec![Vec::new(); sim.manifest().layers.len()], cycles: 0 };
+    for p in parts {
+        all.out.extend(p.out);
+        for (a, t) in all.taps.iter_mut().zip(p.taps) {
+            a.extend(t);
+        }
+        all.cycles = all.cycles.max(p.cycles);
+    }
+    Ok(all)
+}

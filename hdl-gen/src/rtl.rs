@@ -47,13 +47,23 @@ pub(crate) fn zext(e: Expr, from: u32, to: u32) -> Expr {
     }
 }
 
-/// Sign-extends `e` from `from` to `to` bits (`to ≥ from`).
+/// Bit `k` of `e` without selecting from a select (which Verilog-2005 forbids).
+fn bit_of(e: &Expr, k: u32) -> Expr {
+    match e {
+        Expr::Slice(base, _, lsb) => (**base).clone().bit(lsb + k),
+        Expr::Part(base, at, _) => (**base).clone().idx((**at).clone().add(Expr::Int(k as i64))),
+        Expr::Id(_) => e.clone().bit(k),
+        other => panic!("bit_of on a compound expression: {other:?}"),
+    }
+}
+
+/// Sign-extends `e` (a name or a select) from `from` to `to` bits (`to ≥ from`).
 pub(crate) fn sext(e: Expr, from: u32, to: u32) -> Expr {
     assert!(to >= from, "sext narrows {from} -> {to}");
     if to == from {
         e
     } else {
-        cat(vec![Expr::Repl(to - from, Box::new(e.clone().bit(from - 1))), e])
+        cat(vec![Expr::Repl(to - from, Box::new(bit_of(&e, from - 1))), e])
     }
 }
 

@@ -1,0 +1,114 @@
+//! `spikeforge cosim`: RTL vs golden model, every layer, every beat, every bit.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use indicatif::ProgressBar;
+use spikeforge_cosim::{BuildOptions, Report, Simulator};
+use spikeforge_model::{random::random_images, Golden, Model};
+
+/// Arguments.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Model file (JSON IR).
+    pub model: PathBuf,
+    /// A directory written by `spikeforge gen` (default: generate in memory).
+    #[arg(long)]
+    pub rtl: Option<PathBuf>,
+    /// Number of random images (used when no --images file is given).
+    #[arg(long, default_value_t = 100)]
+    pub random: usize,
+    /// Seed of the random images and of the stall pattern.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Images from a file: raw bytes or IDX (optionally gzipped).
+    #[arg(long)]
+    pub images: Option<PathBuf>,
+    /// At most this many images from --images.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Insert random input gaps and output back-pressure.
+    #[arg(long)]
+    pub stall: bool,
+    /// Write a VCD waveform of the run (slower: one thread, traced build).
+    #[arg(long)]
+    pub vcd: Option<PathBuf>,
+    /// Folding override when generating (ignored with --rtl).
+    #[arg(long = "fold")]
+    pub fold: Vec<String>,
+}
+
+/// Builds the simulation of a model's design, from `rtl` or generated now.
+pub fn build(model: &Model, rtl: Option<&Path>, fold: &[String], trace: bool) -> Result<Simulator> {
+    let (manifest, files) = match rtl {
+        Some(dir) => {
+            let (m, f) = spikeforge_cosim::read_design(dir)?;
+            let hash = spikeforge_model::model_hash(model);
+            if m.model_hash != hash {
+                bail!(
+                    "{}: this design was generated from model {}, not from the given model ({}); regenerate it with `spikeforge gen`",
+                    dir.display(),
+                    &m.model_hash[..16],
+                    &hash[..16]
+                );
+            }
+            (m, f)
+        }
+        None => {
+            let folding = super::folding(model, fold)?;
+            let d = spikeforge_hdl_gen::generate(model, &folding)?;
+            let files = d
+                .manifest
+                .sources
+                .iter()
+                .chain(&d.manifest.rom_files)
+                .map(|n| (n.clone(), d.files[n].clone().into_bytes()))
+                .collect();
+            (d.manifest, files)
+        }
+    };
+    let spinner = ProgressBar::new_spinner();
+    spinner.set_message(format!("building `{}` with Verilator (cached by content hash)", manifest.core));
+    spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+    let opts = BuildOptions {
+        verilator: crate::settings::verilator(),
+        cache_dir: crate::settings::cache_dir(),
+        opt: 2,
+        trace,
+    };
+    let sim = Simulator::build(&manifest, &files, &opts);
+    spinner.finish_and_clear();
+    Ok(sim?)
+}
+
+/// Prints the summary line; fails on any mismatch.
+pub fn conclude(report: &Report) -> Result<()> {
+    println!(
+        "{}/{} bit-exact ({} cycles, {:.1} cycles per image)",
+        report.bit_exact,
+        report.images,
+        report.cycles,
+        report.cycles as f64 / report.images.max(1) as f64
+    );
+    if let Some(m) = &report.first_mismatch {
+        bail!("RTL diverges from the golden model; first divergence: {m}");
+    }
+    Ok(())
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let model = super::load_model(&a.model)?;
+    let golden = Golden::new(&model);
+    let (images, n) = match &a.images {
+        Some(p) => crate::images::read_images(p, golden.image_len(), a.limit)?,
+        None => (random_images(&model, a.random, a.seed), a.random),
+    };
+    if n == 0 {
+        bail!("no images to simulate");
+    }
+    let sim = build(&model, a.rtl.as_deref(), &a.fold, a.vcd.is_some())?;
+    let stall = if a.stall { a.seed.max(1) } else { 0 };
+    let report = spikeforge_cosim::cosimulate(&model, &sim, &images, stall, a.vcd.as_deref())
+        .with_context(|| format!("co-simulating {}", a.model.display()))?;
+    conclude(&report)
+}

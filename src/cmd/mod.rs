@@ -1,0 +1,37 @@
+//! One module per subcommand, plus the helpers they share.
+
+pub mod bench;
+pub mod cosim;
+pub mod demo;
+pub mod doctor;
+pub mod gen;
+pub mod infer;
+pub mod inspect;
+pub mod random_model;
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use spikeforge_hdl_gen::fold::{self, FoldOverride};
+use spikeforge_hdl_gen::Folding;
+use spikeforge_model::Model;
+
+/// Loads and validates a model file.
+pub fn load_model(path: &Path) -> Result<Model> {
+    Ok(spikeforge_model::load(path)?)
+}
+
+/// Resolves `--fold` arguments against a model.
+pub fn folding(model: &Model, specs: &[String]) -> Result<Folding> {
+    let overrides: Vec<FoldOverride> =
+        specs.iter().map(|s| fold::parse_override(s)).collect::<Result<_, _>>()?;
+    Ok(fold::resolve(model, &overrides)?)
+}
+
+/// Generates a model's design into `dir` (atomically).
+pub fn generate_into(model: &Model, folding: &Folding, dir: &Path) -> Result<spikeforge_hdl_gen::Design> {
+    let design = spikeforge_hdl_gen::generate(model, folding)?;
+    spikeforge_hdl_gen::write_design(&design, dir)
+        .with_context(|| format!("writing the design to {}", dir.display()))?;
+    Ok(design)
+}

@@ -1,0 +1,47 @@
+//! `spikeforge random-model`: a valid random model whose neurons spike.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use spikeforge_model::{arch, random};
+
+/// Arguments.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Architecture, e.g. `28x28x1-16C3b-MP2-32C3i8-SP2-10C1i8-GAP` (see docs/arch.md).
+    #[arg(long)]
+    pub arch: String,
+    /// Time steps T.
+    #[arg(long, default_value_t = 1)]
+    pub time_steps: u32,
+    /// Random seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Model name (also the prefix of generated modules).
+    #[arg(long, default_value = "random")]
+    pub name: String,
+    /// Output model file (JSON).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let parsed = arch::parse(&a.arch)?;
+    let mut model = random::random_model(&parsed, a.time_steps, a.seed).map_err(|p| {
+        anyhow::anyhow!(
+            "cannot build `{}`:\n{}",
+            a.arch,
+            p.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n")
+        )
+    })?;
+    model.name = a.name;
+    spikeforge_model::save(&model, &a.out)?;
+    println!(
+        "wrote {} ({} layers, T = {}, seed {})",
+        a.out.display(),
+        model.layers.len(),
+        model.time_steps,
+        a.seed
+    );
+    Ok(())
+}
