@@ -215,15 +215,14 @@ pub fn mvu(ctx: &LayerCtx, names: &Names) -> Module {
     if let Some(bt) = b_t.clone() {
         issue.push(Stmt::Nb(bt, t_a.clone()));
     }
-    let e = id("e");
-    m.items.push(Item::Integer("e".into()));
-    let load = vec![
-        Stmt::For(
-            "e".into(),
-            0,
-            (ti * sf) as i64,
-            vec![Stmt::Nb(win.idx(e.clone()), id("in_data").part(e.mul(Expr::Int((simd * xb) as i64)), simd * xb))],
-        ),
+    // Unrolled: Verilator cannot schedule non-blocking array writes inside long loops.
+    let mut load: Vec<Stmt> = (0..ti * sf)
+        .map(|e| {
+            let w = simd * xb;
+            Stmt::Nb(win.clone().idx(lit(xaw, e as u64)), id("in_data").slice(e * w + w - 1, e * w))
+        })
+        .collect();
+    load.extend([
         Stmt::Nb(busy.clone(), one()),
         Stmt::Nb(issuing.clone(), one()),
         Stmt::Nb(nf_a.clone(), lit(nfw, 0)),
@@ -231,7 +230,7 @@ pub fn mvu(ctx: &LayerCtx, names: &Names) -> Module {
         Stmt::Nb(sf_a.clone(), lit(sfw, 0)),
         Stmt::Nb(wa.clone(), lit(waw, 0)),
         Stmt::Nb(xa.clone(), lit(xaw, 0)),
-    ];
+    ]);
     m.comment("Sequencing: accept a window, issue NF x T x SF operations, hand the result over.");
     m.seq(vec![Stmt::If(
         id(names::RST),

@@ -374,12 +374,10 @@ pub fn print_module(m: &Module, header: &[String]) -> String {
 }
 
 fn range(width: u32, signed: bool) -> String {
+    // Always ranged, even at one bit: a generator may select bits of any signal whose
+    // width came out of a computation, and `[0:0]` keeps that legal.
     let sg = if signed { "signed " } else { "" };
-    if width == 1 && !signed {
-        String::new()
-    } else {
-        format!("{sg}[{}:0] ", width - 1)
-    }
+    format!("{sg}[{}:0] ", width - 1)
 }
 
 fn print_decl(d: &Decl) -> String {
@@ -437,8 +435,7 @@ fn print_item(s: &mut String, item: &Item) {
         Item::Function { name, width, inputs, locals, integers, body } => {
             let _ = writeln!(s, "function {}{name};", range(*width, false));
             for (n, w) in inputs {
-                // Always ranged, so the body may bit-select even a 1-bit input.
-                let _ = writeln!(s, "    input [{}:0] {n};", w - 1);
+                let _ = writeln!(s, "    input {}{n};", range(*w, false));
             }
             for d in locals {
                 let _ = writeln!(s, "    {}", print_decl(d));

@@ -83,7 +83,12 @@ pub fn random_model(arch: &Arch, time_steps: u32, seed: u64) -> Result<Model, Ve
             neuron: Neuron::None { bias: vec![0; cout] },
             pool: None,
         });
-        let geo = model_geometry(&model)[i];
+        let Some(geo) = checked_geometry(&model, i) else {
+            return Err(vec![Problem {
+                field: format!("layers[{i}].synapse"),
+                reason: "the kernel does not fit the layer's input map".into(),
+            }]);
+        };
         model.layers[i].weights = random_weights(&mut rng, al.weights, geo.fan_in * cout);
         let currents: Vec<Vec<i64>> = {
             let g = Golden::new(&model);
@@ -117,6 +122,16 @@ pub fn random_model(arch: &Arch, time_steps: u32, seed: u64) -> Result<Model, Ve
     }
     validate(&model)?;
     Ok(model)
+}
+
+/// Geometry of layer `i`, or `None` when some kernel up to it does not fit.
+fn checked_geometry(model: &Model, i: usize) -> Option<crate::geometry::LayerGeometry> {
+    let mut partial = model.clone();
+    partial.layers.truncate(i + 1);
+    if validate(&partial).is_err_and(|p| p.iter().any(|p| p.reason.contains("does not fit"))) {
+        return None;
+    }
+    Some(model_geometry(&partial)[i])
 }
 
 fn random_lif(

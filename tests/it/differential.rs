@@ -1,0 +1,159 @@
+//! Differential tests: random models × foldings × random images, RTL (Verilator) against the
+//! golden model, exact on every tap beat and on the result. Also: a corrupted weight is caught
+//! and named.
+
+use proptest::prelude::*;
+use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use spikeforge_hdl_gen::fold::{self, divisors, FoldOverride};
+use spikeforge_hdl_gen::{Folding, LayerFold};
+use spikeforge_model::geometry::model_geometry;
+use spikeforge_model::ir::Synapse;
+use spikeforge_model::random::{random_images, random_model};
+use spikeforge_model::{arch, Model};
+
+use crate::util;
+
+/// Architectures that between them cover every layer kind: convolution k ∈ {1, 3, 5},
+/// stride 1 and 2, same and valid padding, dense; binary and integer weights on pixels,
+/// spikes and pooled counts; OR and SUM pooling; conv and dense output layers.
+const COVERAGE: &[&str] = &[
+    "9x9x2-4C3b-MP2-5C3i4-SP2-3C1i6",
+    "8x8-3C5s2vi8-4b-3b",
+    "7x6x3-4C1s2b-SP2-5C3b-4i3",
+    "36-6i5-5b-4i2",
+    "12x12-3C3s2i3-MP2-2C3vb-3C1b",
+];
+
+/// A folding other than the default: random divisors, and several pixels per beat when the
+/// first layer is dense.
+fn other_folding(model: &Model, seed: u64) -> Folding {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let geo = model_geometry(model);
+    let mut overrides: Vec<FoldOverride> = geo
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            let pes = divisors(g.synaptic.channels);
+            let simds = divisors(g.fan_in as u32);
+            FoldOverride::Layer(
+                i.to_string(),
+                LayerFold { pe: pes[rng.gen_range(0..pes.len())], simd: simds[rng.gen_range(0..simds.len())] },
+            )
+        })
+        .collect();
+    if matches!(model.layers[0].synapse, Synapse::Dense { .. }) {
+        let ps = divisors(geo[0].input.positions() as u32);
+        overrides.push(FoldOverride::Input(ps[rng.gen_range(0..ps.len())]));
+    }
+    fold::resolve(model, &overrides).expect("divisors always fold")
+}
+
+/// Co-simulates one model under two foldings on random images, with stalls; returns pairs run.
+fn check_model(model: &Model, seed: u64, images: usize) -> usize {
+    let foldings = [fold::resolve(model, &[]).unwrap(), other_folding(model, seed)];
+    let imgs = random_images(model, images, seed);
+    for (k, folding) in foldings.iter().enumerate() {
+        let design = util::design(model, folding);
+        let sim = util::simulator(&design);
+        let report = spikeforge_cosim::cosimulate(model, &sim, &imgs, seed.max(1) + k as u64, None)
+            .unwrap_or_else(|e| panic!("seed {seed}, folding {folding:?}: {e}"));
+        assert_eq!(
+            report.bit_exact, images,
+            "seed {seed}, folding {folding:?}: first divergence: {:?}",
+            report.first_mismatch
+        );
+    }
+    2 * images
+}
+
+#[test]
+fn coverage_models_are_bit_exact_at_t_1_2_4() {
+    let seed = util::seed();
+    let mut pairs = 0;
+    for (i, a) in COVERAGE.iter().enumerate() {
+        for t in [1, 2, 4] {
+            let s = seed + 31 * i as u64 + t as u64;
+            let model = random_model(&arch::parse(a).unwrap(), t, s).unwrap();
+            pairs += check_model(&model, s, 6);
+        }
+    }
+    println!("{pairs} model × image pairs co-simulated bit-exact (seed {seed})");
+}
+
+/// Random architectures from a small grammar.
+fn arch_strategy() -> impl Strategy<Value = (String, u32)> {
+    let conv = (1u32..5, prop::sample::select(vec![1u32, 3, 5]), 1u32..3, any::<bool>(), any::<bool>(), 2u32..9)
+        .prop_map(|(c, k, s, valid, bin, bits)| {
+            format!("{c}C{k}{}{}{}", if s == 2 { "s2" } else { "" }, if valid { "v" } else { "" }, if bin { "b".into() } else { format!("i{bits}") })
+        });
+    let pool = prop::sample::select(vec!["", "-MP2", "-SP2"]);
+    (
+        (5u32..11, 5u32..11, 1u32..3),
+        prop::collection::vec((conv, pool), 1..3),
+        (1u32..6, any::<bool>()),
+        prop::sample::select(vec![1u32, 2, 4]),
+    )
+        .prop_map(|((h, w, c), convs, (out, bin), t)| {
+            let mut s = format!("{h}x{w}x{c}");
+            for (cv, p) in convs {
+                s.push('-');
+                s.push_str(&cv);
+                s.push_str(p);
+            }
+            s.push_str(&format!("-{}{}", out + 1, if bin { "b" } else { "i8" }));
+            (s, t)
+        })
+}
+
+#[test]
+fn random_architectures_are_bit_exact() {
+    let seed = util::seed();
+    let mut seed_bytes = [0u8; 32];
+    seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    let mut runner = TestRunner::new_with_rng(
+        Config { cases: util::cases(4), failure_persistence: None, ..Config::default() },
+        TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes),
+    );
+    let pairs = std::cell::Cell::new(0);
+    runner
+        .run(&arch_strategy(), |(a, t)| {
+            let Ok(parsed) = arch::parse(&a) else { return Ok(()) };
+            // Architectures whose kernels do not fit their maps are rejected by validation.
+            let Ok(model) = random_model(&parsed, t, seed) else { return Ok(()) };
+            pairs.set(pairs.get() + check_model(&model, seed, 4));
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+    println!("{} random model × image pairs bit-exact (seed {seed})", pairs.get());
+}
+
+/// Flips one weight in the generated ROM image of `layer` and returns the mismatch report.
+fn corrupted_report(model: &Model, layer: usize) -> spikeforge_cosim::Report {
+    let folding = fold::resolve(model, &[]).unwrap();
+    let mut design = util::design(model, &folding);
+    let file = design.manifest.rom_files[2 * layer].clone();
+    let text = design.files.get_mut(&file).unwrap();
+    // Invert the lowest hex digit of the first word: lane 0, input 0 and its neighbours in
+    // that digit (for a binary layer four ±1 weights; for an integer layer, low bits of one).
+    let first_line_end = text.find('\n').unwrap();
+    let last = text.as_bytes()[first_line_end - 1] as char;
+    let flipped = char::from_digit(last.to_digit(16).unwrap() ^ 0xf, 16).unwrap();
+    text.replace_range(first_line_end - 1..first_line_end, &flipped.to_string());
+    let sim = util::simulator(&design);
+    let imgs = random_images(model, 40, 5);
+    spikeforge_cosim::cosimulate(model, &sim, &imgs, 0, None).unwrap()
+}
+
+#[test]
+fn corrupted_weight_is_caught_and_named() {
+    let model = random_model(&arch::parse("9x9x2-4C3i6-MP2-5C3b-3C1i6").unwrap(), 2, 3).unwrap();
+    for layer in [0, 1, 2] {
+        let report = corrupted_report(&model, layer);
+        let m = report.first_mismatch.clone().unwrap_or_else(|| panic!("layer {layer}: corruption not caught: {report:?}"));
+        assert_eq!(m.layer, Some(layer), "divergence named at the wrong place: {m}");
+        assert_eq!(m.layer_name, model.layers[layer].name);
+        assert!(report.bit_exact < report.images);
+    }
+}

@@ -1,0 +1,7 @@
+//! The integration tests: one binary, one module per topic.
+
+mod bad_input;
+mod cli;
+mod differential;
+mod golden_files;
+mod util;

@@ -1,0 +1,80 @@
+//! Shared helpers: building simulations into a per-target cache, seeds, external tools.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use spikeforge_cosim::{BuildOptions, Simulator};
+use spikeforge_hdl_gen::{Design, Folding};
+use spikeforge_model::Model;
+
+/// The CLI binary under test.
+pub fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_spikeforge"));
+    c.env("SPIKEFORGE_CACHE", cache_dir());
+    c
+}
+
+/// Runs the CLI; returns (success, stdout, stderr).
+pub fn run(args: &[&str]) -> (bool, String, String) {
+    let out: Output = bin().args(args).output().expect("the CLI runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Co-simulation libraries built by the tests, kept between runs.
+pub fn cache_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cosim-cache")
+}
+
+/// Seed for randomised tests: `SPIKEFORGE_TEST_SEED` or a fixed default (printed on failure
+/// by the callers' messages).
+pub fn seed() -> u64 {
+    std::env::var("SPIKEFORGE_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(20261123)
+}
+
+/// Number of extra random cases: `SPIKEFORGE_TEST_CASES` or `default`.
+pub fn cases(default: u32) -> u32 {
+    std::env::var("SPIKEFORGE_TEST_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(default)
+}
+
+/// Builds a design's simulation (quick C++ optimisation: tests run few images).
+pub fn simulator(design: &Design) -> Simulator {
+    let files: Vec<(String, Vec<u8>)> = design
+        .manifest
+        .sources
+        .iter()
+        .chain(&design.manifest.rom_files)
+        .map(|n| (n.clone(), design.files[n].clone().into_bytes()))
+        .collect();
+    let opts = BuildOptions { verilator: "verilator".into(), cache_dir: cache_dir(), opt: 1, trace: false };
+    Simulator::build(&design.manifest, &files, &opts).expect("verilator builds the design")
+}
+
+/// Generates a design.
+pub fn design(model: &Model, folding: &Folding) -> Design {
+    spikeforge_hdl_gen::generate(model, folding).expect("the design generates")
+}
+
+/// Writes a design's files into `dir` (plain, for external tools).
+pub fn write(design: &Design, dir: &Path) {
+    spikeforge_hdl_gen::write_design(design, dir).expect("the design is written");
+}
+
+/// `verilator --lint-only -Wall` on a written design; returns its complaints.
+pub fn lint(dir: &Path, top: &str) -> String {
+    let files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "v"))
+        .collect();
+    let out = Command::new("verilator")
+        .args(["--lint-only", "-Wall", "--top-module", top])
+        .args(&files)
+        .output()
+        .expect("verilator runs");
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    if out.status.success() { text } else { format!("exit {:?}\n{text}", out.status.code()) }
+}
