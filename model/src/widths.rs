@@ -261,3 +261,70 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod worst_case {
+    //! The analysis against adversarial inputs: saturated pixels with all-positive or
+    //! all-negative weights reach the accumulator bounds exactly, and no value the golden
+    //! model computes ever leaves the analysed ranges.
+    use super::*;
+    use crate::arch::parse;
+    use crate::golden::Golden;
+    use crate::ir::Weights;
+    use crate::random::{random_images, random_model};
+
+    fn saturate(model: &mut Model, positive: bool) {
+        let geo = crate::geometry::model_geometry(model);
+        for (layer, g) in model.layers.iter_mut().zip(geo) {
+            let total = g.fan_in * layer.out_channels() as usize;
+            match &mut layer.weights {
+                Weights::Binary { signs } => {
+                    let fill = if positive { 'f' } else { '0' };
+                    let n = signs.len();
+                    *signs = std::iter::repeat_n(fill, n).collect();
+                    // Keep padding bits zero (validation requires it).
+                    if positive && total % 8 != 0 {
+                        let keep = (1u32 << (total % 8)) - 1;
+                        signs.replace_range(n - 2.., &format!("{keep:02x}"));
+                    }
+                }
+                Weights::Integer { bits, values } => {
+                    let v = if positive { (1 << (*bits - 1)) - 1 } else { -(1 << (*bits - 1)) };
+                    values.iter_mut().for_each(|x| *x = v);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn saturated_inputs_reach_the_accumulator_bound_and_stay_inside_every_range() {
+        for (arch, t) in [("6x6x2-3C3b-4i5", 3), ("20-7i8-3b", 1), ("8x8-4C3i4-SP2-3C1i8", 4)] {
+            for positive in [true, false] {
+                let mut m = random_model(&parse(arch).unwrap(), t, 5).unwrap();
+                saturate(&mut m, positive);
+                crate::validate::validate(&m).unwrap();
+                let w = analyse(&m).unwrap();
+                let full = vec![255u8; (m.input.height * m.input.width * m.input.channels) as usize];
+                let mut imgs = full.clone();
+                imgs.extend(random_images(&m, 20, 1));
+                let out = Golden::new(&m).run_batch(&imgs, true).unwrap();
+                // Pixel layer: all pixels at 255 drive the exact bound (interior positions).
+                let seen = out[0].trace.as_ref().unwrap()[0].acc_seen;
+                let bound = w.layers[0].acc;
+                assert_eq!(if positive { seen.hi } else { seen.lo }, if positive { bound.hi } else { bound.lo }, "{arch}");
+                for r in &out {
+                    for (l, tr) in r.trace.as_ref().unwrap().iter().enumerate() {
+                        let lw = &w.layers[l];
+                        assert!(lw.acc.lo <= tr.acc_seen.lo && tr.acc_seen.hi <= lw.acc.hi, "{arch} layer {l}");
+                        if let (Some(ms), Some(mb)) = (tr.membrane_seen, lw.membrane) {
+                            assert!(mb.lo <= ms.lo && ms.hi <= mb.hi, "{arch} layer {l}: {ms:?} outside {mb:?}");
+                        }
+                    }
+                    for &lg in &r.logits {
+                        assert!(w.logits.lo <= lg && lg <= w.logits.hi);
+                    }
+                }
+            }
+        }
+    }
+}

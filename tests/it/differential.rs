@@ -56,6 +56,10 @@ fn check_model(model: &Model, seed: u64, images: usize) -> usize {
     let imgs = random_images(model, images, seed);
     for (k, folding) in foldings.iter().enumerate() {
         let design = util::design(model, folding);
+        let dir = tempfile::tempdir().unwrap();
+        util::write(&design, dir.path());
+        let lint = util::lint(dir.path(), &design.manifest.top);
+        assert!(lint.trim().is_empty(), "seed {seed}, folding {folding:?}: verilator -Wall:\n{lint}");
         let sim = util::simulator(&design);
         let report = spikeforge_cosim::cosimulate(model, &sim, &imgs, seed.max(1) + k as u64, None)
             .unwrap_or_else(|e| panic!("seed {seed}, folding {folding:?}: {e}"));
