@@ -8,7 +8,7 @@
 use spikeforge_model::ir::{FireRule, Leak, Neuron, Reset};
 
 use crate::names::{self, Names};
-use crate::rtl::{index_bits, sext, stream_ports, zext, LayerCtx};
+use crate::rtl::{fit, index_bits, sext, stream_ports, zext, LayerCtx};
 use crate::vlog::*;
 
 /// The `dot` function: one lane's partial sum over `SIMD` inputs.
@@ -292,7 +292,7 @@ fn lane(
     let acc = m.reg(&format!("acc{p}"), aw);
     let sum = m.wire_eq(&format!("sum{p}"), aw, b_first.clone().cond(lit(aw, 0), acc.clone()).add(dot));
     let bias = m.swire_eq(&format!("bias{p}"), vw, prm_b.clone().part(Expr::Int((p * lpw) as i64), vw));
-    let sum_v = sext(sum.clone(), aw, vw);
+    let sum_v = fit(sum.clone(), aw, vw);
     let out_w = ctx.steps * ctx.geo.synaptic.channels * ob;
     let bit = if out_w > ob {
         m.wire_eq(&format!("obit{p}"), obw, obase.clone().add(lit(obw, (p * ob) as u64)))
@@ -346,9 +346,9 @@ fn lane(
             stmts.push(when(
                 id("b_v").and(b_last.clone()),
                 vec![if out_w == ob {
-                    Stmt::Nb(obuf.clone(), val.slice(ob - 1, 0))
+                    Stmt::Nb(obuf.clone(), val)
                 } else {
-                    Stmt::Nb(obuf.clone().part(bit, ob), val.slice(ob - 1, 0))
+                    Stmt::Nb(obuf.clone().part(bit, ob), val)
                 }],
             ));
         }

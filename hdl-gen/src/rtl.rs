@@ -57,6 +57,16 @@ fn bit_of(e: &Expr, k: u32) -> Expr {
     }
 }
 
+/// `e` as a `to`-bit two's-complement value: sign-extended, or its low bits (the arithmetic
+/// is modular and the analysed ranges guarantee the true value fits).
+pub(crate) fn fit(e: Expr, from: u32, to: u32) -> Expr {
+    if to >= from {
+        sext(e, from, to)
+    } else {
+        e.slice(to - 1, 0)
+    }
+}
+
 /// Sign-extends `e` (a name or a select) from `from` to `to` bits (`to ≥ from`).
 pub(crate) fn sext(e: Expr, from: u32, to: u32) -> Expr {
     assert!(to >= from, "sext narrows {from} -> {to}");
@@ -119,9 +129,13 @@ impl LayerCtx<'_> {
         let wb = self.weight_bits();
         self.widths.acc_bits().max(wb + 1).max(self.geo.input_bits + 1)
     }
-    /// Membrane / output-arithmetic width.
+    /// Width of the neuron arithmetic: the membrane (LIF), or the output value (no neuron;
+    /// its bias always fits, since the accumulator range contains 0).
     pub fn value_bits(&self) -> u32 {
-        self.acc_bits().max(self.widths.membrane_bits()).max(self.widths.output_bits())
+        match self.layer.neuron {
+            Neuron::Lif(_) => self.acc_bits().max(self.widths.membrane_bits()),
+            Neuron::None { .. } => self.widths.output_bits(),
+        }
     }
     /// Bits of one weight (1 for binary).
     pub fn weight_bits(&self) -> u32 {
