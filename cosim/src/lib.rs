@@ -455,7 +455,7 @@ pub fn run_parallel(
         for (a, t) in all.taps.iter_mut().zip(p.taps) {
             a.extend(t);
         }
-        all.cycles = all.cycles.max(p.cycles);
+        all.cycles += p.cycles;
     }
     Ok(all)
 }

@@ -11,89 +11,69 @@ use crate::names::{self, Names};
 use crate::rtl::{fit, index_bits, sext, stream_ports, zext, LayerCtx};
 use crate::vlog::*;
 
-/// The `dot` function: one lane's partial sum over `SIMD` inputs.
-fn dot_function(ctx: &LayerCtx) -> Item {
-    let simd = ctx.fold.simd;
+/// Sum of `terms` as a balanced tree (log depth: short paths in hardware, shallow nesting
+/// in the printed Verilog).
+pub fn sum_tree(mut terms: Vec<Expr>, width: u32) -> Expr {
+    match terms.len() {
+        0 => lit(width, 0),
+        1 => terms.pop().expect("one term"),
+        n => {
+            let right = terms.split_off(n / 2);
+            sum_tree(terms, width).add(sum_tree(right, width))
+        }
+    }
+}
+
+/// Input `i` of the registered input word.
+fn x_at(ctx: &LayerCtx, x_q: &Expr, i: u32) -> Expr {
     let xb = ctx.geo.input_bits;
-    let wb = ctx.weight_bits();
-    let aw = ctx.acc_bits();
-    let reg = |name: &str, width| Decl { kind: Kind::Reg, name: name.into(), width, signed: false, depth: None };
-    let i = || id("i");
-    let x_i = || if xb == 1 { id("x").idx(i()) } else { id("x").part(i().mul(Expr::Int(xb as i64)), xb) };
-    let w_i = || if wb == 1 { id("w").idx(i()) } else { id("w").part(i().mul(Expr::Int(wb as i64)), wb) };
-    let (locals, body) = match (ctx.layer.is_binary(), xb == 1) {
-        // ±1 weights on spikes: 2·popcount(x ∧ w) − popcount(x).
-        (true, true) => (
-            vec![reg("agree", aw), reg("total", aw)],
-            vec![
-                Stmt::Set(id("agree"), lit(aw, 0)),
-                Stmt::Set(id("total"), lit(aw, 0)),
-                Stmt::For(
-                    "i".into(),
-                    0,
-                    simd as i64,
-                    vec![
-                        Stmt::Set(id("agree"), id("agree").add(zext(x_i().band(w_i()), 1, aw))),
-                        Stmt::Set(id("total"), id("total").add(zext(x_i(), 1, aw))),
-                    ],
-                ),
-                Stmt::Set(id("dot"), id("agree").shl(Expr::Int(1)).sub(id("total"))),
-            ],
-        ),
-        // ±1 weights on multi-bit inputs: add or subtract the input.
-        (true, false) => (
-            vec![reg("xv", aw)],
-            vec![
-                Stmt::Set(id("dot"), lit(aw, 0)),
-                Stmt::For(
-                    "i".into(),
-                    0,
-                    simd as i64,
-                    vec![
-                        Stmt::Set(id("xv"), zext(x_i(), xb, aw)),
-                        Stmt::Set(id("dot"), w_i().cond(id("dot").add(id("xv")), id("dot").sub(id("xv")))),
-                    ],
-                ),
-            ],
-        ),
-        // Integer weights on spikes: add or skip the weight, no multiplier.
-        (false, true) => (
-            vec![],
-            vec![
-                Stmt::Set(id("dot"), lit(aw, 0)),
-                Stmt::For(
-                    "i".into(),
-                    0,
-                    simd as i64,
-                    vec![when(x_i(), vec![Stmt::Set(id("dot"), id("dot").add(sext(w_i(), wb, aw)))])],
-                ),
-            ],
-        ),
-        // Integer weights on pixels or pooled counts: multiply-accumulate.
-        (false, false) => (
-            vec![reg("xv", aw), reg("wv", aw)],
-            vec![
-                Stmt::Set(id("dot"), lit(aw, 0)),
-                Stmt::For(
-                    "i".into(),
-                    0,
-                    simd as i64,
-                    vec![
-                        Stmt::Set(id("xv"), zext(x_i(), xb, aw)),
-                        Stmt::Set(id("wv"), sext(w_i(), wb, aw)),
-                        Stmt::Set(id("dot"), id("dot").add(id("wv").mul(id("xv")))),
-                    ],
-                ),
-            ],
-        ),
+    if xb == 1 {
+        x_q.clone().bit(i)
+    } else {
+        x_q.clone().slice(i * xb + xb - 1, i * xb)
+    }
+}
+
+/// The sum of all inputs of the word, shared by the lanes of binary layers:
+/// `Σ w·x = 2·Σ_{w=+1} x − Σ x` for `w ∈ {−1, +1}`.
+fn input_total(m: &mut Module, ctx: &LayerCtx, x_q: &Expr, aw: u32) -> Expr {
+    let xb = ctx.geo.input_bits;
+    let terms = (0..ctx.fold.simd).map(|i| zext(x_at(ctx, x_q, i), xb, aw)).collect();
+    m.wire_eq("x_total", aw, sum_tree(terms, aw))
+}
+
+/// One lane's partial sum over `SIMD` inputs, unrolled into an adder tree:
+/// binary weights on spikes are `2·popcount(x ∧ w) − popcount(x)`, on multi-bit inputs
+/// `2·Σ_{w=+1} x − Σ x`; integer weights on spikes add or skip, on multi-bit inputs multiply.
+fn lane_dot(m: &mut Module, ctx: &LayerCtx, p: u32, x_q: &Expr, w_q: &Expr, total: Option<&Expr>) -> Expr {
+    let (simd, xb, wb, aw) = (ctx.fold.simd, ctx.geo.input_bits, ctx.weight_bits(), ctx.acc_bits());
+    let w_at = |i: u32| {
+        let lo = (p * simd + i) * wb;
+        if wb == 1 { w_q.clone().bit(lo) } else { w_q.clone().slice(lo + wb - 1, lo) }
     };
-    Item::Function {
-        name: "dot".into(),
-        width: aw,
-        inputs: vec![("x".into(), simd * xb), ("w".into(), simd * wb)],
-        locals,
-        integers: vec!["i".into()],
-        body,
+    let terms: Vec<Expr> = match (ctx.layer.is_binary(), xb == 1) {
+        (true, true) => {
+            let lo = p * simd;
+            let both = m.wire_eq(&format!("agree_bits{p}"), simd, x_q.clone().band(w_q.clone().slice(lo + simd - 1, lo)));
+            (0..simd).map(|i| zext(both.clone().bit(i), 1, aw)).collect()
+        }
+        (true, false) => (0..simd)
+            .map(|i| Expr::Repl(aw, Box::new(w_at(i))).band(zext(x_at(ctx, x_q, i), xb, aw)))
+            .collect(),
+        (false, true) => (0..simd)
+            .map(|i| Expr::Repl(aw, Box::new(x_at(ctx, x_q, i))).band(sext(w_at(i), wb, aw)))
+            .collect(),
+        (false, false) => (0..simd)
+            .map(|i| sext(w_at(i), wb, aw).mul(zext(x_at(ctx, x_q, i), xb, aw)))
+            .collect(),
+    };
+    let sum = sum_tree(terms, aw);
+    match total {
+        Some(t) => {
+            let agree = m.wire_eq(&format!("agree{p}"), aw, sum);
+            agree.shl(Expr::Int(1)).sub(t.clone())
+        }
+        None => sum,
     }
 }
 
@@ -122,7 +102,6 @@ pub fn mvu(ctx: &LayerCtx, names: &Names) -> Module {
     );
     m.params.push(("ROM_DIR".into(), Expr::Str(String::new())));
     stream_ports(&mut m, ctx.window_bits(), out_w, true);
-    m.items.push(dot_function(ctx));
     m.comment("Window store, weight ROM (PE x SIMD weights per word) and neuron parameter ROM.");
     let win = m.mem("win", simd * xb, ti * sf);
     let wrom = m.mem("wrom", pe * simd * wb, nf * sf);
@@ -165,10 +144,11 @@ pub fn mvu(ctx: &LayerCtx, names: &Names) -> Module {
         obase = zext(bt.clone(), tw, obw).mul(lit(obw, (cout * ob) as u64)).add(obase);
     }
     let obase = if out_w > ob { m.wire_eq("obase", obw, obase) } else { lit(1, 0) };
+    let total = ctx.layer.is_binary().then(|| input_total(&mut m, ctx, &x_q, aw));
     let mut lane_updates = Vec::new();
     for p in 0..pe {
         lane_updates.extend(lane(
-            &mut m, ctx, p, &w_q, &x_q, &b_first, &b_last, &b_t, &prm_b, &obuf, &obase, obw, aw, vw,
+            &mut m, ctx, p, &w_q, &x_q, total.as_ref(), &b_first, &b_last, &b_t, &prm_b, &obuf, &obase, obw, aw, vw,
         ));
     }
     let xa_next_t = if ti == 1 { lit(xaw, 0) } else { xa.clone().add(lit(xaw, 1)) };
@@ -270,6 +250,7 @@ fn lane(
     p: u32,
     w_q: &Expr,
     x_q: &Expr,
+    total: Option<&Expr>,
     b_first: &Expr,
     b_last: &Expr,
     b_t: &Option<Expr>,
@@ -280,15 +261,10 @@ fn lane(
     aw: u32,
     vw: u32,
 ) -> Vec<Stmt> {
-    let simd = ctx.fold.simd;
-    let wb = ctx.weight_bits();
     let lpw = ctx.lane_param_bits();
     let ob = ctx.neuron_bits();
-    let dot = m.wire_eq(
-        &format!("dot{p}"),
-        aw,
-        Expr::Call("dot".into(), vec![x_q.clone(), w_q.clone().part(Expr::Int((p * simd * wb) as i64), simd * wb)]),
-    );
+    let dot = lane_dot(m, ctx, p, x_q, w_q, total);
+    let dot = m.wire_eq(&format!("dot{p}"), aw, dot);
     let acc = m.reg(&format!("acc{p}"), aw);
     let sum = m.wire_eq(&format!("sum{p}"), aw, b_first.clone().cond(lit(aw, 0), acc.clone()).add(dot));
     let bias = m.swire_eq(&format!("bias{p}"), vw, prm_b.clone().part(Expr::Int((p * lpw) as i64), vw));

@@ -34,8 +34,6 @@ pub enum Expr {
     Bin(Box<Expr>, &'static str, Box<Expr>),
     /// `c ? a : b`.
     Cond(Box<Expr>, Box<Expr>, Box<Expr>),
-    /// Function or system-function call, e.g. `$signed(x)`.
-    Call(String, Vec<Expr>),
     /// String literal (file names for `$readmemh`).
     Str(String),
 }
@@ -144,22 +142,15 @@ impl Expr {
     pub fn cond(self, a: Expr, b: Expr) -> Expr {
         Expr::Cond(Box::new(self), Box::new(a), Box::new(b))
     }
-    pub fn signed(self) -> Expr {
-        Expr::Call("$signed".into(), vec![self])
-    }
 }
 
-/// A statement inside `always`, `initial` or a function.
+/// A statement inside `always` or `initial`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stmt {
     /// `lhs <= rhs;`
     Nb(Expr, Expr),
-    /// `lhs = rhs;`
-    Set(Expr, Expr),
     /// `if (c) … else …`
     If(Expr, Vec<Stmt>, Vec<Stmt>),
-    /// `for (v = from; v < to; v = v + 1) …`
-    For(String, i64, i64, Vec<Stmt>),
     /// System task call, e.g. `$readmemh("f.hex", rom);`
     Task(String, Vec<Expr>),
 }
@@ -202,14 +193,10 @@ pub enum Item {
     Blank,
     /// A declaration.
     Decl(Decl),
-    /// `integer name;`
-    Integer(String),
     /// `assign lhs = rhs;`
     Assign(Expr, Expr),
     /// `always @(posedge clk)`.
     Seq(Vec<Stmt>),
-    /// `always @*`.
-    Comb(Vec<Stmt>),
     /// `initial`.
     Initial(Vec<Stmt>),
     /// A module instance with named connections.
@@ -222,21 +209,6 @@ pub enum Item {
         name: String,
         /// `(port, expression)` pairs.
         conns: Vec<(String, Expr)>,
-    },
-    /// A function returning `width` bits.
-    Function {
-        /// Name.
-        name: String,
-        /// Result width.
-        width: u32,
-        /// Inputs `(name, width)`.
-        inputs: Vec<(String, u32)>,
-        /// Local declarations (regs) and integers.
-        locals: Vec<Decl>,
-        /// Loop variables.
-        integers: Vec<String>,
-        /// Body.
-        body: Vec<Stmt>,
     },
 }
 
@@ -398,19 +370,11 @@ fn print_item(s: &mut String, item: &Item) {
         Item::Decl(d) => {
             let _ = writeln!(s, "{}", print_decl(d));
         }
-        Item::Integer(n) => {
-            let _ = writeln!(s, "integer {n};");
-        }
         Item::Assign(l, r) => {
             let _ = writeln!(s, "assign {} = {};", expr(l), expr(r));
         }
         Item::Seq(body) => {
             let _ = writeln!(s, "always @(posedge clk) begin");
-            stmts(s, body, 1);
-            let _ = writeln!(s, "end");
-        }
-        Item::Comb(body) => {
-            let _ = writeln!(s, "always @* begin");
             stmts(s, body, 1);
             let _ = writeln!(s, "end");
         }
@@ -432,21 +396,6 @@ fn print_item(s: &mut String, item: &Item) {
                 conns.iter().map(|(p, e)| format!("    .{p:<w$} ({})", connection(e))).collect();
             let _ = writeln!(s, "{}\n);", lines.join(",\n"));
         }
-        Item::Function { name, width, inputs, locals, integers, body } => {
-            let _ = writeln!(s, "function {}{name};", range(*width, false));
-            for (n, w) in inputs {
-                let _ = writeln!(s, "    input {}{n};", range(*w, false));
-            }
-            for d in locals {
-                let _ = writeln!(s, "    {}", print_decl(d));
-            }
-            for i in integers {
-                let _ = writeln!(s, "    integer {i};");
-            }
-            let _ = writeln!(s, "    begin");
-            stmts(s, body, 2);
-            let _ = writeln!(s, "    end\nendfunction");
-        }
     }
 }
 
@@ -461,9 +410,6 @@ fn stmt(s: &mut String, st: &Stmt, depth: usize) {
     match st {
         Stmt::Nb(l, r) => {
             let _ = writeln!(s, "{pad}{} <= {};", expr(l), expr(r));
-        }
-        Stmt::Set(l, r) => {
-            let _ = writeln!(s, "{pad}{} = {};", expr(l), expr(r));
         }
         Stmt::If(c, then, els) => {
             let _ = writeln!(s, "{pad}if ({}) begin", expr(c));
@@ -483,11 +429,6 @@ fn stmt(s: &mut String, st: &Stmt, depth: usize) {
                     let _ = writeln!(s, "{pad}end");
                 }
             }
-        }
-        Stmt::For(v, from, to, body) => {
-            let _ = writeln!(s, "{pad}for ({v} = {from}; {v} < {to}; {v} = {v} + 1) begin");
-            stmts(s, body, depth + 1);
-            let _ = writeln!(s, "{pad}end");
         }
         Stmt::Task(name, args) => {
             let a: Vec<String> = args.iter().map(expr).collect();
@@ -530,9 +471,6 @@ pub fn expr(e: &Expr) -> String {
         Expr::Un(op, x) => format!("{op}{}", atom(x)),
         Expr::Bin(a, op, b) => format!("{} {op} {}", atom(a), atom(b)),
         Expr::Cond(c, a, b) => format!("{} ? {} : {}", atom(c), atom(a), atom(b)),
-        Expr::Call(n, args) => {
-            format!("{n}({})", args.iter().map(expr).collect::<Vec<_>>().join(", "))
-        }
         Expr::Str(t) => format!("\"{t}\""),
     }
 }
