@@ -88,12 +88,24 @@ pub fn run(a: Args) -> Result<()> {
         design.manifest.cycles_per_image
     );
     println!("{}", lint(&rtl, &design.manifest.top)?);
+    let spin = |msg: &str| {
+        let s = indicatif::ProgressBar::new_spinner();
+        s.set_message(msg.to_string());
+        s.enable_steady_tick(std::time::Duration::from_millis(120));
+        s
+    };
     let sim = super::cosim::build(&model, Some(&rtl), &[], false)?;
     let images = random::random_images(&model, a.images, 7);
-    let report = spikeforge_cosim::cosimulate(&model, &sim, &images, 7, None)?;
+    let s = spin(&format!("co-simulating {} images with random stalls", a.images));
+    let report = spikeforge_cosim::cosimulate(&model, &sim, &images, 7, None);
+    s.finish_and_clear();
+    let report = report?;
     print!("cosim: ");
     super::cosim::conclude(&report)?;
-    println!("{}", synth(&rtl, &design.manifest.top)?);
+    let s = spin("synthesising with yosys synth_ice40 (about a minute)");
+    let synthesis = synth(&rtl, &design.manifest.top);
+    s.finish_and_clear();
+    println!("{}", synthesis?);
     println!("demo done: model → RTL → lint → {} images bit-exact → synthesis", report.bit_exact);
     Ok(())
 }

@@ -161,3 +161,16 @@ fn corrupted_weight_is_caught_and_named() {
         assert!(report.bit_exact < report.images);
     }
 }
+
+#[test]
+fn coverage_designs_synthesise_without_latches() {
+    use rayon::prelude::*;
+    COVERAGE.par_iter().for_each(|a| {
+        let model = random_model(&arch::parse(a).unwrap(), 2, util::seed()).unwrap();
+        let design = util::design(&model, &fold::resolve(&model, &[]).unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        util::write(&design, dir.path());
+        let luts = util::synth_ice40(dir.path(), &design.manifest.top, a);
+        println!("{a}: {luts} SB_LUT4, no latches");
+    });
+}

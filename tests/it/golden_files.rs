@@ -3,7 +3,6 @@
 //! lint and synthesis of every reference design.
 
 use std::path::Path;
-use std::process::Command;
 
 use spikeforge_hdl_gen::fold;
 
@@ -49,12 +48,7 @@ fn reference_designs_lint_clean_and_synthesise_without_latches() {
         util::write(&design, &rtl);
         let lint = util::lint(&rtl, &design.manifest.top);
         assert!(lint.trim().is_empty(), "{name}: verilator -Wall:\n{lint}");
-        let script = format!("read_verilog *.v; synth_ice40 -top {}; stat", design.manifest.top);
-        let out = Command::new("yosys").current_dir(&rtl).args(["-q", "-l", "y.log", "-p", &script]).output().unwrap();
-        let log = std::fs::read_to_string(rtl.join("y.log")).unwrap();
-        assert!(out.status.success(), "{name}: yosys failed: {}", String::from_utf8_lossy(&out.stderr));
-        assert!(!log.contains("$dlatch") && !log.contains("Latch inferred"), "{name}: latch in {log}");
-        assert!(log.contains("SB_LUT4"), "{name}: no logic synthesised?");
+        assert!(util::synth_ice40(&rtl, &design.manifest.top, name) > 0);
     }
 }
 

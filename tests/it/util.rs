@@ -78,3 +78,17 @@ pub fn lint(dir: &Path, top: &str) -> String {
     let text = String::from_utf8_lossy(&out.stderr).into_owned();
     if out.status.success() { text } else { format!("exit {:?}\n{text}", out.status.code()) }
 }
+
+/// `yosys synth_ice40` on a written design; panics on failure or on any latch, returns the
+/// LUT count.
+pub fn synth_ice40(dir: &Path, top: &str, what: &str) -> u64 {
+    let script = format!("read_verilog *.v; synth_ice40 -top {top}; stat");
+    let out = Command::new("yosys").current_dir(dir).args(["-q", "-l", "yosys.log", "-p", &script]).output().unwrap();
+    let log = std::fs::read_to_string(dir.join("yosys.log")).unwrap_or_default();
+    assert!(out.status.success(), "{what}: yosys failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(!log.contains("$dlatch") && !log.contains("Latch inferred"), "{what}: latch inferred; see {log}");
+    log.lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("SB_LUT4").and_then(|n| n.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("{what}: no LUTs in the yosys report"))
+}
