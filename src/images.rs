@@ -7,7 +7,11 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 
 /// Reads images for a model whose images have `image_len` bytes; returns the bytes and count.
-pub fn read_images(path: &Path, image_len: usize, limit: Option<usize>) -> Result<(Vec<u8>, usize)> {
+pub fn read_images(
+    path: &Path,
+    image_len: usize,
+    limit: Option<usize>,
+) -> Result<(Vec<u8>, usize)> {
     let raw = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let data = if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
@@ -18,11 +22,13 @@ pub fn read_images(path: &Path, image_len: usize, limit: Option<usize>) -> Resul
     } else {
         raw
     };
-    let pixels = if data.len() >= 4 && data[0] == 0 && data[1] == 0 && data[2] == 0x08 && data[3] == 3 {
-        parse_idx3(&data, image_len).with_context(|| format!("{}: bad IDX image file", path.display()))?
-    } else {
-        data
-    };
+    let pixels =
+        if data.len() >= 4 && data[0] == 0 && data[1] == 0 && data[2] == 0x08 && data[3] == 3 {
+            parse_idx3(&data, image_len)
+                .with_context(|| format!("{}: bad IDX image file", path.display()))?
+        } else {
+            data
+        };
     if pixels.is_empty() || pixels.len() % image_len != 0 {
         bail!(
             "{}: {} bytes is not a whole number of images of {} bytes (the model's height × width × channels); \
@@ -43,14 +49,27 @@ fn parse_idx3(data: &[u8], image_len: usize) -> Result<Vec<u8>> {
     if data.len() < 16 {
         bail!("header truncated ({} bytes, need 16)", data.len());
     }
-    let dim = |i: usize| u32::from_be_bytes([data[4 + 4 * i], data[5 + 4 * i], data[6 + 4 * i], data[7 + 4 * i]]) as usize;
+    let dim = |i: usize| {
+        u32::from_be_bytes([
+            data[4 + 4 * i],
+            data[5 + 4 * i],
+            data[6 + 4 * i],
+            data[7 + 4 * i],
+        ]) as usize
+    };
     let (n, h, w) = (dim(0), dim(1), dim(2));
     if h * w != image_len {
-        bail!("images are {h}×{w} = {} bytes, the model expects {image_len}", h * w);
+        bail!(
+            "images are {h}×{w} = {} bytes, the model expects {image_len}",
+            h * w
+        );
     }
     let need = 16 + n * h * w;
     if data.len() < need {
-        bail!("truncated: header promises {n} images ({need} bytes), file has {} bytes", data.len());
+        bail!(
+            "truncated: header promises {n} images ({need} bytes), file has {} bytes",
+            data.len()
+        );
     }
     Ok(data[16..need].to_vec())
 }

@@ -72,7 +72,10 @@ pub enum CosimError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CosimError + '_ {
-    move |source| CosimError::Io { path: path.to_path_buf(), source }
+    move |source| CosimError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// How to build the simulation.
@@ -100,15 +103,30 @@ pub fn verilator_version(verilator: &str) -> Result<String, CosimError> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// The files a simulation is built from: `(name, contents)` of every source and ROM image.
+pub type DesignFiles = Vec<(String, Vec<u8>)>;
+
+/// The files of a design generated in memory.
+pub fn design_files(design: &spikeforge_hdl_gen::Design) -> DesignFiles {
+    let m = &design.manifest;
+    m.sources
+        .iter()
+        .chain(&m.rom_files)
+        .map(|n| (n.clone(), design.files[n].clone().into_bytes()))
+        .collect()
+}
+
 /// A design read back from a directory written by `spikeforge gen`.
-pub fn read_design(dir: &Path) -> Result<(Manifest, Vec<(String, Vec<u8>)>), CosimError> {
+pub fn read_design(dir: &Path) -> Result<(Manifest, DesignFiles), CosimError> {
     let mpath = dir.join("manifest.json");
     let text = std::fs::read_to_string(&mpath).map_err(|e| CosimError::Design {
         path: mpath.clone(),
         message: format!("{e} (is this a directory written by `spikeforge gen`?)"),
     })?;
-    let manifest: Manifest = serde_json::from_str(&text)
-        .map_err(|e| CosimError::Design { path: mpath.clone(), message: e.to_string() })?;
+    let manifest: Manifest = serde_json::from_str(&text).map_err(|e| CosimError::Design {
+        path: mpath.clone(),
+        message: e.to_string(),
+    })?;
     let mut files = Vec::new();
     for name in manifest.sources.iter().chain(&manifest.rom_files) {
         let p = dir.join(name);
@@ -153,7 +171,12 @@ impl Simulator {
         h.update(harness.as_bytes());
         h.update(version.as_bytes());
         h.update([opts.opt, opts.trace as u8]);
-        let key: String = h.finalize().iter().take(12).map(|b| format!("{b:02x}")).collect();
+        let key: String = h
+            .finalize()
+            .iter()
+            .take(12)
+            .map(|b| format!("{b:02x}"))
+            .collect();
         std::fs::create_dir_all(&opts.cache_dir).map_err(io(&opts.cache_dir))?;
         let dir = opts.cache_dir.join(&key);
         let lib_path = dir.join("libsim.so");
@@ -167,9 +190,14 @@ impl Simulator {
         drop(lock);
         // SAFETY: the library is our own harness, built just now from generated sources;
         // its initialisers only set up Verilator's runtime.
-        let lib = unsafe { Library::new(&lib_path) }
-            .map_err(|e| CosimError::Load { path: lib_path.clone(), message: e.to_string() })?;
-        Ok(Simulator { lib, manifest: manifest.clone() })
+        let lib = unsafe { Library::new(&lib_path) }.map_err(|e| CosimError::Load {
+            path: lib_path.clone(),
+            message: e.to_string(),
+        })?;
+        Ok(Simulator {
+            lib,
+            manifest: manifest.clone(),
+        })
     }
 
     /// The manifest of the simulated design.
@@ -179,38 +207,74 @@ impl Simulator {
 
     /// Streams `n` images (concatenated bytes) through the design. `stall_seed != 0` inserts
     /// pseudo-random gaps in the input and back-pressure on the output.
-    pub fn run(&self, images: &[u8], n: u32, stall_seed: u64, vcd: Option<&Path>) -> Result<RtlRun, CosimError> {
+    pub fn run(
+        &self,
+        images: &[u8],
+        n: u32,
+        stall_seed: u64,
+        vcd: Option<&Path>,
+    ) -> Result<RtlRun, CosimError> {
         let m = &self.manifest;
         let out_words = m.output.tdata_bits.div_ceil(32) as usize;
         let mut out = vec![0u32; n as usize * out_words];
         let mut taps: Vec<Vec<u32>> = m
             .layers
             .iter()
-            .map(|l| vec![0u32; n as usize * (l.height * l.width) as usize * l.tap_bits.div_ceil(32) as usize])
+            .map(|l| {
+                vec![
+                    0u32;
+                    n as usize * (l.height * l.width) as usize * l.tap_bits.div_ceil(32) as usize
+                ]
+            })
             .collect();
         let tap_ptrs: Vec<*mut u32> = taps.iter_mut().map(|t| t.as_mut_ptr()).collect();
-        let max_cycles = 1000 + 20 * (m.latency_cycles + m.cycles_per_image * n as u64) * if stall_seed != 0 { 4 } else { 1 };
-        let vcd_c = vcd.map(|p| std::ffi::CString::new(p.to_string_lossy().as_bytes()).unwrap_or_default());
+        let max_cycles = 1000
+            + 20 * (m.latency_cycles + m.cycles_per_image * n as u64)
+                * if stall_seed != 0 { 4 } else { 1 };
+        let vcd_c =
+            vcd.map(|p| std::ffi::CString::new(p.to_string_lossy().as_bytes()).unwrap_or_default());
         // SAFETY: symbols come from the harness generated for this very manifest; every buffer
         // is sized from the same manifest (the harness refuses to write past the tap sizes).
         let cycles = unsafe {
-            let new: libloading::Symbol<NewFn> = self.lib.get(b"sf_new").map_err(|e| self.load_err(e))?;
-            let free: libloading::Symbol<FreeFn> = self.lib.get(b"sf_free").map_err(|e| self.load_err(e))?;
-            let run: libloading::Symbol<RunFn> = self.lib.get(b"sf_run").map_err(|e| self.load_err(e))?;
+            let new: libloading::Symbol<NewFn> =
+                self.lib.get(b"sf_new").map_err(|e| self.load_err(e))?;
+            let free: libloading::Symbol<FreeFn> =
+                self.lib.get(b"sf_free").map_err(|e| self.load_err(e))?;
+            let run: libloading::Symbol<RunFn> =
+                self.lib.get(b"sf_run").map_err(|e| self.load_err(e))?;
             let h = new(vcd_c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()));
-            let c = run(h, images.as_ptr(), n, out.as_mut_ptr(), tap_ptrs.as_ptr(), stall_seed, max_cycles);
+            let c = run(
+                h,
+                images.as_ptr(),
+                n,
+                out.as_mut_ptr(),
+                tap_ptrs.as_ptr(),
+                stall_seed,
+                max_cycles,
+            );
             free(h);
             c
         };
         match cycles {
-            -1 => Err(CosimError::Timeout { got: 0, expected: n, cycles: max_cycles }),
+            -1 => Err(CosimError::Timeout {
+                got: 0,
+                expected: n,
+                cycles: max_cycles,
+            }),
             -2 => Err(CosimError::TapOverflow),
-            c => Ok(RtlRun { out, taps, cycles: c as u64 }),
+            c => Ok(RtlRun {
+                out,
+                taps,
+                cycles: c as u64,
+            }),
         }
     }
 
     fn load_err(&self, e: libloading::Error) -> CosimError {
-        CosimError::Load { path: PathBuf::from("libsim.so"), message: e.to_string() }
+        CosimError::Load {
+            path: PathBuf::from("libsim.so"),
+            message: e.to_string(),
+        }
     }
 }
 
@@ -231,13 +295,41 @@ fn build_into(
     let cpp = tmp.join("harness.cpp");
     std::fs::write(&cpp, harness).map_err(io(&cpp))?;
     // ROM images are read at run time from the final (renamed) directory.
-    let rom_dir = format!("-GROM_DIR=\"{}/rtl/\"", std::path::absolute(dir).map_err(io(dir))?.display());
+    let rom_dir = format!(
+        "-GROM_DIR=\"{}/rtl/\"",
+        std::path::absolute(dir).map_err(io(dir))?.display()
+    );
     let mut cmd = Command::new(&opts.verilator);
     cmd.current_dir(&tmp)
-        .args(["--cc", "--exe", "--build", "-j", "2", "-Wno-fatal", "--x-assign", "fast", "--x-initial", "fast"])
-        .args(["--prefix", harness::PREFIX, "--top-module", &manifest.core, "-Mdir", "obj"])
+        .args([
+            "--cc",
+            "--exe",
+            "--build",
+            "-j",
+            "2",
+            "-Wno-fatal",
+            "--x-assign",
+            "fast",
+            "--x-initial",
+            "fast",
+        ])
+        .args([
+            "--prefix",
+            harness::PREFIX,
+            "--top-module",
+            &manifest.core,
+            "-Mdir",
+            "obj",
+        ])
         .arg(&rom_dir)
-        .args(["-CFLAGS", &format!("-fPIC -O{}", opts.opt), "-LDFLAGS", "-shared", "-o", "libsim.so"]);
+        .args([
+            "-CFLAGS",
+            &format!("-fPIC -O{}", opts.opt),
+            "-LDFLAGS",
+            "-shared",
+            "-o",
+            "libsim.so",
+        ]);
     if opts.trace {
         cmd.args(["--trace", "-CFLAGS", "-DSF_TRACE"]);
     }
@@ -245,14 +337,23 @@ fn build_into(
     for s in &manifest.sources {
         cmd.arg(format!("rtl/{s}"));
     }
-    let out = cmd.output().map_err(|_| CosimError::VerilatorMissing(opts.verilator.clone()))?;
+    let out = cmd
+        .output()
+        .map_err(|_| CosimError::VerilatorMissing(opts.verilator.clone()))?;
     let log = tmp.join("build.log");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     std::fs::write(&log, &text).map_err(io(&log))?;
     let built = tmp.join("obj").join("libsim.so");
     if !out.status.success() || !built.exists() {
         let tail: Vec<&str> = text.lines().rev().take(20).collect();
-        return Err(CosimError::Build { log, tail: tail.into_iter().rev().collect::<Vec<_>>().join("\n") });
+        return Err(CosimError::Build {
+            log,
+            tail: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+        });
     }
     std::fs::rename(&built, tmp.join("libsim.so")).map_err(io(&built))?;
     let _ = std::fs::remove_dir_all(tmp.join("obj"));
@@ -354,7 +455,13 @@ pub fn compare(model: &Model, manifest: &Manifest, golden: &[Inference], rtl: &R
             Some(_) => {}
         }
     }
-    Report { images: golden.len(), bit_exact: exact, cycles: rtl.cycles, first_mismatch: first, classes }
+    Report {
+        images: golden.len(),
+        bit_exact: exact,
+        cycles: rtl.cycles,
+        first_mismatch: first,
+        classes,
+    }
 }
 
 fn compare_image(
@@ -365,7 +472,10 @@ fn compare_image(
     rtl: &RtlRun,
     out_words: usize,
 ) -> Option<Mismatch> {
-    let trace = inf.trace.as_ref().expect("golden inferences for comparison carry traces");
+    let trace = inf
+        .trace
+        .as_ref()
+        .expect("golden inferences for comparison carry traces");
     for (l, (lm, tr)) in manifest.layers.iter().zip(trace).enumerate() {
         let positions = (lm.height * lm.width) as usize;
         let tw = lm.tap_bits.div_ceil(32) as usize;
@@ -374,7 +484,12 @@ fn compare_image(
             let beat = &rtl.taps[l][(image * positions + pos) * tw..][..tw];
             for step in 0..tr.steps as usize {
                 for ch in 0..c {
-                    let actual = field(beat, (step * c + ch) * lm.value_bits as usize, lm.value_bits, lm.value_signed);
+                    let actual = field(
+                        beat,
+                        (step * c + ch) * lm.value_bits as usize,
+                        lm.value_bits,
+                        lm.value_signed,
+                    );
                     let expected = tr.at(pos, step, ch);
                     if actual != expected {
                         return Some(Mismatch {
@@ -382,7 +497,10 @@ fn compare_image(
                             layer: Some(l),
                             layer_name: model.layers[l].name.clone(),
                             channel: ch,
-                            position: ((pos / lm.width as usize) as u32, (pos % lm.width as usize) as u32),
+                            position: (
+                                (pos / lm.width as usize) as u32,
+                                (pos % lm.width as usize) as u32,
+                            ),
                             step: step as u32,
                             expected,
                             actual,
@@ -405,7 +523,12 @@ fn compare_image(
         actual,
     };
     for (c, &e) in inf.logits.iter().enumerate() {
-        let a = field(words, (o.class_bits + c as u32 * o.logit_bits) as usize, o.logit_bits, true);
+        let a = field(
+            words,
+            (o.class_bits + c as u32 * o.logit_bits) as usize,
+            o.logit_bits,
+            true,
+        );
         if a != e {
             return Some(head(c, e, a));
         }
@@ -449,7 +572,11 @@ pub fn run_parallel(
         .par_chunks(per * image_len)
         .map(|chunk| sim.run(chunk, (chunk.len() / image_len) as u32, stall_seed, None))
         .collect::<Result<_, _>>()?;
-    let mut all = RtlRun { out: Vec::new(), taps: vec![Vec::new(); sim.manifest().layers.len()], cycles: 0 };
+    let mut all = RtlRun {
+        out: Vec::new(),
+        taps: vec![Vec::new(); sim.manifest().layers.len()],
+        cycles: 0,
+    };
     for p in parts {
         all.out.extend(p.out);
         for (a, t) in all.taps.iter_mut().zip(p.taps) {

@@ -45,7 +45,9 @@ pub enum FoldError {
         reason: String,
     },
     /// A folding factor that does not divide what it folds.
-    #[error("layer {layer} ({name}): {what} = {value} does not divide {of}; valid values: {valid:?}")]
+    #[error(
+        "layer {layer} ({name}): {what} = {value} does not divide {of}; valid values: {valid:?}"
+    )]
     NotDivisor {
         /// Layer index.
         layer: usize,
@@ -83,21 +85,36 @@ pub enum FoldOverride {
 
 /// Parses `LAYER=PE,SIMD` or `input=PIXELS`.
 pub fn parse_override(spec: &str) -> Result<FoldOverride, FoldError> {
-    let err = |reason: &str| FoldError::Syntax { spec: spec.into(), reason: reason.into() };
+    let err = |reason: &str| FoldError::Syntax {
+        spec: spec.into(),
+        reason: reason.into(),
+    };
     let (lhs, rhs) = spec.split_once('=').ok_or_else(|| err("missing `=`"))?;
     let num = |s: &str| -> Result<u32, FoldError> {
-        s.trim().parse::<u32>().ok().filter(|&v| v > 0).ok_or_else(|| err("factors are positive integers"))
+        s.trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|&v| v > 0)
+            .ok_or_else(|| err("factors are positive integers"))
     };
     if lhs == "input" {
         return Ok(FoldOverride::Input(num(rhs)?));
     }
-    let (pe, simd) = rhs.split_once(',').ok_or_else(|| err("expected PE,SIMD after `=`"))?;
-    Ok(FoldOverride::Layer(lhs.to_string(), LayerFold { pe: num(pe)?, simd: num(simd)? }))
+    let (pe, simd) = rhs
+        .split_once(',')
+        .ok_or_else(|| err("expected PE,SIMD after `=`"))?;
+    Ok(FoldOverride::Layer(
+        lhs.to_string(),
+        LayerFold {
+            pe: num(pe)?,
+            simd: num(simd)?,
+        },
+    ))
 }
 
 /// Divisors of `n`, ascending.
 pub fn divisors(n: u32) -> Vec<u32> {
-    (1..=n).filter(|d| n % d == 0).collect()
+    (1..=n).filter(|d| n.is_multiple_of(*d)).collect()
 }
 
 /// Cycles layer `geo` needs per image with folding `f` over `t` time steps.
@@ -116,7 +133,11 @@ pub fn pipeline_cycles(model: &Model, folding: &Folding) -> u64 {
         .enumerate()
         .map(|(i, (g, f))| {
             // A window generator takes one input position per cycle.
-            let feed = if i == 0 { input } else { g.input.positions() as u64 };
+            let feed = if i == 0 {
+                input
+            } else {
+                g.input.positions() as u64
+            };
             layer_cycles(g, *f, model.time_steps).max(feed)
         })
         .max()
@@ -158,7 +179,7 @@ pub fn resolve(model: &Model, overrides: &[FoldOverride]) -> Result<Folding, Fol
     }
     let positions = geo[0].input.positions() as u32;
     let dense_first = matches!(model.layers[0].synapse, Synapse::Dense { .. });
-    if ppb > 1 && (!dense_first || positions % ppb != 0) {
+    if ppb > 1 && (!dense_first || !positions.is_multiple_of(ppb)) {
         return Err(FoldError::PixelsPerBeat {
             value: ppb,
             reason: if dense_first {
@@ -167,14 +188,22 @@ pub fn resolve(model: &Model, overrides: &[FoldOverride]) -> Result<Folding, Fol
                 "needs a dense first layer (a convolution's line buffer takes one pixel per cycle)"
                     .into()
             },
-            valid: if dense_first { divisors(positions) } else { vec![1] },
+            valid: if dense_first {
+                divisors(positions)
+            } else {
+                vec![1]
+            },
         });
     }
     let target = (positions / ppb) as u64;
-    let mut layers: Vec<LayerFold> =
-        geo.iter().map(|g| default_layer_fold(g, model.time_steps, target)).collect();
+    let mut layers: Vec<LayerFold> = geo
+        .iter()
+        .map(|g| default_layer_fold(g, model.time_steps, target))
+        .collect();
     for o in overrides {
-        let FoldOverride::Layer(which, f) = o else { continue };
+        let FoldOverride::Layer(which, f) = o else {
+            continue;
+        };
         let i = which
             .parse::<usize>()
             .ok()
@@ -202,7 +231,7 @@ pub fn resolve(model: &Model, overrides: &[FoldOverride]) -> Result<Folding, Fol
                 valid: divisors(cout),
             });
         }
-        if g.fan_in as u32 % f.simd != 0 {
+        if !(g.fan_in as u32).is_multiple_of(f.simd) {
             return Err(FoldError::NotDivisor {
                 layer: i,
                 name,
@@ -213,5 +242,8 @@ pub fn resolve(model: &Model, overrides: &[FoldOverride]) -> Result<Folding, Fol
             });
         }
     }
-    Ok(Folding { pixels_per_beat: ppb, layers })
+    Ok(Folding {
+        pixels_per_beat: ppb,
+        layers,
+    })
 }

@@ -170,7 +170,9 @@ fn bits_hex(bits: &[bool]) -> String {
     (0..digits)
         .rev()
         .map(|d| {
-            let v = (0..4).fold(0u32, |v, b| v | ((*bits.get(d * 4 + b).unwrap_or(&false) as u32) << b));
+            let v = (0..4).fold(0u32, |v, b| {
+                v | ((*bits.get(d * 4 + b).unwrap_or(&false) as u32) << b)
+            });
             char::from_digit(v, 16).expect("a nibble is a hex digit")
         })
         .collect()
@@ -185,7 +187,11 @@ fn put_int(bits: &mut [bool], at: usize, width: u32, v: i64) {
 /// Weight ROM image: word `nf·SF + sf` holds, for lane `p` and input `i`, the weight of
 /// channel `nf·PE + p` and input `sf·SIMD + i` at bits `(p·SIMD + i)·WB`.
 fn weight_rom(ctx: &LayerCtx) -> String {
-    let (pe, simd, wb) = (ctx.fold.pe as usize, ctx.fold.simd as usize, ctx.weight_bits());
+    let (pe, simd, wb) = (
+        ctx.fold.pe as usize,
+        ctx.fold.simd as usize,
+        ctx.weight_bits(),
+    );
     let n = ctx.geo.fan_in;
     let w = weight_values(ctx.layer, n * ctx.geo.synaptic.channels as usize);
     let mut out = String::new();
@@ -213,7 +219,11 @@ fn weight_rom(ctx: &LayerCtx) -> String {
 /// Parameter ROM image: word `nf` holds per lane `{polarity, threshold, bias}` (LIF) or
 /// `{bias}` (no neuron), bias in the low bits.
 fn param_rom(ctx: &LayerCtx) -> String {
-    let (pe, vw, lpw) = (ctx.fold.pe as usize, ctx.value_bits(), ctx.lane_param_bits() as usize);
+    let (pe, vw, lpw) = (
+        ctx.fold.pe as usize,
+        ctx.value_bits(),
+        ctx.lane_param_bits() as usize,
+    );
     let mut out = String::new();
     for nf in 0..ctx.nf() as usize {
         let mut bits = vec![false; pe * lpw];
@@ -291,8 +301,10 @@ pub fn generate(model: &Model, folding: &Folding) -> Result<Design, GenError> {
         sources.push(file);
     }
     let t = model.time_steps;
-    let layer_cycles: Vec<u64> =
-        ctxs.iter().map(|c| fold::layer_cycles(&c.geo, c.fold, t)).collect();
+    let layer_cycles: Vec<u64> = ctxs
+        .iter()
+        .map(|c| fold::layer_cycles(&c.geo, c.fold, t))
+        .collect();
     let manifest = Manifest {
         generator: GENERATOR.into(),
         model_name: model.name.clone(),
@@ -374,6 +386,9 @@ pub fn write_design(design: &Design, dir: &Path) -> Result<(), GenError> {
     let kept = tmp.keep();
     std::fs::rename(&kept, dir).map_err(|e| {
         let _ = std::fs::remove_dir_all(&kept);
-        GenError::Io { path: dir.to_path_buf(), source: e }
+        GenError::Io {
+            path: dir.to_path_buf(),
+            source: e,
+        }
     })
 }

@@ -38,24 +38,48 @@ fn x_at(ctx: &LayerCtx, x_q: &Expr, i: u32) -> Expr {
 /// `Σ w·x = 2·Σ_{w=+1} x − Σ x` for `w ∈ {−1, +1}`.
 fn input_total(m: &mut Module, ctx: &LayerCtx, x_q: &Expr, aw: u32) -> Expr {
     let xb = ctx.geo.input_bits;
-    let terms = (0..ctx.fold.simd).map(|i| zext(x_at(ctx, x_q, i), xb, aw)).collect();
+    let terms = (0..ctx.fold.simd)
+        .map(|i| zext(x_at(ctx, x_q, i), xb, aw))
+        .collect();
     m.wire_eq("x_total", aw, sum_tree(terms, aw))
 }
 
 /// One lane's partial sum over `SIMD` inputs, unrolled into an adder tree:
 /// binary weights on spikes are `2·popcount(x ∧ w) − popcount(x)`, on multi-bit inputs
 /// `2·Σ_{w=+1} x − Σ x`; integer weights on spikes add or skip, on multi-bit inputs multiply.
-fn lane_dot(m: &mut Module, ctx: &LayerCtx, p: u32, x_q: &Expr, w_q: &Expr, total: Option<&Expr>) -> Expr {
-    let (simd, xb, wb, aw) = (ctx.fold.simd, ctx.geo.input_bits, ctx.weight_bits(), ctx.acc_bits());
+fn lane_dot(
+    m: &mut Module,
+    ctx: &LayerCtx,
+    p: u32,
+    x_q: &Expr,
+    w_q: &Expr,
+    total: Option<&Expr>,
+) -> Expr {
+    let (simd, xb, wb, aw) = (
+        ctx.fold.simd,
+        ctx.geo.input_bits,
+        ctx.weight_bits(),
+        ctx.acc_bits(),
+    );
     let w_at = |i: u32| {
         let lo = (p * simd + i) * wb;
-        if wb == 1 { w_q.clone().bit(lo) } else { w_q.clone().slice(lo + wb - 1, lo) }
+        if wb == 1 {
+            w_q.clone().bit(lo)
+        } else {
+            w_q.clone().slice(lo + wb - 1, lo)
+        }
     };
     let terms: Vec<Expr> = match (ctx.layer.is_binary(), xb == 1) {
         (true, true) => {
             let lo = p * simd;
-            let both = m.wire_eq(&format!("agree_bits{p}"), simd, x_q.clone().band(w_q.clone().slice(lo + simd - 1, lo)));
-            (0..simd).map(|i| zext(both.clone().bit(i), 1, aw)).collect()
+            let both = m.wire_eq(
+                &format!("agree_bits{p}"),
+                simd,
+                x_q.clone().band(w_q.clone().slice(lo + simd - 1, lo)),
+            );
+            (0..simd)
+                .map(|i| zext(both.clone().bit(i), 1, aw))
+                .collect()
         }
         (true, false) => (0..simd)
             .map(|i| Expr::Repl(aw, Box::new(w_at(i))).band(zext(x_at(ctx, x_q, i), xb, aw)))
@@ -83,7 +107,12 @@ pub fn mvu(ctx: &LayerCtx, names: &Names) -> Module {
     let (t, ti) = (ctx.steps, g.input_steps);
     let (pe, simd) = (ctx.fold.pe, ctx.fold.simd);
     let (nf, sf) = (ctx.nf(), ctx.sf());
-    let (xb, wb, aw, vw) = (g.input_bits, ctx.weight_bits(), ctx.acc_bits(), ctx.value_bits());
+    let (xb, wb, aw, vw) = (
+        g.input_bits,
+        ctx.weight_bits(),
+        ctx.acc_bits(),
+        ctx.value_bits(),
+    );
     let cout = g.synaptic.channels;
     let ob = ctx.neuron_bits();
     let out_w = t * cout * ob;
@@ -94,7 +123,11 @@ pub fn mvu(ctx: &LayerCtx, names: &Names) -> Module {
              {} cycles per position.",
             ctx.index,
             ctx.layer.name,
-            if ctx.layer.is_binary() { "binary" } else { "integer" },
+            if ctx.layer.is_binary() {
+                "binary"
+            } else {
+                "integer"
+            },
             g.fan_in,
             cout,
             nf * t * sf
@@ -108,10 +141,26 @@ pub fn mvu(ctx: &LayerCtx, names: &Names) -> Module {
     let prm = m.mem("prm", pe * ctx.lane_param_bits(), nf);
     let dir = id("ROM_DIR");
     m.items.push(Item::Initial(vec![
-        Stmt::Task("$readmemh".into(), vec![cat(vec![dir.clone(), Expr::Str(names.weight_file(ctx.index))]), wrom.clone()]),
-        Stmt::Task("$readmemh".into(), vec![cat(vec![dir, Expr::Str(names.param_file(ctx.index))]), prm.clone()]),
+        Stmt::Task(
+            "$readmemh".into(),
+            vec![
+                cat(vec![dir.clone(), Expr::Str(names.weight_file(ctx.index))]),
+                wrom.clone(),
+            ],
+        ),
+        Stmt::Task(
+            "$readmemh".into(),
+            vec![
+                cat(vec![dir, Expr::Str(names.param_file(ctx.index))]),
+                prm.clone(),
+            ],
+        ),
     ]));
-    let (nfw, tw, sfw) = (index_bits(nf as u64), index_bits(t as u64), index_bits(sf as u64));
+    let (nfw, tw, sfw) = (
+        index_bits(nf as u64),
+        index_bits(t as u64),
+        index_bits(sf as u64),
+    );
     let (waw, xaw) = (index_bits((nf * sf) as u64), index_bits((ti * sf) as u64));
     m.comment("Control: operation counters (stage A) and the registered operands (stage B).");
     let busy = m.reg("busy", 1);
@@ -141,17 +190,44 @@ pub fn mvu(ctx: &LayerCtx, names: &Names) -> Module {
     let obw = index_bits(out_w as u64);
     let mut obase = zext(b_nf.clone(), nfw, obw).mul(lit(obw, (pe * ob) as u64));
     if let Some(bt) = &b_t {
-        obase = zext(bt.clone(), tw, obw).mul(lit(obw, (cout * ob) as u64)).add(obase);
+        obase = zext(bt.clone(), tw, obw)
+            .mul(lit(obw, (cout * ob) as u64))
+            .add(obase);
     }
-    let obase = if out_w > ob { m.wire_eq("obase", obw, obase) } else { lit(1, 0) };
-    let total = ctx.layer.is_binary().then(|| input_total(&mut m, ctx, &x_q, aw));
+    let obase = if out_w > ob {
+        m.wire_eq("obase", obw, obase)
+    } else {
+        lit(1, 0)
+    };
+    let total = ctx
+        .layer
+        .is_binary()
+        .then(|| input_total(&mut m, ctx, &x_q, aw));
     let mut lane_updates = Vec::new();
     for p in 0..pe {
         lane_updates.extend(lane(
-            &mut m, ctx, p, &w_q, &x_q, total.as_ref(), &b_first, &b_last, &b_t, &prm_b, &obuf, &obase, obw, aw, vw,
+            &mut m,
+            ctx,
+            p,
+            &w_q,
+            &x_q,
+            total.as_ref(),
+            &b_first,
+            &b_last,
+            &b_t,
+            &prm_b,
+            &obuf,
+            &obase,
+            obw,
+            aw,
+            vw,
         ));
     }
-    let xa_next_t = if ti == 1 { lit(xaw, 0) } else { xa.clone().add(lit(xaw, 1)) };
+    let xa_next_t = if ti == 1 {
+        lit(xaw, 0)
+    } else {
+        xa.clone().add(lit(xaw, 1))
+    };
     let mut issue = vec![
         Stmt::Nb(w_q, wrom.idx(wa.clone())),
         Stmt::Nb(x_q, win.clone().idx(xa.clone())),
@@ -159,7 +235,10 @@ pub fn mvu(ctx: &LayerCtx, names: &Names) -> Module {
         Stmt::Nb(b_first, sf_a.clone().eq(lit(sfw, 0))),
         Stmt::Nb(b_last, last_sf.clone()),
         Stmt::Nb(b_nf, nf_a.clone()),
-        Stmt::Nb(b_end.clone(), last_sf.clone().and(last_t.clone()).and(last_nf.clone())),
+        Stmt::Nb(
+            b_end.clone(),
+            last_sf.clone().and(last_t.clone()).and(last_nf.clone()),
+        ),
         Stmt::If(
             last_sf.not(),
             vec![
@@ -199,7 +278,10 @@ pub fn mvu(ctx: &LayerCtx, names: &Names) -> Module {
     let mut load: Vec<Stmt> = (0..ti * sf)
         .map(|e| {
             let w = simd * xb;
-            Stmt::Nb(win.clone().idx(lit(xaw, e as u64)), id("in_data").slice(e * w + w - 1, e * w))
+            Stmt::Nb(
+                win.clone().idx(lit(xaw, e as u64)),
+                id("in_data").slice(e * w + w - 1, e * w),
+            )
         })
         .collect();
     load.extend([
@@ -225,7 +307,10 @@ pub fn mvu(ctx: &LayerCtx, names: &Names) -> Module {
             when(accept, load),
             Stmt::If(issuing, issue, vec![Stmt::Nb(b_v.clone(), zero())]),
             when(b_v.and(b_end), vec![Stmt::Nb(drain.clone(), one())]),
-            when(id("out_valid").and(id("out_ready")), vec![Stmt::Nb(id("out_valid"), zero())]),
+            when(
+                id("out_valid").and(id("out_ready")),
+                vec![Stmt::Nb(id("out_valid"), zero())],
+            ),
             when(
                 drain.clone().and(id("out_valid").not().or(id("out_ready"))),
                 vec![
@@ -266,21 +351,45 @@ fn lane(
     let dot = lane_dot(m, ctx, p, x_q, w_q, total);
     let dot = m.wire_eq(&format!("dot{p}"), aw, dot);
     let acc = m.reg(&format!("acc{p}"), aw);
-    let sum = m.wire_eq(&format!("sum{p}"), aw, b_first.clone().cond(lit(aw, 0), acc.clone()).add(dot));
-    let bias = m.swire_eq(&format!("bias{p}"), vw, prm_b.clone().part(Expr::Int((p * lpw) as i64), vw));
+    let sum = m.wire_eq(
+        &format!("sum{p}"),
+        aw,
+        b_first.clone().cond(lit(aw, 0), acc.clone()).add(dot),
+    );
+    let bias = m.swire_eq(
+        &format!("bias{p}"),
+        vw,
+        prm_b.clone().part(Expr::Int((p * lpw) as i64), vw),
+    );
     let sum_v = fit(sum.clone(), aw, vw);
     let out_w = ctx.steps * ctx.geo.synaptic.channels * ob;
     let bit = if out_w > ob {
-        m.wire_eq(&format!("obit{p}"), obw, obase.clone().add(lit(obw, (p * ob) as u64)))
+        m.wire_eq(
+            &format!("obit{p}"),
+            obw,
+            obase.clone().add(lit(obw, (p * ob) as u64)),
+        )
     } else {
         lit(1, 0)
     };
     let mut stmts = vec![when(id("b_v"), vec![Stmt::Nb(acc, sum.clone())])];
     match &ctx.layer.neuron {
         Neuron::Lif(lif) => {
-            let thr = m.swire_eq(&format!("thr{p}"), vw, prm_b.clone().part(Expr::Int((p * lpw + vw) as i64), vw));
-            let pol = m.wire_eq(&format!("pol{p}"), 1, prm_b.clone().part(Expr::Int((p * lpw + 2 * vw) as i64), 1));
-            let cur = m.swire_eq(&format!("cur{p}"), vw, pol.cond(sum_v.clone().neg(), sum_v).add(bias));
+            let thr = m.swire_eq(
+                &format!("thr{p}"),
+                vw,
+                prm_b.clone().part(Expr::Int((p * lpw + vw) as i64), vw),
+            );
+            let pol = m.wire_eq(
+                &format!("pol{p}"),
+                1,
+                prm_b.clone().part(Expr::Int((p * lpw + 2 * vw) as i64), 1),
+            );
+            let cur = m.swire_eq(
+                &format!("cur{p}"),
+                vw,
+                pol.cond(sum_v.clone().neg(), sum_v).add(bias),
+            );
             let tw = index_bits(ctx.steps as u64);
             let v = b_t.as_ref().map(|_| m.sreg(&format!("v{p}"), vw));
             let prev = match (b_t, &v) {
@@ -311,10 +420,10 @@ fn lane(
                 update.push(Stmt::Nb(v, fire.clone().cond(after, vn)));
             }
             update.push(if out_w == 1 {
-                        Stmt::Nb(obuf.clone(), fire)
-                    } else {
-                        Stmt::Nb(obuf.clone().idx(bit), fire)
-                    });
+                Stmt::Nb(obuf.clone(), fire)
+            } else {
+                Stmt::Nb(obuf.clone().idx(bit), fire)
+            });
             stmts.push(when(id("b_v").and(b_last.clone()), update));
         }
         Neuron::None { .. } => {

@@ -25,7 +25,13 @@ pub const M_TDATA: &str = "m_axis_tdata";
 pub fn sanitize(name: &str) -> String {
     let mut s: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
         .collect();
     if !s.starts_with(|c: char| c.is_ascii_alphabetic()) {
         s.insert_str(0, "sf_");
@@ -43,7 +49,9 @@ pub struct Names {
 impl Names {
     /// Names for a model.
     pub fn new(model: &Model) -> Self {
-        Names { prefix: sanitize(&model.name) }
+        Names {
+            prefix: sanitize(&model.name),
+        }
     }
     /// The synthesis top: stream ports only.
     pub fn top(&self) -> String {

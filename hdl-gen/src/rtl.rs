@@ -51,7 +51,9 @@ pub(crate) fn zext(e: Expr, from: u32, to: u32) -> Expr {
 fn bit_of(e: &Expr, k: u32) -> Expr {
     match e {
         Expr::Slice(base, _, lsb) => (**base).clone().bit(lsb + k),
-        Expr::Part(base, at, _) => (**base).clone().idx((**at).clone().add(Expr::Int(k as i64))),
+        Expr::Part(base, at, _) => (**base)
+            .clone()
+            .idx((**at).clone().add(Expr::Int(k as i64))),
         Expr::Id(_) => e.clone().bit(k),
         other => panic!("bit_of on a compound expression: {other:?}"),
     }
@@ -73,7 +75,10 @@ pub(crate) fn sext(e: Expr, from: u32, to: u32) -> Expr {
     if to == from {
         e
     } else {
-        cat(vec![Expr::Repl(to - from, Box::new(bit_of(&e, from - 1))), e])
+        cat(vec![
+            Expr::Repl(to - from, Box::new(bit_of(&e, from - 1))),
+            e,
+        ])
     }
 }
 
@@ -127,7 +132,10 @@ impl LayerCtx<'_> {
     /// one weight always fits (the arithmetic is modular, the analysed width is exact).
     pub fn acc_bits(&self) -> u32 {
         let wb = self.weight_bits();
-        self.widths.acc_bits().max(wb + 1).max(self.geo.input_bits + 1)
+        self.widths
+            .acc_bits()
+            .max(wb + 1)
+            .max(self.geo.input_bits + 1)
     }
     /// Width of the neuron arithmetic: the membrane (LIF), or the output value (no neuron;
     /// its bias always fits, since the accumulator range contains 0).
@@ -190,12 +198,18 @@ pub fn collect(ctx: &LayerCtx, names: &Names, per_beat: u32) -> Module {
             parts.push(sr.clone().slice(p * ew + t * cb + cb - 1, p * ew + t * cb));
         }
     }
-    m.assign(id("out_data"), if steps == 1 { sr.clone() } else { cat(parts) });
+    m.assign(
+        id("out_data"),
+        if steps == 1 { sr.clone() } else { cat(parts) },
+    );
     let accept = m.wire_eq("accept", 1, id("in_valid").and(full.clone().not()));
     let shift = if beats == 1 {
         id("in_data")
     } else {
-        cat(vec![id("in_data"), sr.clone().slice(total - 1, per_beat * ew)])
+        cat(vec![
+            id("in_data"),
+            sr.clone().slice(total - 1, per_beat * ew),
+        ])
     };
     let mut on_accept = vec![Stmt::Nb(sr, shift)];
     let mut reset = vec![Stmt::Nb(full.clone(), zero())];
@@ -207,7 +221,10 @@ pub fn collect(ctx: &LayerCtx, names: &Names, per_beat: u32) -> Module {
         reset.push(Stmt::Nb(count.clone(), lit(cw, 0)));
         on_accept.push(Stmt::If(
             count.clone().eq(lit(cw, (beats - 1) as u64)),
-            vec![Stmt::Nb(count.clone(), lit(cw, 0)), Stmt::Nb(full.clone(), one())],
+            vec![
+                Stmt::Nb(count.clone(), lit(cw, 0)),
+                Stmt::Nb(full.clone(), one()),
+            ],
             vec![Stmt::Nb(count.clone(), count.add(lit(cw, 1)))],
         ));
     }
@@ -215,7 +232,10 @@ pub fn collect(ctx: &LayerCtx, names: &Names, per_beat: u32) -> Module {
         id(names::RST),
         reset,
         vec![
-            when(full.clone().and(id("out_ready")), vec![Stmt::Nb(full, zero())]),
+            when(
+                full.clone().and(id("out_ready")),
+                vec![Stmt::Nb(full, zero())],
+            ),
             when(accept, on_accept),
         ],
     )]);
@@ -243,7 +263,9 @@ pub fn window(ctx: &LayerCtx, names: &Names) -> Module {
     let cw = spikeforge_model::geometry::bits_signed(-pad, h.max(w) + k + s);
     let c = |v: i64| slit(cw, v);
     let xw = index_bits(w as u64);
-    let rows: Vec<Expr> = (0..k).map(|r| m.mem(&format!("row{r}"), ew, w as u32)).collect();
+    let rows: Vec<Expr> = (0..k)
+        .map(|r| m.mem(&format!("row{r}"), ew, w as u32))
+        .collect();
     let iy = m.sreg("iy", cw);
     let ix = m.sreg("ix", cw);
     let ry = m.sreg("ry", cw);
@@ -273,11 +295,15 @@ pub fn window(ctx: &LayerCtx, names: &Names) -> Module {
     let emit = m.wire_eq(
         "emit",
         1,
-        have.and(out_done.clone().not()).and(id("out_valid").not().or(id("out_ready"))),
+        have.and(out_done.clone().not())
+            .and(id("out_valid").not().or(id("out_ready"))),
     );
     m.assign(
         id("in_ready"),
-        in_done.clone().not().and(out_done.clone().or(iy.clone().lt(ry.clone().add(c(k))))),
+        in_done
+            .clone()
+            .not()
+            .and(out_done.clone().or(iy.clone().lt(ry.clone().add(c(k))))),
     );
     let accept = m.wire_eq("accept", 1, id("in_valid").and(id("in_ready")));
     // Window assembly.
@@ -286,7 +312,10 @@ pub fn window(ctx: &LayerCtx, names: &Names) -> Module {
         let y = m.swire_eq(&format!("y{ky}"), cw, ry.clone().add(c(ky)));
         let slot = tslot.as_ref().map(|ts| {
             let sum = ts.clone().add(lit(slw, ky as u64));
-            let wrapped = sum.clone().ge(lit(slw, k as u64)).cond(sum.clone().sub(lit(slw, k as u64)), sum);
+            let wrapped = sum
+                .clone()
+                .ge(lit(slw, k as u64))
+                .cond(sum.clone().sub(lit(slw, k as u64)), sum);
             m.wire_eq(&format!("slot{ky}"), slw, wrapped)
         });
         for kx in 0..k {
@@ -337,21 +366,35 @@ pub fn window(ctx: &LayerCtx, names: &Names) -> Module {
         }
         None => write.push(Stmt::Nb(rows[0].clone().idx(ixi), id("in_data"))),
     }
-    let mut row_end = vec![Stmt::Nb(ix.clone(), c(0)), Stmt::Nb(iy.clone(), iy.clone().add(c(1)))];
+    let mut row_end = vec![
+        Stmt::Nb(ix.clone(), c(0)),
+        Stmt::Nb(iy.clone(), iy.clone().add(c(1))),
+    ];
     if let Some(ws) = &wslot {
         row_end.push(Stmt::Nb(
             ws.clone(),
-            ws.clone().eq(lit(slw, (k - 1) as u64)).cond(lit(slw, 0), ws.clone().add(lit(slw, 1))),
+            ws.clone()
+                .eq(lit(slw, (k - 1) as u64))
+                .cond(lit(slw, 0), ws.clone().add(lit(slw, 1))),
         ));
     }
-    write.push(Stmt::If(ix.clone().eq(c(w - 1)), row_end, vec![Stmt::Nb(ix.clone(), ix.clone().add(c(1)))]));
+    write.push(Stmt::If(
+        ix.clone().eq(c(w - 1)),
+        row_end,
+        vec![Stmt::Nb(ix.clone(), ix.clone().add(c(1)))],
+    ));
     // Output side.
-    let mut next_row = vec![Stmt::Nb(oy.clone(), oy.clone().add(c(1))), Stmt::Nb(ry.clone(), ry.clone().add(c(s)))];
+    let mut next_row = vec![
+        Stmt::Nb(oy.clone(), oy.clone().add(c(1))),
+        Stmt::Nb(ry.clone(), ry.clone().add(c(s))),
+    ];
     if let Some(ts) = &tslot {
         let sum = ts.clone().add(lit(slw, s as u64));
         next_row.push(Stmt::Nb(
             ts.clone(),
-            sum.clone().ge(lit(slw, k as u64)).cond(sum.clone().sub(lit(slw, k as u64)), sum),
+            sum.clone()
+                .ge(lit(slw, k as u64))
+                .cond(sum.clone().sub(lit(slw, k as u64)), sum),
         ));
     }
     let advance = vec![
@@ -362,9 +405,16 @@ pub fn window(ctx: &LayerCtx, names: &Names) -> Module {
             vec![
                 Stmt::Nb(ox.clone(), c(0)),
                 Stmt::Nb(rx.clone(), c(-pad)),
-                Stmt::If(oy.clone().eq(c(oh - 1)), vec![Stmt::Nb(out_done.clone(), one())], next_row),
+                Stmt::If(
+                    oy.clone().eq(c(oh - 1)),
+                    vec![Stmt::Nb(out_done.clone(), one())],
+                    next_row,
+                ),
             ],
-            vec![Stmt::Nb(ox.clone(), ox.clone().add(c(1))), Stmt::Nb(rx.clone(), rx.clone().add(c(s)))],
+            vec![
+                Stmt::Nb(ox.clone(), ox.clone().add(c(1))),
+                Stmt::Nb(rx.clone(), rx.clone().add(c(s))),
+            ],
         ),
     ];
     let top_slot = ((-pad).rem_euclid(k)) as u64;
@@ -388,7 +438,10 @@ pub fn window(ctx: &LayerCtx, names: &Names) -> Module {
         on_reset,
         vec![
             when(accept, write),
-            when(id("out_valid").and(id("out_ready")), vec![Stmt::Nb(id("out_valid"), zero())]),
+            when(
+                id("out_valid").and(id("out_ready")),
+                vec![Stmt::Nb(id("out_valid"), zero())],
+            ),
             when(emit, advance),
             when(out_done.and(in_done), restart),
         ],

@@ -31,7 +31,11 @@ pub fn pool(ctx: &LayerCtx, names: &Names, kind: Pool) -> Module {
     let y = m.reg("y", yw);
     let hold = m.reg("hold", fields);
     let rowbuf = m.mem("rowbuf", fields * pb, w / 2);
-    let ri = if w / 2 == 1 { lit(1, 0) } else { x.clone().slice(index_bits((w / 2) as u64), 1) };
+    let ri = if w / 2 == 1 {
+        lit(1, 0)
+    } else {
+        x.clone().slice(index_bits((w / 2) as u64), 1)
+    };
     let parked = m.wire_eq("parked", fields * pb, rowbuf.clone().idx(ri.clone()));
     let (pair, quad) = match kind {
         Pool::Or => (hold.clone().bor(id("in_data")), parked.bor(id("pair"))),
@@ -61,7 +65,10 @@ pub fn pool(ctx: &LayerCtx, names: &Names, kind: Pool) -> Module {
             Stmt::Nb(id("out_valid"), zero()),
         ],
         vec![
-            when(id("out_valid").and(id("out_ready")), vec![Stmt::Nb(id("out_valid"), zero())]),
+            when(
+                id("out_valid").and(id("out_ready")),
+                vec![Stmt::Nb(id("out_valid"), zero())],
+            ),
             when(
                 accept,
                 vec![
@@ -71,7 +78,10 @@ pub fn pool(ctx: &LayerCtx, names: &Names, kind: Pool) -> Module {
                         vec![Stmt::If(
                             odd(&y).not(),
                             vec![Stmt::Nb(rowbuf.idx(ri), pair)],
-                            vec![Stmt::Nb(id("out_valid"), one()), Stmt::Nb(id("out_data"), quad)],
+                            vec![
+                                Stmt::Nb(id("out_valid"), one()),
+                                Stmt::Nb(id("out_data"), quad),
+                            ],
                         )],
                     ),
                     Stmt::If(
@@ -80,7 +90,9 @@ pub fn pool(ctx: &LayerCtx, names: &Names, kind: Pool) -> Module {
                             Stmt::Nb(x.clone(), lit(xw, 0)),
                             Stmt::Nb(
                                 y.clone(),
-                                y.clone().eq(lit(yw, (h - 1) as u64)).cond(lit(yw, 0), y.clone().add(lit(yw, 1))),
+                                y.clone()
+                                    .eq(lit(yw, (h - 1) as u64))
+                                    .cond(lit(yw, 0), y.clone().add(lit(yw, 1))),
                             ),
                         ],
                         vec![Stmt::Nb(x.clone(), x.add(lit(xw, 1)))],
@@ -128,7 +140,11 @@ pub fn head(last: &LayerCtx, names: &Names, hw: HeadWidths, signed_in: bool) -> 
         for t in 0..steps {
             let lo = (t * classes + c) * ob;
             let f = id("in_data").slice(lo + ob - 1, lo);
-            sum = sum.add(if signed_in { sext(f, ob, lw) } else { zext(f, ob, lw) });
+            sum = sum.add(if signed_in {
+                sext(f, ob, lw)
+            } else {
+                zext(f, ob, lw)
+            });
         }
         next.push(m.swire_eq(&format!("nl{c}"), lw, sum));
         logits.push(lg);
@@ -136,21 +152,43 @@ pub fn head(last: &LayerCtx, names: &Names, hw: HeadWidths, signed_in: bool) -> 
     // Argmax chain: a later class wins only when strictly greater.
     let (mut bv, mut bi) = (next[0].clone(), lit(cb, 0));
     for c in 1..classes {
-        let take = m.wire_eq(&format!("take{c}"), 1, next[c as usize].clone().gt(bv.clone()));
-        bi = m.wire_eq(&format!("bi{c}"), cb, take.clone().cond(lit(cb, c as u64), bi));
+        let take = m.wire_eq(
+            &format!("take{c}"),
+            1,
+            next[c as usize].clone().gt(bv.clone()),
+        );
+        bi = m.wire_eq(
+            &format!("bi{c}"),
+            cb,
+            take.clone().cond(lit(cb, c as u64), bi),
+        );
         if c + 1 < classes {
-            bv = m.swire_eq(&format!("bv{c}"), lw, take.cond(next[c as usize].clone(), bv));
+            bv = m.swire_eq(
+                &format!("bv{c}"),
+                lw,
+                take.cond(next[c as usize].clone(), bv),
+            );
         }
     }
     let mut beat: Vec<Expr> = next.iter().rev().cloned().collect();
     beat.push(bi);
     let finish = {
-        let mut v = vec![Stmt::Nb(id("out_valid"), one()), Stmt::Nb(id("out_data"), cat(beat))];
+        let mut v = vec![
+            Stmt::Nb(id("out_valid"), one()),
+            Stmt::Nb(id("out_data"), cat(beat)),
+        ];
         v.extend(logits.iter().map(|l| Stmt::Nb(l.clone(), slit(lw, 0))));
         v
     };
-    let keep: Vec<Stmt> = logits.iter().zip(&next).map(|(l, n)| Stmt::Nb(l.clone(), n.clone())).collect();
-    let mut reset: Vec<Stmt> = logits.iter().map(|l| Stmt::Nb(l.clone(), slit(lw, 0))).collect();
+    let keep: Vec<Stmt> = logits
+        .iter()
+        .zip(&next)
+        .map(|(l, n)| Stmt::Nb(l.clone(), n.clone()))
+        .collect();
+    let mut reset: Vec<Stmt> = logits
+        .iter()
+        .map(|l| Stmt::Nb(l.clone(), slit(lw, 0)))
+        .collect();
     reset.push(Stmt::Nb(id("out_valid"), zero()));
     let on_accept = if positions == 1 {
         finish
@@ -162,13 +200,20 @@ pub fn head(last: &LayerCtx, names: &Names, hw: HeadWidths, signed_in: bool) -> 
         fin.push(Stmt::Nb(count.clone(), lit(pw, 0)));
         let mut cont = keep;
         cont.push(Stmt::Nb(count.clone(), count.clone().add(lit(pw, 1))));
-        vec![Stmt::If(count.eq(lit(pw, (positions - 1) as u64)), fin, cont)]
+        vec![Stmt::If(
+            count.eq(lit(pw, (positions - 1) as u64)),
+            fin,
+            cont,
+        )]
     };
     m.seq(vec![Stmt::If(
         id(names::RST),
         reset,
         vec![
-            when(id("out_valid").and(id("out_ready")), vec![Stmt::Nb(id("out_valid"), zero())]),
+            when(
+                id("out_valid").and(id("out_ready")),
+                vec![Stmt::Nb(id("out_valid"), zero())],
+            ),
             when(accept, on_accept),
         ],
     )]);

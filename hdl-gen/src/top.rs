@@ -20,7 +20,14 @@ fn stream(m: &mut Module, name: &str, width: u32) -> Stream {
     }
 }
 
-fn instance(m: &mut Module, module: String, name: String, rom: bool, input: &Stream, output: &Stream) {
+fn instance(
+    m: &mut Module,
+    module: String,
+    name: String,
+    rom: bool,
+    input: &Stream,
+    output: &Stream,
+) {
     let conns = vec![
         (names::CLK.to_string(), id(names::CLK)),
         (names::RST.to_string(), id(names::RST)),
@@ -31,9 +38,18 @@ fn instance(m: &mut Module, module: String, name: String, rom: bool, input: &Str
         ("out_ready".into(), output.ready.clone()),
         ("out_data".into(), output.data.clone()),
     ];
-    let params = if rom { vec![("ROM_DIR".into(), id("ROM_DIR"))] } else { vec![] };
+    let params = if rom {
+        vec![("ROM_DIR".into(), id("ROM_DIR"))]
+    } else {
+        vec![]
+    };
     m.items.push(Item::Blank);
-    m.items.push(Item::Inst { module, params, name, conns });
+    m.items.push(Item::Inst {
+        module,
+        params,
+        name,
+        conns,
+    });
 }
 
 /// Stream ports of the core and top.
@@ -64,7 +80,11 @@ pub fn core(layers: &[LayerCtx], names: &Names, in_bits: u32, out_bits: u32) -> 
         m.output(&tap_valid(ctx.index), 1);
         m.output(&tap_data(ctx.index), ctx.out_beat_bits());
     }
-    let mut input = Stream { valid: id(names::S_TVALID), ready: id(names::S_TREADY), data: id(names::S_TDATA) };
+    let mut input = Stream {
+        valid: id(names::S_TVALID),
+        ready: id(names::S_TREADY),
+        data: id(names::S_TDATA),
+    };
     for ctx in layers {
         let l = ctx.index;
         m.comment(format!("Layer {l}: {}", ctx.layer.name));
@@ -75,19 +95,51 @@ pub fn core(layers: &[LayerCtx], names: &Names, in_bits: u32, out_bits: u32) -> 
         });
         let out = stream(&mut m, &format!("l{l}_out"), ctx.out_beat_bits());
         let front = front_kind(ctx);
-        instance(&mut m, names.layer_module(l, front), format!("u_l{l}_{front}"), false, &input, &win);
+        instance(
+            &mut m,
+            names.layer_module(l, front),
+            format!("u_l{l}_{front}"),
+            false,
+            &input,
+            &win,
+        );
         let mvu_out = syn.as_ref().unwrap_or(&out);
-        instance(&mut m, names.layer_module(l, "mvu"), format!("u_l{l}_mvu"), true, &win, mvu_out);
+        instance(
+            &mut m,
+            names.layer_module(l, "mvu"),
+            format!("u_l{l}_mvu"),
+            true,
+            &win,
+            mvu_out,
+        );
         if let Some(s) = &syn {
-            instance(&mut m, names.layer_module(l, "pool"), format!("u_l{l}_pool"), false, s, &out);
+            instance(
+                &mut m,
+                names.layer_module(l, "pool"),
+                format!("u_l{l}_pool"),
+                false,
+                s,
+                &out,
+            );
         }
         m.assign(id(tap_valid(l)), out.valid.clone().and(out.ready.clone()));
         m.assign(id(tap_data(l)), out.data.clone());
         input = out;
     }
     m.comment("Head");
-    let result = Stream { valid: id(names::M_TVALID), ready: id(names::M_TREADY), data: id(names::M_TDATA) };
-    instance(&mut m, names.head(), "u_head".into(), false, &input, &result);
+    let result = Stream {
+        valid: id(names::M_TVALID),
+        ready: id(names::M_TREADY),
+        data: id(names::M_TDATA),
+    };
+    instance(
+        &mut m,
+        names.head(),
+        "u_head".into(),
+        false,
+        &input,
+        &result,
+    );
     m
 }
 
@@ -128,14 +180,18 @@ pub fn top(layers: &[LayerCtx], names: &Names, in_bits: u32, out_bits: u32) -> M
         conns.push((tap_data(ctx.index), Expr::Concat(vec![])));
     }
     m.items.push(Item::Blank);
-    m.items.push(Item::Comment("The taps exist for co-simulation only.".into()));
-    m.items.push(Item::Comment("verilator lint_off PINCONNECTEMPTY".into()));
+    m.items.push(Item::Comment(
+        "The taps exist for co-simulation only.".into(),
+    ));
+    m.items
+        .push(Item::Comment("verilator lint_off PINCONNECTEMPTY".into()));
     m.items.push(Item::Inst {
         module: names.core(),
         params: vec![("ROM_DIR".into(), id("ROM_DIR"))],
         name: "u_core".into(),
         conns,
     });
-    m.items.push(Item::Comment("verilator lint_on PINCONNECTEMPTY".into()));
+    m.items
+        .push(Item::Comment("verilator lint_on PINCONNECTEMPTY".into()));
     m
 }

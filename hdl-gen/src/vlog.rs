@@ -44,7 +44,11 @@ pub fn id(name: impl Into<String>) -> Expr {
 }
 /// Sized unsigned literal.
 pub fn lit(width: u32, value: u64) -> Expr {
-    let mask = if width >= 64 { u64::MAX } else { (1u64 << width) - 1 };
+    let mask = if width >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << width) - 1
+    };
     Expr::Lit(width, value & mask)
 }
 /// Sized signed literal.
@@ -68,7 +72,10 @@ pub fn cat(parts: Vec<Expr>) -> Expr {
     }
 }
 
-#[allow(missing_docs)]
+// Builders named after the Verilog operators they print. They are not `std::ops` impls on
+// purpose: `not` is Verilog's logical `!`, and `a + b` in Rust code should not silently build
+// Verilog.
+#[allow(missing_docs, clippy::should_implement_trait)]
 impl Expr {
     fn bin(self, op: &'static str, o: Expr) -> Expr {
         Expr::Bin(Box::new(self), op, Box::new(o))
@@ -253,22 +260,56 @@ pub struct Module {
 #[allow(missing_docs)]
 impl Module {
     pub fn new(name: impl Into<String>, doc: Vec<String>) -> Self {
-        Module { name: name.into(), doc, params: Vec::new(), ports: Vec::new(), items: Vec::new() }
+        Module {
+            name: name.into(),
+            doc,
+            params: Vec::new(),
+            ports: Vec::new(),
+            items: Vec::new(),
+        }
     }
     pub fn input(&mut self, name: &str, width: u32) -> Expr {
-        self.ports.push(Port { dir: Dir::In, reg: false, name: name.into(), width });
+        self.ports.push(Port {
+            dir: Dir::In,
+            reg: false,
+            name: name.into(),
+            width,
+        });
         id(name)
     }
     pub fn output(&mut self, name: &str, width: u32) -> Expr {
-        self.ports.push(Port { dir: Dir::Out, reg: false, name: name.into(), width });
+        self.ports.push(Port {
+            dir: Dir::Out,
+            reg: false,
+            name: name.into(),
+            width,
+        });
         id(name)
     }
     pub fn output_reg(&mut self, name: &str, width: u32) -> Expr {
-        self.ports.push(Port { dir: Dir::Out, reg: true, name: name.into(), width });
+        self.ports.push(Port {
+            dir: Dir::Out,
+            reg: true,
+            name: name.into(),
+            width,
+        });
         id(name)
     }
-    fn decl(&mut self, kind: Kind, name: &str, width: u32, signed: bool, depth: Option<u32>) -> Expr {
-        self.items.push(Item::Decl(Decl { kind, name: name.into(), width, signed, depth }));
+    fn decl(
+        &mut self,
+        kind: Kind,
+        name: &str,
+        width: u32,
+        signed: bool,
+        depth: Option<u32>,
+    ) -> Expr {
+        self.items.push(Item::Decl(Decl {
+            kind,
+            name: name.into(),
+            width,
+            signed,
+            depth,
+        }));
         id(name)
     }
     pub fn wire(&mut self, name: &str, width: u32) -> Expr {
@@ -320,8 +361,11 @@ pub fn print_module(m: &Module, header: &[String]) -> String {
     if m.params.is_empty() {
         let _ = writeln!(s, "module {} (", m.name);
     } else {
-        let p: Vec<String> =
-            m.params.iter().map(|(n, v)| format!("parameter {n} = {}", expr(v))).collect();
+        let p: Vec<String> = m
+            .params
+            .iter()
+            .map(|(n, v)| format!("parameter {n} = {}", expr(v)))
+            .collect();
         let _ = writeln!(s, "module {} #(\n    {}\n) (", m.name, p.join(",\n    "));
     }
     let decls: Vec<String> = m
@@ -383,17 +427,26 @@ fn print_item(s: &mut String, item: &Item) {
             stmts(s, body, 1);
             let _ = writeln!(s, "end");
         }
-        Item::Inst { module, params, name, conns } => {
+        Item::Inst {
+            module,
+            params,
+            name,
+            conns,
+        } => {
             if params.is_empty() {
                 let _ = writeln!(s, "{module} {name} (");
             } else {
-                let p: Vec<String> =
-                    params.iter().map(|(n, v)| format!(".{n}({})", expr(v))).collect();
+                let p: Vec<String> = params
+                    .iter()
+                    .map(|(n, v)| format!(".{n}({})", expr(v)))
+                    .collect();
                 let _ = writeln!(s, "{module} #({}) {name} (", p.join(", "));
             }
             let w = conns.iter().map(|(p, _)| p.len()).max().unwrap_or(0);
-            let lines: Vec<String> =
-                conns.iter().map(|(p, e)| format!("    .{p:<w$} ({})", connection(e))).collect();
+            let lines: Vec<String> = conns
+                .iter()
+                .map(|(p, e)| format!("    .{p:<w$} ({})", connection(e)))
+                .collect();
             let _ = writeln!(s, "{}\n);", lines.join(",\n"));
         }
     }
@@ -491,6 +544,9 @@ mod tests {
     fn prints_sized_literals_and_parenthesised_operators() {
         let e = id("a").add(lit(4, 3)).eq(slit(6, -1)).cond(one(), zero());
         assert_eq!(expr(&e), "((a + 4'h3) == 6'sh3f) ? 1'b1 : 1'b0");
-        assert_eq!(expr(&id("m").idx(id("i")).part(Expr::Int(4), 2)), "m[i][4 +: 2]");
+        assert_eq!(
+            expr(&id("m").idx(id("i")).part(Expr::Int(4), 2)),
+            "m[i][4 +: 2]"
+        );
     }
 }

@@ -120,11 +120,55 @@ fn parse_layer(tok: &str) -> Result<ArchLayer, String> {
             padding = Padding::Valid;
             rest = r;
         }
-        (Synapse::Conv { out_channels: count, kernel, stride, padding }, rest)
+        (
+            Synapse::Conv {
+                out_channels: count,
+                kernel,
+                stride,
+                padding,
+            },
+            rest,
+        )
     } else {
-        (Synapse::Dense { out_features: count }, rest)
+        (
+            Synapse::Dense {
+                out_features: count,
+            },
+            rest,
+        )
     };
-    Ok(ArchLayer { synapse, weights: parse_weights(rest)?, pool: None })
+    Ok(ArchLayer {
+        synapse,
+        weights: parse_weights(rest)?,
+        pool: None,
+    })
+}
+
+/// A layer in the notation: `16C3s2vb`, `10i8`, followed by `-MP2`/`-SP2` when pooled.
+pub fn describe(layer: &crate::ir::Layer) -> String {
+    let w = match &layer.weights {
+        crate::ir::Weights::Binary { .. } => "b".to_string(),
+        crate::ir::Weights::Integer { bits, .. } => format!("i{bits}"),
+    };
+    let op = match layer.synapse {
+        Synapse::Conv {
+            out_channels,
+            kernel,
+            stride,
+            padding,
+        } => format!(
+            "{out_channels}C{kernel}{}{}",
+            if stride == 2 { "s2" } else { "" },
+            if padding == Padding::Valid { "v" } else { "" }
+        ),
+        Synapse::Dense { out_features } => out_features.to_string(),
+    };
+    let pool = match layer.pool {
+        Some(Pool::Or) => "-MP2",
+        Some(Pool::Sum) => "-SP2",
+        None => "",
+    };
+    format!("{op}{w}{pool}")
 }
 
 /// Parses an architecture string.
@@ -137,7 +181,11 @@ pub fn parse(arch: &str) -> Result<Arch, ArchError> {
             index: index + 1,
             token: tokens[index].to_string(),
             reason,
-            caret: format!("{}{}", " ".repeat(start), "^".repeat(tokens[index].len().max(1))),
+            caret: format!(
+                "{}{}",
+                " ".repeat(start),
+                "^".repeat(tokens[index].len().max(1))
+            ),
         }
     };
     let input = parse_input(tokens[0]).map_err(|r| fail(0, r))?;
@@ -158,11 +206,17 @@ pub fn parse(arch: &str) -> Result<Arch, ArchError> {
         }
     }
     if layers.is_empty() {
-        return Err(fail(tokens.len() - 1, "the architecture has no layer".into()));
+        return Err(fail(
+            tokens.len() - 1,
+            "the architecture has no layer".into(),
+        ));
     }
     if layers.last().is_some_and(|l| l.pool.is_some()) {
         let i = tokens.iter().rposition(|t| t.ends_with("P2")).unwrap_or(0);
-        return Err(fail(i, "the last layer feeds the GAP head and cannot be pooled".into()));
+        return Err(fail(
+            i,
+            "the last layer feeds the GAP head and cannot be pooled".into(),
+        ));
     }
     Ok(Arch { input, layers })
 }
@@ -195,7 +249,12 @@ mod tests {
         let a = parse("8x8x2-4C5s2vi3-2").unwrap();
         assert_eq!(
             a.layers[0].synapse,
-            Synapse::Conv { out_channels: 4, kernel: 5, stride: 2, padding: Padding::Valid }
+            Synapse::Conv {
+                out_channels: 4,
+                kernel: 5,
+                stride: 2,
+                padding: Padding::Valid
+            }
         );
         assert_eq!(a.layers[0].weights, WeightKind::Integer(3));
     }

@@ -77,20 +77,31 @@ pub fn conv_out_size(n: u32, kernel: u32, stride: u32, padding: Padding) -> Opti
 /// The map a synaptic op produces from `input`, or `None` when the kernel does not fit.
 pub fn synaptic_shape(input: MapShape, synapse: &Synapse) -> Option<MapShape> {
     match *synapse {
-        Synapse::Conv { out_channels, kernel, stride, padding } => Some(MapShape {
+        Synapse::Conv {
+            out_channels,
+            kernel,
+            stride,
+            padding,
+        } => Some(MapShape {
             height: conv_out_size(input.height, kernel, stride, padding)?,
             width: conv_out_size(input.width, kernel, stride, padding)?,
             channels: out_channels,
         }),
-        Synapse::Dense { out_features } => {
-            Some(MapShape { height: 1, width: 1, channels: out_features })
-        }
+        Synapse::Dense { out_features } => Some(MapShape {
+            height: 1,
+            width: 1,
+            channels: out_features,
+        }),
     }
 }
 
 /// The map after 2×2 stride-2 pooling (odd last row/column dropped).
 pub fn pooled_shape(m: MapShape) -> MapShape {
-    MapShape { height: m.height / 2, width: m.width / 2, channels: m.channels }
+    MapShape {
+        height: m.height / 2,
+        width: m.width / 2,
+        channels: m.channels,
+    }
 }
 
 /// Geometry of one layer given its input map and the value range of its inputs.
@@ -102,10 +113,23 @@ pub fn layer_geometry(
     is_pixel_layer: bool,
 ) -> Option<LayerGeometry> {
     let synaptic = synaptic_shape(input, &layer.synapse)?;
-    let output = if layer.pool.is_some() { pooled_shape(synaptic) } else { synaptic };
+    let output = if layer.pool.is_some() {
+        pooled_shape(synaptic)
+    } else {
+        synaptic
+    };
     let (wh, ww, stride, pad) = match layer.synapse {
-        Synapse::Conv { kernel, stride, padding, .. } => {
-            let pad = if padding == Padding::Same { (kernel - 1) / 2 } else { 0 };
+        Synapse::Conv {
+            kernel,
+            stride,
+            padding,
+            ..
+        } => {
+            let pad = if padding == Padding::Same {
+                (kernel - 1) / 2
+            } else {
+                0
+            };
             (kernel, kernel, stride, pad)
         }
         Synapse::Dense { .. } => (input.height, input.width, 1, 0),

@@ -37,7 +37,9 @@ pub enum GoldenError {
         c: u32,
     },
     /// A pixel exceeds the model's pixel width.
-    #[error("image {image}, byte {offset}: pixel value {value} exceeds the model's {bits}-bit pixels")]
+    #[error(
+        "image {image}, byte {offset}: pixel value {value} exceeds the model's {bits}-bit pixels"
+    )]
     PixelRange {
         /// Image index.
         image: usize,
@@ -127,7 +129,7 @@ impl<'m> Golden<'m> {
     pub fn check_images(&self, images: &[u8]) -> Result<usize, GoldenError> {
         let n = self.image_len();
         let i = &self.model.input;
-        if images.len() % n != 0 || images.is_empty() {
+        if !images.len().is_multiple_of(n) || images.is_empty() {
             return Err(GoldenError::ImageSize {
                 expected: n,
                 found: images.len(),
@@ -151,14 +153,21 @@ impl<'m> Golden<'m> {
     /// Runs a batch of images (concatenated), in parallel across images.
     pub fn run_batch(&self, images: &[u8], trace: bool) -> Result<Vec<Inference>, GoldenError> {
         self.check_images(images)?;
-        Ok(images.par_chunks(self.image_len()).map(|img| self.run_one(img, trace)).collect())
+        Ok(images
+            .par_chunks(self.image_len())
+            .map(|img| self.run_one(img, trace))
+            .collect())
     }
 
     /// Runs one image of exactly [`Self::image_len`] in-range bytes.
     pub fn run_one(&self, image: &[u8], trace: bool) -> Inference {
         let i = &self.model.input;
         let mut map = Map {
-            shape: MapShape { height: i.height, width: i.width, channels: i.channels },
+            shape: MapShape {
+                height: i.height,
+                width: i.width,
+                channels: i.channels,
+            },
             steps: 1,
             values: image.iter().map(|&p| p as i64).collect(),
         };
@@ -183,7 +192,11 @@ impl<'m> Golden<'m> {
                 *l += v;
             }
         }
-        Inference { class: argmax(&logits), logits, trace: trace.then_some(traces) }
+        Inference {
+            class: argmax(&logits),
+            logits,
+            trace: trace.then_some(traces),
+        }
     }
 
     /// The synaptic currents of layer `index` for every output position and input step,
@@ -191,14 +204,22 @@ impl<'m> Golden<'m> {
     /// Used to calibrate random models.
     pub fn currents(&self, index: usize, input: &[i64], steps: u32) -> Vec<i64> {
         let plan = &self.plans[index];
-        let map = Map { shape: plan.geo.input, steps, values: input.to_vec() };
+        let map = Map {
+            shape: plan.geo.input,
+            steps,
+            values: input.to_vec(),
+        };
         synaptic(&self.model.layers[index], plan, &map)
     }
 
     /// Output map of layer `index` (after pooling) and the step count stored per position.
     pub fn layer_output(&self, index: usize, input: &[i64], steps: u32) -> (Vec<i64>, u32) {
         let plan = &self.plans[index];
-        let map = Map { shape: plan.geo.input, steps, values: input.to_vec() };
+        let map = Map {
+            shape: plan.geo.input,
+            steps,
+            values: input.to_vec(),
+        };
         let (out, _, _) = self.run_layer(&self.model.layers[index], plan, &map);
         (out.values, out.steps)
     }
@@ -207,7 +228,9 @@ impl<'m> Golden<'m> {
         let acc = synaptic(layer, plan, input);
         let acc_seen = acc
             .iter()
-            .fold(None, |r: Option<Range>, &v| Some(r.map_or(Range::point(v), |r| r.hull(Range::point(v)))))
+            .fold(None, |r: Option<Range>, &v| {
+                Some(r.map_or(Range::point(v), |r| r.hull(Range::point(v))))
+            })
             .unwrap_or(Range::point(0));
         let t = self.model.time_steps;
         let syn = plan.geo.synaptic;
@@ -234,7 +257,11 @@ impl<'m> Golden<'m> {
                 }
             }
         }
-        let map = Map { shape: syn, steps: t, values: out };
+        let map = Map {
+            shape: syn,
+            steps: t,
+            values: out,
+        };
         let map = match layer.pool {
             Some(p) => pool(&map, p),
             None => map,
@@ -257,9 +284,19 @@ fn plan(layer: &Layer, geo: LayerGeometry) -> Plan {
                 }
             }
         }
-        Plan { geo, signs, words, ints: Vec::new() }
+        Plan {
+            geo,
+            signs,
+            words,
+            ints: Vec::new(),
+        }
     } else {
-        Plan { geo, signs: Vec::new(), words: 0, ints: w }
+        Plan {
+            geo,
+            signs: Vec::new(),
+            words: 0,
+            ints: w,
+        }
     }
 }
 
@@ -321,14 +358,23 @@ fn binary_dot(plan: &Plan, xs: &[i64], planes: usize, bits: &mut [u64], dst: &mu
         }
     }
     let totals: Vec<i64> = (0..planes)
-        .map(|b| bits[b * words..][..words].iter().map(|w| w.count_ones() as i64).sum())
+        .map(|b| {
+            bits[b * words..][..words]
+                .iter()
+                .map(|w| w.count_ones() as i64)
+                .sum()
+        })
         .collect();
     for (c, d) in dst.iter_mut().enumerate() {
         let w = &plan.signs[c * words..][..words];
         let mut acc = 0i64;
         for (b, total) in totals.iter().enumerate() {
             let x = &bits[b * words..][..words];
-            let agree: i64 = x.iter().zip(w).map(|(x, w)| (x & w).count_ones() as i64).sum();
+            let agree: i64 = x
+                .iter()
+                .zip(w)
+                .map(|(x, w)| (x & w).count_ones() as i64)
+                .sum();
             acc += (2 * agree - total) << b;
         }
         *d = acc;
@@ -337,8 +383,12 @@ fn binary_dot(plan: &Plan, xs: &[i64], planes: usize, bits: &mut [u64], dst: &mu
 
 fn integer_dot(plan: &Plan, xs: &[i64], dst: &mut [i64]) {
     let n = xs.len();
-    let nz: Vec<(usize, i64)> =
-        xs.iter().copied().enumerate().filter(|&(_, x)| x != 0).collect();
+    let nz: Vec<(usize, i64)> = xs
+        .iter()
+        .copied()
+        .enumerate()
+        .filter(|&(_, x)| x != 0)
+        .collect();
     for (c, d) in dst.iter_mut().enumerate() {
         let w = &plan.ints[c * n..][..n];
         *d = nz.iter().map(|&(j, x)| x * w[j]).sum();
@@ -409,7 +459,11 @@ fn pool(map: &Map, kind: Pool) -> Map {
         }
     }
     Map {
-        shape: MapShape { height: h as u32, width: w as u32, channels: map.shape.channels },
+        shape: MapShape {
+            height: h as u32,
+            width: w as u32,
+            channels: map.shape.channels,
+        },
         steps: map.steps,
         values: out,
     }

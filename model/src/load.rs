@@ -53,7 +53,10 @@ pub enum ModelError {
 }
 
 fn list(p: &[Problem]) -> String {
-    p.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n")
+    p.iter()
+        .map(|p| format!("  - {p}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Parses and validates a model from JSON text; `path` only names the source in errors.
@@ -62,25 +65,39 @@ pub fn from_json(text: &str, path: &Path) -> Result<Model, ModelError> {
         path: path.to_path_buf(),
         line: e.line(),
         column: e.column(),
-        message: e.to_string().split(" at line ").next().unwrap_or_default().to_string(),
+        message: e
+            .to_string()
+            .split(" at line ")
+            .next()
+            .unwrap_or_default()
+            .to_string(),
     };
     // Look at the version before the schema, so an old or future file says so instead of
     // failing on whichever field changed.
     let raw: serde_json::Value = serde_json::from_str(text).map_err(json_err)?;
     if let Some(v) = raw.get("version").and_then(|v| v.as_u64()) {
         if v != VERSION as u64 {
-            return Err(ModelError::Version { path: path.into(), found: v, supported: VERSION });
+            return Err(ModelError::Version {
+                path: path.into(),
+                found: v,
+                supported: VERSION,
+            });
         }
     }
     let model: Model = serde_json::from_str(text).map_err(json_err)?;
-    validate(&model).map_err(|problems| ModelError::Invalid { path: path.into(), problems })?;
+    validate(&model).map_err(|problems| ModelError::Invalid {
+        path: path.into(),
+        problems,
+    })?;
     Ok(model)
 }
 
 /// Reads, parses and validates a model file.
 pub fn load(path: &Path) -> Result<Model, ModelError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|source| ModelError::Io { path: path.into(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
+        path: path.into(),
+        source,
+    })?;
     from_json(&text, path)
 }
 
@@ -93,7 +110,10 @@ pub fn to_json(model: &Model) -> String {
 
 /// Writes a model atomically (temporary file, then rename): a failure leaves no partial file.
 pub fn save(model: &Model, path: &Path) -> Result<(), ModelError> {
-    let io = |source| ModelError::Io { path: path.into(), source };
+    let io = |source| ModelError::Io {
+        path: path.into(),
+        source,
+    };
     let tmp = path.with_extension("json.tmp-write");
     std::fs::write(&tmp, to_json(model)).map_err(io)?;
     std::fs::rename(&tmp, path).map_err(|e| {

@@ -32,11 +32,16 @@ fn random_weights(rng: &mut ChaCha8Rng, kind: WeightKind, n: usize) -> Weights {
     match kind {
         WeightKind::Binary => {
             let bits: BitVec<u8, Lsb0> = (0..n).map(|_| rng.gen_bool(0.5)).collect();
-            Weights::Binary { signs: pack_signs(&bits) }
+            Weights::Binary {
+                signs: pack_signs(&bits),
+            }
         }
         WeightKind::Integer(bits) => {
             let lim = 1i32 << (bits - 1);
-            Weights::Integer { bits, values: (0..n).map(|_| rng.gen_range(-lim..lim)).collect() }
+            Weights::Integer {
+                bits,
+                values: (0..n).map(|_| rng.gen_range(-lim..lim)).collect(),
+            }
         }
     }
 }
@@ -59,15 +64,23 @@ pub fn random_model(arch: &Arch, time_steps: u32, seed: u64) -> Result<Model, Ve
         format: FORMAT.into(),
         version: VERSION,
         name: "random".into(),
-        input: InputSpec { height: h, width: w, channels: c, pixel_bits: 8, encoding: Encoding::Direct },
+        input: InputSpec {
+            height: h,
+            width: w,
+            channels: c,
+            pixel_bits: 8,
+            encoding: Encoding::Direct,
+        },
         time_steps,
         layers: Vec::new(),
         head: Head::GapArgmax,
     };
     let calib = random_images(&model, CALIBRATION_IMAGES, seed ^ 0x5eed);
     let img_len = (h * w * c) as usize;
-    let mut maps: Vec<Vec<i64>> =
-        calib.chunks(img_len).map(|img| img.iter().map(|&p| p as i64).collect()).collect();
+    let mut maps: Vec<Vec<i64>> = calib
+        .chunks(img_len)
+        .map(|img| img.iter().map(|&p| p as i64).collect())
+        .collect();
     let mut steps = 1;
     let last = arch.layers.len() - 1;
     for (i, al) in arch.layers.iter().enumerate() {
@@ -79,8 +92,13 @@ pub fn random_model(arch: &Arch, time_steps: u32, seed: u64) -> Result<Model, Ve
         model.layers.push(Layer {
             name: format!("l{i}"),
             synapse: al.synapse,
-            weights: Weights::Integer { bits: 2, values: Vec::new() },
-            neuron: Neuron::None { bias: vec![0; cout] },
+            weights: Weights::Integer {
+                bits: 2,
+                values: Vec::new(),
+            },
+            neuron: Neuron::None {
+                bias: vec![0; cout],
+            },
             pool: None,
         });
         let Some(geo) = checked_geometry(&model, i) else {
@@ -95,7 +113,10 @@ pub fn random_model(arch: &Arch, time_steps: u32, seed: u64) -> Result<Model, Ve
             maps.iter().map(|m| g.currents(i, m, steps)).collect()
         };
         let per_channel = |ch: usize| -> Vec<i64> {
-            currents.iter().flat_map(|cur| cur.iter().skip(ch).step_by(cout).copied()).collect()
+            currents
+                .iter()
+                .flat_map(|cur| cur.iter().skip(ch).step_by(cout).copied())
+                .collect()
         };
         let spread = |v: &mut Vec<i64>| (quantile(v, 0.9) - quantile(v, 0.1)).max(1);
         let neuron = if i == last {
@@ -142,11 +163,23 @@ fn random_lif(
 ) -> Neuron {
     let leak = match rng.gen_range(0..3) {
         0 => Leak::None,
-        1 => Leak::Shift { shift: rng.gen_range(1..=3) },
-        _ => Leak::Decay { shift: rng.gen_range(1..=3) },
+        1 => Leak::Shift {
+            shift: rng.gen_range(1..=3),
+        },
+        _ => Leak::Decay {
+            shift: rng.gen_range(1..=3),
+        },
     };
-    let reset = if rng.gen_bool(0.5) { Reset::Hard } else { Reset::Subtract };
-    let fire = if rng.gen_bool(0.5) { FireRule::Ge } else { FireRule::Gt };
+    let reset = if rng.gen_bool(0.5) {
+        Reset::Hard
+    } else {
+        Reset::Subtract
+    };
+    let fire = if rng.gen_bool(0.5) {
+        FireRule::Ge
+    } else {
+        FireRule::Gt
+    };
     let mut bias = Vec::with_capacity(cout);
     let mut threshold = Vec::with_capacity(cout);
     let mut polarity = String::with_capacity(cout);
@@ -163,7 +196,14 @@ fn random_lif(
         bias.push(clamp_param(b));
         threshold.push(clamp_param(t));
     }
-    Neuron::Lif(Lif { bias, threshold, polarity, leak, reset, fire })
+    Neuron::Lif(Lif {
+        bias,
+        threshold,
+        polarity,
+        leak,
+        reset,
+        fire,
+    })
 }
 
 #[cfg(test)]
@@ -185,8 +225,11 @@ mod tests {
 
     #[test]
     fn random_models_spike_but_not_always() {
-        for (arch, t) in [("784-128b-10", 1), ("12x12x2-8C3b-MP2-6C3i4-SP2-5C1", 2), ("10x10-4C5s2v-8i3-3", 4)]
-        {
+        for (arch, t) in [
+            ("784-128b-10", 1),
+            ("12x12x2-8C3b-MP2-6C3i4-SP2-5C1", 2),
+            ("10x10-4C5s2v-8i3-3", 4),
+        ] {
             let m = random_model(&parse(arch).unwrap(), t, 7).unwrap();
             let r = spike_rate(&m, 0);
             assert!(r > 0.05 && r < 0.95, "{arch}: layer 0 spike rate {r}");
@@ -196,7 +239,13 @@ mod tests {
     #[test]
     fn same_seed_same_model() {
         let a = parse("8x8-4C3b-MP2-3").unwrap();
-        assert_eq!(random_model(&a, 2, 1).unwrap(), random_model(&a, 2, 1).unwrap());
-        assert_ne!(random_model(&a, 2, 1).unwrap(), random_model(&a, 2, 2).unwrap());
+        assert_eq!(
+            random_model(&a, 2, 1).unwrap(),
+            random_model(&a, 2, 1).unwrap()
+        );
+        assert_ne!(
+            random_model(&a, 2, 1).unwrap(),
+            random_model(&a, 2, 2).unwrap()
+        );
     }
 }

@@ -33,7 +33,10 @@ struct Checker {
 
 impl Checker {
     fn fail(&mut self, field: impl Into<String>, reason: impl Into<String>) {
-        self.problems.push(Problem { field: field.into(), reason: reason.into() });
+        self.problems.push(Problem {
+            field: field.into(),
+            reason: reason.into(),
+        });
     }
     fn range(&mut self, field: String, v: i64, lo: i64, hi: i64) -> bool {
         if v < lo || v > hi {
@@ -47,19 +50,39 @@ impl Checker {
 
 /// Checks everything the golden model and the generator rely on.
 pub fn validate(model: &Model) -> Result<(), Vec<Problem>> {
-    let mut c = Checker { problems: Vec::new() };
+    let mut c = Checker {
+        problems: Vec::new(),
+    };
     if model.format != FORMAT {
-        c.fail("format", format!("expected \"{FORMAT}\", found \"{}\"", model.format));
+        c.fail(
+            "format",
+            format!("expected \"{FORMAT}\", found \"{}\"", model.format),
+        );
     }
     if model.version != VERSION {
-        c.fail("version", format!("this build reads IR version {VERSION}, found {}", model.version));
+        c.fail(
+            "version",
+            format!(
+                "this build reads IR version {VERSION}, found {}",
+                model.version
+            ),
+        );
     }
     let inp = &model.input;
-    for (name, v) in [("height", inp.height), ("width", inp.width), ("channels", inp.channels)] {
+    for (name, v) in [
+        ("height", inp.height),
+        ("width", inp.width),
+        ("channels", inp.channels),
+    ] {
         c.range(format!("input.{name}"), v as i64, 1, MAX_DIM as i64);
     }
     c.range("input.pixel_bits".into(), inp.pixel_bits as i64, 1, 8);
-    c.range("time_steps".into(), model.time_steps as i64, 1, MAX_TIME_STEPS as i64);
+    c.range(
+        "time_steps".into(),
+        model.time_steps as i64,
+        1,
+        MAX_TIME_STEPS as i64,
+    );
     if model.layers.is_empty() {
         c.fail("layers", "a model needs at least one layer");
     }
@@ -67,13 +90,20 @@ pub fn validate(model: &Model) -> Result<(), Vec<Problem>> {
         return Err(c.problems);
     }
     let mut names = std::collections::HashSet::new();
-    let mut shape = MapShape { height: inp.height, width: inp.width, channels: inp.channels };
+    let mut shape = MapShape {
+        height: inp.height,
+        width: inp.width,
+        channels: inp.channels,
+    };
     let mut max = (1i64 << inp.pixel_bits) - 1;
     let last = model.layers.len() - 1;
     for (i, layer) in model.layers.iter().enumerate() {
         let at = format!("layers[{i}]");
         if !names.insert(layer.name.as_str()) {
-            c.fail(format!("{at}.name"), format!("\"{}\" is used by an earlier layer", layer.name));
+            c.fail(
+                format!("{at}.name"),
+                format!("\"{}\" is used by an earlier layer", layer.name),
+            );
         }
         check_synapse(&mut c, &at, layer);
         let Some(g) = layer_geometry(layer, shape, max, 1, i == 0) else {
@@ -93,7 +123,10 @@ pub fn validate(model: &Model) -> Result<(), Vec<Problem>> {
         check_neuron(&mut c, &at, layer, i == last);
         if layer.pool.is_some() {
             if !matches!(layer.neuron, Neuron::Lif(_)) {
-                c.fail(format!("{at}.pool"), "pooling needs spikes: give the layer a LIF neuron");
+                c.fail(
+                    format!("{at}.pool"),
+                    "pooling needs spikes: give the layer a LIF neuron",
+                );
             } else if g.synaptic.height < 2 || g.synaptic.width < 2 {
                 c.fail(
                     format!("{at}.pool"),
@@ -128,17 +161,38 @@ fn kernel(layer: &Layer) -> u32 {
 
 fn check_synapse(c: &mut Checker, at: &str, layer: &Layer) {
     match layer.synapse {
-        Synapse::Conv { out_channels, kernel, stride, .. } => {
-            c.range(format!("{at}.synapse.out_channels"), out_channels as i64, 1, MAX_DIM as i64);
+        Synapse::Conv {
+            out_channels,
+            kernel,
+            stride,
+            ..
+        } => {
+            c.range(
+                format!("{at}.synapse.out_channels"),
+                out_channels as i64,
+                1,
+                MAX_DIM as i64,
+            );
             if ![1, 3, 5].contains(&kernel) {
-                c.fail(format!("{at}.synapse.kernel"), format!("{kernel} is not one of 1, 3, 5"));
+                c.fail(
+                    format!("{at}.synapse.kernel"),
+                    format!("{kernel} is not one of 1, 3, 5"),
+                );
             }
             if ![1, 2].contains(&stride) {
-                c.fail(format!("{at}.synapse.stride"), format!("{stride} is not 1 or 2"));
+                c.fail(
+                    format!("{at}.synapse.stride"),
+                    format!("{stride} is not 1 or 2"),
+                );
             }
         }
         Synapse::Dense { out_features } => {
-            c.range(format!("{at}.synapse.out_features"), out_features as i64, 1, MAX_DIM as i64);
+            c.range(
+                format!("{at}.synapse.out_features"),
+                out_features as i64,
+                1,
+                MAX_DIM as i64,
+            );
         }
     }
 }
@@ -158,8 +212,11 @@ fn check_weights(c: &mut Checker, at: &str, layer: &Layer, fan_in: usize) {
                     ),
                 );
             } else if let Some(pos) = signs.find(|ch: char| !matches!(ch, '0'..='9' | 'a'..='f')) {
-                c.fail(field, format!("character {pos} is not a lowercase hex digit"));
-            } else if n % 8 != 0 {
+                c.fail(
+                    field,
+                    format!("character {pos} is not a lowercase hex digit"),
+                );
+            } else if !n.is_multiple_of(8) {
                 let last = u8::from_str_radix(&signs[want - 2..], 16).unwrap_or(0);
                 if last >> (n % 8) != 0 {
                     c.fail(field, "bits beyond the last weight must be zero");
@@ -206,11 +263,20 @@ fn check_weights(c: &mut Checker, at: &str, layer: &Layer, fan_in: usize) {
 
 fn check_channel_vec(c: &mut Checker, field: String, v: &[i32], n: usize) {
     if v.len() != n {
-        c.fail(field, format!("expected {n} values (one per output channel), found {}", v.len()));
+        c.fail(
+            field,
+            format!(
+                "expected {n} values (one per output channel), found {}",
+                v.len()
+            ),
+        );
         return;
     }
     if let Some(k) = v.iter().position(|&x| (x as i64).abs() > MAX_PARAM) {
-        c.fail(format!("{field}[{k}]"), format!("{} exceeds ±{MAX_PARAM}", v[k]));
+        c.fail(
+            format!("{field}[{k}]"),
+            format!("{} exceeds ±{MAX_PARAM}", v[k]),
+        );
     }
 }
 
@@ -226,16 +292,28 @@ fn check_neuron(c: &mut Checker, at: &str, layer: &Layer, is_last: bool) {
             }
             check_channel_vec(c, format!("{at}.neuron.bias"), bias, n);
         }
-        Neuron::Lif(Lif { bias, threshold, polarity, leak, .. }) => {
+        Neuron::Lif(Lif {
+            bias,
+            threshold,
+            polarity,
+            leak,
+            ..
+        }) => {
             check_channel_vec(c, format!("{at}.neuron.bias"), bias, n);
             check_channel_vec(c, format!("{at}.neuron.threshold"), threshold, n);
             if polarity.chars().count() != n {
                 c.fail(
                     format!("{at}.neuron.polarity"),
-                    format!("expected {n} characters, found {}", polarity.chars().count()),
+                    format!(
+                        "expected {n} characters, found {}",
+                        polarity.chars().count()
+                    ),
                 );
             } else if let Some(k) = polarity.chars().position(|ch| ch != '+' && ch != '-') {
-                c.fail(format!("{at}.neuron.polarity"), format!("character {k} is not '+' or '-'"));
+                c.fail(
+                    format!("{at}.neuron.polarity"),
+                    format!("character {k} is not '+' or '-'"),
+                );
             }
             if let Leak::Shift { shift } | Leak::Decay { shift } = *leak {
                 c.range(format!("{at}.neuron.leak.shift"), shift as i64, 1, 15);

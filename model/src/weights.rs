@@ -9,7 +9,10 @@ use crate::ir::{Layer, Weights};
 pub fn pack_signs(signs: &BitSlice<u8, Lsb0>) -> String {
     let mut bv: BitVec<u8, Lsb0> = signs.to_bitvec();
     bv.set_uninitialized(false);
-    bv.as_raw_slice().iter().map(|b| format!("{b:02x}")).collect()
+    bv.as_raw_slice()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Unpacks `n` sign bits from hex. Returns `None` on a non-hex digit or short input.

@@ -7,8 +7,8 @@
 
 use crate::geometry::{bits_signed, bits_unsigned, layer_geometry, output_max, MapShape};
 use crate::ir::{FireRule, Layer, Leak, Model, Neuron, Reset};
-use crate::weights::weight_values;
 use crate::validate::Problem;
+use crate::weights::weight_values;
 
 /// Widest value the golden model and the generator support.
 pub const MAX_BITS: u32 = 62;
@@ -29,14 +29,20 @@ impl Range {
     }
     /// Smallest interval holding both.
     pub fn hull(self, o: Range) -> Range {
-        Range { lo: self.lo.min(o.lo), hi: self.hi.max(o.hi) }
+        Range {
+            lo: self.lo.min(o.lo),
+            hi: self.hi.max(o.hi),
+        }
     }
     /// Two's-complement bits that hold every value of the interval.
     pub fn bits(self) -> u32 {
         bits_signed(self.lo, self.hi)
     }
     fn add(self, o: Range) -> Range {
-        Range { lo: self.lo.saturating_add(o.lo), hi: self.hi.saturating_add(o.hi) }
+        Range {
+            lo: self.lo.saturating_add(o.lo),
+            hi: self.hi.saturating_add(o.hi),
+        }
     }
 }
 
@@ -102,7 +108,10 @@ pub fn channel_acc_ranges(layer: &Layer, fan_in: usize, xmax: i64) -> Vec<Range>
         .map(|row| {
             let pos: i64 = row.iter().filter(|&&v| v > 0).sum();
             let neg: i64 = row.iter().filter(|&&v| v < 0).sum();
-            Range { lo: neg * xmax, hi: pos * xmax }
+            Range {
+                lo: neg * xmax,
+                hi: pos * xmax,
+            }
         })
         .collect()
 }
@@ -114,7 +123,10 @@ fn floor_shift(v: i64, s: u32) -> i64 {
 fn leak_range(leak: Leak, r: Range) -> Range {
     match leak {
         Leak::None => r,
-        Leak::Shift { shift } => Range { lo: floor_shift(r.lo, shift), hi: floor_shift(r.hi, shift) },
+        Leak::Shift { shift } => Range {
+            lo: floor_shift(r.lo, shift),
+            hi: floor_shift(r.hi, shift),
+        },
         // x − ⌊x/2^s⌋ is non-decreasing in x, so the interval maps end to end.
         Leak::Decay { shift } => Range {
             lo: r.lo - floor_shift(r.lo, shift),
@@ -140,15 +152,24 @@ fn membrane_range(
     let mut seen = Range::point(thr);
     for _ in 0..steps {
         let v = leak_range(leak, carried).add(current);
-        seen = seen.hull(v).hull(Range { lo: v.lo - thr, hi: v.hi - thr });
+        seen = seen.hull(v).hull(Range {
+            lo: v.lo - thr,
+            hi: v.hi - thr,
+        });
         let mut next: Option<Range> = None;
         if v.lo < fire_at {
-            next = Some(Range { lo: v.lo, hi: v.hi.min(fire_at - 1) });
+            next = Some(Range {
+                lo: v.lo,
+                hi: v.hi.min(fire_at - 1),
+            });
         }
         if v.hi >= fire_at {
             let fired = match reset {
                 Reset::Hard => Range::point(0),
-                Reset::Subtract => Range { lo: v.lo.max(fire_at) - thr, hi: v.hi - thr },
+                Reset::Subtract => Range {
+                    lo: v.lo.max(fire_at) - thr,
+                    hi: v.hi - thr,
+                },
             };
             next = Some(next.map_or(fired, |n| n.hull(fired)));
         }
@@ -176,19 +197,33 @@ pub fn analyse(model: &Model) -> Result<Widths, Problem> {
             reason: "kernel does not fit the input map".into(),
         })?;
         let per_channel = channel_acc_ranges(layer, g.fan_in, xmax);
-        let acc = per_channel.iter().copied().reduce(Range::hull).unwrap_or(Range::point(0));
+        let acc = per_channel
+            .iter()
+            .copied()
+            .reduce(Range::hull)
+            .unwrap_or(Range::point(0));
         let (membrane, output, signed, channel_out) = match &layer.neuron {
             Neuron::Lif(lif) => {
                 let mut m: Option<Range> = None;
                 for (c, r) in per_channel.iter().enumerate() {
                     let neg = lif.polarity.as_bytes()[c] == b'-';
-                    let cur = if neg { Range { lo: -r.hi, hi: -r.lo } } else { *r };
+                    let cur = if neg {
+                        Range {
+                            lo: -r.hi,
+                            hi: -r.lo,
+                        }
+                    } else {
+                        *r
+                    };
                     let cur = cur.add(Range::point(lif.bias[c] as i64));
                     let thr = lif.threshold[c] as i64;
                     let mr = membrane_range(cur, thr, lif.leak, lif.reset, lif.fire, t);
                     m = Some(m.map_or(mr, |x| x.hull(mr)));
                 }
-                let out = Range { lo: 0, hi: output_max(layer) };
+                let out = Range {
+                    lo: 0,
+                    hi: output_max(layer),
+                };
                 let ch = vec![out; per_channel.len()];
                 (m, out, false, ch)
             }
@@ -198,11 +233,20 @@ pub fn analyse(model: &Model) -> Result<Widths, Problem> {
                     .zip(bias)
                     .map(|(r, &b)| r.add(Range::point(b as i64)))
                     .collect();
-                let out = ch.iter().copied().reduce(Range::hull).unwrap_or(Range::point(0));
+                let out = ch
+                    .iter()
+                    .copied()
+                    .reduce(Range::hull)
+                    .unwrap_or(Range::point(0));
                 (None, out, true, ch)
             }
         };
-        let lw = LayerWidths { acc, membrane, output, output_signed: signed };
+        let lw = LayerWidths {
+            acc,
+            membrane,
+            output,
+            output_signed: signed,
+        };
         for (what, bits) in [
             ("accumulator", lw.acc_bits()),
             ("membrane", lw.membrane_bits()),
@@ -220,9 +264,17 @@ pub fn analyse(model: &Model) -> Result<Widths, Problem> {
         }
         if i == model.layers.len() - 1 {
             let n = (g.output.positions() as i64) * t as i64;
-            let per: Vec<Range> =
-                channel_out.iter().map(|r| Range { lo: r.lo * n, hi: r.hi * n }).collect();
-            logits = per.into_iter().reduce(Range::hull).unwrap_or(Range::point(0));
+            let per: Vec<Range> = channel_out
+                .iter()
+                .map(|r| Range {
+                    lo: r.lo * n,
+                    hi: r.hi * n,
+                })
+                .collect();
+            logits = per
+                .into_iter()
+                .reduce(Range::hull)
+                .unwrap_or(Range::point(0));
             if logits.bits() > MAX_BITS {
                 return Err(Problem {
                     field: "head".into(),
@@ -235,7 +287,11 @@ pub fn analyse(model: &Model) -> Result<Widths, Problem> {
         xmax = output_max(layer);
     }
     let classes = model.layers.last().map_or(0, |l| l.out_channels());
-    Ok(Widths { layers, logits, classes })
+    Ok(Widths {
+        layers,
+        logits,
+        classes,
+    })
 }
 
 #[cfg(test)]
@@ -246,7 +302,14 @@ mod tests {
     fn hard_reset_membrane_without_leak_accumulates_below_threshold() {
         // current in [−3, 5], threshold 4, IF, hard reset, 3 steps:
         // below-threshold values can sink to −9 and rise to 3 + 5 = 8.
-        let r = membrane_range(Range { lo: -3, hi: 5 }, 4, Leak::None, Reset::Hard, FireRule::Ge, 3);
+        let r = membrane_range(
+            Range { lo: -3, hi: 5 },
+            4,
+            Leak::None,
+            Reset::Hard,
+            FireRule::Ge,
+            3,
+        );
         assert_eq!(r.lo, -9 - 4);
         assert_eq!(r.hi, 8);
     }
@@ -283,13 +346,17 @@ mod worst_case {
                     let n = signs.len();
                     *signs = std::iter::repeat_n(fill, n).collect();
                     // Keep padding bits zero (validation requires it).
-                    if positive && total % 8 != 0 {
+                    if positive && !total.is_multiple_of(8) {
                         let keep = (1u32 << (total % 8)) - 1;
                         signs.replace_range(n - 2.., &format!("{keep:02x}"));
                     }
                 }
                 Weights::Integer { bits, values } => {
-                    let v = if positive { (1 << (*bits - 1)) - 1 } else { -(1 << (*bits - 1)) };
+                    let v = if positive {
+                        (1 << (*bits - 1)) - 1
+                    } else {
+                        -(1 << (*bits - 1))
+                    };
                     values.iter_mut().for_each(|x| *x = v);
                 }
             }
@@ -298,26 +365,41 @@ mod worst_case {
 
     #[test]
     fn saturated_inputs_reach_the_accumulator_bound_and_stay_inside_every_range() {
-        for (arch, t) in [("6x6x2-3C3b-4i5", 3), ("20-7i8-3b", 1), ("8x8-4C3i4-SP2-3C1i8", 4)] {
+        for (arch, t) in [
+            ("6x6x2-3C3b-4i5", 3),
+            ("20-7i8-3b", 1),
+            ("8x8-4C3i4-SP2-3C1i8", 4),
+        ] {
             for positive in [true, false] {
                 let mut m = random_model(&parse(arch).unwrap(), t, 5).unwrap();
                 saturate(&mut m, positive);
                 crate::validate::validate(&m).unwrap();
                 let w = analyse(&m).unwrap();
-                let full = vec![255u8; (m.input.height * m.input.width * m.input.channels) as usize];
+                let full =
+                    vec![255u8; (m.input.height * m.input.width * m.input.channels) as usize];
                 let mut imgs = full.clone();
                 imgs.extend(random_images(&m, 20, 1));
                 let out = Golden::new(&m).run_batch(&imgs, true).unwrap();
                 // Pixel layer: all pixels at 255 drive the exact bound (interior positions).
                 let seen = out[0].trace.as_ref().unwrap()[0].acc_seen;
                 let bound = w.layers[0].acc;
-                assert_eq!(if positive { seen.hi } else { seen.lo }, if positive { bound.hi } else { bound.lo }, "{arch}");
+                assert_eq!(
+                    if positive { seen.hi } else { seen.lo },
+                    if positive { bound.hi } else { bound.lo },
+                    "{arch}"
+                );
                 for r in &out {
                     for (l, tr) in r.trace.as_ref().unwrap().iter().enumerate() {
                         let lw = &w.layers[l];
-                        assert!(lw.acc.lo <= tr.acc_seen.lo && tr.acc_seen.hi <= lw.acc.hi, "{arch} layer {l}");
+                        assert!(
+                            lw.acc.lo <= tr.acc_seen.lo && tr.acc_seen.hi <= lw.acc.hi,
+                            "{arch} layer {l}"
+                        );
                         if let (Some(ms), Some(mb)) = (tr.membrane_seen, lw.membrane) {
-                            assert!(mb.lo <= ms.lo && ms.hi <= mb.hi, "{arch} layer {l}: {ms:?} outside {mb:?}");
+                            assert!(
+                                mb.lo <= ms.lo && ms.hi <= mb.hi,
+                                "{arch} layer {l}: {ms:?} outside {mb:?}"
+                            );
                         }
                     }
                     for &lg in &r.logits {

@@ -43,10 +43,11 @@ struct Row {
 pub fn run(a: Args) -> Result<()> {
     let mut rows = Vec::new();
     for (name, arch_s, t, fold) in MODELS {
-        let model = random::random_model(&arch::parse(arch_s)?, *t, 1).map_err(|p| anyhow::anyhow!("{p:?}"))?;
-        let folding = super::folding(&model, &fold.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
-        let sim = super::cosim::build(&model, None, &fold.iter().map(|s| s.to_string()).collect::<Vec<_>>(), false)?;
-        // Cosim throughput counts every image in every test, so the RTL is run on distinct images.
+        let model = random::random_model(&arch::parse(arch_s)?, *t, 1)
+            .map_err(|p| anyhow::anyhow!("{p:?}"))?;
+        let fold: Vec<String> = fold.iter().map(|s| s.to_string()).collect();
+        let folding = super::folding(&model, &fold)?;
+        let sim = super::cosim::build(&model, None, &fold, false)?;
         let images = random::random_images(&model, a.images, 11);
         let golden = Golden::new(&model);
         let t0 = Instant::now();
@@ -55,11 +56,13 @@ pub fn run(a: Args) -> Result<()> {
         let t0 = Instant::now();
         let rtl = spikeforge_cosim::run_parallel(&sim, &images, a.images, golden.image_len(), 0)?;
         let cosim_s = t0.elapsed().as_secs_f64();
-        let one = sim.run(&images[..golden.image_len() * 200], 200, 0, None)?;
+        // Cycles per image on one instance, without stalls.
+        let probe = a.images.min(200);
+        let one = sim.run(&images[..golden.image_len() * probe], probe as u32, 0, None)?;
         let expected = golden.run_batch(&images, true)?;
         let report = spikeforge_cosim::compare(&model, sim.manifest(), &expected, &rtl);
-        if report.first_mismatch.is_some() {
-            bail!("{name}: co-simulation mismatch: {}", report.first_mismatch.unwrap());
+        if let Some(m) = &report.first_mismatch {
+            bail!("{name}: co-simulation mismatch: {m}");
         }
         rows.push(Row {
             name: name.to_string(),
@@ -67,7 +70,7 @@ pub fn run(a: Args) -> Result<()> {
             time_steps: *t,
             folding,
             cycles_per_image_estimate: sim.manifest().cycles_per_image,
-            cycles_per_image_measured: one.cycles as f64 / 200.0,
+            cycles_per_image_measured: one.cycles as f64 / probe as f64,
             images: a.images,
             golden_images_per_s: a.images as f64 / golden_s,
             cosim_images_per_s: a.images as f64 / cosim_s,

@@ -57,18 +57,15 @@ pub fn build(model: &Model, rtl: Option<&Path>, fold: &[String], trace: bool) ->
         None => {
             let folding = super::folding(model, fold)?;
             let d = spikeforge_hdl_gen::generate(model, &folding)?;
-            let files = d
-                .manifest
-                .sources
-                .iter()
-                .chain(&d.manifest.rom_files)
-                .map(|n| (n.clone(), d.files[n].clone().into_bytes()))
-                .collect();
+            let files = spikeforge_cosim::design_files(&d);
             (d.manifest, files)
         }
     };
     let spinner = ProgressBar::new_spinner();
-    spinner.set_message(format!("building `{}` with Verilator (cached by content hash)", manifest.core));
+    spinner.set_message(format!(
+        "building `{}` with Verilator (cached by content hash)",
+        manifest.core
+    ));
     spinner.enable_steady_tick(std::time::Duration::from_millis(120));
     let opts = BuildOptions {
         verilator: crate::settings::verilator(),

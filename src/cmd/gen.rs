@@ -32,7 +32,10 @@ pub fn run(a: Args) -> Result<()> {
         m.input.pixels_per_beat
     );
     for (l, f) in m.layers.iter().zip(&m.folding.layers) {
-        println!("  {:<12} PE {:>4} SIMD {:>5}  {:>9} cycles/image", l.name, f.pe, f.simd, l.cycles_per_image);
+        println!(
+            "  {:<12} PE {:>4} SIMD {:>5}  {:>9} cycles/image",
+            l.name, f.pe, f.simd, l.cycles_per_image
+        );
     }
     Ok(())
 }

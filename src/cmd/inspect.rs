@@ -39,29 +39,29 @@ pub fn run(a: Args) -> Result<()> {
     let mut total_bits = 0u64;
     for (i, (l, g)) in model.layers.iter().zip(&geo).enumerate() {
         let n = (g.fan_in * l.out_channels() as usize) as u64;
-        let (kind, wbits) = match &l.weights {
-            Weights::Binary { .. } => ("b".to_string(), 1),
-            Weights::Integer { bits, .. } => (format!("i{bits}"), *bits as u64),
+        let wbits = match &l.weights {
+            Weights::Binary { .. } => 1,
+            Weights::Integer { bits, .. } => *bits as u64,
         };
         total_bits += n * wbits;
         let op = format!(
-            "{:?}{}{}",
-            l.synapse,
-            kind,
+            "{} {}",
+            spikeforge_model::arch::describe(l),
             match (&l.neuron, l.pool) {
-                (Neuron::None { .. }, _) => " none".to_string(),
-                (_, Some(p)) => format!(" lif {p:?}"),
-                _ => " lif".into(),
+                (Neuron::None { .. }, _) => "no neuron",
+                _ => "LIF",
             }
-        )
-        .replace(" {", "{");
+        );
         let lw = &w.layers[i];
         let f = folding.layers[i];
         println!(
             "{:<10} {:<22} {:>10} {:>9} {:>10} {:>5} {:>5} {:>5} {:>6} {:>6} {:>11}",
             l.name,
             op.chars().take(22).collect::<String>(),
-            format!("{}x{}x{}", g.output.height, g.output.width, g.output.channels),
+            format!(
+                "{}x{}x{}",
+                g.output.height, g.output.width, g.output.channels
+            ),
             n,
             n * wbits,
             lw.acc_bits(),

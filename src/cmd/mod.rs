@@ -23,13 +23,19 @@ pub fn load_model(path: &Path) -> Result<Model> {
 
 /// Resolves `--fold` arguments against a model.
 pub fn folding(model: &Model, specs: &[String]) -> Result<Folding> {
-    let overrides: Vec<FoldOverride> =
-        specs.iter().map(|s| fold::parse_override(s)).collect::<Result<_, _>>()?;
+    let overrides: Vec<FoldOverride> = specs
+        .iter()
+        .map(|s| fold::parse_override(s))
+        .collect::<Result<_, _>>()?;
     Ok(fold::resolve(model, &overrides)?)
 }
 
 /// Generates a model's design into `dir` (atomically).
-pub fn generate_into(model: &Model, folding: &Folding, dir: &Path) -> Result<spikeforge_hdl_gen::Design> {
+pub fn generate_into(
+    model: &Model,
+    folding: &Folding,
+    dir: &Path,
+) -> Result<spikeforge_hdl_gen::Design> {
     let design = spikeforge_hdl_gen::generate(model, folding)?;
     spikeforge_hdl_gen::write_design(&design, dir)
         .with_context(|| format!("writing the design to {}", dir.display()))?;

@@ -31,7 +31,10 @@ pub fn run(a: Args) -> Result<()> {
         anyhow::anyhow!(
             "cannot build `{}`:\n{}",
             a.arch,
-            p.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n")
+            p.iter()
+                .map(|p| format!("  - {p}"))
+                .collect::<Vec<_>>()
+                .join("\n")
         )
     })?;
     model.name = a.name;

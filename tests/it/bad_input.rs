@@ -16,20 +16,34 @@ fn gen_fails(text: &str, expect: &[&str]) {
     let model = dir.path().join("bad.json");
     std::fs::write(&model, text).unwrap();
     let out = dir.path().join("rtl");
-    let (ok, _, err) = util::run(&["gen", model.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let (ok, _, err) = util::run(&[
+        "gen",
+        model.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(!ok, "gen accepted a bad model");
-    assert!(err.contains("bad.json"), "error does not name the file: {err}");
+    assert!(
+        err.contains("bad.json"),
+        "error does not name the file: {err}"
+    );
     for e in expect {
         assert!(err.contains(e), "error lacks `{e}`: {err}");
     }
     assert!(!out.exists(), "partial output left behind");
-    let leftovers: Vec<PathBuf> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).collect();
+    let leftovers: Vec<PathBuf> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     assert_eq!(leftovers, vec![model], "temporary files left behind");
 }
 
 #[test]
 fn malformed_json() {
-    gen_fails("{ \"format\": \"spikeforge-hardware-model\", ", &["line 1", "EOF"]);
+    gen_fails(
+        "{ \"format\": \"spikeforge-hardware-model\", ",
+        &["line 1", "EOF"],
+    );
 }
 
 #[test]
@@ -42,7 +56,10 @@ fn truncated_model_file() {
 fn wrong_ir_version() {
     let mut m = reference();
     m["version"] = 2.into();
-    gen_fails(&m.to_string(), &["IR version 2 is not supported", "version 1"]);
+    gen_fails(
+        &m.to_string(),
+        &["IR version 2 is not supported", "version 1"],
+    );
 }
 
 #[test]
@@ -50,7 +67,14 @@ fn inconsistent_shapes() {
     let mut m = reference();
     m["layers"][0]["neuron"]["bias"] = serde_json::json!([1, 2, 3]);
     m["layers"][1]["synapse"]["kernel"] = 4.into();
-    gen_fails(&m.to_string(), &["layers[0].neuron.bias", "expected 2 values", "layers[1].synapse.kernel"]);
+    gen_fails(
+        &m.to_string(),
+        &[
+            "layers[0].neuron.bias",
+            "expected 2 values",
+            "layers[1].synapse.kernel",
+        ],
+    );
     let mut m = reference();
     m["layers"][0]["synapse"]["padding"] = "valid".into();
     m["input"]["height"] = 2.into();
@@ -61,13 +85,19 @@ fn inconsistent_shapes() {
 fn weights_out_of_range() {
     let mut m = reference();
     m["layers"][1]["weights"]["values"][3] = 9.into();
-    gen_fails(&m.to_string(), &["layers[1].weights.values[3]", "does not fit 4-bit"]);
+    gen_fails(
+        &m.to_string(),
+        &["layers[1].weights.values[3]", "does not fit 4-bit"],
+    );
 }
 
 #[test]
 fn truncated_weights() {
     let mut m = reference();
-    let signs = m["layers"][0]["weights"]["signs"].as_str().unwrap().to_string();
+    let signs = m["layers"][0]["weights"]["signs"]
+        .as_str()
+        .unwrap()
+        .to_string();
     m["layers"][0]["weights"]["signs"] = signs[..signs.len() - 2].into();
     gen_fails(&m.to_string(), &["layers[0].weights.signs", "truncated"]);
 }
@@ -79,10 +109,17 @@ fn input_image_of_the_wrong_size() {
     std::fs::write(&img, [0u8; 35]).unwrap();
     let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/models/ref_conv.json");
     for cmd in ["infer", "cosim"] {
-        let flag = if cmd == "infer" { "--input" } else { "--images" };
+        let flag = if cmd == "infer" {
+            "--input"
+        } else {
+            "--images"
+        };
         let (ok, _, err) = util::run(&[cmd, model.to_str().unwrap(), flag, img.to_str().unwrap()]);
         assert!(!ok);
-        assert!(err.contains("img.bin") && err.contains("35 bytes") && err.contains("36"), "{cmd}: {err}");
+        assert!(
+            err.contains("img.bin") && err.contains("35 bytes") && err.contains("36"),
+            "{cmd}: {err}"
+        );
     }
 }
 
@@ -99,7 +136,11 @@ fn verilator_missing() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("apt-get install verilator"), "{err}");
-    assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 0, "partial cache output");
+    assert_eq!(
+        std::fs::read_dir(cache.path()).unwrap().count(),
+        0,
+        "partial cache output"
+    );
 }
 
 #[test]
@@ -107,10 +148,19 @@ fn impossible_folding_says_what_would_fold() {
     let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/models/ref_conv.json");
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("rtl");
-    let (ok, _, err) =
-        util::run(&["gen", model.to_str().unwrap(), "--out", out.to_str().unwrap(), "--fold", "1=2,1"]);
+    let (ok, _, err) = util::run(&[
+        "gen",
+        model.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--fold",
+        "1=2,1",
+    ]);
     assert!(!ok);
-    assert!(err.contains("PE = 2 does not divide Cout = 3") && err.contains("[1, 3]"), "{err}");
+    assert!(
+        err.contains("PE = 2 does not divide Cout = 3") && err.contains("[1, 3]"),
+        "{err}"
+    );
     assert!(!out.exists());
 }
 
@@ -118,9 +168,17 @@ fn impossible_folding_says_what_would_fold() {
 fn architecture_that_does_not_parse_points_at_the_token() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("m.json");
-    let (ok, _, err) =
-        util::run(&["random-model", "--arch", "28x28x1-16C3b-32Q3-10", "--out", out.to_str().unwrap()]);
+    let (ok, _, err) = util::run(&[
+        "random-model",
+        "--arch",
+        "28x28x1-16C3b-32Q3-10",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(!ok);
-    assert!(err.contains("token 3 `32Q3`") && err.contains("^^^^"), "{err}");
+    assert!(
+        err.contains("token 3 `32Q3`") && err.contains("^^^^"),
+        "{err}"
+    );
     assert!(!out.exists());
 }

@@ -5,26 +5,54 @@ use std::path::Path;
 use crate::util;
 
 fn reference(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/models").join(format!("{name}.json")).display().to_string()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/models")
+        .join(format!("{name}.json"))
+        .display()
+        .to_string()
 }
 
 #[test]
 fn random_model_then_gen_twice_gives_identical_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let m = dir.path().join("m.json");
-    let (ok, out, err) = util::run(&["random-model", "--arch", "8x8-3C3b-MP2-2", "--time-steps", "2", "--seed", "4", "--out", m.to_str().unwrap()]);
+    let (ok, out, err) = util::run(&[
+        "random-model",
+        "--arch",
+        "8x8-3C3b-MP2-2",
+        "--time-steps",
+        "2",
+        "--seed",
+        "4",
+        "--out",
+        m.to_str().unwrap(),
+    ]);
     assert!(ok, "{err}");
     assert!(out.contains("T = 2"));
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
     for d in [&a, &b] {
-        let (ok, out, err) = util::run(&["gen", m.to_str().unwrap(), "--out", d.to_str().unwrap(), "--fold", "0=3,9"]);
+        let (ok, out, err) = util::run(&[
+            "gen",
+            m.to_str().unwrap(),
+            "--out",
+            d.to_str().unwrap(),
+            "--fold",
+            "0=3,9",
+        ]);
         assert!(ok, "{err}");
         assert!(out.contains("cycles per image"));
     }
-    let files: Vec<_> = std::fs::read_dir(&a).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let files: Vec<_> = std::fs::read_dir(&a)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert!(files.len() > 5);
     for f in files {
-        assert_eq!(std::fs::read(a.join(&f)).unwrap(), std::fs::read(b.join(&f)).unwrap(), "{f:?} differs");
+        assert_eq!(
+            std::fs::read(a.join(&f)).unwrap(),
+            std::fs::read(b.join(&f)).unwrap(),
+            "{f:?} differs"
+        );
     }
 }
 
@@ -34,15 +62,38 @@ fn cosim_random_images_from_rtl_dir_and_from_a_file() {
     let dir = tempfile::tempdir().unwrap();
     let rtl = dir.path().join("rtl");
     assert!(util::run(&["gen", &model, "--out", rtl.to_str().unwrap()]).0);
-    let (ok, out, err) = util::run(&["cosim", &model, "--rtl", rtl.to_str().unwrap(), "--random", "30", "--seed", "2", "--stall"]);
+    let (ok, out, err) = util::run(&[
+        "cosim",
+        &model,
+        "--rtl",
+        rtl.to_str().unwrap(),
+        "--random",
+        "30",
+        "--seed",
+        "2",
+        "--stall",
+    ]);
     assert!(ok, "{err}");
     assert!(out.contains("30/30 bit-exact"), "{out}");
     let imgs = dir.path().join("imgs.bin");
-    std::fs::write(&imgs, (0..36 * 5).map(|i| (i * 7 % 256) as u8).collect::<Vec<u8>>()).unwrap();
+    std::fs::write(
+        &imgs,
+        (0..36 * 5)
+            .map(|i| (i * 7 % 256) as u8)
+            .collect::<Vec<u8>>(),
+    )
+    .unwrap();
     let (ok, out, err) = util::run(&["cosim", &model, "--images", imgs.to_str().unwrap()]);
     assert!(ok, "{err}");
     assert!(out.contains("5/5 bit-exact"), "{out}");
-    let (ok, out, _) = util::run(&["infer", &model, "--input", imgs.to_str().unwrap(), "--limit", "2"]);
+    let (ok, out, _) = util::run(&[
+        "infer",
+        &model,
+        "--input",
+        imgs.to_str().unwrap(),
+        "--limit",
+        "2",
+    ]);
     assert!(ok && out.contains("image 1: class"), "{out}");
 }
 
@@ -51,9 +102,17 @@ fn cosim_refuses_rtl_of_another_model() {
     let dir = tempfile::tempdir().unwrap();
     let rtl = dir.path().join("rtl");
     assert!(util::run(&["gen", &reference("ref_mlp"), "--out", rtl.to_str().unwrap()]).0);
-    let (ok, _, err) = util::run(&["cosim", &reference("ref_conv"), "--rtl", rtl.to_str().unwrap()]);
+    let (ok, _, err) = util::run(&[
+        "cosim",
+        &reference("ref_conv"),
+        "--rtl",
+        rtl.to_str().unwrap(),
+    ]);
     assert!(!ok, "cosim accepted RTL generated from another model");
-    assert!(err.contains("not from the given model") && err.contains("spikeforge gen"), "{err}");
+    assert!(
+        err.contains("not from the given model") && err.contains("spikeforge gen"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -64,28 +123,54 @@ fn cosim_reads_idx_images_and_writes_vcd() {
     bytes.extend((0..108).map(|i| (i * 13 % 256) as u8));
     std::fs::write(&idx, bytes).unwrap();
     let vcd = dir.path().join("w.vcd");
-    let (ok, out, err) = util::run(&["cosim", &reference("ref_conv"), "--images", idx.to_str().unwrap(), "--vcd", vcd.to_str().unwrap()]);
+    let (ok, out, err) = util::run(&[
+        "cosim",
+        &reference("ref_conv"),
+        "--images",
+        idx.to_str().unwrap(),
+        "--vcd",
+        vcd.to_str().unwrap(),
+    ]);
     assert!(ok, "{err}");
     assert!(out.contains("3/3 bit-exact"), "{out}");
-    assert!(std::fs::read_to_string(&vcd).unwrap().contains("$enddefinitions"));
+    assert!(std::fs::read_to_string(&vcd)
+        .unwrap()
+        .contains("$enddefinitions"));
 }
 
 #[test]
 fn inspect_and_doctor() {
     let (ok, out, err) = util::run(&["inspect", &reference("ref_mlp")]);
     assert!(ok, "{err}");
-    assert!(out.contains("cycles per image") && out.contains("l0"), "{out}");
+    assert!(
+        out.contains("cycles per image") && out.contains("l0"),
+        "{out}"
+    );
     let (ok, out, _) = util::run(&["doctor"]);
     assert!(ok);
-    assert!(out.contains("verilator") && out.contains("tools found"), "{out}");
+    assert!(
+        out.contains("verilator") && out.contains("tools found"),
+        "{out}"
+    );
 }
 
 #[test]
 fn demo_runs_end_to_end_on_a_small_model() {
     let dir = tempfile::tempdir().unwrap();
-    let (ok, out, err) = util::run(&["demo", "--out", dir.path().to_str().unwrap(), "--arch", "8x8-2C3b-MP2-3C1i4", "--images", "20"]);
+    let (ok, out, err) = util::run(&[
+        "demo",
+        "--out",
+        dir.path().to_str().unwrap(),
+        "--arch",
+        "8x8-2C3b-MP2-3C1i4",
+        "--images",
+        "20",
+    ]);
     assert!(ok, "{err}");
-    assert!(out.contains("20/20 bit-exact") && out.contains("no latches"), "{out}");
+    assert!(
+        out.contains("20/20 bit-exact") && out.contains("no latches"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -95,7 +180,8 @@ fn bench_writes_json() {
     let (ok, out, err) = util::run(&["bench", "--images", "300", "--out", json.to_str().unwrap()]);
     assert!(ok, "{err}");
     assert!(out.contains("golden img/s"), "{out}");
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 2);
     assert_eq!(v[0]["bit_exact"], 300);
 }

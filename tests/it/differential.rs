@@ -39,7 +39,10 @@ fn other_folding(model: &Model, seed: u64) -> Folding {
             let simds = divisors(g.fan_in as u32);
             FoldOverride::Layer(
                 i.to_string(),
-                LayerFold { pe: pes[rng.gen_range(0..pes.len())], simd: simds[rng.gen_range(0..simds.len())] },
+                LayerFold {
+                    pe: pes[rng.gen_range(0..pes.len())],
+                    simd: simds[rng.gen_range(0..simds.len())],
+                },
             )
         })
         .collect();
@@ -52,14 +55,20 @@ fn other_folding(model: &Model, seed: u64) -> Folding {
 
 /// Co-simulates one model under two foldings on random images, with stalls; returns pairs run.
 fn check_model(model: &Model, seed: u64, images: usize) -> usize {
-    let foldings = [fold::resolve(model, &[]).unwrap(), other_folding(model, seed)];
+    let foldings = [
+        fold::resolve(model, &[]).unwrap(),
+        other_folding(model, seed),
+    ];
     let imgs = random_images(model, images, seed);
     for (k, folding) in foldings.iter().enumerate() {
         let design = util::design(model, folding);
         let dir = tempfile::tempdir().unwrap();
         util::write(&design, dir.path());
         let lint = util::lint(dir.path(), &design.manifest.top);
-        assert!(lint.trim().is_empty(), "seed {seed}, folding {folding:?}: verilator -Wall:\n{lint}");
+        assert!(
+            lint.trim().is_empty(),
+            "seed {seed}, folding {folding:?}: verilator -Wall:\n{lint}"
+        );
         let sim = util::simulator(&design);
         let report = spikeforge_cosim::cosimulate(model, &sim, &imgs, seed.max(1) + k as u64, None)
             .unwrap_or_else(|e| panic!("seed {seed}, folding {folding:?}: {e}"));
@@ -88,9 +97,21 @@ fn coverage_models_are_bit_exact_at_t_1_2_4() {
 
 /// Random architectures from a small grammar.
 fn arch_strategy() -> impl Strategy<Value = (String, u32)> {
-    let conv = (1u32..5, prop::sample::select(vec![1u32, 3, 5]), 1u32..3, any::<bool>(), any::<bool>(), 2u32..9)
+    let conv = (
+        1u32..5,
+        prop::sample::select(vec![1u32, 3, 5]),
+        1u32..3,
+        any::<bool>(),
+        any::<bool>(),
+        2u32..9,
+    )
         .prop_map(|(c, k, s, valid, bin, bits)| {
-            format!("{c}C{k}{}{}{}", if s == 2 { "s2" } else { "" }, if valid { "v" } else { "" }, if bin { "b".into() } else { format!("i{bits}") })
+            format!(
+                "{c}C{k}{}{}{}",
+                if s == 2 { "s2" } else { "" },
+                if valid { "v" } else { "" },
+                if bin { "b".into() } else { format!("i{bits}") }
+            )
         });
     let pool = prop::sample::select(vec!["", "-MP2", "-SP2"]);
     (
@@ -117,20 +138,31 @@ fn random_architectures_are_bit_exact() {
     let mut seed_bytes = [0u8; 32];
     seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
     let mut runner = TestRunner::new_with_rng(
-        Config { cases: util::cases(4), failure_persistence: None, ..Config::default() },
+        Config {
+            cases: util::cases(4),
+            failure_persistence: None,
+            ..Config::default()
+        },
         TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes),
     );
     let pairs = std::cell::Cell::new(0);
     runner
         .run(&arch_strategy(), |(a, t)| {
-            let Ok(parsed) = arch::parse(&a) else { return Ok(()) };
+            let Ok(parsed) = arch::parse(&a) else {
+                return Ok(());
+            };
             // Architectures whose kernels do not fit their maps are rejected by validation.
-            let Ok(model) = random_model(&parsed, t, seed) else { return Ok(()) };
+            let Ok(model) = random_model(&parsed, t, seed) else {
+                return Ok(());
+            };
             pairs.set(pairs.get() + check_model(&model, seed, 4));
             Ok(())
         })
         .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
-    println!("{} random model × image pairs bit-exact (seed {seed})", pairs.get());
+    println!(
+        "{} random model × image pairs bit-exact (seed {seed})",
+        pairs.get()
+    );
 }
 
 /// Flips one weight in the generated ROM image of `layer` and returns the mismatch report.
@@ -155,8 +187,15 @@ fn corrupted_weight_is_caught_and_named() {
     let model = random_model(&arch::parse("9x9x2-4C3i6-MP2-5C3b-3C1i6").unwrap(), 2, 3).unwrap();
     for layer in [0, 1, 2] {
         let report = corrupted_report(&model, layer);
-        let m = report.first_mismatch.clone().unwrap_or_else(|| panic!("layer {layer}: corruption not caught: {report:?}"));
-        assert_eq!(m.layer, Some(layer), "divergence named at the wrong place: {m}");
+        let m = report
+            .first_mismatch
+            .clone()
+            .unwrap_or_else(|| panic!("layer {layer}: corruption not caught: {report:?}"));
+        assert_eq!(
+            m.layer,
+            Some(layer),
+            "divergence named at the wrong place: {m}"
+        );
         assert_eq!(m.layer_name, model.layers[layer].name);
         assert!(report.bit_exact < report.images);
     }

@@ -11,7 +11,9 @@ use crate::util;
 const REFERENCE: &[&str] = &["ref_mlp", "ref_conv"];
 
 fn load(name: &str) -> spikeforge_model::Model {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/models").join(format!("{name}.json"));
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/models")
+        .join(format!("{name}.json"));
     spikeforge_model::load(&path).unwrap()
 }
 
@@ -34,7 +36,10 @@ fn generation_is_deterministic() {
     for name in REFERENCE {
         let model = load(name);
         let f = fold::resolve(&model, &[]).unwrap();
-        assert_eq!(util::design(&model, &f).files, util::design(&model, &f).files);
+        assert_eq!(
+            util::design(&model, &f).files,
+            util::design(&model, &f).files
+        );
     }
 }
 

@@ -32,24 +32,29 @@ pub fn cache_dir() -> PathBuf {
 /// Seed for randomised tests: `SPIKEFORGE_TEST_SEED` or a fixed default (printed on failure
 /// by the callers' messages).
 pub fn seed() -> u64 {
-    std::env::var("SPIKEFORGE_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(20261123)
+    std::env::var("SPIKEFORGE_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20261123)
 }
 
 /// Number of extra random cases: `SPIKEFORGE_TEST_CASES` or `default`.
 pub fn cases(default: u32) -> u32 {
-    std::env::var("SPIKEFORGE_TEST_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(default)
+    std::env::var("SPIKEFORGE_TEST_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
 }
 
 /// Builds a design's simulation (quick C++ optimisation: tests run few images).
 pub fn simulator(design: &Design) -> Simulator {
-    let files: Vec<(String, Vec<u8>)> = design
-        .manifest
-        .sources
-        .iter()
-        .chain(&design.manifest.rom_files)
-        .map(|n| (n.clone(), design.files[n].clone().into_bytes()))
-        .collect();
-    let opts = BuildOptions { verilator: "verilator".into(), cache_dir: cache_dir(), opt: 1, trace: false };
+    let files = spikeforge_cosim::design_files(design);
+    let opts = BuildOptions {
+        verilator: "verilator".into(),
+        cache_dir: cache_dir(),
+        opt: 1,
+        trace: false,
+    };
     Simulator::build(&design.manifest, &files, &opts).expect("verilator builds the design")
 }
 
@@ -76,19 +81,38 @@ pub fn lint(dir: &Path, top: &str) -> String {
         .output()
         .expect("verilator runs");
     let text = String::from_utf8_lossy(&out.stderr).into_owned();
-    if out.status.success() { text } else { format!("exit {:?}\n{text}", out.status.code()) }
+    if out.status.success() {
+        text
+    } else {
+        format!("exit {:?}\n{text}", out.status.code())
+    }
 }
 
 /// `yosys synth_ice40` on a written design; panics on failure or on any latch, returns the
 /// LUT count.
 pub fn synth_ice40(dir: &Path, top: &str, what: &str) -> u64 {
     let script = format!("read_verilog *.v; synth_ice40 -top {top}; stat");
-    let out = Command::new("yosys").current_dir(dir).args(["-q", "-l", "yosys.log", "-p", &script]).output().unwrap();
+    let out = Command::new("yosys")
+        .current_dir(dir)
+        .args(["-q", "-l", "yosys.log", "-p", &script])
+        .output()
+        .unwrap();
     let log = std::fs::read_to_string(dir.join("yosys.log")).unwrap_or_default();
-    assert!(out.status.success(), "{what}: yosys failed: {}", String::from_utf8_lossy(&out.stderr));
-    assert!(!log.contains("$dlatch") && !log.contains("Latch inferred"), "{what}: latch inferred; see {log}");
+    assert!(
+        out.status.success(),
+        "{what}: yosys failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !log.contains("$dlatch") && !log.contains("Latch inferred"),
+        "{what}: latch inferred; see {log}"
+    );
     log.lines()
         .rev()
-        .find_map(|l| l.trim().strip_prefix("SB_LUT4").and_then(|n| n.trim().parse().ok()))
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("SB_LUT4")
+                .and_then(|n| n.trim().parse().ok())
+        })
         .unwrap_or_else(|| panic!("{what}: no LUTs in the yosys report"))
 }
