@@ -138,6 +138,7 @@ pub fn read_design(dir: &Path) -> Result<(Manifest, DesignFiles), CosimError> {
 /// A built, loaded simulation of one design.
 pub struct Simulator {
     lib: Library,
+    lib_path: PathBuf,
     manifest: Manifest,
 }
 
@@ -196,6 +197,7 @@ impl Simulator {
         })?;
         Ok(Simulator {
             lib,
+            lib_path,
             manifest: manifest.clone(),
         })
     }
@@ -272,7 +274,7 @@ impl Simulator {
 
     fn load_err(&self, e: libloading::Error) -> CosimError {
         CosimError::Load {
-            path: PathBuf::from("libsim.so"),
+            path: self.lib_path.clone(),
             message: e.to_string(),
         }
     }

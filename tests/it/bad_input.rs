@@ -1,13 +1,12 @@
 //! Bad input: each gives a clear error naming the file and what is wrong, a non-zero exit,
 //! and no partial output.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::util;
 
 fn reference() -> serde_json::Value {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/models/ref_conv.json");
-    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    serde_json::from_str(&std::fs::read_to_string(util::reference("ref_conv")).unwrap()).unwrap()
 }
 
 /// Writes `text` as a model, runs `gen` on it, and checks the failure.
@@ -107,7 +106,7 @@ fn input_image_of_the_wrong_size() {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("img.bin");
     std::fs::write(&img, [0u8; 35]).unwrap();
-    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/models/ref_conv.json");
+    let model = util::reference("ref_conv");
     for cmd in ["infer", "cosim"] {
         let flag = if cmd == "infer" {
             "--input"
@@ -125,7 +124,7 @@ fn input_image_of_the_wrong_size() {
 
 #[test]
 fn verilator_missing() {
-    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/models/ref_conv.json");
+    let model = util::reference("ref_conv");
     let cache = tempfile::tempdir().unwrap();
     let out = util::bin()
         .env("SPIKEFORGE_VERILATOR", "/nonexistent/verilator")
@@ -145,7 +144,7 @@ fn verilator_missing() {
 
 #[test]
 fn impossible_folding_says_what_would_fold() {
-    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/models/ref_conv.json");
+    let model = util::reference("ref_conv");
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("rtl");
     let (ok, _, err) = util::run(&[

@@ -1,15 +1,9 @@
 //! Every subcommand, smoke-tested through the binary.
 
-use std::path::Path;
-
 use crate::util;
 
 fn reference(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/models")
-        .join(format!("{name}.json"))
-        .display()
-        .to_string()
+    util::reference(name).display().to_string()
 }
 
 #[test]

@@ -213,3 +213,24 @@ fn coverage_designs_synthesise_without_latches() {
         println!("{a}: {luts} SB_LUT4, no latches");
     });
 }
+
+/// Regression: the last image's result can leave the head before layer 0's final beats (2×2
+/// pooling drops the odd last row and column of a 5×5 map); the harness used to stop at the
+/// result and leave those tap beats unread. Found by the proptest run with seed 99.
+#[test]
+fn last_image_taps_are_complete_when_pooling_drops_a_row() {
+    let model = random_model(&arch::parse("5x5x1-1C1i2-1C1i2-MP2-2i8").unwrap(), 2, 99).unwrap();
+    let design = util::design(&model, &fold::resolve(&model, &[]).unwrap());
+    let sim = util::simulator(&design);
+    let imgs = random_images(&model, 4, 99);
+    // Two images per instance: each instance's last image is checked.
+    let rtl = spikeforge_cosim::run_parallel(&sim, &imgs, 4, 25, 0).unwrap();
+    let golden = spikeforge_model::Golden::new(&model)
+        .run_batch(&imgs, true)
+        .unwrap();
+    let report = spikeforge_cosim::compare(&model, sim.manifest(), &golden, &rtl);
+    assert_eq!(report.bit_exact, 4, "{:?}", report.first_mismatch);
+    let single = sim.run(&imgs[..25], 1, 0, None).unwrap();
+    let one = spikeforge_cosim::compare(&model, sim.manifest(), &golden[..1], &single);
+    assert_eq!(one.bit_exact, 1, "{:?}", one.first_mismatch);
+}

@@ -2,8 +2,6 @@
 //! update with `cargo insta review` or `INSTA_UPDATE=always cargo test`), determinism,
 //! lint and synthesis of every reference design.
 
-use std::path::Path;
-
 use spikeforge_hdl_gen::fold;
 
 use crate::util;
@@ -11,10 +9,7 @@ use crate::util;
 const REFERENCE: &[&str] = &["ref_mlp", "ref_conv"];
 
 fn load(name: &str) -> spikeforge_model::Model {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/models")
-        .join(format!("{name}.json"));
-    spikeforge_model::load(&path).unwrap()
+    spikeforge_model::load(&util::reference(name)).unwrap()
 }
 
 #[test]

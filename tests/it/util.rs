@@ -24,6 +24,13 @@ pub fn run(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// Path of a checked-in reference model (`tests/models/NAME.json`).
+pub fn reference(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/models")
+        .join(format!("{name}.json"))
+}
+
 /// Co-simulation libraries built by the tests, kept between runs.
 pub fn cache_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cosim-cache")
