@@ -547,17 +547,26 @@ pub fn cosimulate(
     images: &[u8],
     stall_seed: u64,
     vcd: Option<&Path>,
+    progress: Progress,
 ) -> Result<Report, CosimError> {
     let golden = Golden::new(model);
     let n = golden.check_images(images)?;
     let expected = golden.run_batch(images, true)?;
     let rtl = if vcd.is_some() {
-        sim.run(images, n as u32, stall_seed, vcd)?
+        let r = sim.run(images, n as u32, stall_seed, vcd)?;
+        progress(n);
+        r
     } else {
-        run_parallel(sim, images, n, golden.image_len(), stall_seed)?
+        run_parallel(sim, images, n, golden.image_len(), stall_seed, progress)?
     };
     Ok(compare(model, sim.manifest(), &expected, &rtl))
 }
+
+/// Called with the number of images just finished, from any thread.
+pub type Progress<'a> = &'a (dyn Fn(usize) + Sync);
+
+/// Largest number of images one simulation instance runs in one go.
+pub const MAX_CHUNK: usize = 512;
 
 /// Runs the images on one simulation instance per thread (each with its own Verilator
 /// context) and concatenates the streams in image order.
@@ -567,12 +576,21 @@ pub fn run_parallel(
     n: usize,
     image_len: usize,
     stall_seed: u64,
+    progress: Progress,
 ) -> Result<RtlRun, CosimError> {
     use rayon::prelude::*;
-    let per = n.div_ceil(rayon::current_num_threads().max(1)).max(1);
+    // Chunks bound the tap buffers and let progress be reported as they complete.
+    let per = n
+        .div_ceil(rayon::current_num_threads().max(1))
+        .clamp(1, MAX_CHUNK);
     let parts: Vec<RtlRun> = images
         .par_chunks(per * image_len)
-        .map(|chunk| sim.run(chunk, (chunk.len() / image_len) as u32, stall_seed, None))
+        .map(|chunk| {
+            let k = chunk.len() / image_len;
+            let r = sim.run(chunk, k as u32, stall_seed, None);
+            progress(k);
+            r
+        })
         .collect::<Result<_, _>>()?;
     let mut all = RtlRun {
         out: Vec::new(),

@@ -54,7 +54,14 @@ pub fn run(a: Args) -> Result<()> {
         let _ = golden.run_batch(&images, false)?;
         let golden_s = t0.elapsed().as_secs_f64();
         let t0 = Instant::now();
-        let rtl = spikeforge_cosim::run_parallel(&sim, &images, a.images, golden.image_len(), 0)?;
+        let rtl = spikeforge_cosim::run_parallel(
+            &sim,
+            &images,
+            a.images,
+            golden.image_len(),
+            0,
+            &|_| {},
+        )?;
         let cosim_s = t0.elapsed().as_secs_f64();
         // Cycles per image on one instance, without stalls.
         let probe = a.images.min(200);

@@ -78,6 +78,18 @@ pub fn build(model: &Model, rtl: Option<&Path>, fold: &[String], trace: bool) ->
     Ok(sim?)
 }
 
+/// A progress bar over `n` co-simulated images (hidden when stderr is not a terminal).
+pub fn progress_bar(n: usize) -> ProgressBar {
+    let bar = ProgressBar::new(n as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "cosim {bar:40} {pos}/{len} images ({per_sec}, eta {eta})",
+        )
+        .expect("a valid template"),
+    );
+    bar
+}
+
 /// Prints the summary line; fails on any mismatch.
 pub fn conclude(report: &Report) -> Result<()> {
     println!(
@@ -105,7 +117,12 @@ pub fn run(a: Args) -> Result<()> {
     }
     let sim = build(&model, a.rtl.as_deref(), &a.fold, a.vcd.is_some())?;
     let stall = if a.stall { a.seed.max(1) } else { 0 };
-    let report = spikeforge_cosim::cosimulate(&model, &sim, &images, stall, a.vcd.as_deref())
-        .with_context(|| format!("co-simulating {}", a.model.display()))?;
+    let bar = progress_bar(n);
+    let report =
+        spikeforge_cosim::cosimulate(&model, &sim, &images, stall, a.vcd.as_deref(), &|k| {
+            bar.inc(k as u64)
+        });
+    bar.finish_and_clear();
+    let report = report.with_context(|| format!("co-simulating {}", a.model.display()))?;
     conclude(&report)
 }

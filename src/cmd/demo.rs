@@ -118,12 +118,10 @@ pub fn run(a: Args) -> Result<()> {
     };
     let sim = super::cosim::build(&model, Some(&rtl), &[], false)?;
     let images = random::random_images(&model, a.images, 7);
-    let s = spin(&format!(
-        "co-simulating {} images with random stalls",
-        a.images
-    ));
-    let report = spikeforge_cosim::cosimulate(&model, &sim, &images, 7, None);
-    s.finish_and_clear();
+    let bar = super::cosim::progress_bar(a.images);
+    let report =
+        spikeforge_cosim::cosimulate(&model, &sim, &images, 7, None, &|k| bar.inc(k as u64));
+    bar.finish_and_clear();
     let report = report?;
     print!("cosim: ");
     super::cosim::conclude(&report)?;

@@ -70,8 +70,9 @@ fn check_model(model: &Model, seed: u64, images: usize) -> usize {
             "seed {seed}, folding {folding:?}: verilator -Wall:\n{lint}"
         );
         let sim = util::simulator(&design);
-        let report = spikeforge_cosim::cosimulate(model, &sim, &imgs, seed.max(1) + k as u64, None)
-            .unwrap_or_else(|e| panic!("seed {seed}, folding {folding:?}: {e}"));
+        let report =
+            spikeforge_cosim::cosimulate(model, &sim, &imgs, seed.max(1) + k as u64, None, &|_| {})
+                .unwrap_or_else(|e| panic!("seed {seed}, folding {folding:?}: {e}"));
         assert_eq!(
             report.bit_exact, images,
             "seed {seed}, folding {folding:?}: first divergence: {:?}",
@@ -179,7 +180,7 @@ fn corrupted_report(model: &Model, layer: usize) -> spikeforge_cosim::Report {
     text.replace_range(first_line_end - 1..first_line_end, &flipped.to_string());
     let sim = util::simulator(&design);
     let imgs = random_images(model, 40, 5);
-    spikeforge_cosim::cosimulate(model, &sim, &imgs, 0, None).unwrap()
+    spikeforge_cosim::cosimulate(model, &sim, &imgs, 0, None, &|_| {}).unwrap()
 }
 
 #[test]
@@ -224,7 +225,7 @@ fn last_image_taps_are_complete_when_pooling_drops_a_row() {
     let sim = util::simulator(&design);
     let imgs = random_images(&model, 4, 99);
     // Two images per instance: each instance's last image is checked.
-    let rtl = spikeforge_cosim::run_parallel(&sim, &imgs, 4, 25, 0).unwrap();
+    let rtl = spikeforge_cosim::run_parallel(&sim, &imgs, 4, 25, 0, &|_| {}).unwrap();
     let golden = spikeforge_model::Golden::new(&model)
         .run_batch(&imgs, true)
         .unwrap();

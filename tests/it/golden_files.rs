@@ -59,7 +59,7 @@ fn reference_designs_are_bit_exact() {
         let design = util::design(&model, &fold::resolve(&model, &[]).unwrap());
         let sim = util::simulator(&design);
         let imgs = spikeforge_model::random::random_images(&model, 50, 1);
-        let r = spikeforge_cosim::cosimulate(&model, &sim, &imgs, 3, None).unwrap();
+        let r = spikeforge_cosim::cosimulate(&model, &sim, &imgs, 3, None, &|_| {}).unwrap();
         assert_eq!(r.bit_exact, 50, "{name}: {:?}", r.first_mismatch);
     }
 }
