@@ -150,11 +150,9 @@ pub fn layer_geometry(
     })
 }
 
-/// Geometry of every layer of a validated model.
-///
-/// # Panics
-/// If the model did not pass validation (a kernel larger than its input).
-pub fn model_geometry(model: &Model) -> Vec<LayerGeometry> {
+/// Geometry of every layer, or the index of the first layer whose kernel does not fit its
+/// input map.
+pub fn try_model_geometry(model: &Model) -> Result<Vec<LayerGeometry>, usize> {
     let mut shape = MapShape {
         height: model.input.height,
         width: model.input.width,
@@ -164,14 +162,21 @@ pub fn model_geometry(model: &Model) -> Vec<LayerGeometry> {
     let mut steps = 1;
     let mut out = Vec::with_capacity(model.layers.len());
     for (i, layer) in model.layers.iter().enumerate() {
-        let g = layer_geometry(layer, shape, max, steps, i == 0)
-            .expect("model_geometry called on a model that failed validation");
+        let g = layer_geometry(layer, shape, max, steps, i == 0).ok_or(i)?;
         shape = g.output;
         max = output_max(layer);
         steps = model.time_steps;
         out.push(g);
     }
-    out
+    Ok(out)
+}
+
+/// Geometry of every layer of a validated model.
+///
+/// # Panics
+/// If the model did not pass validation (a kernel larger than its input).
+pub fn model_geometry(model: &Model) -> Vec<LayerGeometry> {
+    try_model_geometry(model).expect("model_geometry called on a model that failed validation")
 }
 
 /// Largest value a spiking layer emits (spike, or pooled count).

@@ -7,7 +7,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::arch::{Arch, WeightKind};
-use crate::geometry::model_geometry;
+use crate::geometry::try_model_geometry;
 use crate::golden::Golden;
 use crate::ir::{
     Encoding, FireRule, Head, InputSpec, Layer, Leak, Lif, Model, Neuron, Reset, Synapse, Weights,
@@ -101,12 +101,12 @@ pub fn random_model(arch: &Arch, time_steps: u32, seed: u64) -> Result<Model, Ve
             },
             pool: None,
         });
-        let Some(geo) = checked_geometry(&model, i) else {
-            return Err(vec![Problem {
-                field: format!("layers[{i}].synapse"),
+        let geo = try_model_geometry(&model).map_err(|bad| {
+            vec![Problem {
+                field: format!("layers[{bad}].synapse"),
                 reason: "the kernel does not fit the layer's input map".into(),
-            }]);
-        };
+            }]
+        })?[i];
         model.layers[i].weights = random_weights(&mut rng, al.weights, geo.fan_in * cout);
         let currents: Vec<Vec<i64>> = {
             let g = Golden::new(&model);
@@ -143,16 +143,6 @@ pub fn random_model(arch: &Arch, time_steps: u32, seed: u64) -> Result<Model, Ve
     }
     validate(&model)?;
     Ok(model)
-}
-
-/// Geometry of layer `i`, or `None` when some kernel up to it does not fit.
-fn checked_geometry(model: &Model, i: usize) -> Option<crate::geometry::LayerGeometry> {
-    let mut partial = model.clone();
-    partial.layers.truncate(i + 1);
-    if validate(&partial).is_err_and(|p| p.iter().any(|p| p.reason.contains("does not fit"))) {
-        return None;
-    }
-    Some(model_geometry(&partial)[i])
 }
 
 fn random_lif(

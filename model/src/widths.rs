@@ -5,7 +5,7 @@
 //! maximum), and safe (possibly loose) deeper in the network. `tests/widths.rs` drives
 //! adversarial inputs that reach them.
 
-use crate::geometry::{bits_signed, bits_unsigned, layer_geometry, output_max, MapShape};
+use crate::geometry::{bits_signed, bits_unsigned, output_max, try_model_geometry};
 use crate::ir::{FireRule, Layer, Leak, Model, Neuron, Reset};
 use crate::validate::Problem;
 use crate::weights::weight_values;
@@ -183,20 +183,14 @@ fn membrane_range(
 /// value would need more than [`MAX_BITS`] bits.
 pub fn analyse(model: &Model) -> Result<Widths, Problem> {
     let t = model.time_steps;
-    let mut shape = MapShape {
-        height: model.input.height,
-        width: model.input.width,
-        channels: model.input.channels,
-    };
-    let mut xmax = (1i64 << model.input.pixel_bits) - 1;
+    let geo = try_model_geometry(model).map_err(|i| Problem {
+        field: format!("layers[{i}].synapse"),
+        reason: "kernel does not fit the input map".into(),
+    })?;
     let mut layers = Vec::new();
     let mut logits = Range::point(0);
-    for (i, layer) in model.layers.iter().enumerate() {
-        let g = layer_geometry(layer, shape, xmax, 1, i == 0).ok_or_else(|| Problem {
-            field: format!("layers[{i}].synapse"),
-            reason: "kernel does not fit the input map".into(),
-        })?;
-        let per_channel = channel_acc_ranges(layer, g.fan_in, xmax);
+    for (i, (layer, g)) in model.layers.iter().zip(&geo).enumerate() {
+        let per_channel = channel_acc_ranges(layer, g.fan_in, g.input_max);
         let acc = per_channel
             .iter()
             .copied()
@@ -283,8 +277,6 @@ pub fn analyse(model: &Model) -> Result<Widths, Problem> {
             }
         }
         layers.push(lw);
-        shape = g.output;
-        xmax = output_max(layer);
     }
     let classes = model.layers.last().map_or(0, |l| l.out_channels());
     Ok(Widths {
