@@ -103,6 +103,22 @@ pub fn verilator_version(verilator: &str) -> Result<String, CosimError> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// Runs `verilator --lint-only -Wall` on a design written to `dir` (synthesis top) and
+/// returns what it complained about: empty when the design is lint-clean.
+pub fn lint(verilator: &str, dir: &Path, manifest: &Manifest) -> Result<String, CosimError> {
+    let out = Command::new(verilator)
+        .args(["--lint-only", "-Wall", "--top-module", &manifest.top])
+        .args(manifest.sources.iter().map(|s| dir.join(s)))
+        .output()
+        .map_err(|_| CosimError::VerilatorMissing(verilator.into()))?;
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    Ok(if out.status.success() {
+        text
+    } else {
+        format!("exit status {:?}\n{text}", out.status.code())
+    })
+}
+
 /// The files a simulation is built from: `(name, contents)` of every source and ROM image.
 pub type DesignFiles = Vec<(String, Vec<u8>)>;
 

@@ -23,26 +23,6 @@ pub struct Args {
     pub images: usize,
 }
 
-fn lint(rtl: &Path, top: &str) -> Result<String> {
-    let files: Vec<PathBuf> = std::fs::read_dir(rtl)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "v"))
-        .collect();
-    let out = Command::new(crate::settings::verilator())
-        .args(["--lint-only", "-Wall", "--top-module", top])
-        .args(&files)
-        .output()
-        .context("running verilator --lint-only")?;
-    let text = String::from_utf8_lossy(&out.stderr).to_string();
-    if !out.status.success() || text.contains("%Warning") {
-        bail!("verilator lint reported:\n{text}");
-    }
-    Ok(format!(
-        "lint: verilator --lint-only -Wall clean ({} files)",
-        files.len()
-    ))
-}
-
 fn synth(rtl: &Path, top: &str) -> Result<String> {
     let script = format!("read_verilog *.v; synth_ice40 -top {top}; stat");
     let out = match Command::new("yosys")
@@ -109,7 +89,14 @@ pub fn run(a: Args) -> Result<()> {
         design.files.len(),
         design.manifest.cycles_per_image
     );
-    println!("{}", lint(&rtl, &design.manifest.top)?);
+    let complaints = spikeforge_cosim::lint(&crate::settings::verilator(), &rtl, &design.manifest)?;
+    if !complaints.trim().is_empty() {
+        bail!("verilator --lint-only -Wall reported:\n{complaints}");
+    }
+    println!(
+        "lint: verilator --lint-only -Wall clean ({} files)",
+        design.manifest.sources.len()
+    );
     let spin = |msg: &str| {
         let s = indicatif::ProgressBar::new_spinner();
         s.set_message(msg.to_string());

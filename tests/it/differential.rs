@@ -64,7 +64,7 @@ fn check_model(model: &Model, seed: u64, images: usize) -> usize {
         let design = util::design(model, folding);
         let dir = tempfile::tempdir().unwrap();
         util::write(&design, dir.path());
-        let lint = util::lint(dir.path(), &design.manifest.top);
+        let lint = util::lint(dir.path(), &design);
         assert!(
             lint.trim().is_empty(),
             "seed {seed}, folding {folding:?}: verilator -Wall:\n{lint}"

@@ -46,7 +46,7 @@ fn reference_designs_lint_clean_and_synthesise_without_latches() {
         let dir = tempfile::tempdir().unwrap();
         let rtl = dir.path().join("rtl");
         util::write(&design, &rtl);
-        let lint = util::lint(&rtl, &design.manifest.top);
+        let lint = util::lint(&rtl, &design);
         assert!(lint.trim().is_empty(), "{name}: verilator -Wall:\n{lint}");
         assert!(util::synth_ice40(&rtl, &design.manifest.top, name) > 0);
     }

@@ -76,23 +76,8 @@ pub fn write(design: &Design, dir: &Path) {
 }
 
 /// `verilator --lint-only -Wall` on a written design; returns its complaints.
-pub fn lint(dir: &Path, top: &str) -> String {
-    let files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "v"))
-        .collect();
-    let out = Command::new("verilator")
-        .args(["--lint-only", "-Wall", "--top-module", top])
-        .args(&files)
-        .output()
-        .expect("verilator runs");
-    let text = String::from_utf8_lossy(&out.stderr).into_owned();
-    if out.status.success() {
-        text
-    } else {
-        format!("exit {:?}\n{text}", out.status.code())
-    }
+pub fn lint(dir: &Path, design: &Design) -> String {
+    spikeforge_cosim::lint("verilator", dir, &design.manifest).expect("verilator runs")
 }
 
 /// `yosys synth_ice40` on a written design; panics on failure or on any latch, returns the
