@@ -25,6 +25,9 @@ enum Command {
     Gen(cmd::gen::Args),
     /// Co-simulates the generated RTL against the golden model, bit for bit.
     Cosim(cmd::cosim::Args),
+    /// Runs the open FPGA flow (Yosys, nextpnr, icepack/ecppack) on a generated design and
+    /// reports resources, Fmax and images/s.
+    Synth(cmd::synth::Args),
     /// Runs the golden model on images and prints classes and logits.
     Infer(cmd::infer::Args),
     /// Shows a model's layers, weight storage, datapath widths and cycle estimates.
@@ -42,6 +45,7 @@ fn main() -> std::process::ExitCode {
         Command::RandomModel(a) => cmd::random_model::run(a),
         Command::Gen(a) => cmd::gen::run(a),
         Command::Cosim(a) => cmd::cosim::run(a),
+        Command::Synth(a) => cmd::synth::run(a),
         Command::Infer(a) => cmd::infer::run(a),
         Command::Inspect(a) => cmd::inspect::run(a),
         Command::Doctor(a) => cmd::doctor::run(a),

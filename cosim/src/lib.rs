@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use libloading::Library;
+use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 use spikeforge_hdl_gen::Manifest;
 use spikeforge_model::{Golden, Inference, Model};
@@ -58,6 +59,9 @@ pub enum CosimError {
     /// A layer emitted more beats than its map has positions.
     #[error("a layer tap produced more beats than its output map has positions")]
     TapOverflow,
+    /// The serial line carried a malformed byte, or more bytes than images sent.
+    #[error("the serial line sent a malformed byte or more class bytes than images")]
+    Serial,
     /// Images do not fit the model.
     #[error(transparent)]
     Input(#[from] spikeforge_model::golden::GoldenError),
@@ -105,18 +109,25 @@ pub fn verilator_version(verilator: &str) -> Result<String, CosimError> {
 
 /// Runs `verilator --lint-only -Wall` on a design written to `dir` (synthesis top) and
 /// returns what it complained about: empty when the design is lint-clean.
+/// Every top is linted: the network top, the UART shell and the board top.
 pub fn lint(verilator: &str, dir: &Path, manifest: &Manifest) -> Result<String, CosimError> {
-    let out = Command::new(verilator)
-        .args(["--lint-only", "-Wall", "--top-module", &manifest.top])
-        .args(manifest.sources.iter().map(|s| dir.join(s)))
-        .output()
-        .map_err(|_| CosimError::VerilatorMissing(verilator.into()))?;
-    let text = String::from_utf8_lossy(&out.stderr).into_owned();
-    Ok(if out.status.success() {
-        text
-    } else {
-        format!("exit status {:?}\n{text}", out.status.code())
-    })
+    let mut tops = vec![manifest.top.clone(), manifest.shell.top.clone()];
+    tops.extend(manifest.board.as_ref().map(|b| b.top.clone()));
+    let mut complaints = String::new();
+    for top in tops {
+        let out = Command::new(verilator)
+            .args(["--lint-only", "-Wall", "--top-module", &top])
+            .args(manifest.sources.iter().map(|s| dir.join(s)))
+            .output()
+            .map_err(|_| CosimError::VerilatorMissing(verilator.into()))?;
+        let text = String::from_utf8_lossy(&out.stderr).into_owned();
+        if !out.status.success() {
+            complaints += &format!("{top}: exit status {:?}\n{text}", out.status.code());
+        } else {
+            complaints += &text;
+        }
+    }
+    Ok(complaints)
 }
 
 /// The files a simulation is built from: `(name, contents)` of every source and ROM image.
@@ -170,15 +181,72 @@ type RunFn = unsafe extern "C" fn(
     u64,
 ) -> i64;
 
+type SerialRunFn =
+    unsafe extern "C" fn(*mut std::ffi::c_void, *const u8, u32, *mut u8, u64, u64) -> i64;
+
+/// Class bytes that came back over the serial line.
+#[derive(Debug, Clone)]
+pub struct SerialRun {
+    /// One per image.
+    pub classes: Vec<u8>,
+    /// Clock cycles.
+    pub cycles: u64,
+}
+
 impl Simulator {
-    /// Builds (or finds in the cache) and loads the simulation of a design.
+    /// Builds (or finds in the cache) and loads the simulation of a design's core, with
+    /// every layer tapped.
     pub fn build(
         manifest: &Manifest,
         files: &[(String, Vec<u8>)],
         opts: &BuildOptions,
     ) -> Result<Self, CosimError> {
+        let top = SimTop {
+            module: manifest.core.clone(),
+            harness: harness::source(manifest),
+            params: Vec::new(),
+        };
+        Self::build_top(manifest, files, opts, top)
+    }
+
+    /// Builds the simulation of the serial-line top: the UART shell, or the board top when
+    /// `board` (which resets itself), at `clks` cycles per UART bit.
+    pub fn build_serial(
+        manifest: &Manifest,
+        files: &[(String, Vec<u8>)],
+        opts: &BuildOptions,
+        board: bool,
+        clks: u32,
+    ) -> Result<Self, CosimError> {
+        let module = match (&manifest.board, board) {
+            (Some(b), true) => b.top.clone(),
+            (None, true) => {
+                return Err(CosimError::Design {
+                    path: "manifest.json".into(),
+                    message: "the design has no board top (generate it with `gen --board`)".into(),
+                })
+            }
+            _ => manifest.shell.top.clone(),
+        };
+        let top = SimTop {
+            module,
+            harness: harness::uart_source(manifest, !board, clks),
+            params: vec![format!(
+                "-G{}={clks}",
+                spikeforge_hdl_gen::names::CLKS_PER_BIT
+            )],
+        };
+        Self::build_top(manifest, files, opts, top)
+    }
+
+    fn build_top(
+        manifest: &Manifest,
+        files: &[(String, Vec<u8>)],
+        opts: &BuildOptions,
+        top: SimTop,
+    ) -> Result<Self, CosimError> {
         let version = verilator_version(&opts.verilator)?;
-        let harness = harness::source(manifest);
+        let harness = top.harness.clone();
         let mut h = Sha256::new();
         for (name, data) in files {
             h.update(name.as_bytes());
@@ -186,6 +254,8 @@ impl Simulator {
             h.update(data);
         }
         h.update(harness.as_bytes());
+        h.update(top.module.as_bytes());
+        h.update(top.params.concat().as_bytes());
         h.update(version.as_bytes());
         h.update([opts.opt, opts.trace as u8]);
         let key: String = h
@@ -202,7 +272,7 @@ impl Simulator {
         let lock = std::fs::File::create(&lock_path).map_err(io(&lock_path))?;
         lock.lock().map_err(io(&lock_path))?;
         if !lib_path.exists() {
-            build_into(&dir, manifest, files, &harness, opts)?;
+            build_into(&dir, manifest, files, &top, opts)?;
         }
         drop(lock);
         // SAFETY: the library is our own harness, built just now from generated sources;
@@ -288,6 +358,56 @@ impl Simulator {
         }
     }
 
+    /// Sends `n` images over the simulated serial line of a simulation built with
+    /// [`Simulator::build_serial`] and returns the class bytes that came back.
+    /// `gap_seed != 0` leaves random idle gaps between bytes.
+    pub fn run_serial(
+        &self,
+        images: &[u8],
+        n: u32,
+        gap_seed: u64,
+        clks: u32,
+    ) -> Result<SerialRun, CosimError> {
+        let m = &self.manifest;
+        let mut classes = vec![0u8; n as usize];
+        let per_image = m.shell.image_bytes as u64 * 10 * clks as u64 * 3
+            + 20 * (m.latency_cycles + m.cycles_per_image);
+        let max_cycles = 10_000 + per_image * n as u64;
+        // SAFETY: symbols come from the serial harness generated for this manifest;
+        // `classes` holds `n` bytes and the harness writes at most `n`.
+        let cycles = unsafe {
+            let new: libloading::Symbol<NewFn> =
+                self.lib.get(b"sf_new").map_err(|e| self.load_err(e))?;
+            let free: libloading::Symbol<FreeFn> =
+                self.lib.get(b"sf_free").map_err(|e| self.load_err(e))?;
+            let run: libloading::Symbol<SerialRunFn> =
+                self.lib.get(b"sf_uart_run").map_err(|e| self.load_err(e))?;
+            let h = new(std::ptr::null());
+            let c = run(
+                h,
+                images.as_ptr(),
+                n,
+                classes.as_mut_ptr(),
+                gap_seed,
+                max_cycles,
+            );
+            free(h);
+            c
+        };
+        match cycles {
+            -1 => Err(CosimError::Timeout {
+                got: 0,
+                expected: n,
+                cycles: max_cycles,
+            }),
+            -3 => Err(CosimError::Serial),
+            c => Ok(SerialRun {
+                classes,
+                cycles: c as u64,
+            }),
+        }
+    }
+
     fn load_err(&self, e: libloading::Error) -> CosimError {
         CosimError::Load {
             path: self.lib_path.clone(),
@@ -296,13 +416,22 @@ impl Simulator {
     }
 }
 
+/// What a simulation is built around.
+struct SimTop {
+    module: String,
+    harness: String,
+    /// Extra `-G` parameter overrides.
+    params: Vec<String>,
+}
+
 fn build_into(
     dir: &Path,
     manifest: &Manifest,
     files: &[(String, Vec<u8>)],
-    harness: &str,
+    top: &SimTop,
     opts: &BuildOptions,
 ) -> Result<(), CosimError> {
+    let harness = &top.harness;
     let tmp = dir.with_extension("building");
     let _ = std::fs::remove_dir_all(&tmp);
     let rtl = tmp.join("rtl");
@@ -335,11 +464,12 @@ fn build_into(
             "--prefix",
             harness::PREFIX,
             "--top-module",
-            &manifest.core,
+            &top.module,
             "-Mdir",
             "obj",
         ])
         .arg(&rom_dir)
+        .args(&top.params)
         .args([
             "-CFLAGS",
             &format!("-fPIC -O{}", opts.opt),
@@ -621,4 +751,80 @@ pub fn run_parallel(
         all.cycles += p.cycles;
     }
     Ok(all)
+}
+
+/// The outcome of sending images over the simulated serial line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SerialReport {
+    /// Images sent.
+    pub images: usize,
+    /// Class bytes equal to the golden model's class.
+    pub agree: usize,
+    /// The first disagreement: `(image, golden class, byte received)`.
+    pub first_mismatch: Option<(usize, u32, u8)>,
+    /// Clock cycles of the whole exchange.
+    pub cycles: u64,
+}
+
+impl SerialReport {
+    /// Every class byte matched.
+    pub fn passed(&self) -> bool {
+        self.agree == self.images
+    }
+}
+
+/// Sends every image over the serial line of `sim` (built with
+/// [`Simulator::build_serial`]), in parallel chunks, and compares each class byte with the
+/// golden model.
+pub fn cosimulate_serial(
+    model: &Model,
+    sim: &Simulator,
+    images: &[u8],
+    gap_seed: u64,
+    clks: u32,
+    progress: Progress,
+) -> Result<SerialReport, CosimError> {
+    let golden = Golden::new(model);
+    let n = golden.check_images(images)?;
+    let expected = golden.run_batch(images, false)?;
+    let len = golden.image_len();
+    let chunk = n.div_ceil(rayon::current_num_threads().max(1)).clamp(1, 64);
+    let runs: Vec<Result<SerialRun, CosimError>> = images
+        .par_chunks(chunk * len)
+        .enumerate()
+        .map(|(i, c)| {
+            let k = c.len() / len;
+            let seed = if gap_seed == 0 {
+                0
+            } else {
+                gap_seed + i as u64
+            };
+            let r = sim.run_serial(c, k as u32, seed, clks);
+            progress(k);
+            r
+        })
+        .collect();
+    let mut classes = Vec::with_capacity(n);
+    let mut cycles = 0;
+    for r in runs {
+        let r = r?;
+        classes.extend(r.classes);
+        cycles += r.cycles;
+    }
+    let first_mismatch = expected
+        .iter()
+        .zip(&classes)
+        .enumerate()
+        .find(|(_, (e, &c))| e.class as u64 != c as u64)
+        .map(|(i, (e, &c))| (i, e.class as u32, c));
+    Ok(SerialReport {
+        images: n,
+        agree: expected
+            .iter()
+            .zip(&classes)
+            .filter(|(e, &c)| e.class as u64 == c as u64)
+            .count(),
+        first_mismatch,
+        cycles,
+    })
 }

@@ -167,6 +167,28 @@ fn default_layer_fold(geo: &LayerGeometry, t: u32, target: u64) -> LayerFold {
     best.map(|b| b.2).unwrap_or(LayerFold { pe: 1, simd: 1 })
 }
 
+/// The folding with the least area per layer that meets `target` cycles per image (one pixel
+/// per beat): what `--cycles` asks for, and what a device that is too small is offered.
+pub fn for_cycles(model: &Model, target: u64) -> Folding {
+    let geo = model_geometry(model);
+    Folding {
+        pixels_per_beat: 1,
+        layers: geo
+            .iter()
+            .map(|g| default_layer_fold(g, model.time_steps, target))
+            .collect(),
+    }
+}
+
+/// Cycles per image of the most folded design (PE = SIMD = 1 everywhere).
+pub fn slowest_cycles(model: &Model) -> u64 {
+    let f = Folding {
+        pixels_per_beat: 1,
+        layers: vec![LayerFold { pe: 1, simd: 1 }; model.layers.len()],
+    };
+    pipeline_cycles(model, &f)
+}
+
 /// Resolves the folding of a validated model: defaults balanced to the input rate, then the
 /// overrides, then checks.
 pub fn resolve(model: &Model, overrides: &[FoldOverride]) -> Result<Folding, FoldError> {

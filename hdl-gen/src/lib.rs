@@ -5,10 +5,13 @@
 //! Output is a pure function of (model, folding, generator version): same input, same bytes.
 #![warn(missing_docs)]
 
+pub mod estimate;
+pub mod flow;
 pub mod fold;
 pub mod mvu;
 pub mod names;
 pub mod rtl;
+pub mod shell;
 pub mod stream;
 pub mod top;
 pub mod vlog;
@@ -17,6 +20,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use spikeforge_constraints::Board;
 use spikeforge_model::geometry::model_geometry;
 use spikeforge_model::ir::{Model, Neuron};
 use spikeforge_model::weights::weight_values;
@@ -39,6 +43,9 @@ pub enum GenError {
     /// The model failed width analysis.
     #[error("model: {0}")]
     Model(String),
+    /// The UART shell cannot carry this model.
+    #[error("UART shell: {0}")]
+    Shell(String),
     /// Writing the output failed.
     #[error("{path}: {source}")]
     Io {
@@ -112,6 +119,45 @@ pub struct LayerManifest {
     pub cycles_per_image: u64,
 }
 
+/// The UART shell in the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShellManifest {
+    /// The shell module (ports `clk`, `rst`, `uart_rx`, `uart_tx`).
+    pub top: String,
+    /// Bytes the host sends per image.
+    pub image_bytes: u32,
+    /// Bytes the receive FIFO holds.
+    pub fifo_bytes: u32,
+    /// Default of the `CLKS_PER_BIT` parameter (clock / baud).
+    pub clks_per_bit: u64,
+    /// The protocol, in words.
+    pub protocol: String,
+}
+
+/// The board in the manifest (`gen --board`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BoardManifest {
+    /// Board name.
+    pub name: String,
+    /// The board top (ports `clk`, `uart_rx`, `uart_tx`).
+    pub top: String,
+    /// The board's device target.
+    pub target: String,
+    /// Clock frequency.
+    pub clock_hz: u64,
+    /// UART baud rate.
+    pub baud: u64,
+    /// Pin file, in this directory.
+    pub pins: String,
+}
+
+/// Options of a generation beyond the folding.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GenOptions {
+    /// Wrap the network for this board: board top and pin file.
+    pub board: Option<&'static Board>,
+}
+
 /// `manifest.json`: what a user or a harness needs to drive the design.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -146,6 +192,10 @@ pub struct Manifest {
     pub cycles_per_image: u64,
     /// Estimated cycles from the first pixel to the result (an upper bound: stages in series).
     pub latency_cycles: u64,
+    /// The UART shell.
+    pub shell: ShellManifest,
+    /// The board, when generated for one.
+    pub board: Option<BoardManifest>,
 }
 
 /// A generated design: file name → contents, and its manifest.
@@ -245,8 +295,17 @@ fn param_rom(ctx: &LayerCtx) -> String {
     out
 }
 
-/// Generates the design of a validated model with a resolved folding.
+/// Generates the design of a validated model with a resolved folding (no board).
 pub fn generate(model: &Model, folding: &Folding) -> Result<Design, GenError> {
+    generate_with(model, folding, GenOptions::default())
+}
+
+/// Generates the design of a validated model with a resolved folding and options.
+pub fn generate_with(
+    model: &Model,
+    folding: &Folding,
+    options: GenOptions,
+) -> Result<Design, GenError> {
     let widths: Widths = widths::analyse(model).map_err(|p| GenError::Model(p.to_string()))?;
     let geo = model_geometry(model);
     let names = Names::new(model);
@@ -294,6 +353,37 @@ pub fn generate(model: &Model, folding: &Folding) -> Result<Design, GenError> {
     modules.push(stream::head(last, &names, hw, signed_out));
     modules.push(top::core(&ctxs, &names, in_bits, out_bits));
     modules.push(top::top(&ctxs, &names, in_bits, out_bits));
+    if widths.classes > 256 {
+        return Err(GenError::Shell(format!(
+            "it sends the class as one byte, and this model has {} classes",
+            widths.classes
+        )));
+    }
+    let image_bytes = geo[0].input.positions() as u32 * model.input.channels;
+    let shape = shell::ShellShape {
+        image_bytes,
+        values_per_beat: ppb * model.input.channels,
+        pixel_bits: model.input.pixel_bits,
+        out_bits,
+        class_bits: hw.class,
+    };
+    let default_clks = 104; // 12 MHz at 115 200 baud
+    modules.push(shell::uart_rx(&names, default_clks));
+    modules.push(shell::uart_tx(&names, default_clks));
+    modules.push(shell::byte_fifo(&names, image_bytes.next_power_of_two()));
+    modules.push(shell::uart_shell(&names, shape, in_bits, default_clks));
+    let board = options.board.map(|b| {
+        modules.push(shell::board_top(&names, &b.name, b.clks_per_bit()));
+        files.insert(b.constraints.clone(), b.constraints_text().to_string());
+        BoardManifest {
+            name: b.name.clone(),
+            top: names.board_top(&b.name),
+            target: b.target.clone(),
+            clock_hz: b.clock_hz,
+            baud: b.baud,
+            pins: b.constraints.clone(),
+        }
+    });
     let mut sources = Vec::new();
     for m in &modules {
         let file = format!("{}.v", m.name);
@@ -353,11 +443,62 @@ pub fn generate(model: &Model, folding: &Folding) -> Result<Design, GenError> {
         cycles_per_image: fold::pipeline_cycles(model, folding),
         latency_cycles: layer_cycles.iter().sum::<u64>()
             + (geo[0].input.positions() as u64).div_ceil(ppb as u64),
+        shell: ShellManifest {
+            top: names.uart_shell(),
+            image_bytes,
+            fifo_bytes: image_bytes.next_power_of_two(),
+            clks_per_bit: default_clks,
+            protocol: format!(
+                "8N1 UART; send {image_bytes} bytes (raster order, channels innermost, value in the low {} bits), then read 1 byte: the class",
+                model.input.pixel_bits
+            ),
+        },
+        board,
     };
+    flow_files(&manifest, options.board, &head_lines, &mut files);
+    files.insert("model.json".into(), spikeforge_model::load::to_json(model));
     let mut json = serde_json::to_string_pretty(&manifest).expect("a manifest always serialises");
     json.push('\n');
     files.insert("manifest.json".into(), json);
     Ok(Design { files, manifest })
+}
+
+/// Yosys scripts, `Makefile` and FuseSoC core file: every device target with the shell as
+/// top (pins left to the placer), plus the board's own target.
+fn flow_files(
+    m: &Manifest,
+    board: Option<&'static Board>,
+    header: &[String],
+    files: &mut BTreeMap<String, String>,
+) {
+    let mut plans: Vec<flow::Plan> = spikeforge_constraints::devices()
+        .iter()
+        .map(|d| flow::plan(d, None, &m.shell.top, &m.sources))
+        .collect();
+    let mut board_targets = Vec::new();
+    if let (Some(b), Some(bm)) = (board, &m.board) {
+        let device = spikeforge_constraints::device(&b.target)
+            .expect("boards name known devices (checked by a test)");
+        plans.push(flow::plan(device, Some(b), &bm.top, &m.sources));
+        board_targets.push((b, device, bm.top.clone()));
+    }
+    for p in &plans {
+        let text: String = header.iter().map(|l| format!("# {l}\n")).collect();
+        files.insert(p.script_file.clone(), text + &p.script);
+    }
+    files.insert("Makefile".into(), flow::makefile(&plans, header));
+    let core_name = m.top.clone();
+    files.insert(
+        format!("{core_name}.core"),
+        flow::fusesoc_core(
+            &core_name,
+            &format!("spikeforge network {} ({})", m.model_name, m.generator),
+            &m.sources,
+            &m.rom_files,
+            &m.top,
+            &board_targets,
+        ),
+    );
 }
 
 /// Writes a design into `dir` atomically: everything goes to a temporary directory beside

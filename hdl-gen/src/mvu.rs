@@ -8,20 +8,59 @@
 use spikeforge_model::ir::{FireRule, Leak, Neuron, Reset};
 
 use crate::names::{self, Names};
-use crate::rtl::{fit, index_bits, sext, stream_ports, zext, LayerCtx};
+use crate::rtl::{fit, index_bits, stream_ports, zext, LayerCtx};
 use crate::vlog::*;
 
-/// Sum of `terms` as a balanced tree (log depth: short paths in hardware, shallow nesting
-/// in the printed Verilog).
-pub fn sum_tree(mut terms: Vec<Expr>, width: u32) -> Expr {
+/// Sum of unsigned `(term, width)` pairs as a balanced tree (log depth: short paths in
+/// hardware, shallow nesting in the printed Verilog). Each node is one bit wider than its
+/// wider operand, so no carry is lost and no adder is wider than it needs to be (an adder
+/// at the accumulator width on every level costs about twice the logic). Nodes stop growing
+/// at `cap` bits: the arithmetic is modular and only the low `cap` bits are used. Returns
+/// the sum and its width. Terms must be at most `cap` bits wide.
+pub fn sum_tree(mut terms: Vec<(Expr, u32)>, cap: u32) -> (Expr, u32) {
     match terms.len() {
-        0 => lit(width, 0),
+        0 => (lit(1, 0), 1),
         1 => terms.pop().expect("one term"),
         n => {
             let right = terms.split_off(n / 2);
-            sum_tree(terms, width).add(sum_tree(right, width))
+            let (a, wa) = sum_tree(terms, cap);
+            let (b, wb) = sum_tree(right, cap);
+            let w = (wa.max(wb) + 1).min(cap);
+            (zext(a, wa, w).add(zext(b, wb, w)), w)
         }
     }
+}
+
+/// Declares `name` as the sum of unsigned terms (in its natural width, at most `aw`) and
+/// returns it extended to `aw` bits.
+fn sum_wire(m: &mut Module, name: &str, terms: Vec<(Expr, u32)>, aw: u32) -> Expr {
+    let (sum, w) = sum_tree(terms, aw);
+    let wire = m.wire_eq(name, w, sum);
+    zext(wire, w, aw)
+}
+
+/// The sum of signed `tw`-bit wires/selects in `aw` bits, through unsigned offset form: a
+/// two's-complement term plus `2^(tw-1)` is its bits with the sign bit inverted, so the tree
+/// stays unsigned and one constant `n·2^(tw-1)` comes off at the end (all modulo 2^aw;
+/// `tw ≤ aw`).
+fn signed_sum(m: &mut Module, name: &str, terms: Vec<Expr>, tw: u32, aw: u32) -> Expr {
+    let n = terms.len() as u64;
+    let offset: Vec<(Expr, u32)> = terms
+        .into_iter()
+        .map(|t| {
+            let msb = t.clone().bit(tw - 1).inv();
+            let e = if tw == 1 {
+                msb
+            } else {
+                cat(vec![msb, t.slice(tw - 2, 0)])
+            };
+            (e, tw)
+        })
+        .collect();
+    let (sum, w) = sum_tree(offset, aw);
+    let u = m.wire_eq(&format!("{name}_offset"), w, sum);
+    let bias = (n << (tw - 1)) & ((1u64 << aw.min(63)) - 1);
+    m.wire_eq(name, aw, zext(u, w, aw).sub(lit(aw, bias)))
 }
 
 /// Input `i` of the registered input word.
@@ -39,9 +78,10 @@ fn x_at(ctx: &LayerCtx, x_q: &Expr, i: u32) -> Expr {
 fn input_total(m: &mut Module, ctx: &LayerCtx, x_q: &Expr, aw: u32) -> Expr {
     let xb = ctx.geo.input_bits;
     let terms = (0..ctx.fold.simd)
-        .map(|i| zext(x_at(ctx, x_q, i), xb, aw))
+        .map(|i| (x_at(ctx, x_q, i), xb))
         .collect();
-    m.wire_eq("x_total", aw, sum_tree(terms, aw))
+    let t = sum_wire(m, "x_sum", terms, aw);
+    m.wire_eq("x_total", aw, t)
 }
 
 /// One lane's partial sum over `SIMD` inputs, unrolled into an adder tree:
@@ -69,7 +109,8 @@ fn lane_dot(
             w_q.clone().slice(lo + wb - 1, lo)
         }
     };
-    let terms: Vec<Expr> = match (ctx.layer.is_binary(), xb == 1) {
+    let agree = |m: &mut Module, terms| sum_wire(m, &format!("agree{p}"), terms, aw);
+    match (ctx.layer.is_binary(), xb == 1) {
         (true, true) => {
             let lo = p * simd;
             let both = m.wire_eq(
@@ -77,27 +118,61 @@ fn lane_dot(
                 simd,
                 x_q.clone().band(w_q.clone().slice(lo + simd - 1, lo)),
             );
-            (0..simd)
-                .map(|i| zext(both.clone().bit(i), 1, aw))
-                .collect()
+            let s = agree(m, (0..simd).map(|i| (both.clone().bit(i), 1)).collect());
+            s.shl(Expr::Int(1))
+                .sub(total.expect("binary layers share x_total").clone())
         }
-        (true, false) => (0..simd)
-            .map(|i| Expr::Repl(aw, Box::new(w_at(i))).band(zext(x_at(ctx, x_q, i), xb, aw)))
-            .collect(),
-        (false, true) => (0..simd)
-            .map(|i| Expr::Repl(aw, Box::new(x_at(ctx, x_q, i))).band(sext(w_at(i), wb, aw)))
-            .collect(),
-        (false, false) => (0..simd)
-            .map(|i| sext(w_at(i), wb, aw).mul(zext(x_at(ctx, x_q, i), xb, aw)))
-            .collect(),
-    };
-    let sum = sum_tree(terms, aw);
-    match total {
-        Some(t) => {
-            let agree = m.wire_eq(&format!("agree{p}"), aw, sum);
-            agree.shl(Expr::Int(1)).sub(t.clone())
+        (true, false) => {
+            let terms = (0..simd)
+                .map(|i| {
+                    (
+                        Expr::Repl(xb, Box::new(w_at(i))).band(x_at(ctx, x_q, i)),
+                        xb,
+                    )
+                })
+                .collect();
+            let s = agree(m, terms);
+            s.shl(Expr::Int(1))
+                .sub(total.expect("binary layers share x_total").clone())
         }
-        None => sum,
+        (false, true) => {
+            // Spikes select weights: each term is `x ? w : 0`.
+            let mut terms = Vec::new();
+            for i in 0..simd {
+                let t = Expr::Repl(wb, Box::new(x_at(ctx, x_q, i))).band(w_at(i));
+                terms.push(m.wire_eq(&format!("term{p}_{i}"), wb, t));
+            }
+            signed_sum(m, &format!("wsum{p}"), terms, wb, aw)
+        }
+        (false, false) => {
+            // Shift-and-add: x·w = Σ_{b<wb-1} w_b·(x << b) − w_{wb-1}·(x << (wb-1)) for a
+            // two's-complement w. Partial products join two unsigned trees (a generic
+            // multiplier on sign-extended operands costs several times the logic).
+            let (mut pos, mut neg) = (Vec::new(), Vec::new());
+            for i in 0..simd {
+                let w = w_at(i);
+                // Bits at or above 2^aw vanish modulo 2^aw: keep only what is below.
+                for b in (0..wb).filter(|&b| b < aw) {
+                    let keep = xb.min(aw - b);
+                    let x = x_at(ctx, x_q, i);
+                    let x = if keep < xb { x.slice(keep - 1, 0) } else { x };
+                    let gated = Expr::Repl(keep, Box::new(w.clone().bit(b))).band(x);
+                    let term = if b == 0 {
+                        gated
+                    } else {
+                        cat(vec![gated, lit(b, 0)])
+                    };
+                    if b + 1 == wb {
+                        neg.push((term, keep + b));
+                    } else {
+                        pos.push((term, keep + b));
+                    }
+                }
+            }
+            let plus = sum_wire(m, &format!("pos{p}"), pos, aw);
+            let minus = sum_wire(m, &format!("neg{p}"), neg, aw);
+            plus.sub(minus)
+        }
     }
 }
 

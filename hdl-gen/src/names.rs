@@ -20,6 +20,13 @@ pub const M_TREADY: &str = "m_axis_tready";
 /// Result stream out.
 pub const M_TDATA: &str = "m_axis_tdata";
 
+/// Serial line into the FPGA (UART shell and board tops).
+pub const UART_RX: &str = "uart_rx";
+/// Serial line out of the FPGA.
+pub const UART_TX: &str = "uart_tx";
+/// UART shell parameter: clock cycles per bit.
+pub const CLKS_PER_BIT: &str = "CLKS_PER_BIT";
+
 /// A Verilog identifier made from a model name: lowercase ASCII letters, digits and `_`,
 /// starting with a letter.
 pub fn sanitize(name: &str) -> String {
@@ -56,6 +63,26 @@ impl Names {
     /// The synthesis top: stream ports only.
     pub fn top(&self) -> String {
         self.prefix.clone()
+    }
+    /// The UART shell: the top behind a serial line (image bytes in, class byte out).
+    pub fn uart_shell(&self) -> String {
+        format!("{}_uart", self.prefix)
+    }
+    /// The shell's receiver.
+    pub fn uart_rx(&self) -> String {
+        format!("{}_uart_rx", self.prefix)
+    }
+    /// The shell's transmitter.
+    pub fn uart_tx(&self) -> String {
+        format!("{}_uart_tx", self.prefix)
+    }
+    /// The shell's byte FIFO.
+    pub fn byte_fifo(&self) -> String {
+        format!("{}_byte_fifo", self.prefix)
+    }
+    /// A board's top: clock and serial pins, power-on reset, the UART shell.
+    pub fn board_top(&self, board: &str) -> String {
+        format!("{}_{}", self.prefix, sanitize(board))
     }
     /// The network core: stream ports plus one tap per layer (co-simulation top).
     pub fn core(&self) -> String {

@@ -137,11 +137,19 @@ impl Expr {
     pub fn idx(self, i: Expr) -> Expr {
         Expr::Index(Box::new(self), Box::new(i))
     }
+    /// Bit `i`; of a slice, the bit of its base (Verilog-2005 has no select of a select).
     pub fn bit(self, i: u32) -> Expr {
-        self.idx(Expr::Int(i as i64))
+        match self {
+            Expr::Slice(base, _, lsb) => base.bit(lsb + i),
+            e => e.idx(Expr::Int(i as i64)),
+        }
     }
+    /// Bits `msb:lsb`; of a slice, the bits of its base.
     pub fn slice(self, msb: u32, lsb: u32) -> Expr {
-        Expr::Slice(Box::new(self), msb, lsb)
+        match self {
+            Expr::Slice(base, _, l) => base.slice(l + msb, l + lsb),
+            e => Expr::Slice(Box::new(e), msb, lsb),
+        }
     }
     pub fn part(self, base: Expr, width: u32) -> Expr {
         Expr::Part(Box::new(self), Box::new(base), width)
@@ -160,6 +168,8 @@ pub enum Stmt {
     If(Expr, Vec<Stmt>, Vec<Stmt>),
     /// System task call, e.g. `$readmemh("f.hex", rom);`
     Task(String, Vec<Expr>),
+    /// `lhs = rhs;` (only in `initial`: power-up values).
+    Set(Expr, Expr),
 }
 
 /// `if` without `else`.
@@ -364,7 +374,11 @@ pub fn print_module(m: &Module, header: &[String]) -> String {
         let p: Vec<String> = m
             .params
             .iter()
-            .map(|(n, v)| format!("parameter {n} = {}", expr(v)))
+            .map(|(n, v)| match v {
+                // A sized default gives the parameter its range, so uses need no casts.
+                Expr::Lit(w, _) => format!("parameter [{}:0] {n} = {}", w - 1, expr(v)),
+                _ => format!("parameter {n} = {}", expr(v)),
+            })
             .collect();
         let _ = writeln!(s, "module {} #(\n    {}\n) (", m.name, p.join(",\n    "));
     }
@@ -486,6 +500,9 @@ fn stmt(s: &mut String, st: &Stmt, depth: usize) {
         Stmt::Task(name, args) => {
             let a: Vec<String> = args.iter().map(expr).collect();
             let _ = writeln!(s, "{pad}{name}({});", a.join(", "));
+        }
+        Stmt::Set(l, r) => {
+            let _ = writeln!(s, "{pad}{} = {};", expr(l), expr(r));
         }
     }
 }

@@ -17,6 +17,120 @@ pub struct Args {
     /// Images per measurement.
     #[arg(long, default_value_t = 20000)]
     pub images: usize,
+    /// Instead: the pre-synthesis estimate against Yosys and nextpnr on a device, for a set
+    /// of designs (minutes; JSON to --out, default out/bench-flow.json).
+    #[arg(long)]
+    pub flow: Option<String>,
+}
+
+/// (name, architecture, folding overrides) of the estimate-vs-actual benchmark.
+const FLOW_DESIGNS: &[(&str, &str, &[&str])] = &[
+    ("mlp-small", "16-8b-4", &[]),
+    ("conv-small", "8x8x1-4C3b-MP2-4C1i4-GAP", &[]),
+    ("conv-i2-default", "8x8x1-32C3i2-10C1i2-GAP", &[]),
+    (
+        "conv-i2-folded",
+        "8x8x1-32C3i2-10C1i2-GAP",
+        &["l0=8,9", "l1=2,32"],
+    ),
+    ("mlp3", "256-64b-64b-10", &[]),
+    ("demo-conv", "28x28x1-8C3b-MP2-16C3i4-SP2-10C1i8-GAP", &[]),
+];
+
+#[derive(Serialize)]
+struct FlowRow {
+    name: String,
+    arch: String,
+    folding: spikeforge_hdl_gen::Folding,
+    estimate: spikeforge_hdl_gen::estimate::Estimate,
+    yosys: spikeforge_flow::Resources,
+    placed: Option<spikeforge_flow::Placed>,
+    lut_error_percent: f64,
+    ff_error_percent: f64,
+    cycles_per_image: u64,
+    images_per_s: Option<f64>,
+    seconds: f64,
+}
+
+fn flow_bench(target: &str, out: &std::path::Path) -> Result<()> {
+    let device = spikeforge_constraints::device(target)
+        .ok_or_else(|| anyhow::anyhow!("unknown target `{target}`"))?;
+    let root = PathBuf::from("out/bench-flow");
+    let mut rows = Vec::new();
+    for (name, arch_s, fold) in FLOW_DESIGNS {
+        let model = random::random_model(&arch::parse(arch_s)?, 1, 1)
+            .map_err(|p| anyhow::anyhow!("{p:?}"))?;
+        let fold: Vec<String> = fold.iter().map(|s| s.to_string()).collect();
+        let folding = super::folding(&model, &fold)?;
+        let dir = root.join(name);
+        let design = super::generate_into(&model, &folding, Default::default(), &dir)?;
+        let est = spikeforge_hdl_gen::estimate::estimate(&model, &folding, device.family);
+        let plan = spikeforge_hdl_gen::flow::plan(
+            device,
+            None,
+            &design.manifest.shell.top,
+            &design.manifest.sources,
+        );
+        eprintln!("{name}: {target} flow ...");
+        let t0 = Instant::now();
+        let r = spikeforge_flow::run_with(&dir, &plan, &design.manifest, &mut |_| {}, false)?;
+        let err = |e: f64, a: u64| 100.0 * (e - a as f64) / (a as f64).max(1.0);
+        rows.push(FlowRow {
+            name: name.to_string(),
+            arch: arch_s.to_string(),
+            folding,
+            estimate: est.total,
+            yosys: r.synthesised,
+            lut_error_percent: err(est.total.luts, r.synthesised.luts),
+            ff_error_percent: err(est.total.ffs, r.synthesised.ffs),
+            placed: r.placed.clone(),
+            cycles_per_image: r.cycles_per_image,
+            images_per_s: r.images_per_s,
+            seconds: t0.elapsed().as_secs_f64(),
+        });
+    }
+    println!(
+        "{:<16} {:>8} {:>8} {:>7} {:>8} {:>8} {:>7} {:>5} {:>5} {:>9} {:>8} {:>11}",
+        "design",
+        "LUT est",
+        "LUT syn",
+        "err %",
+        "FF est",
+        "FF syn",
+        "err %",
+        "RAM e",
+        "RAM s",
+        "LC placed",
+        "Fmax",
+        "images/s"
+    );
+    for r in &rows {
+        println!(
+            "{:<16} {:>8.0} {:>8} {:>+7.1} {:>8.0} {:>8} {:>+7.1} {:>5.0} {:>5} {:>9} {:>8} {:>11}",
+            r.name,
+            r.estimate.luts,
+            r.yosys.luts,
+            r.lut_error_percent,
+            r.estimate.ffs,
+            r.yosys.ffs,
+            r.ff_error_percent,
+            r.estimate.ram_blocks,
+            r.yosys.ram_blocks,
+            r.placed
+                .as_ref()
+                .map_or("-".into(), |p| p.logic.0.to_string()),
+            r.placed
+                .as_ref()
+                .map_or("-".into(), |p| format!("{:.1}", p.fmax_mhz)),
+            r.images_per_s.map_or("-".into(), |v| format!("{v:.0}")),
+        );
+    }
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(out, serde_json::to_string_pretty(&rows)? + "\n")?;
+    println!("wrote {}", out.display());
+    Ok(())
 }
 
 /// (name, architecture, time steps, folding overrides)
@@ -41,13 +155,28 @@ struct Row {
 }
 
 pub fn run(a: Args) -> Result<()> {
+    if let Some(target) = &a.flow {
+        let out = if a.out == std::path::Path::new("out/bench.json") {
+            PathBuf::from("out/bench-flow.json")
+        } else {
+            a.out.clone()
+        };
+        return flow_bench(target, &out);
+    }
     let mut rows = Vec::new();
     for (name, arch_s, t, fold) in MODELS {
         let model = random::random_model(&arch::parse(arch_s)?, *t, 1)
             .map_err(|p| anyhow::anyhow!("{p:?}"))?;
         let fold: Vec<String> = fold.iter().map(|s| s.to_string()).collect();
         let folding = super::folding(&model, &fold)?;
-        let sim = super::cosim::build(&model, None, &fold, false)?;
+        let sim = super::cosim::build(
+            &model,
+            None,
+            &fold,
+            None,
+            super::cosim::SimKind::Core,
+            false,
+        )?;
         let images = random::random_images(&model, a.images, 11);
         let golden = Golden::new(&model);
         let t0 = Instant::now();

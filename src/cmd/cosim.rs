@@ -36,10 +36,51 @@ pub struct Args {
     /// Folding override when generating (ignored with --rtl).
     #[arg(long = "fold")]
     pub fold: Vec<String>,
+    /// Co-simulate the UART shell instead of the tapped core: each image goes in as bytes
+    /// over the serial line, the class byte comes back and is compared with the golden model.
+    #[arg(long)]
+    pub serial: bool,
+    /// With --serial: simulate this board's top (power-on reset included); when generating
+    /// in memory, generate for this board. The design in --rtl must have been generated for it.
+    #[arg(long)]
+    pub board: Option<String>,
+    /// With --serial: clock cycles per UART bit in the simulation (the hardware uses clock /
+    /// baud; fewer cycles per bit only make the simulation faster).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(4..=65535))]
+    pub clks_per_bit: u32,
 }
 
-/// Builds the simulation of a model's design, from `rtl` or generated now.
-pub fn build(model: &Model, rtl: Option<&Path>, fold: &[String], trace: bool) -> Result<Simulator> {
+/// Which top a simulation is built around.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SimKind {
+    /// The core with one tap per layer.
+    Core,
+    /// The UART shell (`board`: the board top) at this many cycles per bit.
+    Serial { board: bool, clks: u32 },
+}
+
+/// Looks up `--board`.
+pub fn board(name: Option<&str>) -> Result<Option<&'static spikeforge_constraints::Board>> {
+    name.map(|n| {
+        spikeforge_constraints::board(n).with_context(|| {
+            format!(
+                "unknown board `{n}`; known boards: {}",
+                spikeforge_constraints::board_names()
+            )
+        })
+    })
+    .transpose()
+}
+
+/// Builds the simulation of a model's design, from `rtl` or generated now (for `board`).
+pub fn build(
+    model: &Model,
+    rtl: Option<&Path>,
+    fold: &[String],
+    board: Option<&'static spikeforge_constraints::Board>,
+    kind: SimKind,
+    trace: bool,
+) -> Result<Simulator> {
     let (manifest, files) = match rtl {
         Some(dir) => {
             let (m, f) = spikeforge_cosim::read_design(dir)?;
@@ -52,11 +93,27 @@ pub fn build(model: &Model, rtl: Option<&Path>, fold: &[String], trace: bool) ->
                     &hash[..16]
                 );
             }
+            if matches!(kind, SimKind::Serial { board: true, .. }) {
+                match (&m.board, board) {
+                    (Some(have), Some(want)) if have.name != want.name => bail!(
+                        "{}: this design was generated for board `{}`, not `{}`",
+                        dir.display(),
+                        have.name,
+                        want.name
+                    ),
+                    (None, _) => bail!(
+                        "{}: this design has no board top; generate it with `spikeforge gen --board B`",
+                        dir.display()
+                    ),
+                    _ => {}
+                }
+            }
             (m, f)
         }
         None => {
             let folding = super::folding(model, fold)?;
-            let d = spikeforge_hdl_gen::generate(model, &folding)?;
+            let options = spikeforge_hdl_gen::GenOptions { board };
+            let d = spikeforge_hdl_gen::generate_with(model, &folding, options)?;
             let files = spikeforge_cosim::design_files(&d);
             (d.manifest, files)
         }
@@ -73,7 +130,12 @@ pub fn build(model: &Model, rtl: Option<&Path>, fold: &[String], trace: bool) ->
         opt: 2,
         trace,
     };
-    let sim = Simulator::build(&manifest, &files, &opts);
+    let sim = match kind {
+        SimKind::Core => Simulator::build(&manifest, &files, &opts),
+        SimKind::Serial { board, clks } => {
+            Simulator::build_serial(&manifest, &files, &opts, board, clks)
+        }
+    };
     spinner.finish_and_clear();
     Ok(sim?)
 }
@@ -115,7 +177,49 @@ pub fn run(a: Args) -> Result<()> {
     if n == 0 {
         bail!("no images to simulate");
     }
-    let sim = build(&model, a.rtl.as_deref(), &a.fold, a.vcd.is_some())?;
+    let board = board(a.board.as_deref())?;
+    if a.serial {
+        if a.vcd.is_some() {
+            bail!("--vcd traces the tapped core; leave out --serial to use it");
+        }
+        let kind = SimKind::Serial {
+            board: board.is_some(),
+            clks: a.clks_per_bit,
+        };
+        let sim = build(&model, a.rtl.as_deref(), &a.fold, board, kind, false)?;
+        let gaps = if a.stall { a.seed.max(1) } else { 0 };
+        let bar = progress_bar(n);
+        let report = spikeforge_cosim::cosimulate_serial(
+            &model,
+            &sim,
+            &images,
+            gaps,
+            a.clks_per_bit,
+            &|k| bar.inc(k as u64),
+        );
+        bar.finish_and_clear();
+        let r = report.with_context(|| format!("co-simulating {}", a.model.display()))?;
+        let top = match board {
+            Some(b) => format!("board top `{}`", b.name),
+            None => "UART shell".into(),
+        };
+        println!(
+            "{}/{} class bytes over the serial line equal the golden model ({top}, {} cycles per bit, {} cycles)",
+            r.agree, r.images, a.clks_per_bit, r.cycles
+        );
+        if let Some((i, want, got)) = r.first_mismatch {
+            bail!("image {i}: the shell sent class {got}, the golden model says {want}");
+        }
+        return Ok(());
+    }
+    let sim = build(
+        &model,
+        a.rtl.as_deref(),
+        &a.fold,
+        board,
+        SimKind::Core,
+        a.vcd.is_some(),
+    )?;
     let stall = if a.stall { a.seed.max(1) } else { 0 };
     let bar = progress_bar(n);
     let report =

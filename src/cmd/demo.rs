@@ -82,7 +82,7 @@ pub fn run(a: Args) -> Result<()> {
     );
     let folding = super::folding(&model, &[])?;
     let rtl = a.out.join("rtl");
-    let design = super::generate_into(&model, &folding, &rtl)?;
+    let design = super::generate_into(&model, &folding, Default::default(), &rtl)?;
     println!(
         "gen: {} ({} files, {} cycles per image)",
         rtl.display(),
@@ -103,7 +103,14 @@ pub fn run(a: Args) -> Result<()> {
         s.enable_steady_tick(std::time::Duration::from_millis(120));
         s
     };
-    let sim = super::cosim::build(&model, Some(&rtl), &[], false)?;
+    let sim = super::cosim::build(
+        &model,
+        Some(&rtl),
+        &[],
+        None,
+        super::cosim::SimKind::Core,
+        false,
+    )?;
     let images = random::random_images(&model, a.images, 7);
     let bar = super::cosim::progress_bar(a.images);
     let report =

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
+use spikeforge_hdl_gen::estimate;
 use spikeforge_model::geometry::model_geometry;
 use spikeforge_model::ir::{Neuron, Weights};
 use spikeforge_model::widths;
@@ -15,6 +16,9 @@ pub struct Args {
     /// Folding override, as for `gen`.
     #[arg(long = "fold")]
     pub fold: Vec<String>,
+    /// Device for the pre-synthesis estimate (see `spikeforge synth --target`).
+    #[arg(long, default_value = "ice40-up5k")]
+    pub target: String,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -79,5 +83,47 @@ pub fn run(a: Args) -> Result<()> {
         w.logit_bits(),
         spikeforge_hdl_gen::fold::pipeline_cycles(&model, &folding)
     );
+    let device = spikeforge_constraints::device(&a.target).ok_or_else(|| {
+        anyhow::anyhow!(
+            "unknown target `{}`; known targets: {}",
+            a.target,
+            spikeforge_constraints::target_names()
+        )
+    })?;
+    let e = estimate::estimate(&model, &folding, device.family);
+    let pct = |n: f64, of: u64| 100.0 * n / of.max(1) as f64;
+    println!(
+        "estimate on {} ({}): {:.0} {} ({:.0} %), {:.0} flip-flops ({:.0} %), {:.0} block RAMs ({:.0} %, {:.0} bits), {} cycles per image",
+        device.target,
+        device.part,
+        e.total.luts,
+        device.logic_unit,
+        pct(e.total.luts, device.logic),
+        e.total.ffs,
+        pct(e.total.ffs, device.ffs),
+        e.total.ram_blocks,
+        pct(e.total.ram_blocks, device.ram_blocks),
+        e.total.ram_bits,
+        e.cycles_per_image
+    );
+    for (name, l) in &e.layers {
+        println!(
+            "  {:<10} {:>8.0} {} {:>8.0} FF {:>4.0} RAM",
+            name, l.luts, device.logic_unit, l.ffs, l.ram_blocks
+        );
+    }
+    if e.total.luts > device.logic as f64 || e.total.ffs > device.ffs as f64 {
+        if let Some((f, fe)) = estimate::fitting_folding(&model, device, 0.9, 1.0) {
+            println!(
+                "does not fit; a folding estimated to fit 90 % ({:.0} {}, {} cycles per image): {}",
+                fe.total.luts,
+                device.logic_unit,
+                fe.cycles_per_image,
+                estimate::fold_args(&model, &f)
+            );
+        } else {
+            println!("does not fit, at any folding");
+        }
+    }
     Ok(())
 }

@@ -8,6 +8,7 @@ pub mod gen;
 pub mod infer;
 pub mod inspect;
 pub mod random_model;
+pub mod synth;
 
 use std::path::Path;
 
@@ -34,9 +35,10 @@ pub fn folding(model: &Model, specs: &[String]) -> Result<Folding> {
 pub fn generate_into(
     model: &Model,
     folding: &Folding,
+    options: spikeforge_hdl_gen::GenOptions,
     dir: &Path,
 ) -> Result<spikeforge_hdl_gen::Design> {
-    let design = spikeforge_hdl_gen::generate(model, folding)?;
+    let design = spikeforge_hdl_gen::generate_with(model, folding, options)?;
     spikeforge_hdl_gen::write_design(&design, dir)
         .with_context(|| format!("writing the design to {}", dir.display()))?;
     Ok(design)

@@ -3,5 +3,6 @@
 mod bad_input;
 mod cli;
 mod differential;
+mod flow;
 mod golden_files;
 mod util;
