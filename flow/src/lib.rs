@@ -67,6 +67,12 @@ pub enum FlowError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// Synthesis inferred a latch: the RTL has an incomplete combinational assignment.
+    #[error("Yosys inferred a latch (see {log}): generated RTL must be latch-free")]
+    Latch {
+        /// The Yosys log.
+        log: PathBuf,
+    },
     /// A tool's report did not read as expected.
     #[error("{path}: {reason}")]
     Report {
@@ -461,6 +467,11 @@ pub fn run_with(
             .seconds
             .push((step.what.to_string(), t0.elapsed().as_secs_f64()));
         if step.tool == Tool::Yosys {
+            let log = dir.join(&plan.build_dir).join("yosys.log");
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.contains("$dlatch") || text.contains("Latch inferred") {
+                return Err(FlowError::Latch { log });
+            }
             report.cells = read_stat(&dir.join(&plan.stat_file))?;
             report.synthesised = resources(d.family, &report.cells);
             let short = shortfalls(d, &report.synthesised);

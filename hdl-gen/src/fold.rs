@@ -10,8 +10,8 @@ use spikeforge_model::Model;
 use thiserror::Error;
 
 /// Cycles a layer spends per output position beyond its multiply-accumulate cycles
-/// (accept, pipeline register, hand-over).
-pub const MVU_OVERHEAD: u64 = 3;
+/// (accept, operand registers, dot-product register, hand-over).
+pub const MVU_OVERHEAD: u64 = 4;
 /// The default folding never spends more than this many synapses per cycle on one layer.
 pub const DEFAULT_MAX_SYNAPSES: u64 = 4096;
 

@@ -255,16 +255,24 @@ pub fn mvu(ctx: &LayerCtx, names: &Names) -> Module {
     // With one time step there is no step to carry a membrane across.
     let b_t = (t > 1).then(|| m.reg("b_t", tw));
     let b_nf = m.reg("b_nf", nfw);
+    // Stage C: the lanes' dot products are registered, so the adder trees and the neuron
+    // arithmetic are separate paths (about twice the clock of one long path).
+    let c_v = m.reg("c_v", 1);
+    let c_first = m.reg("c_first", 1);
+    let c_last = m.reg("c_last", 1);
+    let c_end = m.reg("c_end", 1);
+    let c_t = (t > 1).then(|| m.reg("c_t", tw));
+    let c_nf = m.reg("c_nf", nfw);
     let obuf = m.reg("obuf", out_w);
     m.assign(id("in_ready"), busy.clone().not());
     let accept = m.wire_eq("accept", 1, id("in_valid").and(busy.clone().not()));
     let last_sf = m.wire_eq("last_sf", 1, sf_a.clone().eq(lit(sfw, (sf - 1) as u64)));
     let last_t = m.wire_eq("last_t", 1, t_a.clone().eq(lit(tw, (t - 1) as u64)));
     let last_nf = m.wire_eq("last_nf", 1, nf_a.clone().eq(lit(nfw, (nf - 1) as u64)));
-    let prm_b = m.wire_eq("prm_b", pe * ctx.lane_param_bits(), prm.idx(b_nf.clone()));
+    let prm_b = m.wire_eq("prm_b", pe * ctx.lane_param_bits(), prm.idx(c_nf.clone()));
     let obw = index_bits(out_w as u64);
-    let mut obase = zext(b_nf.clone(), nfw, obw).mul(lit(obw, (pe * ob) as u64));
-    if let Some(bt) = &b_t {
+    let mut obase = zext(c_nf.clone(), nfw, obw).mul(lit(obw, (pe * ob) as u64));
+    if let Some(bt) = &c_t {
         obase = zext(bt.clone(), tw, obw)
             .mul(lit(obw, (cout * ob) as u64))
             .add(obase);
@@ -287,9 +295,9 @@ pub fn mvu(ctx: &LayerCtx, names: &Names) -> Module {
             &w_q,
             &x_q,
             total.as_ref(),
-            &b_first,
-            &b_last,
-            &b_t,
+            &c_first,
+            &c_last,
+            &c_t,
             &prm_b,
             &obuf,
             &obase,
@@ -307,9 +315,9 @@ pub fn mvu(ctx: &LayerCtx, names: &Names) -> Module {
         Stmt::Nb(w_q, wrom.idx(wa.clone())),
         Stmt::Nb(x_q, win.clone().idx(xa.clone())),
         Stmt::Nb(b_v.clone(), one()),
-        Stmt::Nb(b_first, sf_a.clone().eq(lit(sfw, 0))),
-        Stmt::Nb(b_last, last_sf.clone()),
-        Stmt::Nb(b_nf, nf_a.clone()),
+        Stmt::Nb(b_first.clone(), sf_a.clone().eq(lit(sfw, 0))),
+        Stmt::Nb(b_last.clone(), last_sf.clone()),
+        Stmt::Nb(b_nf.clone(), nf_a.clone()),
         Stmt::Nb(
             b_end.clone(),
             last_sf.clone().and(last_t.clone()).and(last_nf.clone()),
@@ -376,12 +384,17 @@ pub fn mvu(ctx: &LayerCtx, names: &Names) -> Module {
             Stmt::Nb(issuing.clone(), zero()),
             Stmt::Nb(drain.clone(), zero()),
             Stmt::Nb(b_v.clone(), zero()),
+            Stmt::Nb(c_v.clone(), zero()),
             Stmt::Nb(id("out_valid"), zero()),
         ],
         vec![
             when(accept, load),
             Stmt::If(issuing, issue, vec![Stmt::Nb(b_v.clone(), zero())]),
-            when(b_v.and(b_end), vec![Stmt::Nb(drain.clone(), one())]),
+            Stmt::Nb(c_v.clone(), b_v.clone()),
+            when(
+                c_v.clone().and(c_end.clone()),
+                vec![Stmt::Nb(drain.clone(), one())],
+            ),
             when(
                 id("out_valid").and(id("out_ready")),
                 vec![Stmt::Nb(id("out_valid"), zero())],
@@ -397,6 +410,16 @@ pub fn mvu(ctx: &LayerCtx, names: &Names) -> Module {
             ),
         ],
     )]);
+    let mut stage_c = vec![
+        Stmt::Nb(c_first, b_first.clone()),
+        Stmt::Nb(c_last, b_last.clone()),
+        Stmt::Nb(c_end, b_end.clone()),
+        Stmt::Nb(c_nf, b_nf.clone()),
+    ];
+    if let (Some(ct), Some(bt)) = (c_t, b_t.clone()) {
+        stage_c.push(Stmt::Nb(ct, bt));
+    }
+    m.seq(stage_c);
     m.comment("Lanes: accumulate, then one neuron step at the last synapse fold of a step.");
     m.seq(lane_updates);
     m
@@ -425,11 +448,15 @@ fn lane(
     let ob = ctx.neuron_bits();
     let dot = lane_dot(m, ctx, p, x_q, w_q, total);
     let dot = m.wire_eq(&format!("dot{p}"), aw, dot);
+    let dot_q = m.reg(&format!("dot_q{p}"), aw);
     let acc = m.reg(&format!("acc{p}"), aw);
     let sum = m.wire_eq(
         &format!("sum{p}"),
         aw,
-        b_first.clone().cond(lit(aw, 0), acc.clone()).add(dot),
+        b_first
+            .clone()
+            .cond(lit(aw, 0), acc.clone())
+            .add(dot_q.clone()),
     );
     let bias = m.swire_eq(
         &format!("bias{p}"),
@@ -447,7 +474,10 @@ fn lane(
     } else {
         lit(1, 0)
     };
-    let mut stmts = vec![when(id("b_v"), vec![Stmt::Nb(acc, sum.clone())])];
+    let mut stmts = vec![
+        Stmt::Nb(dot_q, dot),
+        when(id("c_v"), vec![Stmt::Nb(acc, sum.clone())]),
+    ];
     match &ctx.layer.neuron {
         Neuron::Lif(lif) => {
             let thr = m.swire_eq(
@@ -499,12 +529,12 @@ fn lane(
             } else {
                 Stmt::Nb(obuf.clone().idx(bit), fire)
             });
-            stmts.push(when(id("b_v").and(b_last.clone()), update));
+            stmts.push(when(id("c_v").and(b_last.clone()), update));
         }
         Neuron::None { .. } => {
             let val = m.swire_eq(&format!("val{p}"), vw, sum_v.add(bias));
             stmts.push(when(
-                id("b_v").and(b_last.clone()),
+                id("c_v").and(b_last.clone()),
                 vec![if out_w == ob {
                     Stmt::Nb(obuf.clone(), val)
                 } else {

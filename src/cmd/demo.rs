@@ -1,7 +1,6 @@
 //! `spikeforge demo`: the main job end to end on a reference model, with no arguments.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 use spikeforge_model::{arch, random};
@@ -21,50 +20,33 @@ pub struct Args {
     /// Images to co-simulate.
     #[arg(long, default_value_t = 200)]
     pub images: usize,
+    /// Device for synthesis, place and route (see `spikeforge synth --target`).
+    #[arg(long, default_value = "ecp5-85k")]
+    pub target: String,
 }
 
-fn synth(rtl: &Path, top: &str) -> Result<String> {
-    let script = format!("read_verilog *.v; synth_ice40 -top {top}; stat");
-    let out = match Command::new("yosys")
-        .current_dir(rtl)
-        .args(["-q", "-p", &script, "-l", "yosys.log"])
-        .output()
-    {
-        Ok(o) => o,
-        Err(_) => {
-            return Ok("synth: skipped (yosys not installed; `apt-get install yosys`)".into())
+/// The open flow on the demo design: a bitstream and its report, or why not.
+fn synth(rtl: &Path, manifest: &spikeforge_hdl_gen::Manifest, target: &str) -> Result<String> {
+    let device = spikeforge_constraints::device(target)
+        .with_context(|| format!("unknown target `{target}`"))?;
+    let plan = spikeforge_hdl_gen::flow::plan(device, None, &manifest.shell.top, &manifest.sources);
+    match spikeforge_flow::run(rtl, &plan, manifest, &mut |_| {}) {
+        Ok(r) => Ok(format!(
+            "synth: {target}: {} {} ({:.1} %), {} FFs, {} block RAMs, Fmax {:.1} MHz, {:.0} images/s; bitstream {}",
+            r.placed.as_ref().map_or(r.synthesised.luts, |p| p.logic.0),
+            device.logic_unit,
+            r.logic_percent(),
+            r.synthesised.ffs,
+            r.synthesised.ram_blocks,
+            r.placed.as_ref().map_or(0.0, |p| p.fmax_mhz),
+            r.images_per_s.unwrap_or(0.0),
+            rtl.join(r.bitstream.unwrap_or_default()).display()
+        )),
+        Err(e @ spikeforge_flow::FlowError::MissingTool { .. }) => {
+            Ok(format!("synth: skipped: {e}"))
         }
-    };
-    let log = std::fs::read_to_string(rtl.join("yosys.log")).unwrap_or_default();
-    if !out.status.success() {
-        bail!(
-            "yosys synth_ice40 failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        Err(e) => Err(e).context("the FPGA flow"),
     }
-    if log.contains("$dlatch") || log.contains("Latch inferred") {
-        bail!(
-            "yosys inferred a latch; see {}",
-            rtl.join("yosys.log").display()
-        );
-    }
-    let count = |cell: &str| -> u64 {
-        log.lines()
-            .rev()
-            .find_map(|l| {
-                let mut it = l.split_whitespace();
-                (it.next() == Some(cell))
-                    .then(|| it.next().and_then(|n| n.parse().ok()))
-                    .flatten()
-            })
-            .unwrap_or(0)
-    };
-    Ok(format!(
-        "synth: yosys synth_ice40 ok, no latches: {} LUT4, {} carry, {} RAM blocks",
-        count("SB_LUT4"),
-        count("SB_CARRY"),
-        count("SB_RAM40_4K")
-    ))
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -119,12 +101,15 @@ pub fn run(a: Args) -> Result<()> {
     let report = report?;
     print!("cosim: ");
     super::cosim::conclude(&report)?;
-    let s = spin("synthesising with yosys synth_ice40 (about a minute)");
-    let synthesis = synth(&rtl, &design.manifest.top);
+    let s = spin(&format!(
+        "Yosys, nextpnr and the packer for {} (a few minutes)",
+        a.target
+    ));
+    let synthesis = synth(&rtl, &design.manifest, &a.target);
     s.finish_and_clear();
     println!("{}", synthesis?);
     println!(
-        "demo done: model → RTL → lint → {} images bit-exact → synthesis",
+        "demo done: model → RTL → lint → {} images bit-exact → bitstream",
         report.bit_exact
     );
     Ok(())

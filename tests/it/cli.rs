@@ -159,12 +159,18 @@ fn demo_runs_end_to_end_on_a_small_model() {
         "8x8-2C3b-MP2-3C1i4",
         "--images",
         "20",
+        "--target",
+        "ice40-up5k",
     ]);
     assert!(ok, "{err}");
     assert!(
-        out.contains("20/20 bit-exact") && out.contains("no latches"),
+        out.contains("20/20 bit-exact") && out.contains("images/s; bitstream"),
         "{out}"
     );
+    assert!(dir
+        .path()
+        .join("rtl/build/ice40-up5k/demo_uart.bin")
+        .exists());
 }
 
 #[test]
