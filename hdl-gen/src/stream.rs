@@ -130,7 +130,9 @@ pub fn head(last: &LayerCtx, names: &Names, hw: HeadWidths, signed_in: bool) -> 
         )],
     );
     stream_ports(&mut m, steps * classes * ob, cb + classes * lw, true);
-    m.assign(id("in_ready"), id("out_valid").not().or(id("out_ready")));
+    // A finished image waits in `fin` until the output takes it.
+    let fin_valid = m.reg("fin_valid", 1);
+    m.assign(id("in_ready"), fin_valid.clone().not());
     let accept = m.wire_eq("accept", 1, id("in_valid").and(id("in_ready")));
     let mut logits = vec![];
     let mut next = vec![];
@@ -149,34 +151,21 @@ pub fn head(last: &LayerCtx, names: &Names, hw: HeadWidths, signed_in: bool) -> 
         next.push(m.swire_eq(&format!("nl{c}"), lw, sum));
         logits.push(lg);
     }
-    // Argmax chain: a later class wins only when strictly greater.
-    let (mut bv, mut bi) = (next[0].clone(), lit(cb, 0));
-    for c in 1..classes {
-        let take = m.wire_eq(
-            &format!("take{c}"),
-            1,
-            next[c as usize].clone().gt(bv.clone()),
-        );
-        bi = m.wire_eq(
-            &format!("bi{c}"),
-            cb,
-            take.clone().cond(lit(cb, c as u64), bi),
-        );
-        if c + 1 < classes {
-            bv = m.swire_eq(
-                &format!("bv{c}"),
-                lw,
-                take.cond(next[c as usize].clone(), bv),
-            );
-        }
-    }
-    let mut beat: Vec<Expr> = next.iter().rev().cloned().collect();
-    beat.push(bi);
+    // The final logits are registered; the argmax runs on the registers next cycle, as a
+    // balanced tree (log depth instead of a chain through every class).
+    let fin: Vec<Expr> = (0..classes)
+        .map(|c| m.sreg(&format!("fin{c}"), lw))
+        .collect();
+    let class = argmax_tree(&mut m, &fin, lw, cb);
+    let mut beat: Vec<Expr> = fin.iter().rev().cloned().collect();
+    beat.push(class);
     let finish = {
-        let mut v = vec![
-            Stmt::Nb(id("out_valid"), one()),
-            Stmt::Nb(id("out_data"), cat(beat)),
-        ];
+        let mut v: Vec<Stmt> = fin
+            .iter()
+            .zip(&next)
+            .map(|(f, n)| Stmt::Nb(f.clone(), n.clone()))
+            .collect();
+        v.push(Stmt::Nb(fin_valid.clone(), one()));
         v.extend(logits.iter().map(|l| Stmt::Nb(l.clone(), slit(lw, 0))));
         v
     };
@@ -190,6 +179,7 @@ pub fn head(last: &LayerCtx, names: &Names, hw: HeadWidths, signed_in: bool) -> 
         .map(|l| Stmt::Nb(l.clone(), slit(lw, 0)))
         .collect();
     reset.push(Stmt::Nb(id("out_valid"), zero()));
+    reset.push(Stmt::Nb(fin_valid.clone(), zero()));
     let on_accept = if positions == 1 {
         finish
     } else {
@@ -214,12 +204,64 @@ pub fn head(last: &LayerCtx, names: &Names, hw: HeadWidths, signed_in: bool) -> 
                 id("out_valid").and(id("out_ready")),
                 vec![Stmt::Nb(id("out_valid"), zero())],
             ),
+            when(
+                fin_valid
+                    .clone()
+                    .and(id("out_valid").not().or(id("out_ready"))),
+                vec![
+                    Stmt::Nb(id("out_valid"), one()),
+                    Stmt::Nb(id("out_data"), cat(beat)),
+                    Stmt::Nb(fin_valid, zero()),
+                ],
+            ),
             when(accept, on_accept),
         ],
     )]);
     m
 }
 
+/// Argmax of signed `values` as a balanced tree of pairwise compares. Every left operand
+/// holds lower class indices than its right one, and the right wins only when strictly
+/// greater, so ties go to the lowest index.
+fn argmax_tree(m: &mut Module, values: &[Expr], lw: u32, cb: u32) -> Expr {
+    let mut level: Vec<(Expr, Expr)> = values
+        .iter()
+        .enumerate()
+        .map(|(c, v)| (v.clone(), lit(cb, c as u64)))
+        .collect();
+    let mut depth = 0;
+    while level.len() > 1 {
+        depth += 1;
+        let mut next = Vec::new();
+        for (j, pair) in level.chunks(2).enumerate() {
+            match pair {
+                [(va, ia), (vb, ib)] => {
+                    let take = m.wire_eq(&format!("take{depth}_{j}"), 1, vb.clone().gt(va.clone()));
+                    // The root's value is not needed, only its index.
+                    let v = if level.len() == 2 {
+                        lit(1, 0)
+                    } else {
+                        m.swire_eq(
+                            &format!("best{depth}_{j}"),
+                            lw,
+                            take.clone().cond(vb.clone(), va.clone()),
+                        )
+                    };
+                    let i = m.wire_eq(
+                        &format!("besti{depth}_{j}"),
+                        cb,
+                        take.cond(ib.clone(), ia.clone()),
+                    );
+                    next.push((v, i));
+                }
+                [single] => next.push(single.clone()),
+                _ => unreachable!("chunks of two"),
+            }
+        }
+        level = next;
+    }
+    level.pop().expect("at least one class").1
+}
 /// Bits of the class index for `classes` classes.
 pub fn class_bits(classes: u32) -> u32 {
     bits_unsigned(classes.saturating_sub(1) as u64)
