@@ -39,6 +39,13 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    // Like other command-line tools, end quietly when the reader of stdout goes away
+    // (`spikeforge gen … | head`) instead of panicking on the failed write.
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(a) => cmd::demo::run(a),

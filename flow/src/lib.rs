@@ -368,6 +368,25 @@ pub fn read_pnr(path: &Path, family: Family) -> Result<Placed, FlowError> {
     })
 }
 
+/// nextpnr's "Device utilisation" lines (`ICESTORM_LC: 6465/ 5280 122%`) over 100 %.
+fn placement_shortfalls(log: &Path) -> Vec<Shortfall> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let l = l.trim_start_matches("Info:").trim();
+            let (cell, rest) = l.split_once(':')?;
+            let (used, rest) = rest.split_once('/')?;
+            let avail = rest.split_whitespace().next()?;
+            let (used, avail): (u64, u64) = (used.trim().parse().ok()?, avail.parse().ok()?);
+            (used > avail).then(|| Shortfall {
+                resource: format!("placed {}", cell.trim()),
+                needed: used,
+                available: avail,
+            })
+        })
+        .collect()
+}
+
 fn tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
@@ -462,7 +481,18 @@ pub fn run_with(
             .and_then(|i| step.args.get(i + 1))
             .map_or(build.join("tool.log"), |l| dir.join(l));
         let t0 = Instant::now();
-        run_step(dir, program, &step.args, step.what, log)?;
+        if let Err(e) = run_step(dir, program, &step.args, step.what, log.clone()) {
+            // Placement reports what it ran out of: the same error as the pre-check.
+            let short = placement_shortfalls(&log);
+            if short.is_empty() || !fail_if_too_big {
+                return Err(e);
+            }
+            return Err(FlowError::DoesNotFit {
+                target: d.target.clone(),
+                part: d.part.clone(),
+                shortfalls: short,
+            });
+        }
         report
             .seconds
             .push((step.what.to_string(), t0.elapsed().as_secs_f64()));
@@ -596,6 +626,28 @@ mod tests {
             .collect();
         let r = resources(Family::Ecp5, &cells);
         assert_eq!((r.luts, r.ffs, r.carries), (20, 4, 5));
+    }
+
+    #[test]
+    fn placement_failures_read_as_shortfalls() {
+        let dir = std::env::temp_dir().join(format!("sf-flow-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("nextpnr.log");
+        std::fs::write(
+            &log,
+            "Info: Device utilisation:\nInfo: \t         ICESTORM_LC:  6465/ 5280   122%\nInfo: \t        ICESTORM_RAM:     2/   30     6%\nERROR: Unable to place cell 'x', no BELs remaining to implement cell type 'ICESTORM_LC'\n",
+        )
+        .unwrap();
+        let s = placement_shortfalls(&log);
+        assert_eq!(
+            s,
+            vec![Shortfall {
+                resource: "placed ICESTORM_LC".into(),
+                needed: 6465,
+                available: 5280
+            }]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -125,7 +125,11 @@ pub fn run(a: Args) -> Result<()> {
         }) => {
             let luts = shortfalls
                 .iter()
-                .find(|s| s.resource.starts_with("logic"))
+                .find(|s| {
+                    s.resource.starts_with("logic")
+                        || s.resource.ends_with("_LC")
+                        || s.resource.ends_with("_COMB")
+                })
                 .map_or(0, |s| s.needed);
             let hint = suggestion(&a.rtl, device, &m, luts.max(1));
             let e = FlowError::DoesNotFit {
