@@ -323,25 +323,21 @@ impl Simulator {
             vcd.map(|p| std::ffi::CString::new(p.to_string_lossy().as_bytes()).unwrap_or_default());
         // SAFETY: symbols come from the harness generated for this very manifest; every buffer
         // is sized from the same manifest (the harness refuses to write past the tap sizes).
+        let vcd_ptr = vcd_c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr());
         let cycles = unsafe {
-            let new: libloading::Symbol<NewFn> =
-                self.lib.get(b"sf_new").map_err(|e| self.load_err(e))?;
-            let free: libloading::Symbol<FreeFn> =
-                self.lib.get(b"sf_free").map_err(|e| self.load_err(e))?;
             let run: libloading::Symbol<RunFn> =
                 self.lib.get(b"sf_run").map_err(|e| self.load_err(e))?;
-            let h = new(vcd_c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()));
-            let c = run(
-                h,
-                images.as_ptr(),
-                n,
-                out.as_mut_ptr(),
-                tap_ptrs.as_ptr(),
-                stall_seed,
-                max_cycles,
-            );
-            free(h);
-            c
+            self.with_instance(vcd_ptr, |h| {
+                run(
+                    h,
+                    images.as_ptr(),
+                    n,
+                    out.as_mut_ptr(),
+                    tap_ptrs.as_ptr(),
+                    stall_seed,
+                    max_cycles,
+                )
+            })?
         };
         match cycles {
             -1 => Err(CosimError::Timeout {
@@ -376,23 +372,18 @@ impl Simulator {
         // SAFETY: symbols come from the serial harness generated for this manifest;
         // `classes` holds `n` bytes and the harness writes at most `n`.
         let cycles = unsafe {
-            let new: libloading::Symbol<NewFn> =
-                self.lib.get(b"sf_new").map_err(|e| self.load_err(e))?;
-            let free: libloading::Symbol<FreeFn> =
-                self.lib.get(b"sf_free").map_err(|e| self.load_err(e))?;
             let run: libloading::Symbol<SerialRunFn> =
                 self.lib.get(b"sf_uart_run").map_err(|e| self.load_err(e))?;
-            let h = new(std::ptr::null());
-            let c = run(
-                h,
-                images.as_ptr(),
-                n,
-                classes.as_mut_ptr(),
-                gap_seed,
-                max_cycles,
-            );
-            free(h);
-            c
+            self.with_instance(std::ptr::null(), |h| {
+                run(
+                    h,
+                    images.as_ptr(),
+                    n,
+                    classes.as_mut_ptr(),
+                    gap_seed,
+                    max_cycles,
+                )
+            })?
         };
         match cycles {
             -1 => Err(CosimError::Timeout {
@@ -405,6 +396,29 @@ impl Simulator {
                 classes,
                 cycles: c as u64,
             }),
+        }
+    }
+
+    /// Calls `f` with a fresh instance of the simulation (its own Verilator context), freed
+    /// afterwards.
+    ///
+    /// # Safety
+    /// `f` must only pass the handle to this library's functions.
+    unsafe fn with_instance<R>(
+        &self,
+        vcd: *const std::os::raw::c_char,
+        f: impl FnOnce(*mut std::ffi::c_void) -> R,
+    ) -> Result<R, CosimError> {
+        // SAFETY: `sf_new`/`sf_free` are the harness's own constructor and destructor.
+        unsafe {
+            let new: libloading::Symbol<NewFn> =
+                self.lib.get(b"sf_new").map_err(|e| self.load_err(e))?;
+            let free: libloading::Symbol<FreeFn> =
+                self.lib.get(b"sf_free").map_err(|e| self.load_err(e))?;
+            let h = new(vcd);
+            let r = f(h);
+            free(h);
+            Ok(r)
         }
     }
 

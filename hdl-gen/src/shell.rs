@@ -38,6 +38,28 @@ fn clks_per_bit() -> Expr {
     id(names::CLKS_PER_BIT)
 }
 
+/// A blank line and an instance whose `clk` and `rst` connect to the parent's, then `ports`.
+fn instance(
+    m: &mut Module,
+    module: String,
+    params: Vec<(String, Expr)>,
+    name: &str,
+    ports: Vec<(&str, Expr)>,
+) {
+    let mut conns = vec![
+        (names::CLK.to_string(), id(names::CLK)),
+        (names::RST.to_string(), id(names::RST)),
+    ];
+    conns.extend(ports.into_iter().map(|(p, e)| (p.to_string(), e)));
+    m.items.push(Item::Blank);
+    m.items.push(Item::Inst {
+        module,
+        params,
+        name: name.into(),
+        conns,
+    });
+}
+
 /// 8N1 receiver: waits half a bit after the falling edge of the start bit, then samples the
 /// middle of every bit; a start bit that is gone by its middle, or a missing stop bit,
 /// drops the byte.
@@ -245,26 +267,18 @@ pub fn uart_shell(names: &Names, shape: ShellShape, in_bits: u32, clks: u64) -> 
     m.output(names::UART_TX, 1);
     let rx_valid = m.wire("rx_valid", 1);
     let rx_data = m.wire("rx_data", 8);
-    let clk_conns = || {
-        vec![
-            (names::CLK.to_string(), id(names::CLK)),
-            (names::RST.to_string(), id(names::RST)),
-        ]
-    };
     let clk_param = || vec![(names::CLKS_PER_BIT.to_string(), clks_per_bit())];
-    let mut conns = clk_conns();
-    conns.extend([
-        ("rx".into(), id(names::UART_RX)),
-        ("out_valid".into(), rx_valid.clone()),
-        ("out_data".into(), rx_data.clone()),
-    ]);
-    m.items.push(Item::Blank);
-    m.items.push(Item::Inst {
-        module: names.uart_rx(),
-        params: clk_param(),
-        name: "u_rx".into(),
-        conns,
-    });
+    instance(
+        &mut m,
+        names.uart_rx(),
+        clk_param(),
+        "u_rx",
+        vec![
+            ("rx", id(names::UART_RX)),
+            ("out_valid", rx_valid.clone()),
+            ("out_data", rx_data.clone()),
+        ],
+    );
     m.comment("The packer takes one byte every other cycle while it has room for it.");
     let fifo_valid = m.wire("fifo_valid", 1);
     let fifo_data = m.wire("fifo_data", 8);
@@ -278,21 +292,19 @@ pub fn uart_shell(names: &Names, shape: ShellShape, in_bits: u32, clks: u64) -> 
         1,
         beat_valid.clone().not().and(fifo_valid.clone().not()),
     );
-    let mut conns = clk_conns();
-    conns.extend([
-        ("in_valid".into(), rx_valid),
-        ("in_data".into(), rx_data),
-        ("out_ready".into(), take),
-        ("out_valid".into(), fifo_valid.clone()),
-        ("out_data".into(), fifo_data.clone()),
-    ]);
-    m.items.push(Item::Blank);
-    m.items.push(Item::Inst {
-        module: names.byte_fifo(),
-        params: vec![],
-        name: "u_fifo".into(),
-        conns,
-    });
+    instance(
+        &mut m,
+        names.byte_fifo(),
+        vec![],
+        "u_fifo",
+        vec![
+            ("in_valid", rx_valid),
+            ("in_data", rx_data),
+            ("out_ready", take),
+            ("out_valid", fifo_valid.clone()),
+            ("out_data", fifo_data.clone()),
+        ],
+    );
     let value = fifo_data.slice(pb - 1, 0);
     let shifted = if vpb == 1 {
         value
@@ -336,22 +348,20 @@ pub fn uart_shell(names: &Names, shape: ShellShape, in_bits: u32, clks: u64) -> 
     let res_data = m.wire("result_data", shape.out_bits);
     m.items
         .push(Item::Comment("verilator lint_on UNUSEDSIGNAL".into()));
-    let mut conns = clk_conns();
-    conns.extend([
-        (names::S_TVALID.to_string(), beat_valid),
-        (names::S_TREADY.to_string(), beat_ready),
-        (names::S_TDATA.to_string(), id("beat")),
-        (names::M_TVALID.to_string(), res_valid.clone()),
-        (names::M_TREADY.to_string(), res_ready.clone()),
-        (names::M_TDATA.to_string(), res_data.clone()),
-    ]);
-    m.items.push(Item::Blank);
-    m.items.push(Item::Inst {
-        module: names.top(),
-        params: vec![("ROM_DIR".into(), id("ROM_DIR"))],
-        name: "u_net".into(),
-        conns,
-    });
+    instance(
+        &mut m,
+        names.top(),
+        vec![("ROM_DIR".into(), id("ROM_DIR"))],
+        "u_net",
+        vec![
+            (names::S_TVALID, beat_valid),
+            (names::S_TREADY, beat_ready),
+            (names::S_TDATA, id("beat")),
+            (names::M_TVALID, res_valid.clone()),
+            (names::M_TREADY, res_ready.clone()),
+            (names::M_TDATA, res_data.clone()),
+        ],
+    );
     m.comment("The class index goes back as one byte; the logits stay inside.");
     let cb = shape.class_bits.min(8);
     let class = if cb == 8 {
@@ -359,20 +369,18 @@ pub fn uart_shell(names: &Names, shape: ShellShape, in_bits: u32, clks: u64) -> 
     } else {
         cat(vec![lit(8 - cb, 0), res_data.slice(cb - 1, 0)])
     };
-    let mut conns = clk_conns();
-    conns.extend([
-        ("in_valid".into(), res_valid),
-        ("in_ready".into(), res_ready),
-        ("in_data".into(), class),
-        ("tx".into(), id(names::UART_TX)),
-    ]);
-    m.items.push(Item::Blank);
-    m.items.push(Item::Inst {
-        module: names.uart_tx(),
-        params: clk_param(),
-        name: "u_tx".into(),
-        conns,
-    });
+    instance(
+        &mut m,
+        names.uart_tx(),
+        clk_param(),
+        "u_tx",
+        vec![
+            ("in_valid", res_valid),
+            ("in_ready", res_ready),
+            ("in_data", class),
+            ("tx", id(names::UART_TX)),
+        ],
+    );
     m
 }
 
