@@ -337,13 +337,13 @@ pub fn fusesoc_core(
         "  lint:\n    default_tool: verilator\n    filesets: [rtl, roms]\n    toplevel: {top}\n    tools:\n      verilator:\n        mode: lint-only\n        verilator_options: [-Wall]"
     );
     for (b, d, board_top) in boards {
-        let (tool, pnr_key) = match d.family {
-            Family::Ice40 => ("icestorm", "nextpnr_options"),
-            _ => ("trellis", "nextpnr_options"),
+        let tool = match d.family {
+            Family::Ice40 => "icestorm",
+            _ => "trellis",
         };
         let _ = writeln!(
             c,
-            "  {0}:\n    default_tool: {tool}\n    filesets: [rtl, roms, pins_{0}]\n    toplevel: {board_top}\n    tools:\n      {tool}:\n        {pnr_key}: [{1}]",
+            "  {0}:\n    default_tool: {tool}\n    filesets: [rtl, roms, pins_{0}]\n    toplevel: {board_top}\n    tools:\n      {tool}:\n        nextpnr_options: [{1}]",
             b.name,
             d.nextpnr_device.join(", ")
         );
