@@ -143,17 +143,22 @@ pub fn design_files(design: &spikeforge_hdl_gen::Design) -> DesignFiles {
         .collect()
 }
 
-/// A design read back from a directory written by `spikeforge gen`.
-pub fn read_design(dir: &Path) -> Result<(Manifest, DesignFiles), CosimError> {
+/// The manifest of a directory written by `spikeforge gen`.
+pub fn read_manifest(dir: &Path) -> Result<Manifest, CosimError> {
     let mpath = dir.join("manifest.json");
     let text = std::fs::read_to_string(&mpath).map_err(|e| CosimError::Design {
         path: mpath.clone(),
         message: format!("{e} (is this a directory written by `spikeforge gen`?)"),
     })?;
-    let manifest: Manifest = serde_json::from_str(&text).map_err(|e| CosimError::Design {
-        path: mpath.clone(),
+    serde_json::from_str(&text).map_err(|e| CosimError::Design {
+        path: mpath,
         message: e.to_string(),
-    })?;
+    })
+}
+
+/// A design read back from a directory written by `spikeforge gen`.
+pub fn read_design(dir: &Path) -> Result<(Manifest, DesignFiles), CosimError> {
+    let manifest = read_manifest(dir)?;
     let mut files = Vec::new();
     for name in manifest.sources.iter().chain(&manifest.rom_files) {
         let p = dir.join(name);

@@ -197,22 +197,14 @@ pub fn estimate(model: &Model, folding: &Folding, family: Family) -> DesignEstim
     let geo = model_geometry(model);
     let mut layers = Vec::new();
     let mut total = Estimate::default();
-    for (i, layer) in model.layers.iter().enumerate() {
-        let ctx = LayerCtx {
-            index: i,
-            layer,
-            geo: geo[i],
-            widths: &w.layers[i],
-            fold: folding.layers[i],
-            steps: model.time_steps,
-        };
+    for ctx in LayerCtx::all(model, folding, &geo, &w) {
         let mut e = front(&ctx, family);
         e += mvu(&ctx, family);
-        if layer.pool.is_some() {
+        if ctx.layer.pool.is_some() {
             e += pool(&ctx);
         }
         total += e;
-        layers.push((layer.name.clone(), e));
+        layers.push((ctx.layer.name.clone(), e));
     }
     let classes = w.classes as f64;
     let logit = w.logit_bits() as f64;

@@ -311,19 +311,7 @@ pub fn generate_with(
     let names = Names::new(model);
     let hash = spikeforge_model::model_hash(model);
     let head_lines = header(model, &hash);
-    let ctxs: Vec<LayerCtx> = model
-        .layers
-        .iter()
-        .enumerate()
-        .map(|(i, layer)| LayerCtx {
-            index: i,
-            layer,
-            geo: geo[i],
-            widths: &widths.layers[i],
-            fold: folding.layers[i],
-            steps: model.time_steps,
-        })
-        .collect();
+    let ctxs = LayerCtx::all(model, folding, &geo, &widths);
     let ppb = folding.pixels_per_beat;
     let in_bits = ppb * model.input.channels * model.input.pixel_bits;
     let last = ctxs.last().expect("a validated model has layers");

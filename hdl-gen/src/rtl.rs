@@ -32,6 +32,30 @@ pub struct LayerCtx<'a> {
     pub steps: u32,
 }
 
+impl<'a> LayerCtx<'a> {
+    /// One context per layer of `model` with `folding`, from its geometry and widths.
+    pub fn all(
+        model: &'a spikeforge_model::Model,
+        folding: &crate::fold::Folding,
+        geo: &[LayerGeometry],
+        widths: &'a spikeforge_model::widths::Widths,
+    ) -> Vec<LayerCtx<'a>> {
+        model
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(i, layer)| LayerCtx {
+                index: i,
+                layer,
+                geo: geo[i],
+                widths: &widths.layers[i],
+                fold: folding.layers[i],
+                steps: model.time_steps,
+            })
+            .collect()
+    }
+}
+
 /// Index width for a memory or vector of `n` entries (Verilator expects `max(1, ⌈log2 n⌉)`).
 pub fn index_bits(n: u64) -> u32 {
     bits_unsigned(n.saturating_sub(1))

@@ -26,18 +26,6 @@ pub struct Args {
     pub json: Option<PathBuf>,
 }
 
-fn read_manifest(dir: &Path) -> Result<Manifest> {
-    let p = dir.join("manifest.json");
-    let text = std::fs::read_to_string(&p).with_context(|| {
-        format!(
-            "{}: is this a directory written by `spikeforge gen`?",
-            p.display()
-        )
-    })?;
-    serde_json::from_str(&text)
-        .with_context(|| format!("{}: not a spikeforge manifest", p.display()))
-}
-
 fn device(
     a: &Args,
 ) -> Result<(
@@ -90,7 +78,7 @@ fn suggestion(dir: &Path, device: &Device, m: &Manifest, luts: u64) -> String {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let m = read_manifest(&a.rtl)?;
+    let m = spikeforge_cosim::read_manifest(&a.rtl)?;
     let (device, board) = device(&a)?;
     let top = match (board, &m.board) {
         (Some(b), Some(have)) if have.name == b.name => have.top.clone(),
