@@ -25,6 +25,9 @@ pub struct ArchLayer {
     pub synapse: Synapse,
     /// Weight kind.
     pub weights: WeightKind,
+    /// Whether the weight kind was written (`b`, `i4`) rather than defaulted; the trainer's
+    /// accuracy-loss estimator decides the precision of layers that leave it open.
+    pub weights_given: bool,
     /// Pooling after the neuron.
     pub pool: Option<Pool>,
 }
@@ -140,6 +143,7 @@ fn parse_layer(tok: &str) -> Result<ArchLayer, String> {
     Ok(ArchLayer {
         synapse,
         weights: parse_weights(rest)?,
+        weights_given: !rest.is_empty(),
         pool: None,
     })
 }

@@ -1,0 +1,246 @@
+//! The accuracy-loss estimator (ALBSNN; methods-spec §1.6): which candidate layers are binary,
+//! re-decided during training from a per-layer error metric, with a threshold, an optional
+//! cap and hysteresis. Every decision is logged with its metric values.
+
+use ndarray::ArrayView2;
+use serde::{Deserialize, Serialize};
+
+use crate::linalg::matmul;
+use crate::net::{mean_abs_rows, Control, Net, Precision};
+
+/// The error metric (decision register A4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// E1: `‖W − α⊙sign W‖² / ‖W‖²` (weight space; no data).
+    Weight,
+    /// E2: `‖x·Wᵀ − x·W_bᵀ‖² / ‖x·Wᵀ‖²` on a calibration batch (output space).
+    Output,
+    /// Measured accuracy drop on the calibration set when the layer is binary.
+    Accuracy,
+}
+
+impl Metric {
+    /// The default threshold ε of the metric (A5; placeholders to sweep).
+    pub fn default_threshold(self) -> f64 {
+        match self {
+            Metric::Weight => 0.35,
+            Metric::Output => 0.35,
+            Metric::Accuracy => 0.005,
+        }
+    }
+}
+
+/// Estimator settings.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct AleConfig {
+    /// Metric.
+    pub metric: Metric,
+    /// A layer becomes binary when its error is at most ε.
+    pub threshold: f64,
+    /// A binary layer returns to full precision only when its error exceeds ε + δ.
+    pub hysteresis: f64,
+    /// At most this fraction of candidate layers is binary (smallest error first); 1 = no cap.
+    pub cap: f64,
+    /// Re-evaluate every this many epochs.
+    pub every: usize,
+    /// Whether the first and last layers are candidates too (A6 keeps them full precision).
+    pub first_last: bool,
+}
+
+impl Default for AleConfig {
+    fn default() -> Self {
+        AleConfig {
+            metric: Metric::Weight,
+            threshold: Metric::Weight.default_threshold(),
+            hysteresis: 0.05,
+            cap: 1.0,
+            every: 1,
+            first_last: false,
+        }
+    }
+}
+
+/// One layer's evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    /// Layer index.
+    pub layer: usize,
+    /// Metric value.
+    pub error: f64,
+    /// Precision before.
+    pub before: Precision,
+    /// Precision after.
+    pub after: Precision,
+    /// Human-readable reason.
+    pub reason: String,
+}
+
+/// E1 of a weight matrix with per-row α.
+pub fn weight_error(w: ArrayView2<f32>) -> f64 {
+    let alpha = mean_abs_rows(w);
+    let mut num = 0.0f64;
+    let mut den = 0.0f64;
+    for (row, a) in w.rows().into_iter().zip(&alpha) {
+        for &v in row {
+            let b = if v >= 0.0 { *a } else { -*a };
+            num += ((v - b) as f64).powi(2);
+            den += (v as f64).powi(2);
+        }
+    }
+    if den == 0.0 {
+        0.0
+    } else {
+        num / den
+    }
+}
+
+/// E2 of a layer on recorded inputs `x` (`[rows, fan_in]`).
+pub fn output_error(w: ArrayView2<f32>, x: ArrayView2<f32>) -> f64 {
+    let alpha = mean_abs_rows(w);
+    let mut wb = w.to_owned();
+    for (mut row, a) in wb.rows_mut().into_iter().zip(&alpha) {
+        row.mapv_inplace(|v| if v >= 0.0 { *a } else { -*a });
+    }
+    let y = matmul(x, w.t());
+    let yb = matmul(x, wb.t());
+    let num: f64 = y
+        .iter()
+        .zip(yb.iter())
+        .map(|(a, b)| ((a - b) as f64).powi(2))
+        .sum();
+    let den: f64 = y.iter().map(|a| (*a as f64).powi(2)).sum();
+    if den == 0.0 {
+        0.0
+    } else {
+        num / den
+    }
+}
+
+/// Calibration data for the data-dependent metrics.
+pub struct Calibration<'a> {
+    /// Images.
+    pub images: &'a [u8],
+    /// Labels.
+    pub labels: &'a [u8],
+}
+
+fn accuracy(net: &mut Net, cal: &Calibration) -> f64 {
+    let f = net.forward(cal.images, false, false);
+    let correct = f
+        .logits
+        .rows()
+        .into_iter()
+        .zip(cal.labels)
+        .filter(|(r, &y)| crate::ops::argmax(&r.to_vec()) == y as usize)
+        .count();
+    correct as f64 / cal.labels.len().max(1) as f64
+}
+
+/// Evaluates every candidate layer and sets the binary set for the next epochs.
+pub fn update(net: &mut Net, cfg: &AleConfig, cal: &Calibration) -> Vec<Decision> {
+    let candidates: Vec<usize> = (0..net.specs.len())
+        .filter(|&l| net.specs[l].control == Control::Estimator)
+        .collect();
+    if candidates.is_empty() {
+        return Vec::new();
+    }
+    let inputs = (cfg.metric == Metric::Output).then(|| {
+        net.forward(cal.images, false, true)
+            .inputs
+            .expect("recorded")
+    });
+    let mut errors = Vec::new();
+    for &l in &candidates {
+        let s = net.specs[l];
+        let e = match cfg.metric {
+            Metric::Weight => weight_error(
+                ArrayView2::from_shape((s.out, s.fan_in), &net.params[l].w).expect("shape"),
+            ),
+            Metric::Output => {
+                let x = &inputs.as_ref().expect("inputs")[l];
+                output_error(
+                    ArrayView2::from_shape((s.out, s.fan_in), &net.params[l].w).expect("shape"),
+                    x.view(),
+                )
+            }
+            Metric::Accuracy => {
+                let keep = net.params[l].precision;
+                net.params[l].precision = Precision::Full;
+                let fp = accuracy(net, cal);
+                net.params[l].precision = Precision::Binary;
+                let bin = accuracy(net, cal);
+                net.params[l].precision = keep;
+                fp - bin
+            }
+        };
+        errors.push((l, e));
+    }
+    // Hysteresis: a binary layer stays binary up to ε + δ.
+    let mut want: Vec<(usize, f64)> = errors
+        .iter()
+        .copied()
+        .filter(|&(l, e)| {
+            let limit = if net.params[l].precision == Precision::Binary {
+                cfg.threshold + cfg.hysteresis
+            } else {
+                cfg.threshold
+            };
+            e <= limit
+        })
+        .collect();
+    want.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+    let max_binary = ((cfg.cap * candidates.len() as f64).floor() as usize).min(candidates.len());
+    let capped: Vec<usize> = want.iter().skip(max_binary).map(|w| w.0).collect();
+    want.truncate(max_binary);
+    errors
+        .into_iter()
+        .map(|(l, e)| {
+            let before = net.params[l].precision;
+            let binary = want.iter().any(|w| w.0 == l);
+            let after = if binary { Precision::Binary } else { Precision::Full };
+            let limit = if before == Precision::Binary { cfg.threshold + cfg.hysteresis } else { cfg.threshold };
+            let reason = if capped.contains(&l) {
+                format!("error {e:.4} ≤ {limit:.4} but the cap of {max_binary} binary layers is reached")
+            } else if binary {
+                format!("error {e:.4} ≤ {limit:.4}")
+            } else {
+                format!("error {e:.4} > {limit:.4}")
+            };
+            if after != before {
+                net.params[l].precision = after;
+                if after == Precision::Full {
+                    net.params[l].alpha = None;
+                }
+            }
+            Decision {
+                layer: l,
+                error: e,
+                before,
+                after,
+                reason,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+
+    #[test]
+    fn weight_error_is_zero_for_binary_weights_and_known_for_uniform() {
+        let w = Array2::from_shape_vec((2, 4), vec![0.5, -0.5, 0.5, 0.5, -2.0, 2.0, 2.0, -2.0])
+            .unwrap();
+        assert!(weight_error(w.view()) < 1e-12);
+        // Uniform on [−1, 1]: E1 = 1 − (E|w|)² / E[w²] = 1 − (1/4)/(1/3) = 1/4.
+        let n = 10_000;
+        let w = Array2::from_shape_fn((1, n), |(_, j)| -1.0 + 2.0 * (j as f32 + 0.5) / n as f32);
+        assert!((weight_error(w.view()) - 0.25).abs() < 1e-3);
+        // Output error with the identity as input equals the weight error.
+        let w = Array2::from_shape_vec((1, 3), vec![0.1, 0.5, -0.9]).unwrap();
+        let x = Array2::eye(3);
+        assert!((output_error(w.view(), x.view()) - weight_error(w.view())).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,631 @@
+//! A trainable spiking network built from an architecture string: synapse (convolution or
+//! dense, im2col + gemm) → BatchNorm → LIF → pooling per hidden layer; the last layer has a
+//! bias and no neuron and feeds the global-average-pooling head.
+
+use ndarray::{s, Array2, ArrayView2};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use spikeforge_model::arch::{self, Arch, WeightKind};
+use spikeforge_model::ir::{Padding, Pool, Synapse};
+
+use crate::linalg::{matmul, matmul_into};
+use crate::ops::{self, BatchNorm, ConvGeom, LifConfig, PoolKind};
+
+/// How a layer's weights are used in the forward pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    /// Latent full-precision weights (fake-quantised to the layer's integer width when
+    /// quantisation-aware training is on).
+    Full,
+    /// `α ⊙ sign(W)` with a per-channel α (decision register A3).
+    Binary,
+}
+
+/// Who decides a layer's precision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Control {
+    /// Fixed by the architecture string (`b` or `iN`) or by the first/last-layer rule (A6).
+    Fixed,
+    /// The accuracy-loss estimator decides.
+    Estimator,
+}
+
+/// Static description of one layer.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LayerSpec {
+    /// Convolution geometry, or `None` for a dense layer.
+    pub conv: Option<(usize, usize, Padding)>,
+    /// Input map height, width, channels.
+    pub in_shape: (usize, usize, usize),
+    /// Synaptic output map height, width (before pooling).
+    pub out_hw: (usize, usize),
+    /// Output channels.
+    pub out: usize,
+    /// Fan-in.
+    pub fan_in: usize,
+    /// Pooling after the neuron.
+    pub pool: Option<PoolKind>,
+    /// Integer width of the exported weights when full precision.
+    pub int_bits: u32,
+    /// Whether this is the last (output) layer.
+    pub last: bool,
+    /// Who decides the precision.
+    pub control: Control,
+}
+
+impl LayerSpec {
+    /// Convolution geometry on one frame.
+    pub fn geom(&self) -> Option<ConvGeom> {
+        self.conv.map(|(k, stride, padding)| {
+            let pad = if padding == Padding::Same {
+                (k - 1) / 2
+            } else {
+                0
+            };
+            ConvGeom {
+                h: self.in_shape.0,
+                w: self.in_shape.1,
+                c: self.in_shape.2,
+                k,
+                stride,
+                pad,
+                ho: self.out_hw.0,
+                wo: self.out_hw.1,
+            }
+        })
+    }
+    /// Output map after pooling: height, width, channels.
+    pub fn out_shape(&self) -> (usize, usize, usize) {
+        match self.pool {
+            Some(_) => (self.out_hw.0 / 2, self.out_hw.1 / 2, self.out),
+            None => (self.out_hw.0, self.out_hw.1, self.out),
+        }
+    }
+}
+
+/// Trainable state of one layer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerParams {
+    /// Latent weights `[out][fan_in]`, row-major (the IR's weight order).
+    pub w: Vec<f32>,
+    /// Output bias (last layer only; hidden layers use BatchNorm's β).
+    pub bias: Vec<f32>,
+    /// BatchNorm (hidden layers).
+    pub bn: Option<BatchNorm>,
+    /// Trainable per-channel α (binary layers once BWO-α has started).
+    pub alpha: Option<Vec<f32>>,
+    /// Current precision.
+    pub precision: Precision,
+}
+
+/// The whole network: specs, parameters and the constants of its neurons.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Net {
+    /// Architecture string it was built from.
+    pub arch: String,
+    /// Input shape.
+    pub input: (usize, usize, usize),
+    /// Time steps.
+    pub time_steps: usize,
+    /// LIF constants.
+    pub lif: LifConfig,
+    /// Layers.
+    pub specs: Vec<LayerSpec>,
+    /// Parameters.
+    pub params: Vec<LayerParams>,
+    /// Fake-quantise full-precision weights (and the output bias) to their export integers.
+    pub fake_quant: bool,
+    /// Gradient checks only: spikes become the surrogate's primitive and binary weights
+    /// `α·clamp(W, −1, 1)`, smooth functions whose derivatives the backward pass computes.
+    #[serde(skip)]
+    pub relaxed: bool,
+}
+
+/// Gradients, shaped like [`LayerParams`].
+#[derive(Debug, Clone, Default)]
+pub struct LayerGrads {
+    /// ∂L/∂W (latent).
+    pub w: Vec<f32>,
+    /// ∂L/∂bias.
+    pub bias: Vec<f32>,
+    /// ∂L/∂γ.
+    pub gamma: Vec<f32>,
+    /// ∂L/∂β.
+    pub beta: Vec<f32>,
+    /// ∂L/∂α (trainable α only).
+    pub alpha: Vec<f32>,
+    /// ∂L/∂W_eff (BWO-direct applies this to the binary weight itself).
+    pub w_eff: Vec<f32>,
+}
+
+/// Forward-pass records one layer's backward pass needs.
+struct LayerCache {
+    x2: Array2<f32>,
+    w_eff: Array2<f32>,
+    bn: Option<ops::BnCache>,
+    lif: Option<ops::LifCache>,
+    pool_arg: Vec<u32>,
+    frames: usize,
+}
+
+/// The result of a forward pass.
+pub struct Forward {
+    /// `[B, classes]` logits (GAP over positions and steps).
+    pub logits: Array2<f32>,
+    caches: Vec<LayerCache>,
+    batch: usize,
+    /// Per-layer spike rates (hidden layers), for the log.
+    pub rates: Vec<f32>,
+    /// Each layer's input matrix (im2col columns or flattened map), when recorded.
+    pub inputs: Option<Vec<Array2<f32>>>,
+}
+
+/// A network that cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// The architecture does not parse.
+    #[error(transparent)]
+    Arch(#[from] arch::ArchError),
+    /// The architecture parses but cannot be trained or exported as given.
+    #[error("architecture `{arch}`: {reason}")]
+    Shape {
+        /// The string.
+        arch: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+fn specs_of(
+    a: &Arch,
+    arch_str: &str,
+    estimate_first_last: bool,
+) -> Result<Vec<LayerSpec>, NetError> {
+    let (mut h, mut w, mut c) = (a.input.0 as usize, a.input.1 as usize, a.input.2 as usize);
+    let n = a.layers.len();
+    let mut out = Vec::new();
+    for (i, l) in a.layers.iter().enumerate() {
+        let shape_err = |reason: String| NetError::Shape {
+            arch: arch_str.into(),
+            reason,
+        };
+        let (conv, out_hw, oc, fan_in) = match l.synapse {
+            Synapse::Conv {
+                out_channels,
+                kernel,
+                stride,
+                padding,
+            } => {
+                let o = |x: usize| {
+                    spikeforge_model::geometry::conv_out_size(x as u32, kernel, stride, padding)
+                        .map(|v| v as usize)
+                };
+                let (Some(ho), Some(wo)) = (o(h), o(w)) else {
+                    return Err(shape_err(format!(
+                        "layer {} ({kernel}×{kernel}) does not fit its {h}×{w} input",
+                        i + 1
+                    )));
+                };
+                (
+                    Some((kernel as usize, stride as usize, padding)),
+                    (ho, wo),
+                    out_channels as usize,
+                    (kernel * kernel) as usize * c,
+                )
+            }
+            Synapse::Dense { out_features } => (None, (1, 1), out_features as usize, h * w * c),
+        };
+        let pool = l.pool.map(|p| match p {
+            Pool::Or => PoolKind::Max,
+            Pool::Sum => PoolKind::Avg,
+        });
+        if pool.is_some() && (out_hw.0 < 2 || out_hw.1 < 2) {
+            return Err(shape_err(format!(
+                "layer {} is pooled but its map is {}×{}",
+                i + 1,
+                out_hw.0,
+                out_hw.1
+            )));
+        }
+        let last = i + 1 == n;
+        let edge = i == 0 || last;
+        let control = if l.weights_given || (edge && !estimate_first_last) {
+            Control::Fixed
+        } else {
+            Control::Estimator
+        };
+        out.push(LayerSpec {
+            conv,
+            in_shape: (h, w, c),
+            out_hw,
+            out: oc,
+            fan_in,
+            pool,
+            int_bits: match l.weights {
+                WeightKind::Integer(b) => b,
+                WeightKind::Binary => 8,
+            },
+            last,
+            control,
+        });
+        let o = out.last().unwrap().out_shape();
+        (h, w, c) = o;
+    }
+    Ok(out)
+}
+
+impl Net {
+    /// Builds a network with Kaiming-uniform weights from a seed.
+    pub fn new(
+        arch_str: &str,
+        time_steps: usize,
+        lif: LifConfig,
+        estimate_first_last: bool,
+        seed: u64,
+    ) -> Result<Net, NetError> {
+        let a = arch::parse(arch_str)?;
+        let specs = specs_of(&a, arch_str, estimate_first_last)?;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let params = specs
+            .iter()
+            .zip(&a.layers)
+            .map(|(s, l)| {
+                let bound = (6.0 / s.fan_in as f32).sqrt();
+                let w = (0..s.out * s.fan_in)
+                    .map(|_| rng.gen_range(-bound..bound))
+                    .collect();
+                LayerParams {
+                    w,
+                    bias: if s.last { vec![0.0; s.out] } else { Vec::new() },
+                    bn: (!s.last).then(|| BatchNorm::new(s.out)),
+                    alpha: None,
+                    precision: if l.weights_given && l.weights == WeightKind::Binary {
+                        Precision::Binary
+                    } else {
+                        Precision::Full
+                    },
+                }
+            })
+            .collect();
+        Ok(Net {
+            arch: arch_str.into(),
+            input: (a.input.0 as usize, a.input.1 as usize, a.input.2 as usize),
+            time_steps,
+            lif,
+            specs,
+            params,
+            fake_quant: false,
+            relaxed: false,
+        })
+    }
+
+    /// Number of classes (output channels of the last layer).
+    pub fn classes(&self) -> usize {
+        self.specs.last().map_or(0, |s| s.out)
+    }
+
+    /// The value one unit of the layer's input stands for (pixels are `/255`, average pooling
+    /// `/4`): the exported integer input times this is the float input.
+    pub fn input_unit(&self, l: usize) -> f64 {
+        if l == 0 {
+            1.0 / 255.0
+        } else if self.specs[l - 1].pool == Some(PoolKind::Avg) {
+            0.25
+        } else {
+            1.0
+        }
+    }
+
+    /// The weights the forward pass uses, and per-channel scales (α or quantisation step).
+    pub fn effective_weights(&self, l: usize) -> (Array2<f32>, Vec<f32>) {
+        let s = &self.specs[l];
+        let p = &self.params[l];
+        let w = ArrayView2::from_shape((s.out, s.fan_in), &p.w).expect("weight shape");
+        match p.precision {
+            Precision::Binary => {
+                let alpha = self.alpha_of(l);
+                let mut e = w.to_owned();
+                for (mut row, a) in e.rows_mut().into_iter().zip(&alpha) {
+                    if self.relaxed {
+                        row.mapv_inplace(|v| *a * v.clamp(-1.0, 1.0));
+                    } else {
+                        row.mapv_inplace(|v| if v >= 0.0 { *a } else { -*a });
+                    }
+                }
+                (e, alpha)
+            }
+            Precision::Full => {
+                let steps = quant_steps(w, s.int_bits, s.last);
+                if !self.fake_quant {
+                    return (w.to_owned(), steps);
+                }
+                let mut e = w.to_owned();
+                for (mut row, q) in e.rows_mut().into_iter().zip(&steps) {
+                    row.mapv_inplace(|v| if *q > 0.0 { (v / q).round() * q } else { 0.0 });
+                }
+                (e, steps)
+            }
+        }
+    }
+
+    /// The output bias as the forward pass uses it: with fake quantisation, rounded to the
+    /// integer unit of the exported head (`bias_q · unit`).
+    pub fn effective_bias(&self, l: usize) -> Vec<f32> {
+        let b = &self.params[l].bias;
+        if !self.fake_quant {
+            return b.clone();
+        }
+        let unit = self.head_unit();
+        b.iter()
+            .map(|v| ((*v as f64 / unit).round() * unit) as f32)
+            .collect()
+    }
+
+    /// The float value of one unit of the exported head's integer accumulator.
+    pub fn head_unit(&self) -> f64 {
+        let l = self.specs.len() - 1;
+        let (_, scales) = self.effective_weights_unquantised_scales(l);
+        scales[0] as f64 * self.input_unit(l)
+    }
+
+    fn effective_weights_unquantised_scales(&self, l: usize) -> (Precision, Vec<f32>) {
+        let s = &self.specs[l];
+        let p = &self.params[l];
+        let w = ArrayView2::from_shape((s.out, s.fan_in), &p.w).expect("weight shape");
+        match p.precision {
+            Precision::Binary => (Precision::Binary, self.alpha_of(l)),
+            Precision::Full => (Precision::Full, quant_steps(w, s.int_bits, s.last)),
+        }
+    }
+
+    /// The binary layer's α: trainable (BWO-α) or the mean |W| per output channel; one value
+    /// for the whole output layer, whose logits must share one scale.
+    pub fn alpha_of(&self, l: usize) -> Vec<f32> {
+        let s = &self.specs[l];
+        let p = &self.params[l];
+        if let Some(a) = &p.alpha {
+            return a.clone();
+        }
+        let w = ArrayView2::from_shape((s.out, s.fan_in), &p.w).expect("weight shape");
+        let a = mean_abs_rows(w);
+        if s.last {
+            let m = a.iter().sum::<f32>() / a.len() as f32;
+            return vec![m; a.len()];
+        }
+        a
+    }
+
+    /// Forward pass over a batch of images (`B·H·W·C` bytes). `train` uses batch statistics
+    /// (and updates the running ones); `record_inputs` keeps every layer's input matrix.
+    pub fn forward(&mut self, images: &[u8], train: bool, record_inputs: bool) -> Forward {
+        let (h, w, c) = self.input;
+        let b = images.len() / (h * w * c);
+        let t_steps = self.time_steps;
+        let mut x = Array2::from_shape_vec(
+            (b * h * w, c),
+            images.iter().map(|&p| p as f32 / 255.0).collect(),
+        )
+        .expect("image shape");
+        let mut caches = Vec::with_capacity(self.specs.len());
+        let mut rates = Vec::new();
+        let mut inputs = record_inputs.then(Vec::new);
+        for l in 0..self.specs.len() {
+            let spec = self.specs[l];
+            // Direct encoding: the first layer sees the same image at every step, so its
+            // synaptic current is computed once on B frames and repeated.
+            let frames = if l == 0 { b } else { b * t_steps };
+            let x2 = match spec.geom() {
+                Some(g) => ops::im2col(x.view(), &g, frames),
+                None => x
+                    .into_shape_with_order((frames, spec.fan_in))
+                    .expect("dense input"),
+            };
+            if let Some(v) = inputs.as_mut() {
+                v.push(x2.clone());
+            }
+            let (w_eff, _) = self.effective_weights(l);
+            let mut y = matmul(x2.view(), w_eff.t());
+            if spec.last {
+                let bias = self.effective_bias(l);
+                for mut row in y.rows_mut() {
+                    row.iter_mut().zip(&bias).for_each(|(v, b)| *v += b);
+                }
+                let per = y.nrows() / b;
+                let steps = if l == 0 { 1 } else { t_steps };
+                let pos = per / steps;
+                let mut logits = Array2::zeros((b, spec.out));
+                for t in 0..steps {
+                    for bi in 0..b {
+                        let rows = y.slice(s![(t * b + bi) * pos..(t * b + bi + 1) * pos, ..]);
+                        let mut lrow = logits.row_mut(bi);
+                        for r in rows.rows() {
+                            lrow += &r;
+                        }
+                    }
+                }
+                logits /= per as f32;
+                caches.push(LayerCache {
+                    x2,
+                    w_eff,
+                    bn: None,
+                    lif: None,
+                    pool_arg: Vec::new(),
+                    frames,
+                });
+                return Forward {
+                    logits,
+                    caches,
+                    batch: b,
+                    rates,
+                    inputs,
+                };
+            }
+            let bn = self.params[l]
+                .bn
+                .as_mut()
+                .expect("hidden layers have BatchNorm");
+            let (mut z, bn_cache) = ops::bn_forward(&y, bn, train);
+            if l == 0 && t_steps > 1 {
+                let one = z.clone();
+                z = ndarray::concatenate(ndarray::Axis(0), &vec![one.view(); t_steps])
+                    .expect("repeat");
+            }
+            let (spk, lif_cache) = ops::lif_forward(&z, t_steps, &self.lif, self.relaxed);
+            rates.push(spk.mean().unwrap_or(0.0));
+            let all_frames = b * t_steps;
+            let (out, arg) = match spec.pool {
+                Some(kind) => {
+                    ops::pool_forward(spk.view(), kind, all_frames, spec.out_hw.0, spec.out_hw.1)
+                }
+                None => (spk, Vec::new()),
+            };
+            caches.push(LayerCache {
+                x2,
+                w_eff,
+                bn: bn_cache,
+                lif: Some(lif_cache),
+                pool_arg: arg,
+                frames,
+            });
+            x = out;
+        }
+        unreachable!("the last layer returns")
+    }
+
+    /// Backward pass from ∂L/∂logits; returns per-layer gradients.
+    pub fn backward(&self, fwd: Forward, dlogits: &Array2<f32>) -> Vec<LayerGrads> {
+        let b = fwd.batch;
+        let t_steps = self.time_steps;
+        let n = self.specs.len();
+        let mut grads: Vec<LayerGrads> = vec![LayerGrads::default(); n];
+        let mut caches = fwd.caches;
+        // ∂L/∂(last layer output rows): the GAP mean spreads the logit gradient evenly.
+        let last = n - 1;
+        let lc = &caches[last];
+        let per = lc.x2.nrows() / b;
+        let pos = per / if last == 0 { 1 } else { t_steps };
+        let mut dy = Array2::zeros((lc.x2.nrows(), self.specs[last].out));
+        for (r, mut row) in dy.rows_mut().into_iter().enumerate() {
+            let bi = (r / pos) % b;
+            row.assign(&(&dlogits.row(bi) / per as f32));
+        }
+        grads[last].bias = dy.sum_axis(ndarray::Axis(0)).to_vec();
+        for l in (0..n).rev() {
+            let spec = self.specs[l];
+            let cache = caches.pop().expect("one cache per layer");
+            if !spec.last {
+                // dy here is ∂L/∂(pooled spikes) of layer l.
+                let frames_all = b * t_steps;
+                let dspk = match spec.pool {
+                    Some(kind) => ops::pool_backward(
+                        dy.view(),
+                        kind,
+                        &cache.pool_arg,
+                        frames_all,
+                        spec.out_hw.0,
+                        spec.out_hw.1,
+                    ),
+                    None => dy,
+                };
+                let mut dz = ops::lif_backward(
+                    &dspk,
+                    t_steps,
+                    &self.lif,
+                    cache.lif.as_ref().expect("lif cache"),
+                );
+                if l == 0 && t_steps > 1 {
+                    let rows = dz.nrows() / t_steps;
+                    let mut sum = dz.slice(s![..rows, ..]).to_owned();
+                    for t in 1..t_steps {
+                        sum += &dz.slice(s![t * rows..(t + 1) * rows, ..]);
+                    }
+                    dz = sum;
+                }
+                let bn = self.params[l].bn.as_ref().expect("bn");
+                let g = &mut grads[l];
+                g.gamma = vec![0.0; spec.out];
+                g.beta = vec![0.0; spec.out];
+                dy = ops::bn_backward(
+                    &dz,
+                    bn,
+                    cache.bn.as_ref().expect("training-mode forward"),
+                    &mut g.gamma,
+                    &mut g.beta,
+                );
+            }
+            // dy: ∂L/∂(synaptic output) [rows, out].
+            let mut dw_eff = Array2::zeros((spec.out, spec.fan_in));
+            matmul_into(dw_eff.view_mut(), dy.t(), cache.x2.view(), false);
+            self.latent_grads(l, &dw_eff, &mut grads[l]);
+            if l > 0 {
+                let dx2 = matmul(dy.view(), cache.w_eff.view());
+                dy = match spec.geom() {
+                    Some(g) => ops::col2im(dx2.view(), &g, cache.frames),
+                    None => {
+                        let (h, w, c) = spec.in_shape;
+                        dx2.into_shape_with_order((cache.frames * h * w, c))
+                            .expect("dense input grad")
+                    }
+                };
+            }
+        }
+        grads
+    }
+
+    /// Maps ∂L/∂W_eff to the latent weights: clipped STE scaled by α for binary layers (and
+    /// ∂L/∂α when α is trainable), identity (straight-through fake quantisation) otherwise.
+    fn latent_grads(&self, l: usize, dw_eff: &Array2<f32>, g: &mut LayerGrads) {
+        let spec = &self.specs[l];
+        let p = &self.params[l];
+        g.w_eff = dw_eff.iter().copied().collect();
+        match p.precision {
+            Precision::Full => g.w = g.w_eff.clone(),
+            Precision::Binary => {
+                let w = ArrayView2::from_shape((spec.out, spec.fan_in), &p.w).expect("shape");
+                let alpha = self.alpha_of(l);
+                g.w = Vec::with_capacity(p.w.len());
+                g.alpha = vec![0.0; spec.out];
+                for (o, (drow, wrow)) in dw_eff.rows().into_iter().zip(w.rows()).enumerate() {
+                    for (&d, &wv) in drow.iter().zip(wrow.iter()) {
+                        g.w.push(if wv.abs() <= 1.0 { d * alpha[o] } else { 0.0 });
+                        g.alpha[o] += d * if wv >= 0.0 { 1.0 } else { -1.0 };
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Per-row mean absolute value (α of B3).
+pub fn mean_abs_rows(w: ArrayView2<f32>) -> Vec<f32> {
+    w.rows()
+        .into_iter()
+        .map(|r| r.iter().map(|v| v.abs()).sum::<f32>() / r.len().max(1) as f32)
+        .collect()
+}
+
+/// Symmetric quantisation steps: per output channel, or one for the whole output layer (its
+/// logits are compared with each other, so they must share one scale).
+pub fn quant_steps(w: ArrayView2<f32>, bits: u32, per_tensor: bool) -> Vec<f32> {
+    let qmax = ((1i32 << (bits - 1)) - 1) as f32;
+    let maxes: Vec<f32> = w
+        .rows()
+        .into_iter()
+        .map(|r| r.iter().fold(0.0f32, |m, v| m.max(v.abs())))
+        .collect();
+    if per_tensor {
+        let m = maxes.iter().fold(0.0f32, |a, &b| a.max(b));
+        vec![m / qmax; maxes.len()]
+    } else {
+        maxes.iter().map(|m| m / qmax).collect()
+    }
+}
+
+/// Spike-rate free helper for tests: a batch of random images.
+pub fn random_images(n: usize, len: usize, seed: u64) -> Vec<u8> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..n * len).map(|_| rng.gen()).collect()
+}

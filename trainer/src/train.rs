@@ -1,0 +1,544 @@
+//! The training loop: epochs of shuffled mini-batches, the accuracy-loss estimator and BWO at
+//! epoch ends, a JSON log line and a checkpoint per epoch, resume from a checkpoint.
+//!
+//! Determinism: shuffles and augmentation come from `seed` and the epoch number, and every
+//! reduction runs in a fixed order, so the same seed and thread count give the same bytes
+//! whether a run is interrupted and resumed or not.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use ndarray::{Array2, ArrayView2};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::ale::{self, AleConfig, Calibration, Decision};
+use crate::data::Split;
+use crate::net::{mean_abs_rows, Net, Precision};
+use crate::ops::{self, LifConfig};
+use crate::optim::{cosine, Hyper, OptimKind, Optimizer};
+
+/// Binary weight optimisation (A7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BwoKind {
+    /// Off.
+    Off,
+    /// α becomes a trainable parameter after the plateau (default).
+    Alpha,
+    /// The gradient is applied to the binary weight itself, then re-projected.
+    Direct,
+}
+
+/// Everything that defines a training run (stored in the checkpoint).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Dataset name (for the log and the exported model's name).
+    pub dataset: String,
+    /// Architecture string.
+    pub arch: String,
+    /// Time steps.
+    pub time_steps: usize,
+    /// Epochs.
+    pub epochs: usize,
+    /// Mini-batch size.
+    pub batch: usize,
+    /// Optimiser.
+    pub optimizer: OptimKind,
+    /// Peak learning rate (cosine schedule to 0).
+    pub lr: f32,
+    /// SGD momentum.
+    pub momentum: f32,
+    /// Decoupled weight decay.
+    pub weight_decay: f32,
+    /// Seed of initialisation, shuffles and augmentation.
+    pub seed: u64,
+    /// LIF constants.
+    pub lif: LifConfig,
+    /// Accuracy-loss estimator.
+    pub ale: AleConfig,
+    /// BWO variant.
+    pub bwo: BwoKind,
+    /// Epochs without validation-loss improvement that start BWO.
+    pub bwo_patience: usize,
+    /// Last epochs trained with fake-quantised integer weights (export loses nothing).
+    pub qat_epochs: usize,
+    /// Random shift of up to this many pixels (0: off).
+    pub shift: usize,
+    /// Random horizontal flips.
+    pub flip: bool,
+    /// Calibration images for the data-dependent estimator metrics.
+    pub calibration: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            dataset: "fashion-mnist".into(),
+            arch: String::new(),
+            time_steps: 1,
+            epochs: 10,
+            batch: 64,
+            optimizer: OptimKind::Adam,
+            lr: 2e-3,
+            momentum: 0.9,
+            weight_decay: 0.0,
+            seed: 1,
+            lif: LifConfig::default(),
+            ale: AleConfig::default(),
+            bwo: BwoKind::Alpha,
+            bwo_patience: 10,
+            qat_epochs: 2,
+            shift: 0,
+            flip: false,
+            calibration: 512,
+        }
+    }
+}
+
+/// One epoch's log line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochLog {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Learning rate at the epoch start.
+    pub lr: f32,
+    /// Mean training loss.
+    pub train_loss: f32,
+    /// Training accuracy (on the augmented batches, in training mode).
+    pub train_acc: f32,
+    /// Validation loss.
+    pub val_loss: f32,
+    /// Validation accuracy.
+    pub val_acc: f32,
+    /// Precision of every layer during this epoch.
+    pub precision: Vec<Precision>,
+    /// Estimator evaluations at the end of the epoch.
+    pub decisions: Vec<Decision>,
+    /// Whether BWO was active during the epoch.
+    pub bwo: bool,
+    /// Whether weights were fake-quantised during the epoch.
+    pub fake_quant: bool,
+    /// Mean spike rate of each hidden layer (last batch).
+    pub spike_rates: Vec<f32>,
+    /// Wall time of the epoch.
+    pub seconds: f64,
+}
+
+/// A checkpoint: enough to resume bit for bit, and to export.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// Identifies the file.
+    pub format: String,
+    /// The run's settings.
+    pub config: TrainConfig,
+    /// The network.
+    pub net: Net,
+    /// Optimiser state.
+    pub optimizer: Optimizer,
+    /// Epochs completed.
+    pub epoch: usize,
+    /// Best validation loss so far.
+    pub best_val_loss: f32,
+    /// Epochs since it improved.
+    pub since_best: usize,
+    /// Whether BWO has started.
+    pub bwo_active: bool,
+    /// Every epoch so far.
+    pub log: Vec<EpochLog>,
+}
+
+/// `format` of checkpoint files.
+pub const CHECKPOINT_FORMAT: &str = "spikeforge-checkpoint-1";
+
+/// Training failures.
+#[derive(Debug, Error)]
+pub enum TrainError {
+    /// The loss stopped being a number.
+    #[error("the loss became {value} at epoch {epoch}, step {step}; training stopped. {}",
+        match .checkpoint { Some(p) => format!("The last good checkpoint is {} (epoch {}).", p.display(), .epoch - 1), None => "No epoch completed, so there is no checkpoint.".into() })]
+    Diverged {
+        /// Epoch (1-based).
+        epoch: usize,
+        /// Step within it.
+        step: usize,
+        /// The value.
+        value: f32,
+        /// Last good checkpoint.
+        checkpoint: Option<PathBuf>,
+    },
+    /// A checkpoint cannot be read or written.
+    #[error("{path}: {reason}")]
+    Checkpoint {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The data does not fit the network.
+    #[error("{0}")]
+    Data(String),
+}
+
+impl Checkpoint {
+    /// A fresh run.
+    pub fn new(config: TrainConfig) -> Result<Checkpoint, crate::net::NetError> {
+        let net = Net::new(
+            &config.arch,
+            config.time_steps,
+            config.lif,
+            config.ale.first_last,
+            config.seed,
+        )?;
+        Ok(Checkpoint {
+            format: CHECKPOINT_FORMAT.into(),
+            config,
+            net,
+            optimizer: Optimizer::default(),
+            epoch: 0,
+            best_val_loss: f32::INFINITY,
+            since_best: 0,
+            bwo_active: false,
+            log: Vec::new(),
+        })
+    }
+
+    /// Reads a checkpoint.
+    pub fn load(path: &Path) -> Result<Checkpoint, TrainError> {
+        let err = |reason: String| TrainError::Checkpoint {
+            path: path.into(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        let c: Checkpoint = serde_json::from_str(&text)
+            .map_err(|e| err(format!("not a spikeforge checkpoint: {e}")))?;
+        if c.format != CHECKPOINT_FORMAT {
+            return Err(err(format!(
+                "format `{}`, expected `{CHECKPOINT_FORMAT}`",
+                c.format
+            )));
+        }
+        Ok(c)
+    }
+
+    /// Writes the checkpoint atomically (temporary file, then rename).
+    pub fn save(&self, path: &Path) -> Result<(), TrainError> {
+        let err = |reason: String| TrainError::Checkpoint {
+            path: path.into(),
+            reason,
+        };
+        let tmp = path.with_extension("json.tmp");
+        let text = serde_json::to_string(self).map_err(|e| err(e.to_string()))?;
+        std::fs::write(&tmp, text).map_err(|e| err(e.to_string()))?;
+        std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))
+    }
+}
+
+/// Loss and accuracy of the network in evaluation mode.
+pub fn evaluate(net: &mut Net, split: &Split) -> (f32, f32) {
+    const CHUNK: usize = 500;
+    let mut loss = 0.0f64;
+    let mut correct = 0usize;
+    for start in (0..split.len()).step_by(CHUNK) {
+        let end = (start + CHUNK).min(split.len());
+        let n = split.image_len();
+        let f = net.forward(&split.images[start * n..end * n], false, false);
+        let (l, c, _) = ops::softmax_ce(&f.logits, &split.labels[start..end]);
+        loss += l as f64 * (end - start) as f64;
+        correct += c;
+    }
+    let n = split.len().max(1) as f64;
+    ((loss / n) as f32, (correct as f64 / n) as f32)
+}
+
+/// Predicted classes of the network in evaluation mode.
+pub fn predict(net: &mut Net, split: &Split) -> Vec<usize> {
+    let n = split.image_len();
+    (0..split.len())
+        .step_by(500)
+        .flat_map(|start| {
+            let end = (start + 500).min(split.len());
+            let f = net.forward(&split.images[start * n..end * n], false, false);
+            f.logits
+                .rows()
+                .into_iter()
+                .map(|r| ops::argmax(&r.to_vec()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// One augmented batch.
+fn gather(
+    split: &Split,
+    idx: &[usize],
+    cfg: &TrainConfig,
+    rng: &mut ChaCha8Rng,
+) -> (Vec<u8>, Vec<u8>) {
+    let (h, w, c) = (
+        split.shape.0 as usize,
+        split.shape.1 as usize,
+        split.shape.2 as usize,
+    );
+    let mut images = Vec::with_capacity(idx.len() * h * w * c);
+    let mut labels = Vec::with_capacity(idx.len());
+    for &i in idx {
+        let img = split.image(i);
+        labels.push(split.labels[i]);
+        if cfg.shift == 0 && !cfg.flip {
+            images.extend_from_slice(img);
+            continue;
+        }
+        let s = cfg.shift as isize;
+        let (dy, dx) = if s > 0 {
+            (rng.gen_range(-s..=s), rng.gen_range(-s..=s))
+        } else {
+            (0, 0)
+        };
+        let flip = cfg.flip && rng.gen_bool(0.5);
+        for y in 0..h as isize {
+            for x in 0..w as isize {
+                let sx = if flip { w as isize - 1 - x } else { x } + dx;
+                let sy = y + dy;
+                for ch in 0..c {
+                    let v = if sy >= 0 && sy < h as isize && sx >= 0 && sx < w as isize {
+                        img[(sy as usize * w + sx as usize) * c + ch]
+                    } else {
+                        0
+                    };
+                    images.push(v);
+                }
+            }
+        }
+    }
+    (images, labels)
+}
+
+/// What the caller sees of a running training: progress per step and a line per epoch.
+pub trait Observer {
+    /// Called after every step.
+    fn step(&mut self, _epoch: usize, _step: usize, _steps: usize, _loss: f32, _acc: f32) {}
+    /// Called at every epoch end with its log.
+    fn epoch(&mut self, _log: &EpochLog) {}
+}
+
+/// An observer that shows nothing.
+pub struct Silent;
+impl Observer for Silent {}
+
+/// Trains from the checkpoint's state until `config.epochs`, saving a checkpoint after every
+/// epoch to `ckpt_path` (when given). `stop_after` ends early after that many epochs of this
+/// call (for tests of resuming).
+pub fn train(
+    ck: &mut Checkpoint,
+    train_set: &Split,
+    val_set: &Split,
+    ckpt_path: Option<&Path>,
+    stop_after: Option<usize>,
+    obs: &mut dyn Observer,
+) -> Result<(), TrainError> {
+    let cfg = ck.config.clone();
+    let (h, w, c) = ck.net.input;
+    if train_set.shape != (h as u32, w as u32, c as u32) {
+        return Err(TrainError::Data(format!(
+            "the dataset's images are {}×{}×{} but the architecture `{}` expects {h}×{w}×{c}",
+            train_set.shape.0, train_set.shape.1, train_set.shape.2, cfg.arch
+        )));
+    }
+    if let Some(&bad) = train_set
+        .labels
+        .iter()
+        .find(|&&l| l as usize >= ck.net.classes())
+    {
+        return Err(TrainError::Data(format!(
+            "label {bad} in the data, but the architecture's last layer has {} outputs",
+            ck.net.classes()
+        )));
+    }
+    let mut done = 0;
+    let cal_n = cfg.calibration.min(val_set.len());
+    let cal = val_set.take(cal_n.max(1));
+    while ck.epoch < cfg.epochs && stop_after.is_none_or(|s| done < s) {
+        let epoch = ck.epoch + 1;
+        let t0 = Instant::now();
+        ck.net.fake_quant = epoch + cfg.qat_epochs > cfg.epochs;
+        let mut rng = ChaCha8Rng::seed_from_u64(
+            cfg.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        );
+        let mut order: Vec<usize> = (0..train_set.len()).collect();
+        order.shuffle(&mut rng);
+        let steps = order.len().div_ceil(cfg.batch);
+        let lr0 = cosine(cfg.lr, (epoch - 1) as f64, cfg.epochs);
+        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+        let mut rates = Vec::new();
+        for (step, idx) in order.chunks(cfg.batch).enumerate() {
+            let (images, labels) = gather(train_set, idx, &cfg, &mut rng);
+            let f = ck.net.forward(&images, true, false);
+            rates = f.rates.clone();
+            let (loss, corr, dlogits) = ops::softmax_ce(&f.logits, &labels);
+            if !loss.is_finite() {
+                return Err(TrainError::Diverged {
+                    epoch,
+                    step: step + 1,
+                    value: loss,
+                    checkpoint: ckpt_path.filter(|_| ck.epoch > 0).map(Path::to_path_buf),
+                });
+            }
+            let grads = ck.net.backward(f, &dlogits);
+            let lr = cosine(
+                cfg.lr,
+                (epoch - 1) as f64 + step as f64 / steps as f64,
+                cfg.epochs,
+            );
+            apply(ck, &grads, lr);
+            loss_sum += loss as f64 * labels.len() as f64;
+            correct += corr;
+            seen += labels.len();
+            obs.step(
+                epoch,
+                step + 1,
+                steps,
+                (loss_sum / seen as f64) as f32,
+                correct as f32 / seen as f32,
+            );
+        }
+        let (val_loss, val_acc) = evaluate(&mut ck.net, val_set);
+        let precision = ck.net.params.iter().map(|p| p.precision).collect();
+        if val_loss < ck.best_val_loss - 1e-4 {
+            ck.best_val_loss = val_loss;
+            ck.since_best = 0;
+        } else {
+            ck.since_best += 1;
+        }
+        let bwo_during = ck.bwo_active;
+        if !ck.bwo_active && cfg.bwo != BwoKind::Off && ck.since_best >= cfg.bwo_patience {
+            ck.bwo_active = true;
+        }
+        let decisions = if epoch % cfg.ale.every.max(1) == 0 && epoch < cfg.epochs {
+            ale::update(
+                &mut ck.net,
+                &cfg.ale,
+                &Calibration {
+                    images: &cal.images,
+                    labels: &cal.labels,
+                },
+            )
+        } else {
+            Vec::new()
+        };
+        sync_alpha(ck, cfg.bwo);
+        let log = EpochLog {
+            epoch,
+            lr: lr0,
+            train_loss: (loss_sum / seen.max(1) as f64) as f32,
+            train_acc: correct as f32 / seen.max(1) as f32,
+            val_loss,
+            val_acc,
+            precision,
+            decisions,
+            bwo: bwo_during,
+            fake_quant: ck.net.fake_quant,
+            spike_rates: rates,
+            seconds: t0.elapsed().as_secs_f64(),
+        };
+        if !val_loss.is_finite() {
+            return Err(TrainError::Diverged {
+                epoch,
+                step: steps,
+                value: val_loss,
+                checkpoint: ckpt_path.filter(|_| ck.epoch > 0).map(Path::to_path_buf),
+            });
+        }
+        obs.epoch(&log);
+        ck.log.push(log);
+        ck.epoch = epoch;
+        if let Some(p) = ckpt_path {
+            ck.save(p)?;
+        }
+        done += 1;
+    }
+    ck.net.fake_quant = ck.config.qat_epochs > 0;
+    Ok(())
+}
+
+/// BWO-α: binary hidden layers carry a trainable α while BWO is active; others none.
+fn sync_alpha(ck: &mut Checkpoint, bwo: BwoKind) {
+    for l in 0..ck.net.specs.len() {
+        let want = ck.bwo_active
+            && bwo == BwoKind::Alpha
+            && ck.net.params[l].precision == Precision::Binary
+            && !ck.net.specs[l].last;
+        match (want, ck.net.params[l].alpha.is_some()) {
+            (true, false) => {
+                let s = ck.net.specs[l];
+                let w =
+                    ArrayView2::from_shape((s.out, s.fan_in), &ck.net.params[l].w).expect("shape");
+                ck.net.params[l].alpha = Some(mean_abs_rows(w));
+            }
+            (false, true) => ck.net.params[l].alpha = None,
+            _ => {}
+        }
+    }
+}
+
+/// One optimiser step over every parameter.
+fn apply(ck: &mut Checkpoint, grads: &[crate::net::LayerGrads], lr: f32) {
+    let cfg = &ck.config;
+    let h = Hyper {
+        kind: cfg.optimizer,
+        lr,
+        momentum: cfg.momentum,
+        weight_decay: cfg.weight_decay,
+    };
+    let direct = ck.bwo_active && cfg.bwo == BwoKind::Direct;
+    let opt = &mut ck.optimizer;
+    opt.begin_step();
+    for (l, g) in grads.iter().enumerate() {
+        let binary = ck.net.params[l].precision == Precision::Binary;
+        let wgrad = if direct && binary {
+            // BWO-direct: the latent weight becomes the binary weight, which takes the step.
+            let (w_eff, _) = ck.net.effective_weights(l);
+            ck.net.params[l].w = w_eff.iter().copied().collect();
+            &g.w_eff
+        } else {
+            &g.w
+        };
+        let p = &mut ck.net.params[l];
+        opt.update(&format!("{l}.w"), &mut p.w, wgrad, &h, true);
+        if !g.bias.is_empty() {
+            opt.update(&format!("{l}.bias"), &mut p.bias, &g.bias, &h, false);
+        }
+        if let Some(bn) = p.bn.as_mut() {
+            opt.update(&format!("{l}.gamma"), &mut bn.gamma, &g.gamma, &h, false);
+            opt.update(&format!("{l}.beta"), &mut bn.beta, &g.beta, &h, false);
+        }
+        if let Some(a) = p.alpha.as_mut() {
+            opt.update(&format!("{l}.alpha"), a, &g.alpha, &h, false);
+        }
+    }
+}
+
+/// Weight storage in bits: as trained (binary layers 1 bit per weight, others their integer
+/// width) and with every layer at its full-precision width.
+pub fn storage_bits(net: &Net) -> (u64, u64) {
+    net.specs
+        .iter()
+        .zip(&net.params)
+        .fold((0, 0), |(mixed, full), (s, p)| {
+            let n = (s.out * s.fan_in) as u64;
+            let bits = if p.precision == Precision::Binary {
+                1
+            } else {
+                s.int_bits as u64
+            };
+            (mixed + n * bits, full + n * s.int_bits as u64)
+        })
+}
+
+/// Helper for tests and the CLI: logits of one batch as an owned matrix.
+pub fn logits(net: &mut Net, images: &[u8]) -> Array2<f32> {
+    net.forward(images, false, false).logits
+}
