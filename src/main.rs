@@ -19,6 +19,14 @@ struct Cli {
 enum Command {
     /// Runs the main job end to end on a reference model: model → gen → lint → cosim → synth.
     Demo(cmd::demo::Args),
+    /// Trains an ALBSNN on a dataset and exports its integer hardware model.
+    Train(cmd::train::Args),
+    /// Exports a training checkpoint as an integer hardware model.
+    Export(cmd::export::Args),
+    /// Golden-model (= RTL) accuracy of a hardware model on a dataset's test set.
+    Eval(cmd::eval::Args),
+    /// Lists the datasets found, checks their files, says how to get missing ones.
+    Data(cmd::data::Args),
     /// Builds a valid random model of an architecture (for tests and benchmarks).
     RandomModel(cmd::random_model::Args),
     /// Generates Verilog, ROM images and a manifest for a model.
@@ -49,6 +57,10 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(a) => cmd::demo::run(a),
+        Command::Train(a) => cmd::train::run(a),
+        Command::Export(a) => cmd::export::run(a),
+        Command::Eval(a) => cmd::eval::run(a),
+        Command::Data(a) => cmd::data::run(a),
         Command::RandomModel(a) => cmd::random_model::run(a),
         Command::Gen(a) => cmd::gen::run(a),
         Command::Cosim(a) => cmd::cosim::run(a),

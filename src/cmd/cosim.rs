@@ -24,7 +24,14 @@ pub struct Args {
     /// Images from a file: raw bytes or IDX (optionally gzipped).
     #[arg(long)]
     pub images: Option<PathBuf>,
-    /// At most this many images from --images.
+    /// Test images of a dataset (fashion-mnist, mnist, cifar10, cifar100) instead of random
+    /// ones; the RTL's accuracy on them is printed too.
+    #[arg(long, conflicts_with = "images")]
+    pub dataset: Option<String>,
+    /// Directory of the dataset's files (default: where its package installs them).
+    #[arg(long, requires = "dataset")]
+    pub data: Option<PathBuf>,
+    /// At most this many images from --images or --dataset.
     #[arg(long)]
     pub limit: Option<usize>,
     /// Insert random input gaps and output back-pressure.
@@ -170,9 +177,31 @@ pub fn conclude(report: &Report) -> Result<()> {
 pub fn run(a: Args) -> Result<()> {
     let model = super::load_model(&a.model)?;
     let golden = Golden::new(&model);
-    let (images, n) = match &a.images {
-        Some(p) => crate::images::read_images(p, golden.image_len(), a.limit)?,
-        None => (random_images(&model, a.random, a.seed), a.random),
+    let mut labels = None;
+    let (images, n) = match (&a.images, &a.dataset) {
+        (Some(p), _) => crate::images::read_images(p, golden.image_len(), a.limit)?,
+        (None, Some(d)) => {
+            let test = spikeforge_trainer::data::load(d, a.data.as_deref())?
+                .test
+                .take(a.limit.unwrap_or(usize::MAX));
+            let i = &model.input;
+            if (i.height, i.width, i.channels) != test.shape {
+                bail!(
+                    "{}: the model takes {}×{}×{} images, the {d} test images are {}×{}×{}",
+                    a.model.display(),
+                    i.height,
+                    i.width,
+                    i.channels,
+                    test.shape.0,
+                    test.shape.1,
+                    test.shape.2
+                );
+            }
+            labels = Some(test.labels.clone());
+            let n = test.len();
+            (test.images, n)
+        }
+        (None, None) => (random_images(&model, a.random, a.seed), a.random),
     };
     if n == 0 {
         bail!("no images to simulate");
@@ -228,5 +257,20 @@ pub fn run(a: Args) -> Result<()> {
         });
     bar.finish_and_clear();
     let report = report.with_context(|| format!("co-simulating {}", a.model.display()))?;
-    conclude(&report)
+    conclude(&report)?;
+    if let Some(labels) = labels {
+        let correct = report
+            .classes
+            .iter()
+            .zip(&labels)
+            .filter(|(c, l)| **c == **l as usize)
+            .count();
+        println!(
+            "RTL accuracy: {correct}/{} = {:.2} % on {} test images",
+            labels.len(),
+            100.0 * correct as f64 / labels.len().max(1) as f64,
+            a.dataset.as_deref().unwrap_or_default()
+        );
+    }
+    Ok(())
 }

@@ -2,13 +2,17 @@
 
 pub mod bench;
 pub mod cosim;
+pub mod data;
 pub mod demo;
 pub mod doctor;
+pub mod eval;
+pub mod export;
 pub mod gen;
 pub mod infer;
 pub mod inspect;
 pub mod random_model;
 pub mod synth;
+pub mod train;
 
 use std::path::Path;
 

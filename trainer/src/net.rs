@@ -118,6 +118,10 @@ pub struct Net {
     pub params: Vec<LayerParams>,
     /// Fake-quantise full-precision weights (and the output bias) to their export integers.
     pub fake_quant: bool,
+    /// Natural log of the positive scale applied to the GAP logits: it sharpens the softmax
+    /// without changing the argmax, so the exported integer head ignores it.
+    #[serde(default)]
+    pub head_log_scale: f32,
     /// Gradient checks only: spikes become the surrogate's primitive and binary weights
     /// `α·clamp(W, −1, 1)`, smooth functions whose derivatives the backward pass computes.
     #[serde(skip)]
@@ -139,6 +143,15 @@ pub struct LayerGrads {
     pub alpha: Vec<f32>,
     /// ∂L/∂W_eff (BWO-direct applies this to the binary weight itself).
     pub w_eff: Vec<f32>,
+    /// ∂L/∂(head log-scale) (last layer only).
+    pub head_log_scale: f32,
+}
+
+/// Initial logit scale: GAP averages over `p` positions of a spike-driven layer shrink like
+/// `1/√p`, and a softmax over near-equal logits learns slowly; `√p` undoes that.
+fn initial_head_log_scale(specs: &[LayerSpec]) -> f32 {
+    let last = specs.last().expect("a network has layers");
+    0.5 * ((last.out_hw.0 * last.out_hw.1) as f32).ln()
 }
 
 /// Forward-pass records one layer's backward pass needs.
@@ -291,6 +304,7 @@ impl Net {
             })
             .collect();
         Ok(Net {
+            head_log_scale: initial_head_log_scale(&specs),
             arch: arch_str.into(),
             input: (a.input.0 as usize, a.input.1 as usize, a.input.2 as usize),
             time_steps,
@@ -446,7 +460,7 @@ impl Net {
                         }
                     }
                 }
-                logits /= per as f32;
+                logits *= self.head_log_scale.exp() / per as f32;
                 caches.push(LayerCache {
                     x2,
                     w_eff,
@@ -507,10 +521,12 @@ impl Net {
         let lc = &caches[last];
         let per = lc.x2.nrows() / b;
         let pos = per / if last == 0 { 1 } else { t_steps };
+        let scale = self.head_log_scale.exp();
+        grads[last].head_log_scale = (dlogits * &fwd.logits).sum();
         let mut dy = Array2::zeros((lc.x2.nrows(), self.specs[last].out));
         for (r, mut row) in dy.rows_mut().into_iter().enumerate() {
             let bi = (r / pos) % b;
-            row.assign(&(&dlogits.row(bi) / per as f32));
+            row.assign(&(&dlogits.row(bi) * (scale / per as f32)));
         }
         grads[last].bias = dy.sum_axis(ndarray::Axis(0)).to_vec();
         for l in (0..n).rev() {

@@ -158,9 +158,11 @@ pub const CHECKPOINT_FORMAT: &str = "spikeforge-checkpoint-1";
 #[derive(Debug, Error)]
 pub enum TrainError {
     /// The loss stopped being a number.
-    #[error("the loss became {value} at epoch {epoch}, step {step}; training stopped. {}",
+    #[error("{what} became {value} at epoch {epoch}, step {step}: training diverged and stopped (lower the learning rate). {}",
         match .checkpoint { Some(p) => format!("The last good checkpoint is {} (epoch {}).", p.display(), .epoch - 1), None => "No epoch completed, so there is no checkpoint.".into() })]
     Diverged {
+        /// What stopped being a number: the loss or a weight.
+        what: &'static str,
         /// Epoch (1-based).
         epoch: usize,
         /// Step within it.
@@ -381,6 +383,7 @@ pub fn train(
             let (loss, corr, dlogits) = ops::softmax_ce(&f.logits, &labels);
             if !loss.is_finite() {
                 return Err(TrainError::Diverged {
+                    what: "the loss",
                     epoch,
                     step: step + 1,
                     value: loss,
@@ -394,6 +397,15 @@ pub fn train(
                 cfg.epochs,
             );
             apply(ck, &grads, lr);
+            if let Some(bad) = first_non_finite(&ck.net) {
+                return Err(TrainError::Diverged {
+                    what: "a weight",
+                    epoch,
+                    step: step + 1,
+                    value: bad,
+                    checkpoint: ckpt_path.filter(|_| ck.epoch > 0).map(Path::to_path_buf),
+                });
+            }
             loss_sum += loss as f64 * labels.len() as f64;
             correct += corr;
             seen += labels.len();
@@ -446,6 +458,7 @@ pub fn train(
         };
         if !val_loss.is_finite() {
             return Err(TrainError::Diverged {
+                what: "the validation loss",
                 epoch,
                 step: steps,
                 value: val_loss,
@@ -462,6 +475,19 @@ pub fn train(
     }
     ck.net.fake_quant = ck.config.qat_epochs > 0;
     Ok(())
+}
+
+/// The first parameter that is not a finite number (the loss follows it one step later).
+fn first_non_finite(net: &Net) -> Option<f32> {
+    net.params.iter().find_map(|p| {
+        let bn = p.bn.iter().flat_map(|b| b.gamma.iter().chain(&b.beta));
+        p.w.iter()
+            .chain(&p.bias)
+            .chain(bn)
+            .chain(p.alpha.iter().flatten())
+            .copied()
+            .find(|v| !v.is_finite())
+    })
 }
 
 /// BWO-α: binary hidden layers carry a trainable α while BWO is active; others none.
@@ -515,6 +541,12 @@ fn apply(ck: &mut Checkpoint, grads: &[crate::net::LayerGrads], lr: f32) {
             opt.update(&format!("{l}.gamma"), &mut bn.gamma, &g.gamma, &h, false);
             opt.update(&format!("{l}.beta"), &mut bn.beta, &g.beta, &h, false);
         }
+        if ck.net.specs[l].last {
+            let mut v = [ck.net.head_log_scale];
+            opt.update("head_log_scale", &mut v, &[g.head_log_scale], &h, false);
+            ck.net.head_log_scale = v[0];
+        }
+        let p = &mut ck.net.params[l];
         if let Some(a) = p.alpha.as_mut() {
             opt.update(&format!("{l}.alpha"), a, &g.alpha, &h, false);
         }

@@ -2,7 +2,7 @@
 //! convolution (im2col/col2im), dense, BatchNorm, LIF through time with each surrogate (the
 //! forward pass runs the surrogate's primitive, whose derivative the backward pass uses),
 //! both resets, max and average pooling, the GAP head, cross-entropy, the clipped STE of
-//! binary layers and the α gradient of BWO-α.
+//! binary layers, the α gradient of BWO-α and the logit scale of the head.
 
 use spikeforge_trainer::net::{Net, Precision};
 use spikeforge_trainer::ops::{self, LifConfig, ResetKind, Surrogate};
@@ -20,11 +20,16 @@ enum P {
     Beta(usize),
     Bias(usize),
     Alpha(usize),
+    HeadScale,
 }
 
 fn get(net: &mut Net, l: usize, p: P) -> &mut f32 {
+    if let P::HeadScale = p {
+        return &mut net.head_log_scale;
+    }
     let lp = &mut net.params[l];
     match p {
+        P::HeadScale => unreachable!(),
         P::W(i) => &mut lp.w[i],
         P::Gamma(i) => &mut lp.bn.as_mut().unwrap().gamma[i],
         P::Beta(i) => &mut lp.bn.as_mut().unwrap().beta[i],
@@ -47,6 +52,7 @@ fn check(net: &mut Net, images: &[u8], labels: &[u8], eps: f32, which: &[(usize,
             P::Beta(i) => grads[l].beta[i],
             P::Bias(i) => grads[l].bias[i],
             P::Alpha(i) => grads[l].alpha[i],
+            P::HeadScale => grads[l].head_log_scale,
         } as f64;
         // Central differences at two step sizes, and one-sided ones: the piecewise-linear
         // surrogate primitives have kinks a step may straddle (there the analytic gradient is
@@ -94,6 +100,7 @@ fn params_to_check(net: &Net) -> Vec<(usize, P)> {
         if s.last {
             v.push((l, P::Bias(0)));
             v.push((l, P::Bias(s.out - 1)));
+            v.push((l, P::HeadScale));
         } else {
             v.push((l, P::Gamma(0)));
             v.push((l, P::Beta(s.out - 1)));
@@ -104,7 +111,7 @@ fn params_to_check(net: &Net) -> Vec<(usize, P)> {
 
 fn net(arch: &str, t: usize, surrogate: Surrogate, reset: ResetKind) -> Net {
     let lif = LifConfig {
-        vth: 0.5,
+        vth: 0.6,
         tau: 0.5,
         reset,
         strict: true,

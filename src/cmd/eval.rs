@@ -1,0 +1,53 @@
+//! `spikeforge eval`: golden-model (= RTL) accuracy of a hardware model on a dataset.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+
+/// Arguments.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Model file (JSON IR).
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub data: super::train::DataArgs,
+    /// At most this many test images.
+    #[arg(long)]
+    pub limit: Option<usize>,
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let model = super::load_model(&a.model)?;
+    let ds = a.data.load()?;
+    let test = ds.test.take(a.limit.unwrap_or(usize::MAX));
+    let i = &model.input;
+    if (i.height, i.width, i.channels) != test.shape {
+        bail!(
+            "{}: the model takes {}×{}×{} images, {} images are {}×{}×{}",
+            a.model.display(),
+            i.height,
+            i.width,
+            i.channels,
+            ds.name,
+            test.shape.0,
+            test.shape.1,
+            test.shape.2
+        );
+    }
+    let t0 = std::time::Instant::now();
+    let pred = spikeforge_trainer::export::golden_classes(&model, &test.images);
+    let correct = pred
+        .iter()
+        .zip(&test.labels)
+        .filter(|(p, l)| **p == **l as usize)
+        .count();
+    println!(
+        "{}: {correct}/{} = {:.2} % on the {} test set (golden model, bit-exact with the RTL; {:.1} s)",
+        a.model.display(),
+        test.len(),
+        100.0 * correct as f64 / test.len().max(1) as f64,
+        ds.name,
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

@@ -1,0 +1,524 @@
+//! `spikeforge train`: trains an ALBSNN on a dataset and exports the integer hardware model,
+//! reporting float, integer (golden = RTL) accuracy and weight storage.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use spikeforge_trainer::ale::{AleConfig, Metric};
+use spikeforge_trainer::data::{self, Dataset};
+use spikeforge_trainer::net::Precision;
+use spikeforge_trainer::ops::{LifConfig, ResetKind, Surrogate};
+use spikeforge_trainer::optim::OptimKind;
+use spikeforge_trainer::train::{self, BwoKind, Checkpoint, EpochLog, Observer, TrainConfig};
+
+/// The default architecture per dataset (methods-spec §1.4, halved in width for 2 cores;
+/// max pooling of spikes is an OR gate in hardware).
+pub fn default_arch(dataset: &str) -> &'static str {
+    match dataset {
+        "cifar10" => "32x32x3-64C3-128C3-MP2-256C3-MP2-256C3-10C3-GAP",
+        "cifar100" => "32x32x3-64C3-128C3-MP2-256C3-MP2-256C3-100C3-GAP",
+        _ => "28x28x1-32C3-MP2-64C3-MP2-128C3-10C3-GAP",
+    }
+}
+
+/// Where the data comes from.
+#[derive(clap::Args, Clone)]
+pub struct DataArgs {
+    /// Dataset: fashion-mnist, mnist, cifar10, cifar100.
+    #[arg(long, default_value = "fashion-mnist")]
+    pub dataset: String,
+    /// Directory of the dataset's files (default: where its package installs them).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+}
+
+impl DataArgs {
+    /// Loads the dataset, with a message that says how to get it when it is missing.
+    pub fn load(&self) -> Result<Dataset> {
+        let bar = spinner(format!("reading {}", self.dataset));
+        let d = data::load(&self.dataset, self.data.as_deref());
+        bar.finish_and_clear();
+        Ok(d?)
+    }
+}
+
+fn spinner(msg: String) -> ProgressBar {
+    let s = ProgressBar::new_spinner();
+    s.set_message(msg);
+    s.enable_steady_tick(std::time::Duration::from_millis(120));
+    s
+}
+
+/// Arguments.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Architecture (`spikeforge random-model --help` has the notation); layers without a
+    /// weight suffix are the estimator's to decide. Default: one per dataset.
+    #[arg(long)]
+    pub arch: Option<String>,
+    /// Time steps T.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub time_steps: u32,
+    /// Epochs.
+    #[arg(long, default_value_t = 20)]
+    pub epochs: usize,
+    /// Mini-batch size.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch: u32,
+    /// Train on the first N training images only (quick experiments).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Validation images held out from the end of the training set (for the plateau and the
+    /// estimator's calibration); default 5000, or a tenth of --limit.
+    #[arg(long)]
+    pub val: Option<usize>,
+    /// Output directory: checkpoint, log, plot, model.
+    #[arg(long, default_value = "out/train")]
+    pub out: PathBuf,
+    /// Continue the run in --out from its checkpoint, with its settings (--epochs may grow,
+    /// --lr may change).
+    #[arg(long)]
+    pub resume: bool,
+    /// Seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Optimiser.
+    #[arg(long, value_enum, default_value = "adam")]
+    pub optimizer: Optim,
+    /// Peak learning rate (cosine schedule to zero).
+    #[arg(long)]
+    pub lr: Option<f32>,
+    /// SGD momentum.
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f32,
+    /// Decoupled weight decay.
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f32,
+    /// LIF threshold θ (A1).
+    #[arg(long, default_value_t = 0.75)]
+    pub vth: f32,
+    /// LIF decay τ: 1, 2^-k or 1 − 2^-k (A1).
+    #[arg(long, default_value_t = 0.25)]
+    pub tau: f32,
+    /// Reset after a spike (A1).
+    #[arg(long, value_enum, default_value = "hard")]
+    pub reset: ResetArg,
+    /// Fire on `u ≥ θ` instead of STBP's `u > θ`.
+    #[arg(long)]
+    pub fire_ge: bool,
+    /// Surrogate gradient shape (A2).
+    #[arg(long, value_enum, default_value = "rectangular")]
+    pub surrogate: SurrogateArg,
+    /// Surrogate half-width a (A2).
+    #[arg(long, default_value_t = 0.5)]
+    pub surrogate_width: f32,
+    /// Accuracy-loss estimator metric (A4).
+    #[arg(long, value_enum, default_value = "weight")]
+    pub ale_metric: MetricArg,
+    /// Estimator threshold ε (A5; default per metric: 0.35 for E1/E2, 0.005 for accuracy).
+    #[arg(long)]
+    pub ale_threshold: Option<f64>,
+    /// Estimator hysteresis δ (A5).
+    #[arg(long, default_value_t = 0.05)]
+    pub ale_hysteresis: f64,
+    /// Largest fraction of candidate layers that may be binary (A5).
+    #[arg(long, default_value_t = 1.0)]
+    pub ale_cap: f64,
+    /// Re-evaluate the estimator every N epochs.
+    #[arg(long, default_value_t = 1)]
+    pub ale_every: usize,
+    /// Let the estimator decide the first and last layers too (A6 keeps them full precision).
+    #[arg(long)]
+    pub ale_first_last: bool,
+    /// Binary weight optimisation (A7).
+    #[arg(long, value_enum, default_value = "alpha")]
+    pub bwo: BwoArg,
+    /// Epochs without validation improvement before BWO starts.
+    #[arg(long, default_value_t = 10)]
+    pub bwo_patience: usize,
+    /// Last epochs trained with fake-quantised integer weights.
+    #[arg(long, default_value_t = 2)]
+    pub qat_epochs: usize,
+    /// Random shifts of up to this many pixels (default: 4 for CIFAR, else 0).
+    #[arg(long)]
+    pub shift: Option<usize>,
+    /// Random horizontal flips (default: on for CIFAR).
+    #[arg(long)]
+    pub flip: Option<bool>,
+    /// Hide the per-epoch progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy)]
+pub enum Optim {
+    Adam,
+    Sgd,
+}
+#[derive(clap::ValueEnum, Clone, Copy)]
+pub enum ResetArg {
+    Hard,
+    Subtract,
+}
+#[derive(clap::ValueEnum, Clone, Copy)]
+pub enum SurrogateArg {
+    Rectangular,
+    Triangle,
+    Sigmoid,
+}
+#[derive(clap::ValueEnum, Clone, Copy)]
+pub enum MetricArg {
+    Weight,
+    Output,
+    Accuracy,
+}
+#[derive(clap::ValueEnum, Clone, Copy)]
+pub enum BwoArg {
+    Alpha,
+    Direct,
+    Off,
+}
+
+impl Args {
+    fn config(&self) -> Result<TrainConfig> {
+        let name = data::known(&self.data.dataset)?.name;
+        let arch = self
+            .arch
+            .clone()
+            .unwrap_or_else(|| default_arch(name).to_string());
+        let metric = match self.ale_metric {
+            MetricArg::Weight => Metric::Weight,
+            MetricArg::Output => Metric::Output,
+            MetricArg::Accuracy => Metric::Accuracy,
+        };
+        let cifar = name.starts_with("cifar");
+        let lif = LifConfig {
+            vth: self.vth,
+            tau: self.tau,
+            reset: match self.reset {
+                ResetArg::Hard => ResetKind::Hard,
+                ResetArg::Subtract => ResetKind::Subtract,
+            },
+            strict: !self.fire_ge,
+            surrogate: match self.surrogate {
+                SurrogateArg::Rectangular => Surrogate::Rectangular,
+                SurrogateArg::Triangle => Surrogate::Triangle,
+                SurrogateArg::Sigmoid => Surrogate::Sigmoid,
+            },
+            width: self.surrogate_width,
+        };
+        spikeforge_trainer::export::leak_of(lif.tau, self.time_steps as usize)?;
+        if !(lif.vth > 0.0 && lif.width > 0.0) {
+            bail!("--vth and --surrogate-width must be positive");
+        }
+        let optimizer = match self.optimizer {
+            Optim::Adam => OptimKind::Adam,
+            Optim::Sgd => OptimKind::Sgd,
+        };
+        Ok(TrainConfig {
+            dataset: name.into(),
+            arch,
+            time_steps: self.time_steps as usize,
+            epochs: self.epochs,
+            batch: self.batch as usize,
+            optimizer,
+            lr: self.lr.unwrap_or(match optimizer {
+                OptimKind::Adam => 2e-3,
+                OptimKind::Sgd => 0.1,
+            }),
+            momentum: self.momentum,
+            weight_decay: self.weight_decay,
+            seed: self.seed,
+            lif,
+            ale: AleConfig {
+                metric,
+                threshold: self.ale_threshold.unwrap_or(metric.default_threshold()),
+                hysteresis: self.ale_hysteresis,
+                cap: self.ale_cap,
+                every: self.ale_every.max(1),
+                first_last: self.ale_first_last,
+            },
+            bwo: match self.bwo {
+                BwoArg::Alpha => BwoKind::Alpha,
+                BwoArg::Direct => BwoKind::Direct,
+                BwoArg::Off => BwoKind::Off,
+            },
+            bwo_patience: self.bwo_patience,
+            qat_epochs: self.qat_epochs.min(self.epochs),
+            shift: self.shift.unwrap_or(if cifar { 4 } else { 0 }),
+            flip: self.flip.unwrap_or(cifar),
+            calibration: 512,
+        })
+    }
+}
+
+/// Progress bar per epoch and a JSON log line per epoch.
+struct Console {
+    bar: Option<ProgressBar>,
+    quiet: bool,
+    log: std::fs::File,
+}
+
+impl Observer for Console {
+    fn step(&mut self, epoch: usize, step: usize, steps: usize, loss: f32, acc: f32) {
+        if self.quiet {
+            return;
+        }
+        let bar = self.bar.get_or_insert_with(|| {
+            let b = ProgressBar::new(steps as u64);
+            b.set_style(
+                ProgressStyle::with_template(
+                    "epoch {prefix:>3} {bar:30} {pos}/{len} batches ({per_sec}, eta {eta}) {msg}",
+                )
+                .expect("a valid template"),
+            );
+            b.set_prefix(epoch.to_string());
+            b
+        });
+        bar.set_position(step as u64);
+        if step % 10 == 0 || step == steps {
+            bar.set_message(format!("loss {loss:.4} acc {:.2} %", acc * 100.0));
+        }
+    }
+
+    fn epoch(&mut self, e: &EpochLog) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+        let binary: Vec<String> = e
+            .precision
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| **p == Precision::Binary)
+            .map(|(l, _)| (l + 1).to_string())
+            .collect();
+        println!(
+            "epoch {:>3}: lr {:.2e}  train loss {:.4} acc {:.2} %  val loss {:.4} acc {:.2} %  binary layers [{}]{}{}  {:.1} s",
+            e.epoch,
+            e.lr,
+            e.train_loss,
+            e.train_acc * 100.0,
+            e.val_loss,
+            e.val_acc * 100.0,
+            binary.join(","),
+            if e.bwo { "  BWO" } else { "" },
+            if e.fake_quant { "  QAT" } else { "" },
+            e.seconds
+        );
+        for d in e.decisions.iter().filter(|d| d.before != d.after) {
+            println!(
+                "  estimator: layer {} {:?} → {:?} ({})",
+                d.layer + 1,
+                d.before,
+                d.after,
+                d.reason
+            );
+        }
+        // A failed log write must not stop a long run; the checkpoint holds the same log.
+        let _ = writeln!(self.log, "{}", serde_json::to_string(e).unwrap_or_default());
+    }
+}
+
+/// What a finished run reports (also written as `summary.json`).
+#[derive(serde::Serialize)]
+pub struct Summary {
+    pub dataset: String,
+    pub arch: String,
+    pub time_steps: usize,
+    pub epochs: usize,
+    pub train_images: usize,
+    pub test_images: usize,
+    pub float_accuracy: f64,
+    pub integer_accuracy: f64,
+    pub gap_points: f64,
+    pub binary_layers: Vec<usize>,
+    pub weight_bits: u64,
+    pub weight_bits_all_full_precision: u64,
+    pub storage_saving_percent: f64,
+    pub train_seconds: f64,
+    pub model: PathBuf,
+}
+
+/// Exports a checkpoint, evaluates float and integer accuracy on the test set, writes the
+/// model and returns the summary.
+pub fn finish(
+    ck: &Checkpoint,
+    ds: &Dataset,
+    model_path: &Path,
+    test_limit: Option<usize>,
+) -> Result<Summary> {
+    let mut net = ck.net.clone();
+    let name = format!("{}_albsnn", ds.name.replace('-', "_"));
+    let model = spikeforge_trainer::export::export(&net, &name)?;
+    spikeforge_model::save(&model, model_path)?;
+    let test = ds.test.take(test_limit.unwrap_or(usize::MAX));
+    let bar = spinner(format!(
+        "evaluating the float and the integer model on {} test images",
+        test.len()
+    ));
+    let float_pred = train::predict(&mut net, &test);
+    let int_pred = spikeforge_trainer::export::golden_classes(&model, &test.images);
+    bar.finish_and_clear();
+    let acc = |p: &[usize]| {
+        p.iter()
+            .zip(&test.labels)
+            .filter(|(a, b)| **a == **b as usize)
+            .count() as f64
+            / test.len().max(1) as f64
+    };
+    let (fa, ia) = (acc(&float_pred), acc(&int_pred));
+    let (bits, full) = train::storage_bits(&net);
+    Ok(Summary {
+        dataset: ds.name.clone(),
+        arch: ck.config.arch.clone(),
+        time_steps: ck.config.time_steps,
+        epochs: ck.epoch,
+        train_images: 0,
+        test_images: test.len(),
+        float_accuracy: fa,
+        integer_accuracy: ia,
+        gap_points: (fa - ia) * 100.0,
+        binary_layers: net
+            .params
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.precision == Precision::Binary)
+            .map(|(l, _)| l + 1)
+            .collect(),
+        weight_bits: bits,
+        weight_bits_all_full_precision: full,
+        storage_saving_percent: 100.0 * (1.0 - bits as f64 / full.max(1) as f64),
+        train_seconds: ck.log.iter().map(|e| e.seconds).sum(),
+        model: model_path.to_path_buf(),
+    })
+}
+
+/// Prints a summary.
+pub fn print_summary(s: &Summary) {
+    println!(
+        "test accuracy on {} images: float {:.2} %, integer (golden model = RTL) {:.2} %, gap {:+.2} points",
+        s.test_images,
+        s.float_accuracy * 100.0,
+        s.integer_accuracy * 100.0,
+        s.gap_points
+    );
+    println!(
+        "weights: {} bits, {:.1} % below all-full-precision ({} bits); binary layers {:?}; {} epochs in {:.0} s",
+        s.weight_bits, s.storage_saving_percent, s.weight_bits_all_full_precision, s.binary_layers, s.epochs, s.train_seconds
+    );
+    println!("model: {}", s.model.display());
+}
+
+/// Trains per the arguments; returns the final checkpoint, the dataset and the train size.
+pub fn train_run(a: &Args) -> Result<(Checkpoint, Dataset, usize)> {
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let ckpt_path = a.out.join("checkpoint.json");
+    let config = a.config()?;
+    let mut ck = if a.resume {
+        let mut c = Checkpoint::load(&ckpt_path)
+            .context("--resume needs the checkpoint of an earlier run in --out")?;
+        if c.config.arch != config.arch
+            || c.config.dataset != config.dataset
+            || c.config.time_steps != config.time_steps
+        {
+            bail!(
+                "{}: the checkpoint is for {} `{}` at T = {}, not {} `{}` at T = {}",
+                ckpt_path.display(),
+                c.config.dataset,
+                c.config.arch,
+                c.config.time_steps,
+                config.dataset,
+                config.arch,
+                config.time_steps
+            );
+        }
+        c.config.epochs = c.config.epochs.max(a.epochs);
+        if let Some(lr) = a.lr {
+            c.config.lr = lr;
+        }
+        c
+    } else {
+        Checkpoint::new(config)?
+    };
+    let ds = a.data.load()?;
+    let full = match a.limit {
+        Some(n) => ds.train.take(n),
+        None => ds.train.clone(),
+    };
+    let val_n = a.val.unwrap_or(if a.limit.is_some() {
+        full.len() / 10
+    } else {
+        5000
+    });
+    if val_n >= full.len() {
+        bail!(
+            "--val {val_n} leaves no training images (the training set has {})",
+            full.len()
+        );
+    }
+    let (train_set, val_set) = full.split_last(val_n.max(1));
+    println!(
+        "train: {} on {} ({} train / {} validation images), T = {}, {} epochs, batch {}, {} thread(s)",
+        ck.config.arch,
+        ds.name,
+        train_set.len(),
+        val_set.len(),
+        ck.config.time_steps,
+        ck.config.epochs,
+        ck.config.batch,
+        rayon::current_num_threads()
+    );
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(a.resume)
+        .write(true)
+        .truncate(!a.resume)
+        .open(a.out.join("log.jsonl"))
+        .with_context(|| format!("creating {}", a.out.join("log.jsonl").display()))?;
+    let mut console = Console {
+        bar: None,
+        quiet: a.quiet,
+        log,
+    };
+    let result = train::train(
+        &mut ck,
+        &train_set,
+        &val_set,
+        Some(&ckpt_path),
+        None,
+        &mut console,
+    );
+    if let Some(b) = console.bar.take() {
+        b.abandon();
+    }
+    result?;
+    let png = a.out.join("training.png");
+    if let Err(e) = spikeforge_trainer::plot::training_png(&ck.log, ck.config.ale.threshold, &png) {
+        eprintln!(
+            "warning: {}: could not draw the training plot: {e}",
+            png.display()
+        );
+    }
+    Ok((ck, ds, train_set.len()))
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let (ck, ds, n_train) = train_run(&a)?;
+    let mut s = finish(&ck, &ds, &a.out.join("model.json"), None)?;
+    s.train_images = n_train;
+    print_summary(&s);
+    let path = a.out.join("summary.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&s)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    println!(
+        "log: {}, plot: {}, checkpoint: {}",
+        a.out.join("log.jsonl").display(),
+        a.out.join("training.png").display(),
+        a.out.join("checkpoint.json").display()
+    );
+    Ok(())
+}
