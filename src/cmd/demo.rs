@@ -1,28 +1,44 @@
-//! `spikeforge demo`: the main job end to end on a reference model, with no arguments.
+//! `spikeforge demo`: the main job end to end with no arguments: train an ALBSNN on
+//! Fashion-MNIST → export the integer model → generate Verilog → lint → co-simulate real test
+//! images bit-exact → synthesise, place and route.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use spikeforge_model::{arch, random};
+
+/// The demo's network: small enough to train in a few minutes on 2 cores and to place on an
+/// ECP5; the middle layers are the accuracy-loss estimator's to binarise.
+pub const DEMO_ARCH: &str = "28x28x1-16C3-MP2-32C3-MP2-64C3-10C1-GAP";
 
 /// Arguments.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Working directory for the model, RTL and reports.
+    /// Working directory for the checkpoint, model, RTL and reports.
     #[arg(long, default_value = "out/demo")]
     pub out: PathBuf,
-    /// Architecture of the reference model.
-    #[arg(long, default_value = "28x28x1-8C3b-MP2-16C3i4-SP2-10C1i8-GAP")]
+    #[command(flatten)]
+    pub data: super::train::DataArgs,
+    /// Architecture to train.
+    #[arg(long, default_value = DEMO_ARCH)]
     pub arch: String,
     /// Time steps.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 1)]
     pub time_steps: u32,
-    /// Images to co-simulate.
-    #[arg(long, default_value_t = 200)]
+    /// Training epochs.
+    #[arg(long, default_value_t = 3)]
+    pub epochs: usize,
+    /// Train on the first N training images only.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Test images to co-simulate through the RTL.
+    #[arg(long, default_value_t = 1000)]
     pub images: usize,
     /// Device for synthesis, place and route (see `spikeforge synth --target`).
     #[arg(long, default_value = "ecp5-85k")]
     pub target: String,
+    /// Seed of the training run.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
 }
 
 /// The open flow on the demo design: a bitstream and its report, or why not.
@@ -49,19 +65,35 @@ fn synth(rtl: &Path, manifest: &spikeforge_hdl_gen::Manifest, target: &str) -> R
     }
 }
 
+fn train_args(a: &Args) -> super::train::Args {
+    use clap::Parser;
+    #[derive(clap::Parser)]
+    struct Wrap {
+        #[command(flatten)]
+        t: super::train::Args,
+    }
+    // The training defaults are `spikeforge train`'s own; the demo sets only what it owns.
+    let mut t = Wrap::parse_from(["train"]).t;
+    t.data = a.data.clone();
+    t.arch = Some(a.arch.clone());
+    t.time_steps = a.time_steps;
+    t.epochs = a.epochs;
+    t.limit = a.limit;
+    t.out = a.out.clone();
+    t.seed = a.seed;
+    t.stop_after = None;
+    t.lr = Some(5e-3);
+    t
+}
+
 pub fn run(a: Args) -> Result<()> {
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-    let mut model = random::random_model(&arch::parse(&a.arch)?, a.time_steps, 1)
-        .map_err(|p| anyhow::anyhow!("reference model: {:?}", p))?;
-    model.name = "demo".into();
+    let (ck, ds, n_train) = super::train::train_run(&train_args(&a))?;
     let model_path = a.out.join("model.json");
-    spikeforge_model::save(&model, &model_path)?;
-    println!(
-        "model: {} ({}, T = {})",
-        model_path.display(),
-        a.arch,
-        a.time_steps
-    );
+    let mut summary = super::train::finish(&ck, &ds, &model_path, None)?;
+    summary.train_images = n_train;
+    super::train::print_summary(&summary);
+    let model = super::load_model(&model_path)?;
     let folding = super::folding(&model, &[])?;
     let rtl = a.out.join("rtl");
     let design = super::generate_into(&model, &folding, Default::default(), &rtl)?;
@@ -93,14 +125,16 @@ pub fn run(a: Args) -> Result<()> {
         super::cosim::SimKind::Core,
         false,
     )?;
-    let images = random::random_images(&model, a.images, 7);
-    let bar = super::cosim::progress_bar(a.images);
+    let test = ds.test.take(a.images);
+    let images = &test.images;
+    let bar = super::cosim::progress_bar(test.len());
     let report =
-        spikeforge_cosim::cosimulate(&model, &sim, &images, 7, None, &|k| bar.inc(k as u64));
+        spikeforge_cosim::cosimulate(&model, &sim, images, 7, None, &|k| bar.inc(k as u64));
     bar.finish_and_clear();
     let report = report?;
     print!("cosim: ");
     super::cosim::conclude(&report)?;
+    accuracy_table(&ck, &model, &test, &report.classes, &summary);
     let s = spin(&format!(
         "Yosys, nextpnr and the packer for {} (a few minutes)",
         a.target
@@ -109,8 +143,44 @@ pub fn run(a: Args) -> Result<()> {
     s.finish_and_clear();
     println!("{}", synthesis?);
     println!(
-        "demo done: model → RTL → lint → {} images bit-exact → bitstream",
+        "demo done: train → export → RTL → lint → {} test images bit-exact → bitstream",
         report.bit_exact
     );
     Ok(())
+}
+
+/// Float, integer and RTL accuracy side by side: on the whole test set (float, integer) and on
+/// the co-simulated images (all three).
+fn accuracy_table(
+    ck: &spikeforge_trainer::Checkpoint,
+    model: &spikeforge_model::Model,
+    test: &spikeforge_trainer::Split,
+    rtl: &[usize],
+    s: &super::train::Summary,
+) {
+    let mut net = ck.net.clone();
+    let float = spikeforge_trainer::train::predict(&mut net, test);
+    let int = spikeforge_trainer::export::golden_classes(model, &test.images);
+    let acc = |p: &[usize]| {
+        100.0
+            * p.iter()
+                .zip(&test.labels)
+                .filter(|(a, b)| **a == **b as usize)
+                .count() as f64
+            / test.len().max(1) as f64
+    };
+    println!("accuracy            float    integer  RTL");
+    println!(
+        "{:<18}  {:>6.2} %  {:>6.2} %  (not simulated)",
+        format!("test set ({})", s.test_images),
+        s.float_accuracy * 100.0,
+        s.integer_accuracy * 100.0
+    );
+    println!(
+        "{:<18}  {:>6.2} %  {:>6.2} %  {:>6.2} %",
+        format!("first {}", test.len()),
+        acc(&float),
+        acc(&int),
+        acc(rtl)
+    );
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use spikeforge_trainer::ale::{AleConfig, Metric};
+use spikeforge_trainer::ale::{AleConfig, Decision, Metric};
 use spikeforge_trainer::data::{self, Dataset};
 use spikeforge_trainer::net::Precision;
 use spikeforge_trainer::ops::{LifConfig, ResetKind, Surrogate};
@@ -83,6 +83,10 @@ pub struct Args {
     /// --lr may change).
     #[arg(long)]
     pub resume: bool,
+    /// Stop after this many epochs of this invocation (the schedule still plans --epochs;
+    /// `--resume` continues from the checkpoint).
+    #[arg(long)]
+    pub stop_after: Option<usize>,
     /// Seed.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -134,6 +138,9 @@ pub struct Args {
     /// Let the estimator decide the first and last layers too (A6 keeps them full precision).
     #[arg(long)]
     pub ale_first_last: bool,
+    /// Decide only at epoch ends, not also on the initial weights (full-precision-first).
+    #[arg(long)]
+    pub ale_no_start: bool,
     /// Binary weight optimisation (A7).
     #[arg(long, value_enum, default_value = "alpha")]
     pub bwo: BwoArg,
@@ -241,6 +248,7 @@ impl Args {
                 cap: self.ale_cap,
                 every: self.ale_every.max(1),
                 first_last: self.ale_first_last,
+                at_start: !self.ale_no_start,
             },
             bwo: match self.bwo {
                 BwoArg::Alpha => BwoKind::Alpha,
@@ -282,6 +290,17 @@ impl Observer for Console {
         bar.set_position(step as u64);
         if step % 10 == 0 || step == steps {
             bar.set_message(format!("loss {loss:.4} acc {:.2} %", acc * 100.0));
+        }
+    }
+
+    fn start(&mut self, decisions: &[Decision]) {
+        for d in decisions {
+            println!(
+                "  estimator (initial weights): layer {} → {:?} ({})",
+                d.layer + 1,
+                d.after,
+                d.reason
+            );
         }
     }
 
@@ -415,7 +434,6 @@ pub fn print_summary(s: &Summary) {
 
 /// Trains per the arguments; returns the final checkpoint, the dataset and the train size.
 pub fn train_run(a: &Args) -> Result<(Checkpoint, Dataset, usize)> {
-    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let ckpt_path = a.out.join("checkpoint.json");
     let config = a.config()?;
     let mut ck = if a.resume {
@@ -445,6 +463,7 @@ pub fn train_run(a: &Args) -> Result<(Checkpoint, Dataset, usize)> {
         Checkpoint::new(config)?
     };
     let ds = a.data.load()?;
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let full = match a.limit {
         Some(n) => ds.train.take(n),
         None => ds.train.clone(),
@@ -489,7 +508,7 @@ pub fn train_run(a: &Args) -> Result<(Checkpoint, Dataset, usize)> {
         &train_set,
         &val_set,
         Some(&ckpt_path),
-        None,
+        a.stop_after,
         &mut console,
     );
     if let Some(b) = console.bar.take() {

@@ -181,3 +181,194 @@ fn architecture_that_does_not_parse_points_at_the_token() {
     );
     assert!(!out.exists());
 }
+
+/// IDX bytes: magic `00 00 08 dims`, big-endian dimensions, then the body.
+fn idx(dims: &[u32], body: &[u8]) -> Vec<u8> {
+    let mut v = vec![0, 0, 8, dims.len() as u8];
+    for d in dims {
+        v.extend_from_slice(&d.to_be_bytes());
+    }
+    v.extend_from_slice(body);
+    v
+}
+
+/// A Fashion-MNIST-shaped directory of `n` images, with one file replaced by `bad`.
+fn dataset_dir(n: u32, bad: Option<(&str, Vec<u8>)>) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let img = idx(&[n, 28, 28], &vec![7u8; (n * 784) as usize]);
+    let lab = idx(&[n], &(0..n).map(|i| (i % 10) as u8).collect::<Vec<_>>());
+    for split in ["train", "t10k"] {
+        std::fs::write(dir.path().join(format!("{split}-images-idx3-ubyte")), &img).unwrap();
+        std::fs::write(dir.path().join(format!("{split}-labels-idx1-ubyte")), &lab).unwrap();
+    }
+    if let Some((name, bytes)) = bad {
+        std::fs::write(dir.path().join(name), bytes).unwrap();
+    }
+    dir
+}
+
+/// `train --data DIR` must fail before training, naming the file and the problem.
+fn train_fails(dir: &std::path::Path, expect: &[&str]) {
+    let out = dir.join("out");
+    let (ok, stdout, err) = util::run(&[
+        "train",
+        "--data",
+        dir.to_str().unwrap(),
+        "--arch",
+        "28x28x1-4C3-MP2-10",
+        "--epochs",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!ok, "train accepted bad data: {stdout}");
+    for e in expect {
+        assert!(err.contains(e), "error lacks `{e}`: {err}");
+    }
+    assert!(!out.join("model.json").exists(), "a model was written");
+}
+
+#[test]
+fn bad_dataset_files_are_named_with_the_problem() {
+    let truncated = {
+        let mut v = idx(&[20, 28, 28], &[0u8; 784 * 20]);
+        v.truncate(16 + 784 * 3 + 5);
+        v
+    };
+    let d = dataset_dir(20, Some(("train-images-idx3-ubyte", truncated)));
+    train_fails(d.path(), &["train-images-idx3-ubyte", "truncated"]);
+
+    let mut wrong_magic = idx(&[20, 28, 28], &[0u8; 784 * 20]);
+    wrong_magic[3] = 1;
+    let d = dataset_dir(20, Some(("train-images-idx3-ubyte", wrong_magic)));
+    train_fails(d.path(), &["train-images-idx3-ubyte", "wrong magic number"]);
+
+    let d = dataset_dir(
+        20,
+        Some(("train-labels-idx1-ubyte", idx(&[19], &[1u8; 19]))),
+    );
+    train_fails(
+        d.path(),
+        &[
+            "train-images-idx3-ubyte",
+            "20 images",
+            "train-labels-idx1-ubyte",
+            "19 labels",
+        ],
+    );
+
+    // Gzip magic followed by garbage: a corrupt download.
+    let d = dataset_dir(20, None);
+    std::fs::remove_file(d.path().join("t10k-images-idx3-ubyte")).unwrap();
+    std::fs::write(
+        d.path().join("t10k-images-idx3-ubyte.gz"),
+        [0x1f, 0x8b, 8, 0, 1, 2, 3],
+    )
+    .unwrap();
+    train_fails(
+        d.path(),
+        &["t10k-images-idx3-ubyte.gz", "corrupt or truncated gzip"],
+    );
+
+    let d = dataset_dir(
+        20,
+        Some(("t10k-labels-idx1-ubyte", idx(&[20], &[12u8; 20]))),
+    );
+    train_fails(d.path(), &["t10k-labels-idx1-ubyte", "label 12"]);
+
+    // `spikeforge data` reports the same problem for the file.
+    let (ok, out, _) = util::run(&[
+        "data",
+        "--dataset",
+        "fashion-mnist",
+        "--data",
+        d.path().to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(out.contains("checksum differs"), "{out}");
+}
+
+#[test]
+fn a_missing_dataset_says_how_to_install_it() {
+    let d = tempfile::tempdir().unwrap();
+    train_fails(
+        d.path(),
+        &[
+            "fashion-mnist",
+            "train-images-idx3-ubyte.gz",
+            "apt-get install dataset-fashion-mnist",
+        ],
+    );
+    let (ok, _, err) = util::run(&[
+        "eval",
+        "x.json",
+        "--dataset",
+        "cifar10",
+        "--data",
+        "/nonexistent",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("x.json"), "{err}");
+    let (ok, _, err) = util::run(&["train", "--dataset", "imagenet", "--epochs", "1"]);
+    assert!(!ok);
+    assert!(
+        err.contains("unknown dataset `imagenet`") && err.contains("fashion-mnist"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_architecture_that_does_not_parse_points_at_the_token() {
+    let d = tempfile::tempdir().unwrap();
+    let (ok, _, err) = util::run(&[
+        "train",
+        "--arch",
+        "28x28x1-16C3-32Q3-10",
+        "--out",
+        d.path().to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(err.contains("token 3 `32Q3`"), "{err}");
+    assert!(err.contains("             ^^^^"), "{err}");
+    assert!(!d.path().join("checkpoint.json").exists());
+}
+
+#[test]
+fn a_diverging_run_stops_and_keeps_the_last_good_checkpoint() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().to_str().unwrap();
+    let args = |extra: &[&'static str]| {
+        let mut v = vec![
+            "train",
+            "--arch",
+            "28x28x1-4C3-MP2-10",
+            "--limit",
+            "300",
+            "--val",
+            "50",
+            "--epochs",
+            "3",
+            "--optimizer",
+            "sgd",
+            "--quiet",
+            "--out",
+            out,
+        ];
+        v.extend_from_slice(extra);
+        v
+    };
+    let (ok, _, err) = util::run(&args(&["--stop-after", "1"]));
+    assert!(ok, "{err}");
+    let good = std::fs::read(d.path().join("checkpoint.json")).unwrap();
+    let (ok, _, err) = util::run(&args(&["--resume", "--lr", "1e38"]));
+    assert!(!ok, "a run with lr 1e38 finished");
+    assert!(err.contains("diverged") && err.contains("epoch 2"), "{err}");
+    assert!(
+        err.contains("last good checkpoint") && err.contains("checkpoint.json (epoch 1)"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(d.path().join("checkpoint.json")).unwrap(),
+        good
+    );
+}

@@ -156,20 +156,28 @@ fn demo_runs_end_to_end_on_a_small_model() {
         "--out",
         dir.path().to_str().unwrap(),
         "--arch",
-        "8x8-2C3b-MP2-3C1i4",
+        "28x28x1-2C3s2-MP2-10C1-GAP",
+        "--epochs",
+        "1",
+        "--limit",
+        "1000",
         "--images",
         "20",
         "--target",
-        "ice40-up5k",
+        "ice40-hx8k",
     ]);
     assert!(ok, "{err}");
-    assert!(
-        out.contains("20/20 bit-exact") && out.contains("images/s; bitstream"),
-        "{out}"
-    );
+    for want in [
+        "test accuracy on 10000 images: float",
+        "20/20 bit-exact",
+        "accuracy            float    integer  RTL",
+        "images/s; bitstream",
+    ] {
+        assert!(out.contains(want), "demo output lacks `{want}`:\n{out}");
+    }
     assert!(dir
         .path()
-        .join("rtl/build/ice40-up5k/demo_uart.bin")
+        .join("rtl/build/ice40-hx8k/fashion_mnist_albsnn_uart.bin")
         .exists());
 }
 

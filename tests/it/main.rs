@@ -5,4 +5,5 @@ mod cli;
 mod differential;
 mod flow;
 mod golden_files;
+mod train;
 mod util;

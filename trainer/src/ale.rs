@@ -46,6 +46,10 @@ pub struct AleConfig {
     pub every: usize,
     /// Whether the first and last layers are candidates too (A6 keeps them full precision).
     pub first_last: bool,
+    /// Also decide before the first epoch, on the initial weights (binary-first: layers start
+    /// binary where the error allows and return to full precision when it grows past ε + δ).
+    #[serde(default)]
+    pub at_start: bool,
 }
 
 impl Default for AleConfig {
@@ -57,6 +61,7 @@ impl Default for AleConfig {
             cap: 1.0,
             every: 1,
             first_last: false,
+            at_start: true,
         }
     }
 }

@@ -149,6 +149,9 @@ pub struct Checkpoint {
     pub bwo_active: bool,
     /// Every epoch so far.
     pub log: Vec<EpochLog>,
+    /// The estimator's decisions before the first epoch (with `ale.at_start`).
+    #[serde(default)]
+    pub start_decisions: Vec<Decision>,
 }
 
 /// `format` of checkpoint files.
@@ -205,6 +208,7 @@ impl Checkpoint {
             since_best: 0,
             bwo_active: false,
             log: Vec::new(),
+            start_decisions: Vec::new(),
         })
     }
 
@@ -323,6 +327,8 @@ fn gather(
 pub trait Observer {
     /// Called after every step.
     fn step(&mut self, _epoch: usize, _step: usize, _steps: usize, _loss: f32, _acc: f32) {}
+    /// Called before the first epoch with the estimator's initial decisions.
+    fn start(&mut self, _decisions: &[Decision]) {}
     /// Called at every epoch end with its log.
     fn epoch(&mut self, _log: &EpochLog) {}
 }
@@ -363,6 +369,18 @@ pub fn train(
     let mut done = 0;
     let cal_n = cfg.calibration.min(val_set.len());
     let cal = val_set.take(cal_n.max(1));
+    if ck.epoch == 0 && ck.log.is_empty() && cfg.ale.at_start {
+        let decisions = ale::update(
+            &mut ck.net,
+            &cfg.ale,
+            &Calibration {
+                images: &cal.images,
+                labels: &cal.labels,
+            },
+        );
+        obs.start(&decisions);
+        ck.start_decisions = decisions;
+    }
     while ck.epoch < cfg.epochs && stop_after.is_none_or(|s| done < s) {
         let epoch = ck.epoch + 1;
         let t0 = Instant::now();

@@ -1,0 +1,112 @@
+//! The trainer end to end on real Fashion-MNIST images: a short run learns, its exported
+//! integer model runs bit-exact through the RTL on test images, and a resumed run equals an
+//! uninterrupted one.
+
+use std::path::Path;
+
+use crate::util;
+
+/// A small network that learns within seconds on 1 000 images.
+const ARCH: &str = "28x28x1-8C3-MP2-16C3-MP2-10";
+
+fn train(out: &Path, epochs: &str, extra: &[&str]) -> (bool, String, String) {
+    let mut args = vec![
+        "train",
+        "--arch",
+        ARCH,
+        "--limit",
+        "1000",
+        "--val",
+        "100",
+        "--epochs",
+        epochs,
+        "--lr",
+        "5e-3",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    util::run(&args)
+}
+
+#[test]
+fn a_short_run_learns_and_its_integer_model_is_bit_exact_in_the_rtl() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let (ok, stdout, err) = train(&out, "3", &[]);
+    assert!(ok, "{err}");
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let (float, int) = (
+        s["float_accuracy"].as_f64().unwrap(),
+        s["integer_accuracy"].as_f64().unwrap(),
+    );
+    // Chance is 10 %; 900 training images for 3 epochs reach far more.
+    assert!(
+        int > 0.6,
+        "integer test accuracy {int} after a short run\n{stdout}"
+    );
+    assert!(
+        (float - int).abs() <= 0.005,
+        "float {float} vs integer {int}"
+    );
+    assert_eq!(s["test_images"], 10000);
+    let log = std::fs::read_to_string(out.join("log.jsonl")).unwrap();
+    assert_eq!(log.lines().count(), 3, "one JSON line per epoch");
+    let png = std::fs::read(out.join("training.png")).unwrap();
+    assert_eq!(&png[..4], b"\x89PNG");
+    // The exported model on real test images through the generated RTL.
+    let model = out.join("model.json");
+    let (ok, stdout, err) = util::run(&[
+        "cosim",
+        model.to_str().unwrap(),
+        "--dataset",
+        "fashion-mnist",
+        "--limit",
+        "100",
+    ]);
+    assert!(ok, "{err}");
+    assert!(stdout.contains("100/100 bit-exact"), "{stdout}");
+    assert!(stdout.contains("RTL accuracy:"), "{stdout}");
+    let (ok, stdout, err) = util::run(&[
+        "eval",
+        model.to_str().unwrap(),
+        "--dataset",
+        "fashion-mnist",
+    ]);
+    assert!(ok, "{err}");
+    let pct = format!("{:.2} %", int * 100.0);
+    assert!(stdout.contains(&pct), "eval should print {pct}: {stdout}");
+}
+
+#[test]
+fn a_resumed_run_equals_an_uninterrupted_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let whole = dir.path().join("whole");
+    let parts = dir.path().join("parts");
+    let (ok, _, err) = train(&whole, "2", &[]);
+    assert!(ok, "{err}");
+    // Interrupted after epoch 1 (the schedule still plans 2), then resumed.
+    let (ok, _, err) = train(&parts, "2", &["--stop-after", "1"]);
+    assert!(ok, "{err}");
+    let ck: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(parts.join("checkpoint.json")).unwrap())
+            .unwrap();
+    assert_eq!(ck["epoch"], 1);
+    let (ok, _, err) = train(&parts, "2", &["--resume"]);
+    assert!(ok, "{err}");
+    let read = |p: &Path| std::fs::read(p.join("model.json")).unwrap();
+    assert_eq!(read(&whole), read(&parts), "model after resume differs");
+    let net = |p: &Path| {
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(p.join("checkpoint.json")).unwrap())
+                .unwrap();
+        (v["net"].clone(), v["optimizer"].clone())
+    };
+    assert_eq!(
+        net(&whole),
+        net(&parts),
+        "weights or optimiser state differ after resume"
+    );
+}
