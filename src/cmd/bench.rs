@@ -21,6 +21,25 @@ pub struct Args {
     /// of designs (minutes; JSON to --out, default out/bench-flow.json).
     #[arg(long)]
     pub flow: Option<String>,
+    /// Instead: training speed of this architecture (step time and, with --epoch, one epoch;
+    /// JSON to --out, default out/bench-train.json). `bench/torch_train_step.py` measures
+    /// PyTorch and snnTorch on the same network.
+    #[arg(long)]
+    pub train: Option<String>,
+    /// With --train: mini-batch size.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// With --train: time steps.
+    #[arg(long, default_value_t = 1)]
+    pub time_steps: usize,
+    /// With --train: timed steps.
+    #[arg(long, default_value_t = 50)]
+    pub steps: usize,
+    /// With --train: also time one whole epoch.
+    #[arg(long)]
+    pub epoch: bool,
+    #[command(flatten)]
+    pub data: super::train::DataArgs,
 }
 
 /// (name, architecture, folding overrides) of the estimate-vs-actual benchmark.
@@ -162,6 +181,22 @@ pub fn run(a: Args) -> Result<()> {
             a.out.clone()
         };
         return flow_bench(target, &out);
+    }
+    if let Some(arch) = &a.train {
+        let out = if a.out == std::path::Path::new("out/bench.json") {
+            PathBuf::from("out/bench-train.json")
+        } else {
+            a.out.clone()
+        };
+        let setup = super::bench_train::Setup {
+            arch,
+            time_steps: a.time_steps,
+            batch: a.batch.max(1),
+            steps: a.steps.max(1),
+            epoch: a.epoch,
+            data: &a.data,
+        };
+        return super::bench_train::run(&setup, &out);
     }
     let mut rows = Vec::new();
     for (name, arch_s, t, fold) in MODELS {

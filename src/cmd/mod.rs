@@ -1,6 +1,7 @@
 //! One module per subcommand, plus the helpers they share.
 
 pub mod bench;
+pub mod bench_train;
 pub mod cosim;
 pub mod data;
 pub mod demo;

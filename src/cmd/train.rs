@@ -288,7 +288,7 @@ impl Observer for Console {
             b
         });
         bar.set_position(step as u64);
-        if step % 10 == 0 || step == steps {
+        if step.is_multiple_of(10) || step == steps {
             bar.set_message(format!("loss {loss:.4} acc {:.2} %", acc * 100.0));
         }
     }

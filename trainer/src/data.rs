@@ -634,7 +634,7 @@ mod tests {
         }
         let p = dir.path().join("b.bin");
         std::fs::write(&p, [rec.clone(), rec].concat()).unwrap();
-        let s = read_cifar(&[p.clone()], 1, 10).unwrap();
+        let s = read_cifar(std::slice::from_ref(&p), 1, 10).unwrap();
         assert_eq!(s.len(), 2);
         assert_eq!(s.labels, vec![7, 7]);
         assert_eq!(&s.image(1)[..6], &[0, 10, 20, 0, 10, 20]);

@@ -19,12 +19,15 @@ fn register() {
 
 type PlotResult = Result<(), Box<dyn std::error::Error>>;
 
+/// One line of a panel: its legend name, (epoch, value) points and colour.
+type Series<'a> = (&'a str, Vec<(usize, f32)>, RGBColor);
+
 fn series_panel(
     area: &DrawingArea<BitMapBackend, plotters::coord::Shift>,
     title: &str,
     epochs: usize,
     range: (f32, f32),
-    series: &[(&str, Vec<(usize, f32)>, RGBColor)],
+    series: &[Series],
 ) -> PlotResult {
     let mut chart = ChartBuilder::on(area)
         .caption(title, ("sans-serif", 18))

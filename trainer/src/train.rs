@@ -447,7 +447,7 @@ pub fn train(
         if !ck.bwo_active && cfg.bwo != BwoKind::Off && ck.since_best >= cfg.bwo_patience {
             ck.bwo_active = true;
         }
-        let decisions = if epoch % cfg.ale.every.max(1) == 0 && epoch < cfg.epochs {
+        let decisions = if epoch.is_multiple_of(cfg.ale.every.max(1)) && epoch < cfg.epochs {
             ale::update(
                 &mut ck.net,
                 &cfg.ale,
@@ -526,6 +526,12 @@ fn sync_alpha(ck: &mut Checkpoint, bwo: BwoKind) {
             _ => {}
         }
     }
+}
+
+/// One optimiser step over every parameter at learning rate `lr` (what a training step
+/// does after the backward pass; public for benchmarks).
+pub fn apply_step(ck: &mut Checkpoint, grads: &[crate::net::LayerGrads], lr: f32) {
+    apply(ck, grads, lr)
 }
 
 /// One optimiser step over every parameter.
