@@ -181,22 +181,7 @@ pub fn run(a: Args) -> Result<()> {
     let (images, n) = match (&a.images, &a.dataset) {
         (Some(p), _) => crate::images::read_images(p, golden.image_len(), a.limit)?,
         (None, Some(d)) => {
-            let test = spikeforge_trainer::data::load(d, a.data.as_deref())?
-                .test
-                .take(a.limit.unwrap_or(usize::MAX));
-            let i = &model.input;
-            if (i.height, i.width, i.channels) != test.shape {
-                bail!(
-                    "{}: the model takes {}×{}×{} images, the {d} test images are {}×{}×{}",
-                    a.model.display(),
-                    i.height,
-                    i.width,
-                    i.channels,
-                    test.shape.0,
-                    test.shape.1,
-                    test.shape.2
-                );
-            }
+            let test = super::train::test_images(&model, &a.model, d, a.data.as_deref(), a.limit)?;
             labels = Some(test.labels.clone());
             let n = test.len();
             (test.images, n)

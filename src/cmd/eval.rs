@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 
 /// Arguments.
 #[derive(clap::Args)]
@@ -18,22 +18,13 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<()> {
     let model = super::load_model(&a.model)?;
-    let ds = a.data.load()?;
-    let test = ds.test.take(a.limit.unwrap_or(usize::MAX));
-    let i = &model.input;
-    if (i.height, i.width, i.channels) != test.shape {
-        bail!(
-            "{}: the model takes {}×{}×{} images, {} images are {}×{}×{}",
-            a.model.display(),
-            i.height,
-            i.width,
-            i.channels,
-            ds.name,
-            test.shape.0,
-            test.shape.1,
-            test.shape.2
-        );
-    }
+    let test = super::train::test_images(
+        &model,
+        &a.model,
+        &a.data.dataset,
+        a.data.data.as_deref(),
+        a.limit,
+    )?;
     let t0 = std::time::Instant::now();
     let pred = spikeforge_trainer::export::golden_classes(&model, &test.images);
     let correct = pred
@@ -46,7 +37,7 @@ pub fn run(a: Args) -> Result<()> {
         a.model.display(),
         test.len(),
         100.0 * correct as f64 / test.len().max(1) as f64,
-        ds.name,
+        a.data.dataset,
         t0.elapsed().as_secs_f64()
     );
     Ok(())

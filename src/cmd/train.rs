@@ -44,6 +44,35 @@ impl DataArgs {
     }
 }
 
+/// The first `limit` test images of a dataset, checked against the model's input shape.
+pub fn test_images(
+    model: &spikeforge_model::Model,
+    model_path: &Path,
+    dataset: &str,
+    dir: Option<&Path>,
+    limit: Option<usize>,
+) -> Result<spikeforge_trainer::Split> {
+    let data = DataArgs {
+        dataset: dataset.into(),
+        data: dir.map(Path::to_path_buf),
+    };
+    let test = data.load()?.test.take(limit.unwrap_or(usize::MAX));
+    let i = &model.input;
+    if (i.height, i.width, i.channels) != test.shape {
+        bail!(
+            "{}: the model takes {}×{}×{} images, the {dataset} test images are {}×{}×{}",
+            model_path.display(),
+            i.height,
+            i.width,
+            i.channels,
+            test.shape.0,
+            test.shape.1,
+            test.shape.2
+        );
+    }
+    Ok(test)
+}
+
 fn spinner(msg: String) -> ProgressBar {
     let s = ProgressBar::new_spinner();
     s.set_message(msg);

@@ -34,73 +34,65 @@ impl ConvGeom {
     }
 }
 
+impl ConvGeom {
+    /// Calls `f(column offset, input offset)` for every in-bounds tap of every output
+    /// position of one frame: the column offset inside the im2col matrix of the frame, the
+    /// input offset inside the frame's map (both to the first of `c` channels).
+    #[inline]
+    fn for_each_tap(&self, mut f: impl FnMut(usize, usize)) {
+        let cols = self.fan_in();
+        for oy in 0..self.ho {
+            for ox in 0..self.wo {
+                let row = (oy * self.wo + ox) * cols;
+                for ky in 0..self.k {
+                    let iy = (oy * self.stride + ky) as isize - self.pad as isize;
+                    if iy < 0 || iy >= self.h as isize {
+                        continue;
+                    }
+                    for kx in 0..self.k {
+                        let ix = (ox * self.stride + kx) as isize - self.pad as isize;
+                        if ix < 0 || ix >= self.w as isize {
+                            continue;
+                        }
+                        f(
+                            row + (ky * self.k + kx) * self.c,
+                            (iy as usize * self.w + ix as usize) * self.c,
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// im2col: `x` is `[frames·H·W, C]`; returns `[frames·Ho·Wo, K·K·C]`.
 pub fn im2col(x: ArrayView2<f32>, g: &ConvGeom, frames: usize) -> Array2<f32> {
     let x = x.as_standard_layout();
     let xs = x.as_slice().expect("standard layout");
-    let cols = g.fan_in();
-    let per_frame = g.ho * g.wo * cols;
-    let mut out = vec![0.0f32; frames * per_frame];
-    out.par_chunks_mut(per_frame)
+    let (per_in, per_out) = (g.h * g.w * g.c, g.ho * g.wo * g.fan_in());
+    let mut out = vec![0.0f32; frames * per_out];
+    out.par_chunks_mut(per_out)
         .enumerate()
         .for_each(|(f, dst)| {
-            let src = &xs[f * g.h * g.w * g.c..(f + 1) * g.h * g.w * g.c];
-            for oy in 0..g.ho {
-                for ox in 0..g.wo {
-                    let row = &mut dst[(oy * g.wo + ox) * cols..][..cols];
-                    for ky in 0..g.k {
-                        let iy = (oy * g.stride + ky) as isize - g.pad as isize;
-                        if iy < 0 || iy >= g.h as isize {
-                            continue;
-                        }
-                        for kx in 0..g.k {
-                            let ix = (ox * g.stride + kx) as isize - g.pad as isize;
-                            if ix < 0 || ix >= g.w as isize {
-                                continue;
-                            }
-                            let s0 = (iy as usize * g.w + ix as usize) * g.c;
-                            row[(ky * g.k + kx) * g.c..][..g.c].copy_from_slice(&src[s0..s0 + g.c]);
-                        }
-                    }
-                }
-            }
+            let src = &xs[f * per_in..(f + 1) * per_in];
+            g.for_each_tap(|col, inp| dst[col..col + g.c].copy_from_slice(&src[inp..inp + g.c]));
         });
-    Array2::from_shape_vec((frames * g.ho * g.wo, cols), out).expect("shape")
+    Array2::from_shape_vec((frames * g.ho * g.wo, g.fan_in()), out).expect("shape")
 }
 
 /// col2im, the adjoint of [`im2col`]: sums column gradients back onto the input map.
 pub fn col2im(dcols: ArrayView2<f32>, g: &ConvGeom, frames: usize) -> Array2<f32> {
     let dcols = dcols.as_standard_layout();
     let ds = dcols.as_slice().expect("standard layout");
-    let cols = g.fan_in();
-    let per_in = g.h * g.w * g.c;
+    let (per_in, per_out) = (g.h * g.w * g.c, g.ho * g.wo * g.fan_in());
     let mut out = vec![0.0f32; frames * per_in];
     out.par_chunks_mut(per_in).enumerate().for_each(|(f, dst)| {
-        let src = &ds[f * g.ho * g.wo * cols..(f + 1) * g.ho * g.wo * cols];
-        for oy in 0..g.ho {
-            for ox in 0..g.wo {
-                let row = &src[(oy * g.wo + ox) * cols..][..cols];
-                for ky in 0..g.k {
-                    let iy = (oy * g.stride + ky) as isize - g.pad as isize;
-                    if iy < 0 || iy >= g.h as isize {
-                        continue;
-                    }
-                    for kx in 0..g.k {
-                        let ix = (ox * g.stride + kx) as isize - g.pad as isize;
-                        if ix < 0 || ix >= g.w as isize {
-                            continue;
-                        }
-                        let d0 = (iy as usize * g.w + ix as usize) * g.c;
-                        for (d, s) in dst[d0..d0 + g.c]
-                            .iter_mut()
-                            .zip(&row[(ky * g.k + kx) * g.c..][..g.c])
-                        {
-                            *d += s;
-                        }
-                    }
-                }
+        let src = &ds[f * per_out..(f + 1) * per_out];
+        g.for_each_tap(|col, inp| {
+            for (d, s) in dst[inp..inp + g.c].iter_mut().zip(&src[col..col + g.c]) {
+                *d += s;
             }
-        }
+        });
     });
     Array2::from_shape_vec((frames * g.h * g.w, g.c), out).expect("shape")
 }

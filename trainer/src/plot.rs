@@ -48,6 +48,17 @@ fn series_panel(
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(2)));
         chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, c.filled())))?;
     }
+    legend(&mut chart)
+}
+
+/// Draws a chart's legend box (top right).
+fn legend<'a, X, Y>(
+    chart: &mut ChartContext<'a, BitMapBackend<'a>, Cartesian2d<X, Y>>,
+) -> PlotResult
+where
+    X: Ranged,
+    Y: Ranged,
+{
     chart
         .configure_series_labels()
         .label_font(("sans-serif", 12))
@@ -146,12 +157,7 @@ pub fn training_png(log: &[EpochLog], threshold: f64, path: &Path) -> PlotResult
         }))?;
     }
     if !layers.is_empty() {
-        chart
-            .configure_series_labels()
-            .label_font(("sans-serif", 12))
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .draw()?;
+        legend(&mut chart)?;
     }
     root.present()?;
     Ok(())

@@ -400,13 +400,7 @@ pub fn train(
             rates = f.rates.clone();
             let (loss, corr, dlogits) = ops::softmax_ce(&f.logits, &labels);
             if !loss.is_finite() {
-                return Err(TrainError::Diverged {
-                    what: "the loss",
-                    epoch,
-                    step: step + 1,
-                    value: loss,
-                    checkpoint: ckpt_path.filter(|_| ck.epoch > 0).map(Path::to_path_buf),
-                });
+                return Err(diverged(ck, ckpt_path, "the loss", epoch, step + 1, loss));
             }
             let grads = ck.net.backward(f, &dlogits);
             let lr = cosine(
@@ -416,13 +410,7 @@ pub fn train(
             );
             apply(ck, &grads, lr);
             if let Some(bad) = first_non_finite(&ck.net) {
-                return Err(TrainError::Diverged {
-                    what: "a weight",
-                    epoch,
-                    step: step + 1,
-                    value: bad,
-                    checkpoint: ckpt_path.filter(|_| ck.epoch > 0).map(Path::to_path_buf),
-                });
+                return Err(diverged(ck, ckpt_path, "a weight", epoch, step + 1, bad));
             }
             loss_sum += loss as f64 * labels.len() as f64;
             correct += corr;
@@ -475,13 +463,14 @@ pub fn train(
             seconds: t0.elapsed().as_secs_f64(),
         };
         if !val_loss.is_finite() {
-            return Err(TrainError::Diverged {
-                what: "the validation loss",
+            return Err(diverged(
+                ck,
+                ckpt_path,
+                "the validation loss",
                 epoch,
-                step: steps,
-                value: val_loss,
-                checkpoint: ckpt_path.filter(|_| ck.epoch > 0).map(Path::to_path_buf),
-            });
+                steps,
+                val_loss,
+            ));
         }
         obs.epoch(&log);
         ck.log.push(log);
@@ -493,6 +482,24 @@ pub fn train(
     }
     ck.net.fake_quant = ck.config.qat_epochs > 0;
     Ok(())
+}
+
+/// The divergence error; the checkpoint on disk is the last completed epoch's, if any.
+fn diverged(
+    ck: &Checkpoint,
+    ckpt_path: Option<&Path>,
+    what: &'static str,
+    epoch: usize,
+    step: usize,
+    value: f32,
+) -> TrainError {
+    TrainError::Diverged {
+        what,
+        epoch,
+        step,
+        value,
+        checkpoint: ckpt_path.filter(|_| ck.epoch > 0).map(Path::to_path_buf),
+    }
 }
 
 /// The first parameter that is not a finite number (the loss follows it one step later).
