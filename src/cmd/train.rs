@@ -492,6 +492,19 @@ pub fn train_run(a: &Args) -> Result<(Checkpoint, Dataset, usize)> {
         Checkpoint::new(config)?
     };
     let ds = a.data.load()?;
+    let (h, w, c) = ck.net.input;
+    if ds.train.shape != (h as u32, w as u32, c as u32) || ck.net.classes() != ds.classes {
+        bail!(
+            "architecture `{}` takes {h}×{w}×{c} images into {} classes; {} has {}×{}×{} images in {} classes",
+            ck.config.arch,
+            ck.net.classes(),
+            ds.name,
+            ds.train.shape.0,
+            ds.train.shape.1,
+            ds.train.shape.2,
+            ds.classes
+        );
+    }
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let full = match a.limit {
         Some(n) => ds.train.take(n),

@@ -331,6 +331,21 @@ fn an_architecture_that_does_not_parse_points_at_the_token() {
     assert!(err.contains("token 3 `32Q3`"), "{err}");
     assert!(err.contains("             ^^^^"), "{err}");
     assert!(!d.path().join("checkpoint.json").exists());
+    // Parses, but does not fit the dataset.
+    let out = d.path().join("run");
+    let (ok, _, err) = util::run(&[
+        "train",
+        "--arch",
+        "32x32x3-8C3-MP2-10",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("takes 32×32×3 images") && err.contains("28×28×1"),
+        "{err}"
+    );
+    assert!(!out.exists(), "partial output left behind");
 }
 
 #[test]
