@@ -65,6 +65,34 @@ fn synth(rtl: &Path, manifest: &spikeforge_hdl_gen::Manifest, target: &str) -> R
     }
 }
 
+/// The fastest folding estimated to fill at most half of the target (a quick place and
+/// route), else the default one (the flow then reports the shortfall).
+fn demo_folding(
+    model: &spikeforge_model::Model,
+    target: &str,
+) -> Result<spikeforge_hdl_gen::Folding> {
+    use spikeforge_hdl_gen::estimate;
+    let device = spikeforge_constraints::device(target).with_context(|| {
+        format!(
+            "unknown target `{target}`; known targets: {}",
+            spikeforge_constraints::target_names()
+        )
+    })?;
+    match estimate::fitting_folding(model, device, 0.5, 1.0) {
+        Some((f, e)) => {
+            println!(
+                "folding: {} (estimated {:.0} {}, {} cycles per image on {target})",
+                estimate::fold_args(model, &f),
+                e.total.luts,
+                device.logic_unit,
+                e.cycles_per_image
+            );
+            Ok(f)
+        }
+        None => super::folding(model, &[]),
+    }
+}
+
 fn train_args(a: &Args) -> super::train::Args {
     use clap::Parser;
     #[derive(clap::Parser)]
@@ -87,6 +115,14 @@ fn train_args(a: &Args) -> super::train::Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
+    // An unknown target fails now, not after training.
+    if spikeforge_constraints::device(&a.target).is_none() {
+        bail!(
+            "unknown target `{}`; known targets: {}",
+            a.target,
+            spikeforge_constraints::target_names()
+        );
+    }
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let (ck, ds, n_train) = super::train::train_run(&train_args(&a))?;
     let model_path = a.out.join("model.json");
@@ -94,7 +130,7 @@ pub fn run(a: Args) -> Result<()> {
     summary.train_images = n_train;
     super::train::print_summary(&summary);
     let model = super::load_model(&model_path)?;
-    let folding = super::folding(&model, &[])?;
+    let folding = demo_folding(&model, &a.target)?;
     let rtl = a.out.join("rtl");
     let design = super::generate_into(&model, &folding, Default::default(), &rtl)?;
     println!(
