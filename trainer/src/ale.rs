@@ -6,7 +6,7 @@ use ndarray::ArrayView2;
 use serde::{Deserialize, Serialize};
 
 use crate::linalg::matmul;
-use crate::net::{mean_abs_rows, Control, Net, Precision};
+use crate::net::{mean_abs_rows, sign_times, Control, Net, Precision};
 
 /// The error metric (decision register A4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,16 +83,13 @@ pub struct Decision {
 
 /// E1 of a weight matrix with per-row α.
 pub fn weight_error(w: ArrayView2<f32>) -> f64 {
-    let alpha = mean_abs_rows(w);
-    let mut num = 0.0f64;
-    let mut den = 0.0f64;
-    for (row, a) in w.rows().into_iter().zip(&alpha) {
-        for &v in row {
-            let b = if v >= 0.0 { *a } else { -*a };
-            num += ((v - b) as f64).powi(2);
-            den += (v as f64).powi(2);
-        }
-    }
+    let wb = sign_times(w, &mean_abs_rows(w));
+    let num: f64 = w
+        .iter()
+        .zip(wb.iter())
+        .map(|(a, b)| ((a - b) as f64).powi(2))
+        .sum();
+    let den: f64 = w.iter().map(|a| (*a as f64).powi(2)).sum();
     if den == 0.0 {
         0.0
     } else {
@@ -102,11 +99,7 @@ pub fn weight_error(w: ArrayView2<f32>) -> f64 {
 
 /// E2 of a layer on recorded inputs `x` (`[rows, fan_in]`).
 pub fn output_error(w: ArrayView2<f32>, x: ArrayView2<f32>) -> f64 {
-    let alpha = mean_abs_rows(w);
-    let mut wb = w.to_owned();
-    for (mut row, a) in wb.rows_mut().into_iter().zip(&alpha) {
-        row.mapv_inplace(|v| if v >= 0.0 { *a } else { -*a });
-    }
+    let wb = sign_times(w, &mean_abs_rows(w));
     let y = matmul(x, w.t());
     let yb = matmul(x, wb.t());
     let num: f64 = y
@@ -157,17 +150,11 @@ pub fn update(net: &mut Net, cfg: &AleConfig, cal: &Calibration) -> Vec<Decision
     });
     let mut errors = Vec::new();
     for &l in &candidates {
-        let s = net.specs[l];
         let e = match cfg.metric {
-            Metric::Weight => weight_error(
-                ArrayView2::from_shape((s.out, s.fan_in), &net.params[l].w).expect("shape"),
-            ),
+            Metric::Weight => weight_error(net.weights(l)),
             Metric::Output => {
                 let x = &inputs.as_ref().expect("inputs")[l];
-                output_error(
-                    ArrayView2::from_shape((s.out, s.fan_in), &net.params[l].w).expect("shape"),
-                    x.view(),
-                )
+                output_error(net.weights(l), x.view())
             }
             Metric::Accuracy => {
                 let keep = net.params[l].precision;

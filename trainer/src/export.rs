@@ -7,7 +7,6 @@
 //! and `thr = ⌊(θ − B)/|A|⌋ + bias`: exact at T = 1, and at T > 1 exact on the first step,
 //! with the leak's rounding and the bias's rounding as the only approximations after it.
 
-use ndarray::ArrayView2;
 use spikeforge_model::ir::{
     self, Encoding, FireRule, Head, InputSpec, Layer, Leak, Lif, Model, Neuron, Pool, Reset,
     Synapse, Weights,
@@ -65,29 +64,28 @@ fn input_max(net: &Net, l: usize) -> i64 {
 /// Integer weights of a layer and the float value of one weight unit per channel.
 fn integer_weights(net: &Net, l: usize) -> (Weights, Vec<i64>, Vec<f64>) {
     let s = &net.specs[l];
-    let p = &net.params[l];
-    let w = ArrayView2::from_shape((s.out, s.fan_in), &p.w).expect("weight shape");
-    match p.precision {
+    let w = net.weights(l);
+    let scales = net.weight_scales(l);
+    let unit: Vec<f64> = scales.iter().map(|&q| q as f64).collect();
+    match net.params[l].precision {
         Precision::Binary => {
             let bits: bitvec::vec::BitVec<u8, bitvec::order::Lsb0> =
                 w.iter().map(|&v| v >= 0.0).collect();
             let values = w.iter().map(|&v| if v >= 0.0 { 1 } else { -1 }).collect();
-            let alpha = net.alpha_of(l).iter().map(|&a| a as f64).collect();
             (
                 Weights::Binary {
                     signs: pack_signs(&bits),
                 },
                 values,
-                alpha,
+                unit,
             )
         }
         Precision::Full => {
-            let steps = crate::net::quant_steps(w, s.int_bits, s.last);
             let qmax = (1i64 << (s.int_bits - 1)) - 1;
             let values: Vec<i64> = w
                 .rows()
                 .into_iter()
-                .zip(&steps)
+                .zip(&scales)
                 .flat_map(|(row, &q)| {
                     row.iter()
                         .map(move |&v| {
@@ -106,7 +104,7 @@ fn integer_weights(net: &Net, l: usize) -> (Weights, Vec<i64>, Vec<f64>) {
                     values: values.iter().map(|&v| v as i32).collect(),
                 },
                 values,
-                steps.iter().map(|&q| q as f64).collect(),
+                unit,
             )
         }
     }

@@ -333,36 +333,45 @@ impl Net {
         }
     }
 
+    /// The latent weights of layer `l` as an `[out, fan_in]` matrix.
+    pub fn weights(&self, l: usize) -> ArrayView2<'_, f32> {
+        let s = &self.specs[l];
+        ArrayView2::from_shape((s.out, s.fan_in), &self.params[l].w).expect("weight shape")
+    }
+
+    /// The float value of one unit of each output channel's integer weights: α for a binary
+    /// layer, the quantisation step otherwise.
+    pub fn weight_scales(&self, l: usize) -> Vec<f32> {
+        let s = &self.specs[l];
+        match self.params[l].precision {
+            Precision::Binary => self.alpha_of(l),
+            Precision::Full => quant_steps(self.weights(l), s.int_bits, s.last),
+        }
+    }
+
     /// The weights the forward pass uses, and per-channel scales (α or quantisation step).
     pub fn effective_weights(&self, l: usize) -> (Array2<f32>, Vec<f32>) {
-        let s = &self.specs[l];
-        let p = &self.params[l];
-        let w = ArrayView2::from_shape((s.out, s.fan_in), &p.w).expect("weight shape");
-        match p.precision {
-            Precision::Binary => {
-                let alpha = self.alpha_of(l);
+        let w = self.weights(l);
+        let scales = self.weight_scales(l);
+        let e = match self.params[l].precision {
+            Precision::Binary if self.relaxed => {
                 let mut e = w.to_owned();
-                for (mut row, a) in e.rows_mut().into_iter().zip(&alpha) {
-                    if self.relaxed {
-                        row.mapv_inplace(|v| *a * v.clamp(-1.0, 1.0));
-                    } else {
-                        row.mapv_inplace(|v| if v >= 0.0 { *a } else { -*a });
-                    }
+                for (mut row, a) in e.rows_mut().into_iter().zip(&scales) {
+                    row.mapv_inplace(|v| *a * v.clamp(-1.0, 1.0));
                 }
-                (e, alpha)
+                e
             }
-            Precision::Full => {
-                let steps = quant_steps(w, s.int_bits, s.last);
-                if !self.fake_quant {
-                    return (w.to_owned(), steps);
-                }
+            Precision::Binary => sign_times(w, &scales),
+            Precision::Full if self.fake_quant => {
                 let mut e = w.to_owned();
-                for (mut row, q) in e.rows_mut().into_iter().zip(&steps) {
+                for (mut row, q) in e.rows_mut().into_iter().zip(&scales) {
                     row.mapv_inplace(|v| if *q > 0.0 { (v / q).round() * q } else { 0.0 });
                 }
-                (e, steps)
+                e
             }
-        }
+            Precision::Full => w.to_owned(),
+        };
+        (e, scales)
     }
 
     /// The output bias as the forward pass uses it: with fake quantisation, rounded to the
@@ -381,31 +390,17 @@ impl Net {
     /// The float value of one unit of the exported head's integer accumulator.
     pub fn head_unit(&self) -> f64 {
         let l = self.specs.len() - 1;
-        let (_, scales) = self.effective_weights_unquantised_scales(l);
-        scales[0] as f64 * self.input_unit(l)
-    }
-
-    fn effective_weights_unquantised_scales(&self, l: usize) -> (Precision, Vec<f32>) {
-        let s = &self.specs[l];
-        let p = &self.params[l];
-        let w = ArrayView2::from_shape((s.out, s.fan_in), &p.w).expect("weight shape");
-        match p.precision {
-            Precision::Binary => (Precision::Binary, self.alpha_of(l)),
-            Precision::Full => (Precision::Full, quant_steps(w, s.int_bits, s.last)),
-        }
+        self.weight_scales(l)[0] as f64 * self.input_unit(l)
     }
 
     /// The binary layer's α: trainable (BWO-α) or the mean |W| per output channel; one value
     /// for the whole output layer, whose logits must share one scale.
     pub fn alpha_of(&self, l: usize) -> Vec<f32> {
-        let s = &self.specs[l];
-        let p = &self.params[l];
-        if let Some(a) = &p.alpha {
+        if let Some(a) = &self.params[l].alpha {
             return a.clone();
         }
-        let w = ArrayView2::from_shape((s.out, s.fan_in), &p.w).expect("weight shape");
-        let a = mean_abs_rows(w);
-        if s.last {
+        let a = mean_abs_rows(self.weights(l));
+        if self.specs[l].last {
             let m = a.iter().sum::<f32>() / a.len() as f32;
             return vec![m; a.len()];
         }
@@ -600,7 +595,7 @@ impl Net {
         match p.precision {
             Precision::Full => g.w = g.w_eff.clone(),
             Precision::Binary => {
-                let w = ArrayView2::from_shape((spec.out, spec.fan_in), &p.w).expect("shape");
+                let w = self.weights(l);
                 let alpha = self.alpha_of(l);
                 g.w = Vec::with_capacity(p.w.len());
                 g.alpha = vec![0.0; spec.out];
@@ -613,6 +608,15 @@ impl Net {
             }
         }
     }
+}
+
+/// `α_c · sign(w)` per output row `c`, sign(0) = +1 (B1, B2).
+pub fn sign_times(w: ArrayView2<f32>, alpha: &[f32]) -> Array2<f32> {
+    let mut e = w.to_owned();
+    for (mut row, a) in e.rows_mut().into_iter().zip(alpha) {
+        row.mapv_inplace(|v| if v >= 0.0 { *a } else { -*a });
+    }
+    e
 }
 
 /// Per-row mean absolute value (α of B3).

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use ndarray::{Array2, ArrayView2};
+use ndarray::Array2;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -523,12 +523,7 @@ fn sync_alpha(ck: &mut Checkpoint, bwo: BwoKind) {
             && ck.net.params[l].precision == Precision::Binary
             && !ck.net.specs[l].last;
         match (want, ck.net.params[l].alpha.is_some()) {
-            (true, false) => {
-                let s = ck.net.specs[l];
-                let w =
-                    ArrayView2::from_shape((s.out, s.fan_in), &ck.net.params[l].w).expect("shape");
-                ck.net.params[l].alpha = Some(mean_abs_rows(w));
-            }
+            (true, false) => ck.net.params[l].alpha = Some(mean_abs_rows(ck.net.weights(l))),
             (false, true) => ck.net.params[l].alpha = None,
             _ => {}
         }
