@@ -6,7 +6,6 @@ use std::time::Instant;
 
 use anyhow::Result;
 use serde::Serialize;
-use spikeforge_trainer::ops;
 use spikeforge_trainer::train::{Checkpoint, TrainConfig};
 
 /// What is measured.
@@ -63,10 +62,7 @@ pub fn run(s: &Setup, out: &Path) -> Result<()> {
         let images = &ds.train.images[start * n..(start + s.batch) * n];
         let labels = &ds.train.labels[start..start + s.batch];
         let t0 = Instant::now();
-        let f = ck.net.forward(images, true, false);
-        let (_, _, d) = ops::softmax_ce(&f.logits, labels);
-        let g = ck.net.backward(f, &d);
-        spikeforge_trainer::train::apply_step(&mut ck, &g, 1e-3);
+        spikeforge_trainer::train::train_step(&mut ck, images, labels, 1e-3);
         if step >= 3 {
             times.push(t0.elapsed().as_secs_f64() * 1e3);
         }

@@ -396,19 +396,17 @@ pub fn train(
         let mut rates = Vec::new();
         for (step, idx) in order.chunks(cfg.batch).enumerate() {
             let (images, labels) = gather(train_set, idx, &cfg, &mut rng);
-            let f = ck.net.forward(&images, true, false);
-            rates = f.rates.clone();
-            let (loss, corr, dlogits) = ops::softmax_ce(&f.logits, &labels);
-            if !loss.is_finite() {
-                return Err(diverged(ck, ckpt_path, "the loss", epoch, step + 1, loss));
-            }
-            let grads = ck.net.backward(f, &dlogits);
             let lr = cosine(
                 cfg.lr,
                 (epoch - 1) as f64 + step as f64 / steps as f64,
                 cfg.epochs,
             );
-            apply(ck, &grads, lr);
+            let done_step = train_step(ck, &images, &labels, lr);
+            rates = done_step.rates;
+            let (loss, corr) = (done_step.loss, done_step.correct);
+            if !loss.is_finite() {
+                return Err(diverged(ck, ckpt_path, "the loss", epoch, step + 1, loss));
+            }
             if let Some(bad) = first_non_finite(&ck.net) {
                 return Err(diverged(ck, ckpt_path, "a weight", epoch, step + 1, bad));
             }
@@ -530,10 +528,31 @@ fn sync_alpha(ck: &mut Checkpoint, bwo: BwoKind) {
     }
 }
 
-/// One optimiser step over every parameter at learning rate `lr` (what a training step
-/// does after the backward pass; public for benchmarks).
-pub fn apply_step(ck: &mut Checkpoint, grads: &[crate::net::LayerGrads], lr: f32) {
-    apply(ck, grads, lr)
+/// What one training step saw.
+pub struct StepResult {
+    /// Mean loss of the batch (before the update).
+    pub loss: f32,
+    /// Correctly classified images of the batch.
+    pub correct: usize,
+    /// Spike rate of each hidden layer.
+    pub rates: Vec<f32>,
+}
+
+/// One training step on a batch: forward, loss, backward and the optimiser update at `lr`.
+/// A loss that is not a number leaves the weights untouched.
+pub fn train_step(ck: &mut Checkpoint, images: &[u8], labels: &[u8], lr: f32) -> StepResult {
+    let f = ck.net.forward(images, true, false);
+    let rates = f.rates.clone();
+    let (loss, correct, dlogits) = ops::softmax_ce(&f.logits, labels);
+    if loss.is_finite() {
+        let grads = ck.net.backward(f, &dlogits);
+        apply(ck, &grads, lr);
+    }
+    StepResult {
+        loss,
+        correct,
+        rates,
+    }
 }
 
 /// One optimiser step over every parameter.
