@@ -96,14 +96,7 @@ pub fn run(s: &Setup, out: &Path) -> Result<()> {
         steps: times.len(),
         epoch_s,
         epoch_images: ds.train.len(),
-        binary_layers: ck
-            .net
-            .params
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| p.precision == spikeforge_trainer::net::Precision::Binary)
-            .map(|(l, _)| l + 1)
-            .collect(),
+        binary_layers: ck.net.binary_layers(),
     };
     println!(
         "spikeforge training step: {median:.1} ms median ({mean:.1} ms mean) over {} steps, batch {}, T = {}, {} threads{}",

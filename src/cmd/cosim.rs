@@ -244,12 +244,7 @@ pub fn run(a: Args) -> Result<()> {
     let report = report.with_context(|| format!("co-simulating {}", a.model.display()))?;
     conclude(&report)?;
     if let Some(labels) = labels {
-        let correct = report
-            .classes
-            .iter()
-            .zip(&labels)
-            .filter(|(c, l)| **c == **l as usize)
-            .count();
+        let correct = spikeforge_trainer::data::correct(&report.classes, &labels);
         println!(
             "RTL accuracy: {correct}/{} = {:.2} % on {} test images",
             labels.len(),

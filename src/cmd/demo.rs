@@ -170,7 +170,7 @@ pub fn run(a: Args) -> Result<()> {
     let report = report?;
     print!("cosim: ");
     super::cosim::conclude(&report)?;
-    accuracy_table(&ck, &model, &test, &report.classes, &summary);
+    accuracy_table(&test, &report.classes, &summary);
     let s = spin(&format!(
         "Yosys, nextpnr and the packer for {} (a few minutes)",
         a.target
@@ -186,25 +186,10 @@ pub fn run(a: Args) -> Result<()> {
 }
 
 /// Float, integer and RTL accuracy side by side: on the whole test set (float, integer) and on
-/// the co-simulated images (all three).
-fn accuracy_table(
-    ck: &spikeforge_trainer::Checkpoint,
-    model: &spikeforge_model::Model,
-    test: &spikeforge_trainer::Split,
-    rtl: &[usize],
-    s: &super::train::Summary,
-) {
-    let mut net = ck.net.clone();
-    let float = spikeforge_trainer::train::predict(&mut net, test);
-    let int = spikeforge_trainer::export::golden_classes(model, &test.images);
-    let acc = |p: &[usize]| {
-        100.0
-            * p.iter()
-                .zip(&test.labels)
-                .filter(|(a, b)| **a == **b as usize)
-                .count() as f64
-            / test.len().max(1) as f64
-    };
+/// the co-simulated images (all three; the float and integer classes are the summary's).
+fn accuracy_table(test: &spikeforge_trainer::Split, rtl: &[usize], s: &super::train::Summary) {
+    let n = test.len();
+    let acc = |p: &[usize]| 100.0 * spikeforge_trainer::data::accuracy(&p[..n], &test.labels);
     println!("accuracy            float    integer  RTL");
     println!(
         "{:<18}  {:>6.2} %  {:>6.2} %  (not simulated)",
@@ -214,9 +199,9 @@ fn accuracy_table(
     );
     println!(
         "{:<18}  {:>6.2} %  {:>6.2} %  {:>6.2} %",
-        format!("first {}", test.len()),
-        acc(&float),
-        acc(&int),
+        format!("first {n}"),
+        acc(&s.float_classes),
+        acc(&s.integer_classes),
         acc(rtl)
     );
 }

@@ -27,11 +27,7 @@ pub fn run(a: Args) -> Result<()> {
     )?;
     let t0 = std::time::Instant::now();
     let pred = spikeforge_trainer::export::golden_classes(&model, &test.images);
-    let correct = pred
-        .iter()
-        .zip(&test.labels)
-        .filter(|(p, l)| **p == **l as usize)
-        .count();
+    let correct = spikeforge_trainer::data::correct(&pred, &test.labels);
     println!(
         "{}: {correct}/{} = {:.2} % on the {} test set (golden model, bit-exact with the RTL; {:.1} s)",
         a.model.display(),

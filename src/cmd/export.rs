@@ -25,7 +25,7 @@ pub struct Args {
 pub fn run(a: Args) -> Result<()> {
     let ck = Checkpoint::load(&a.checkpoint)?;
     if a.eval == 0 {
-        let name = format!("{}_albsnn", ck.config.dataset.replace('-', "_"));
+        let name = spikeforge_trainer::export::model_name(&ck.config.dataset);
         let model = spikeforge_trainer::export::export(&ck.net, &name)?;
         spikeforge_model::save(&model, &a.out)?;
         println!(

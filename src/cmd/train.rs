@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use spikeforge_trainer::ale::{AleConfig, Decision, Metric};
 use spikeforge_trainer::data::{self, Dataset};
+use spikeforge_trainer::export;
 use spikeforge_trainer::net::Precision;
 use spikeforge_trainer::ops::{LifConfig, ResetKind, Surrogate};
 use spikeforge_trainer::optim::OptimKind;
@@ -389,6 +390,12 @@ pub struct Summary {
     pub storage_saving_percent: f64,
     pub train_seconds: f64,
     pub model: PathBuf,
+    /// The float network's class for each evaluated test image.
+    #[serde(skip)]
+    pub float_classes: Vec<usize>,
+    /// The integer model's (golden = RTL) class for each evaluated test image.
+    #[serde(skip)]
+    pub integer_classes: Vec<usize>,
 }
 
 /// Exports a checkpoint, evaluates float and integer accuracy on the test set, writes the
@@ -400,8 +407,7 @@ pub fn finish(
     test_limit: Option<usize>,
 ) -> Result<Summary> {
     let mut net = ck.net.clone();
-    let name = format!("{}_albsnn", ds.name.replace('-', "_"));
-    let model = spikeforge_trainer::export::export(&net, &name)?;
+    let model = spikeforge_trainer::export::export(&net, &export::model_name(&ds.name))?;
     spikeforge_model::save(&model, model_path)?;
     let test = ds.test.take(test_limit.unwrap_or(usize::MAX));
     let bar = spinner(format!(
@@ -411,14 +417,8 @@ pub fn finish(
     let float_pred = train::predict(&mut net, &test);
     let int_pred = spikeforge_trainer::export::golden_classes(&model, &test.images);
     bar.finish_and_clear();
-    let acc = |p: &[usize]| {
-        p.iter()
-            .zip(&test.labels)
-            .filter(|(a, b)| **a == **b as usize)
-            .count() as f64
-            / test.len().max(1) as f64
-    };
-    let (fa, ia) = (acc(&float_pred), acc(&int_pred));
+    let fa = data::accuracy(&float_pred, &test.labels);
+    let ia = data::accuracy(&int_pred, &test.labels);
     let (bits, full) = train::storage_bits(&net);
     Ok(Summary {
         dataset: ds.name.clone(),
@@ -430,18 +430,14 @@ pub fn finish(
         float_accuracy: fa,
         integer_accuracy: ia,
         gap_points: (fa - ia) * 100.0,
-        binary_layers: net
-            .params
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| p.precision == Precision::Binary)
-            .map(|(l, _)| l + 1)
-            .collect(),
+        binary_layers: net.binary_layers(),
         weight_bits: bits,
         weight_bits_all_full_precision: full,
         storage_saving_percent: 100.0 * (1.0 - bits as f64 / full.max(1) as f64),
         train_seconds: ck.log.iter().map(|e| e.seconds).sum(),
         model: model_path.to_path_buf(),
+        float_classes: float_pred,
+        integer_classes: int_pred,
     })
 }
 

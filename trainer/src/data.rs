@@ -115,6 +115,19 @@ impl Split {
     }
 }
 
+/// How many predicted classes equal their labels.
+pub fn correct(pred: &[usize], labels: &[u8]) -> usize {
+    pred.iter()
+        .zip(labels)
+        .filter(|(p, l)| **p == **l as usize)
+        .count()
+}
+
+/// The fraction of predicted classes that equal their labels (0 for no labels).
+pub fn accuracy(pred: &[usize], labels: &[u8]) -> f64 {
+    correct(pred, labels) as f64 / labels.len().max(1) as f64
+}
+
 /// A dataset: train and test splits and the number of classes.
 #[derive(Debug, Clone)]
 pub struct Dataset {

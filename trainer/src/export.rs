@@ -173,6 +173,11 @@ fn lif_params(net: &Net, l: usize, values: &[i64], unit: &[f64]) -> Result<Lif, 
     })
 }
 
+/// The name an exported model of a dataset gets (`fashion_mnist_albsnn`).
+pub fn model_name(dataset: &str) -> String {
+    format!("{}_albsnn", dataset.replace('-', "_"))
+}
+
 /// Exports the network (in evaluation mode: running BatchNorm statistics) as a hardware model.
 pub fn export(net: &Net, name: &str) -> Result<Model, ExportError> {
     let mut layers = Vec::new();

@@ -316,6 +316,14 @@ impl Net {
         })
     }
 
+    /// The binary layers, 1-based (as the log and reports number them).
+    pub fn binary_layers(&self) -> Vec<usize> {
+        let p = self.params.iter().enumerate();
+        p.filter(|(_, p)| p.precision == Precision::Binary)
+            .map(|(l, _)| l + 1)
+            .collect()
+    }
+
     /// Number of classes (output channels of the last layer).
     pub fn classes(&self) -> usize {
         self.specs.last().map_or(0, |s| s.out)
