@@ -125,14 +125,7 @@ pub struct Calibration<'a> {
 
 fn accuracy(net: &mut Net, cal: &Calibration) -> f64 {
     let f = net.forward(cal.images, false, false);
-    let correct = f
-        .logits
-        .rows()
-        .into_iter()
-        .zip(cal.labels)
-        .filter(|(r, &y)| crate::ops::argmax(&r.to_vec()) == y as usize)
-        .count();
-    correct as f64 / cal.labels.len().max(1) as f64
+    crate::data::accuracy(&crate::ops::classes(&f.logits), cal.labels)
 }
 
 /// Evaluates every candidate layer and sets the binary set for the next epochs.

@@ -506,6 +506,15 @@ pub fn softmax_ce(logits: &Array2<f32>, labels: &[u8]) -> (f32, usize, Array2<f3
     ((loss / b as f64) as f32, correct, grad)
 }
 
+/// The class (argmax, lowest index on ties) of every row of `[B, classes]` logits.
+pub fn classes(logits: &Array2<f32>) -> Vec<usize> {
+    logits
+        .rows()
+        .into_iter()
+        .map(|r| argmax(&r.to_vec()))
+        .collect()
+}
+
 /// Index of the largest value, lowest index on ties (the hardware head's rule).
 pub fn argmax(v: &[f32]) -> usize {
     let mut best = 0;

@@ -245,36 +245,34 @@ impl Checkpoint {
 
 /// Loss and accuracy of the network in evaluation mode.
 pub fn evaluate(net: &mut Net, split: &Split) -> (f32, f32) {
-    const CHUNK: usize = 500;
     let mut loss = 0.0f64;
     let mut correct = 0usize;
-    for start in (0..split.len()).step_by(CHUNK) {
-        let end = (start + CHUNK).min(split.len());
-        let n = split.image_len();
-        let f = net.forward(&split.images[start * n..end * n], false, false);
-        let (l, c, _) = ops::softmax_ce(&f.logits, &split.labels[start..end]);
-        loss += l as f64 * (end - start) as f64;
+    eval_chunks(net, split, |logits, labels| {
+        let (l, c, _) = ops::softmax_ce(logits, labels);
+        loss += l as f64 * labels.len() as f64;
         correct += c;
-    }
+    });
     let n = split.len().max(1) as f64;
     ((loss / n) as f32, (correct as f64 / n) as f32)
 }
 
 /// Predicted classes of the network in evaluation mode.
 pub fn predict(net: &mut Net, split: &Split) -> Vec<usize> {
+    let mut classes = Vec::with_capacity(split.len());
+    eval_chunks(net, split, |logits, _| classes.extend(ops::classes(logits)));
+    classes
+}
+
+/// Runs the network in evaluation mode over a split in chunks of 500 images, handing each
+/// chunk's logits and labels to `f`.
+fn eval_chunks(net: &mut Net, split: &Split, mut f: impl FnMut(&Array2<f32>, &[u8])) {
+    const CHUNK: usize = 500;
     let n = split.image_len();
-    (0..split.len())
-        .step_by(500)
-        .flat_map(|start| {
-            let end = (start + 500).min(split.len());
-            let f = net.forward(&split.images[start * n..end * n], false, false);
-            f.logits
-                .rows()
-                .into_iter()
-                .map(|r| ops::argmax(&r.to_vec()))
-                .collect::<Vec<_>>()
-        })
-        .collect()
+    for start in (0..split.len()).step_by(CHUNK) {
+        let end = (start + CHUNK).min(split.len());
+        let out = net.forward(&split.images[start * n..end * n], false, false);
+        f(&out.logits, &split.labels[start..end]);
+    }
 }
 
 /// One augmented batch.
