@@ -448,6 +448,23 @@ pub fn read_idx_split(images: &Path, labels: &Path, classes: usize) -> Result<Sp
     })
 }
 
+/// Pixels of one colour plane of a CIFAR image.
+const PLANE: usize = 32 * 32;
+
+/// Label bytes of a CIFAR record: CIFAR-100 stores the coarse label before the fine one.
+fn cifar_label_bytes(dataset: &str) -> usize {
+    if dataset == "cifar100" {
+        2
+    } else {
+        1
+    }
+}
+
+/// Bytes of one CIFAR record.
+fn cifar_record(label_bytes: usize) -> usize {
+    label_bytes + 3 * PLANE
+}
+
 /// Reads CIFAR binary batches: records of `label_bytes` label bytes (the last one is the
 /// class: CIFAR-100's fine label) and 3072 bytes of planar RGB, converted to channels-last.
 pub fn read_cifar(
@@ -455,8 +472,7 @@ pub fn read_cifar(
     label_bytes: usize,
     classes: usize,
 ) -> Result<Split, DataError> {
-    const PLANE: usize = 32 * 32;
-    let rec = label_bytes + 3 * PLANE;
+    let rec = cifar_record(label_bytes);
     let mut split = Split {
         images: Vec::new(),
         labels: Vec::new(),
@@ -500,12 +516,16 @@ pub fn load(name: &str, dir: Option<&Path>) -> Result<Dataset, DataError> {
     let path = |i: usize| locate(&d, &ds.files[i]).expect("resolve_dir checked every file");
     let (train, test) = match ds.name {
         "cifar10" => (
-            read_cifar(&(0..5).map(path).collect::<Vec<_>>(), 1, 10)?,
-            read_cifar(&[path(5)], 1, 10)?,
+            read_cifar(
+                &(0..5).map(path).collect::<Vec<_>>(),
+                cifar_label_bytes("cifar10"),
+                10,
+            )?,
+            read_cifar(&[path(5)], cifar_label_bytes("cifar10"), 10)?,
         ),
         "cifar100" => (
-            read_cifar(&[path(0)], 2, 100)?,
-            read_cifar(&[path(1)], 2, 100)?,
+            read_cifar(&[path(0)], cifar_label_bytes("cifar100"), 100)?,
+            read_cifar(&[path(1)], cifar_label_bytes("cifar100"), 100)?,
         ),
         _ => (
             read_idx_split(&path(0), &path(1), ds.classes)?,
@@ -571,7 +591,7 @@ pub fn check(ds: &KnownDataset, dir: Option<&Path>) -> Vec<FileCheck> {
                 Err(e) => (e.to_string(), None),
                 Ok(data) => {
                     let structure = if ds.name.starts_with("cifar") {
-                        let rec = if ds.name == "cifar100" { 3074 } else { 3073 };
+                        let rec = cifar_record(cifar_label_bytes(ds.name));
                         if data.len() % rec == 0 && !data.is_empty() {
                             Ok(())
                         } else {
