@@ -367,15 +367,12 @@ pub fn train(
     let mut done = 0;
     let cal_n = cfg.calibration.min(val_set.len());
     let cal = val_set.take(cal_n.max(1));
+    let calibration = Calibration {
+        images: &cal.images,
+        labels: &cal.labels,
+    };
     if ck.epoch == 0 && ck.log.is_empty() && cfg.ale.at_start {
-        let decisions = ale::update(
-            &mut ck.net,
-            &cfg.ale,
-            &Calibration {
-                images: &cal.images,
-                labels: &cal.labels,
-            },
-        );
+        let decisions = ale::update(&mut ck.net, &cfg.ale, &calibration);
         obs.start(&decisions);
         ck.start_decisions = decisions;
     }
@@ -432,14 +429,7 @@ pub fn train(
             ck.bwo_active = true;
         }
         let decisions = if epoch.is_multiple_of(cfg.ale.every.max(1)) && epoch < cfg.epochs {
-            ale::update(
-                &mut ck.net,
-                &cfg.ale,
-                &Calibration {
-                    images: &cal.images,
-                    labels: &cal.labels,
-                },
-            )
+            ale::update(&mut ck.net, &cfg.ale, &calibration)
         } else {
             Vec::new()
         };
