@@ -141,7 +141,8 @@ pub struct LayerGrads {
     pub beta: Vec<f32>,
     /// ∂L/∂α (trainable α only).
     pub alpha: Vec<f32>,
-    /// ∂L/∂W_eff (BWO-direct applies this to the binary weight itself).
+    /// ∂L/∂W_eff of a binary layer (BWO-direct applies this to the binary weight itself);
+    /// empty for full-precision layers, whose ∂L/∂W is the same.
     pub w_eff: Vec<f32>,
     /// ∂L/∂(head log-scale) (last layer only).
     pub head_log_scale: f32,
@@ -599,10 +600,10 @@ impl Net {
     fn latent_grads(&self, l: usize, dw_eff: &Array2<f32>, g: &mut LayerGrads) {
         let spec = &self.specs[l];
         let p = &self.params[l];
-        g.w_eff = dw_eff.iter().copied().collect();
         match p.precision {
-            Precision::Full => g.w = g.w_eff.clone(),
+            Precision::Full => g.w = dw_eff.iter().copied().collect(),
             Precision::Binary => {
+                g.w_eff = dw_eff.iter().copied().collect();
                 let w = self.weights(l);
                 let alpha = self.alpha_of(l);
                 g.w = Vec::with_capacity(p.w.len());
