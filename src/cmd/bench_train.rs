@@ -36,6 +36,14 @@ struct Row {
 /// Times `steps` training steps (after 3 warm-up steps) and optionally one whole epoch.
 pub fn run(s: &Setup, out: &Path) -> Result<()> {
     let ds = s.data.load()?;
+    if s.batch >= ds.train.len() {
+        anyhow::bail!(
+            "--batch {} is not smaller than the {} training images of {}",
+            s.batch,
+            ds.train.len(),
+            ds.name
+        );
+    }
     let config = TrainConfig {
         arch: s.arch.into(),
         time_steps: s.time_steps,
