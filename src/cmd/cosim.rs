@@ -125,12 +125,10 @@ pub fn build(
             (d.manifest, files)
         }
     };
-    let spinner = ProgressBar::new_spinner();
-    spinner.set_message(format!(
+    let spinner = super::spinner(format!(
         "building `{}` with Verilator (cached by content hash)",
         manifest.core
     ));
-    spinner.enable_steady_tick(std::time::Duration::from_millis(120));
     let opts = BuildOptions {
         verilator: crate::settings::verilator(),
         cache_dir: crate::settings::cache_dir(),

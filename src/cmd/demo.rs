@@ -42,9 +42,12 @@ pub struct Args {
 }
 
 /// The open flow on the demo design: a bitstream and its report, or why not.
-fn synth(rtl: &Path, manifest: &spikeforge_hdl_gen::Manifest, target: &str) -> Result<String> {
-    let device = spikeforge_constraints::device(target)
-        .with_context(|| format!("unknown target `{target}`"))?;
+fn synth(
+    rtl: &Path,
+    manifest: &spikeforge_hdl_gen::Manifest,
+    device: &'static spikeforge_constraints::Device,
+) -> Result<String> {
+    let target = &device.target;
     let plan = spikeforge_hdl_gen::flow::plan(device, None, &manifest.shell.top, &manifest.sources);
     match spikeforge_flow::run(rtl, &plan, manifest, &mut |_| {}) {
         Ok(r) => Ok(format!(
@@ -69,15 +72,10 @@ fn synth(rtl: &Path, manifest: &spikeforge_hdl_gen::Manifest, target: &str) -> R
 /// route), else the default one (the flow then reports the shortfall).
 fn demo_folding(
     model: &spikeforge_model::Model,
-    target: &str,
+    device: &'static spikeforge_constraints::Device,
 ) -> Result<spikeforge_hdl_gen::Folding> {
     use spikeforge_hdl_gen::estimate;
-    let device = spikeforge_constraints::device(target).with_context(|| {
-        format!(
-            "unknown target `{target}`; known targets: {}",
-            spikeforge_constraints::target_names()
-        )
-    })?;
+    let target = &device.target;
     match estimate::fitting_folding(model, device, 0.5, 1.0) {
         Some((f, e)) => {
             println!(
@@ -116,13 +114,13 @@ fn train_args(a: &Args) -> super::train::Args {
 
 pub fn run(a: Args) -> Result<()> {
     // An unknown target fails now, not after training.
-    if spikeforge_constraints::device(&a.target).is_none() {
+    let Some(device) = spikeforge_constraints::device(&a.target) else {
         bail!(
             "unknown target `{}`; known targets: {}",
             a.target,
             spikeforge_constraints::target_names()
         );
-    }
+    };
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let (ck, ds, n_train) = super::train::train_run(&train_args(&a))?;
     let model_path = a.out.join("model.json");
@@ -130,7 +128,7 @@ pub fn run(a: Args) -> Result<()> {
     summary.train_images = n_train;
     super::train::print_summary(&summary);
     let model = super::load_model(&model_path)?;
-    let folding = demo_folding(&model, &a.target)?;
+    let folding = demo_folding(&model, device)?;
     let rtl = a.out.join("rtl");
     let design = super::generate_into(&model, &folding, Default::default(), &rtl)?;
     println!(
@@ -147,12 +145,6 @@ pub fn run(a: Args) -> Result<()> {
         "lint: verilator --lint-only -Wall clean ({} files)",
         design.manifest.sources.len()
     );
-    let spin = |msg: &str| {
-        let s = indicatif::ProgressBar::new_spinner();
-        s.set_message(msg.to_string());
-        s.enable_steady_tick(std::time::Duration::from_millis(120));
-        s
-    };
     let sim = super::cosim::build(
         &model,
         Some(&rtl),
@@ -171,11 +163,11 @@ pub fn run(a: Args) -> Result<()> {
     print!("cosim: ");
     super::cosim::conclude(&report)?;
     accuracy_table(&test, &report.classes, &summary);
-    let s = spin(&format!(
+    let s = super::spinner(format!(
         "Yosys, nextpnr and the packer for {} (a few minutes)",
         a.target
     ));
-    let synthesis = synth(&rtl, &design.manifest, &a.target);
+    let synthesis = synth(&rtl, &design.manifest, device);
     s.finish_and_clear();
     println!("{}", synthesis?);
     println!(

@@ -48,3 +48,12 @@ pub fn generate_into(
         .with_context(|| format!("writing the design to {}", dir.display()))?;
     Ok(design)
 }
+
+/// A spinner with a message, ticking until it is finished (hidden when stderr is not a
+/// terminal).
+pub fn spinner(msg: String) -> indicatif::ProgressBar {
+    let s = indicatif::ProgressBar::new_spinner();
+    s.set_message(msg);
+    s.enable_steady_tick(std::time::Duration::from_millis(120));
+    s
+}

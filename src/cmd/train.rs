@@ -38,7 +38,7 @@ pub struct DataArgs {
 impl DataArgs {
     /// Loads the dataset, with a message that says how to get it when it is missing.
     pub fn load(&self) -> Result<Dataset> {
-        let bar = spinner(format!("reading {}", self.dataset));
+        let bar = super::spinner(format!("reading {}", self.dataset));
         let d = data::load(&self.dataset, self.data.as_deref());
         bar.finish_and_clear();
         Ok(d?)
@@ -72,13 +72,6 @@ pub fn test_images(
         );
     }
     Ok(test)
-}
-
-fn spinner(msg: String) -> ProgressBar {
-    let s = ProgressBar::new_spinner();
-    s.set_message(msg);
-    s.enable_steady_tick(std::time::Duration::from_millis(120));
-    s
 }
 
 /// Arguments.
@@ -410,7 +403,7 @@ pub fn finish(
     let model = spikeforge_trainer::export::export(&net, &export::model_name(&ds.name))?;
     spikeforge_model::save(&model, model_path)?;
     let test = ds.test.take(test_limit.unwrap_or(usize::MAX));
-    let bar = spinner(format!(
+    let bar = super::spinner(format!(
         "evaluating the float and the integer model on {} test images",
         test.len()
     ));
