@@ -653,7 +653,7 @@ pub fn quant_steps(w: ArrayView2<f32>, bits: u32, per_tensor: bool) -> Vec<f32> 
     }
 }
 
-/// Spike-rate free helper for tests: a batch of random images.
+/// `n` random images of `len` bytes each, from a seed (tests and benchmarks).
 pub fn random_images(n: usize, len: usize, seed: u64) -> Vec<u8> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     (0..n * len).map(|_| rng.gen()).collect()

@@ -602,8 +602,3 @@ pub fn storage_bits(net: &Net) -> (u64, u64) {
             (mixed + n * bits, full + n * s.int_bits as u64)
         })
 }
-
-/// Helper for tests and the CLI: logits of one batch as an owned matrix.
-pub fn logits(net: &mut Net, images: &[u8]) -> Array2<f32> {
-    net.forward(images, false, false).logits
-}
