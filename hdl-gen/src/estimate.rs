@@ -157,10 +157,12 @@ fn mvu(ctx: &LayerCtx, f: Family) -> Estimate {
     } else {
         0.0
     };
-    let out_w = (ctx.steps * g.synaptic.channels * ctx.neuron_bits()) as f64;
+    let out_w = ctx.neuron_beat_bits() as f64;
     let neuron = match ctx.layer.neuron {
         Neuron::Lif(_) => 4.0 * vw + aw,
-        Neuron::None { .. } => 2.0 * vw + aw,
+        // Double and add, clamp (two compares), two threshold compares, reset add.
+        Neuron::Tsa(_) => 8.0 * vw + aw,
+        Neuron::None { .. } | Neuron::TsaReadout { .. } => 2.0 * vw + aw,
     };
     let mut e = Estimate {
         luts: slice * mux_luts(entries) + pe * simd * per_term + shared + pe * neuron + 60.0,
@@ -182,7 +184,7 @@ fn mvu(ctx: &LayerCtx, f: Family) -> Estimate {
 }
 
 fn pool(ctx: &LayerCtx) -> Estimate {
-    let fields = (ctx.steps * ctx.geo.synaptic.channels) as f64;
+    let fields = (ctx.steps * ctx.geo.synaptic.channels * ctx.neuron_bits()) as f64;
     let w = ctx.geo.synaptic.width as f64;
     Estimate {
         luts: 40.0 + 3.0 * fields + fields * w / 2.0 * 0.5,

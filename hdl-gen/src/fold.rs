@@ -117,11 +117,12 @@ pub fn divisors(n: u32) -> Vec<u32> {
     (1..=n).filter(|d| n.is_multiple_of(*d)).collect()
 }
 
-/// Cycles layer `geo` needs per image with folding `f` over `t` time steps.
-pub fn layer_cycles(geo: &LayerGeometry, f: LayerFold, t: u32) -> u64 {
+/// Cycles layer `geo` needs per image with folding `f` (over its local steps).
+pub fn layer_cycles(geo: &LayerGeometry, f: LayerFold) -> u64 {
     let nf = (geo.synaptic.channels / f.pe) as u64;
     let sf = (geo.fan_in as u32 / f.simd) as u64;
-    geo.synaptic.positions() as u64 * (nf * t as u64 * sf + MVU_OVERHEAD)
+    let t = geo.local_steps as u64;
+    geo.synaptic.positions() as u64 * (nf * t * sf + MVU_OVERHEAD)
 }
 
 /// Cycles per image of the whole pipeline: its slowest stage.
@@ -138,7 +139,7 @@ pub fn pipeline_cycles(model: &Model, folding: &Folding) -> u64 {
             } else {
                 g.input.positions() as u64
             };
-            layer_cycles(g, *f, model.time_steps).max(feed)
+            layer_cycles(g, *f).max(feed)
         })
         .max()
         .unwrap_or(0)
@@ -147,7 +148,7 @@ pub fn pipeline_cycles(model: &Model, folding: &Folding) -> u64 {
 
 /// The smallest folding (fewest synapses per cycle) of one layer meeting `target` cycles,
 /// or the fastest one within [`DEFAULT_MAX_SYNAPSES`].
-fn default_layer_fold(geo: &LayerGeometry, t: u32, target: u64) -> LayerFold {
+fn default_layer_fold(geo: &LayerGeometry, target: u64) -> LayerFold {
     let mut best: Option<(u64, u64, LayerFold)> = None;
     for pe in divisors(geo.synaptic.channels) {
         for simd in divisors(geo.fan_in as u32) {
@@ -156,7 +157,7 @@ fn default_layer_fold(geo: &LayerGeometry, t: u32, target: u64) -> LayerFold {
             if area > DEFAULT_MAX_SYNAPSES && (pe, simd) != (1, 1) {
                 continue;
             }
-            let cycles = layer_cycles(geo, f, t);
+            let cycles = layer_cycles(geo, f);
             // Meeting the target beats not meeting it; then less area; then fewer cycles.
             let key = (cycles.max(target), area);
             if best.is_none_or(|(c, a, _)| key < (c, a)) {
@@ -173,10 +174,7 @@ pub fn for_cycles(model: &Model, target: u64) -> Folding {
     let geo = model_geometry(model);
     Folding {
         pixels_per_beat: 1,
-        layers: geo
-            .iter()
-            .map(|g| default_layer_fold(g, model.time_steps, target))
-            .collect(),
+        layers: geo.iter().map(|g| default_layer_fold(g, target)).collect(),
     }
 }
 
@@ -218,10 +216,7 @@ pub fn resolve(model: &Model, overrides: &[FoldOverride]) -> Result<Folding, Fol
         });
     }
     let target = (positions / ppb) as u64;
-    let mut layers: Vec<LayerFold> = geo
-        .iter()
-        .map(|g| default_layer_fold(g, model.time_steps, target))
-        .collect();
+    let mut layers: Vec<LayerFold> = geo.iter().map(|g| default_layer_fold(g, target)).collect();
     for o in overrides {
         let FoldOverride::Layer(which, f) = o else {
             continue;

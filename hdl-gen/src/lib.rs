@@ -266,8 +266,8 @@ fn weight_rom(ctx: &LayerCtx) -> String {
     out
 }
 
-/// Parameter ROM image: word `nf` holds per lane `{polarity, threshold, bias}` (LIF) or
-/// `{bias}` (no neuron), bias in the low bits.
+/// Parameter ROM image: word `nf` holds per lane the fields of
+/// [`LayerCtx::lane_param_bits`], bias in the low bits.
 fn param_rom(ctx: &LayerCtx) -> String {
     let (pe, vw, lpw) = (
         ctx.fold.pe as usize,
@@ -280,13 +280,22 @@ fn param_rom(ctx: &LayerCtx) -> String {
         for p in 0..pe {
             let c = nf * pe + p;
             let at = p * lpw;
+            let vw = vw as usize;
             match &ctx.layer.neuron {
                 Neuron::Lif(l) => {
-                    put_int(&mut bits, at, vw, l.bias[c] as i64);
-                    put_int(&mut bits, at + vw as usize, vw, l.threshold[c] as i64);
-                    bits[at + 2 * vw as usize] = l.polarity.as_bytes()[c] == b'-';
+                    put_int(&mut bits, at, vw as u32, l.bias[c] as i64);
+                    put_int(&mut bits, at + vw, vw as u32, l.threshold[c] as i64);
+                    bits[at + 2 * vw] = l.polarity.as_bytes()[c] == b'-';
                 }
-                Neuron::None { bias } => put_int(&mut bits, at, vw, bias[c] as i64),
+                Neuron::Tsa(n) => {
+                    put_int(&mut bits, at, vw as u32, n.bias[c] as i64);
+                    put_int(&mut bits, at + vw, vw as u32, n.threshold[c] as i64);
+                    put_int(&mut bits, at + 2 * vw, vw as u32, n.clamp[c] as i64);
+                    bits[at + 3 * vw] = n.polarity.as_bytes()[c] == b'-';
+                }
+                Neuron::None { bias } | Neuron::TsaReadout { bias } => {
+                    put_int(&mut bits, at, vw as u32, bias[c] as i64)
+                }
             }
         }
         out.push_str(&bits_hex(&bits));
@@ -315,7 +324,7 @@ pub fn generate_with(
     let ppb = folding.pixels_per_beat;
     let in_bits = ppb * model.input.channels * model.input.pixel_bits;
     let last = ctxs.last().expect("a validated model has layers");
-    let signed_out = matches!(last.layer.neuron, Neuron::None { .. });
+    let signed_out = last.out_signed();
     let hw = stream::HeadWidths {
         logit: widths.logit_bits().max(last.out_value_bits() + 1),
         class: stream::class_bits(widths.classes),
@@ -381,7 +390,7 @@ pub fn generate_with(
     let t = model.time_steps;
     let layer_cycles: Vec<u64> = ctxs
         .iter()
-        .map(|c| fold::layer_cycles(&c.geo, c.fold, t))
+        .map(|c| fold::layer_cycles(&c.geo, c.fold))
         .collect();
     let manifest = Manifest {
         generator: GENERATOR.into(),
@@ -420,10 +429,10 @@ pub fn generate_with(
                 width: c.geo.output.width,
                 channels: c.geo.output.channels,
                 value_bits: c.out_value_bits(),
-                value_signed: matches!(c.layer.neuron, Neuron::None { .. }),
+                value_signed: c.out_signed(),
                 tap_bits: c.out_beat_bits(),
                 acc_bits: c.acc_bits(),
-                membrane_bits: if matches!(c.layer.neuron, Neuron::Lif(_)) { c.value_bits() } else { 0 },
+                membrane_bits: if matches!(c.layer.neuron, Neuron::None { .. }) { 0 } else { c.value_bits() },
                 cycles_per_image: cycles,
             })
             .collect(),

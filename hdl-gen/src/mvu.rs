@@ -8,7 +8,7 @@
 use spikeforge_model::ir::{FireRule, Leak, Neuron, Reset};
 
 use crate::names::{self, Names};
-use crate::rtl::{fit, index_bits, stream_ports, zext, LayerCtx};
+use crate::rtl::{fit, index_bits, resize, sext, stream_ports, zext, LayerCtx};
 use crate::vlog::*;
 
 /// Sum of unsigned `(term, width)` pairs as a balanced tree (log depth: short paths in
@@ -73,15 +73,173 @@ fn x_at(ctx: &LayerCtx, x_q: &Expr, i: u32) -> Expr {
     }
 }
 
+/// How a layer's input values are coded on its stream.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum InputCode {
+    /// Unsigned 0/1 spikes.
+    Spike,
+    /// Unsigned multi-bit values (pixels, sum-pooled spikes).
+    Unsigned,
+    /// Ternary spikes: bit 0 "non-zero" (valid), bit 1 "negative" (sign).
+    Ternary,
+    /// Two's-complement multi-bit values (sum-pooled ternary spikes).
+    Signed,
+}
+
+fn input_code(ctx: &LayerCtx) -> InputCode {
+    match (ctx.geo.input_min < 0, ctx.geo.input_bits) {
+        (false, 1) => InputCode::Spike,
+        (false, _) => InputCode::Unsigned,
+        (true, 2) => InputCode::Ternary,
+        (true, _) => InputCode::Signed,
+    }
+}
+
+/// Bit `b` of every input of the word, as one `SIMD`-bit vector (input `i` at bit `i`).
+fn input_plane(m: &mut Module, ctx: &LayerCtx, x_q: &Expr, b: u32, name: &str) -> Expr {
+    let bits = (0..ctx.fold.simd)
+        .rev()
+        .map(|i| x_q.clone().bit(i * ctx.geo.input_bits + b))
+        .collect();
+    m.wire_eq(name, ctx.fold.simd, cat(bits))
+}
+
 /// The sum of all inputs of the word, shared by the lanes of binary layers:
-/// `Σ w·x = 2·Σ_{w=+1} x − Σ x` for `w ∈ {−1, +1}`.
+/// `Σ w·x = 2·Σ_{w=+1} x − Σ x` for `w ∈ {−1, +1}`; for ternary inputs the count of
+/// non-zero spikes (`Σ w·x = 2·#{x ≠ 0, sign(x) = w} − #{x ≠ 0}`).
 fn input_total(m: &mut Module, ctx: &LayerCtx, x_q: &Expr, aw: u32) -> Expr {
     let xb = ctx.geo.input_bits;
-    let terms = (0..ctx.fold.simd)
-        .map(|i| (x_at(ctx, x_q, i), xb))
-        .collect();
-    let t = sum_wire(m, "x_sum", terms, aw);
-    m.wire_eq("x_total", aw, t)
+    let simd = ctx.fold.simd;
+    match input_code(ctx) {
+        InputCode::Ternary => {
+            let valid = id("x_valid");
+            let t = sum_wire(
+                m,
+                "x_sum",
+                (0..simd).map(|i| (valid.clone().bit(i), 1)).collect(),
+                aw,
+            );
+            m.wire_eq("x_total", aw, t)
+        }
+        InputCode::Signed => {
+            let terms = (0..simd).map(|i| x_at(ctx, x_q, i)).collect();
+            let t = signed_sum(m, "x_sum", terms, xb, aw);
+            m.wire_eq("x_total", aw, t)
+        }
+        InputCode::Spike | InputCode::Unsigned => {
+            let terms = (0..simd).map(|i| (x_at(ctx, x_q, i), xb)).collect();
+            let t = sum_wire(m, "x_sum", terms, aw);
+            m.wire_eq("x_total", aw, t)
+        }
+    }
+}
+
+/// A lane's dot product on signed inputs (ternary spikes, or their pooled sums).
+fn signed_lane_dot(
+    m: &mut Module,
+    ctx: &LayerCtx,
+    p: u32,
+    x_q: &Expr,
+    w_at: &dyn Fn(u32) -> Expr,
+    total: Option<&Expr>,
+) -> Expr {
+    let (simd, xb, wb, aw) = (
+        ctx.fold.simd,
+        ctx.geo.input_bits,
+        ctx.weight_bits(),
+        ctx.acc_bits(),
+    );
+    let total = || total.expect("binary layers share x_total").clone();
+    match (ctx.layer.is_binary(), input_code(ctx)) {
+        (true, InputCode::Ternary) => {
+            // +1 when the spike's sign matches the weight's: valid ∧ (sign ⊕ w).
+            let both = m.wire_eq(
+                &format!("agree_bits{p}"),
+                simd,
+                id("x_valid").band(id("x_sign").bxor(w_vector(w_at, simd))),
+            );
+            let s = sum_wire(
+                m,
+                &format!("agree{p}"),
+                (0..simd).map(|i| (both.clone().bit(i), 1)).collect(),
+                aw,
+            );
+            s.shl(Expr::Int(1)).sub(total())
+        }
+        (true, _) => {
+            let terms = (0..simd)
+                .map(|i| {
+                    let t = Expr::Repl(xb, Box::new(w_at(i))).band(x_at(ctx, x_q, i));
+                    m.wire_eq(&format!("term{p}_{i}"), xb, t)
+                })
+                .collect();
+            let s = signed_sum(m, &format!("agree{p}"), terms, xb, aw);
+            s.shl(Expr::Int(1)).sub(total())
+        }
+        (false, InputCode::Ternary) => {
+            // valid ? (sign ? −w : w) : 0, with −w = ~w + 1 on a sign-extended w: the +1s are
+            // counted once for the whole word.
+            let tw = wb + 1;
+            let mut terms = Vec::new();
+            for i in 0..simd {
+                let (valid, sign) = (x_q.clone().bit(i * 2), x_q.clone().bit(i * 2 + 1));
+                let w = m.wire_eq(&format!("wx{p}_{i}"), wb, w_at(i));
+                let flipped = sext(w, wb, tw).bxor(Expr::Repl(tw, Box::new(sign)));
+                let t = Expr::Repl(tw, Box::new(valid)).band(flipped);
+                terms.push(m.wire_eq(&format!("term{p}_{i}"), tw, t));
+            }
+            let s = signed_sum(m, &format!("wsum{p}"), terms, tw, aw);
+            let negs = (0..simd)
+                .map(|i| (id("x_valid").bit(i).band(id("x_sign").bit(i)), 1))
+                .collect();
+            let ones = sum_wire(m, &format!("negs{p}"), negs, aw);
+            s.add(ones)
+        }
+        (false, _) => {
+            // x·w = Σ_{b<xb−1} x_b·(w << b) − x_{xb−1}·(w << (xb−1)) for two's-complement x;
+            // every partial product is a gated, sign-extended, shifted w.
+            let pw = wb + xb - 1;
+            let (mut pos, mut neg) = (Vec::new(), Vec::new());
+            for i in 0..simd {
+                let w = m.wire_eq(&format!("wx{p}_{i}"), wb, w_at(i));
+                for b in 0..xb {
+                    let xbit = x_q.clone().bit(i * xb + b);
+                    let gated = m.wire_eq(
+                        &format!("pp{p}_{i}_{b}"),
+                        wb,
+                        Expr::Repl(wb, Box::new(xbit)).band(w.clone()),
+                    );
+                    let ext = sext(gated, wb, pw);
+                    let shifted = if b == 0 {
+                        ext
+                    } else {
+                        cat(vec![ext.slice(pw - 1 - b, 0), lit(b, 0)])
+                    };
+                    let term = m.wire_eq(&format!("pps{p}_{i}_{b}"), pw, shifted);
+                    if b + 1 == xb {
+                        neg.push(term);
+                    } else {
+                        pos.push(term);
+                    }
+                }
+            }
+            // Bits at or above 2^aw vanish modulo 2^aw.
+            let tw = pw.min(aw);
+            let low = |v: Vec<Expr>| -> Vec<Expr> {
+                v.into_iter()
+                    .map(|t| if tw < pw { t.slice(tw - 1, 0) } else { t })
+                    .collect()
+            };
+            let plus = signed_sum(m, &format!("pos{p}"), low(pos), tw, aw);
+            let minus = signed_sum(m, &format!("neg{p}"), low(neg), tw, aw);
+            plus.sub(minus)
+        }
+    }
+}
+
+/// The lane's `n` binary weights as one vector (weight `i` at bit `i`).
+fn w_vector(w_at: &dyn Fn(u32) -> Expr, n: u32) -> Expr {
+    cat((0..n).rev().map(w_at).collect())
 }
 
 /// One lane's partial sum over `SIMD` inputs, unrolled into an adder tree:
@@ -109,6 +267,9 @@ fn lane_dot(
             w_q.clone().slice(lo + wb - 1, lo)
         }
     };
+    if ctx.geo.input_min < 0 {
+        return signed_lane_dot(m, ctx, p, x_q, &w_at, total);
+    }
     let agree = |m: &mut Module, terms| sum_wire(m, &format!("agree{p}"), terms, aw);
     match (ctx.layer.is_binary(), xb == 1) {
         (true, true) => {
@@ -179,7 +340,7 @@ fn lane_dot(
 /// Generates the MVU + neuron module of a layer.
 pub fn mvu(ctx: &LayerCtx, names: &Names) -> Module {
     let g = &ctx.geo;
-    let (t, ti) = (ctx.steps, g.input_steps);
+    let (t, ti) = (g.local_steps, g.input_steps);
     let (pe, simd) = (ctx.fold.pe, ctx.fold.simd);
     let (nf, sf) = (ctx.nf(), ctx.sf());
     let (xb, wb, aw, vw) = (
@@ -190,7 +351,10 @@ pub fn mvu(ctx: &LayerCtx, names: &Names) -> Module {
     );
     let cout = g.synaptic.channels;
     let ob = ctx.neuron_bits();
-    let out_w = t * cout * ob;
+    let out_w = ctx.neuron_beat_bits();
+    // TSA layers see no input after their input steps (the pixel layer's only step, or the
+    // T steps before the silent period's extra ones); LIF layers reuse the pixel step.
+    let gated = ctx.layer.is_tsa() && t > ti;
     let mut m = Module::new(
         names.layer_module(ctx.index, "mvu"),
         vec![format!(
@@ -272,8 +436,15 @@ pub fn mvu(ctx: &LayerCtx, names: &Names) -> Module {
     let prm_b = m.wire_eq("prm_b", pe * ctx.lane_param_bits(), prm.idx(c_nf.clone()));
     let obw = index_bits(out_w as u64);
     let mut obase = zext(c_nf.clone(), nfw, obw).mul(lit(obw, (pe * ob) as u64));
-    if let Some(bt) = &c_t {
-        obase = zext(bt.clone(), tw, obw)
+    if let (Some(bt), true) = (&c_t, ctx.out_steps() > 1) {
+        // Output step m = local step − silent (written only once the neuron may speak).
+        let silent = g.local_steps - ctx.steps;
+        let step = if silent == 0 {
+            bt.clone()
+        } else {
+            m.wire_eq("ostep", tw, bt.clone().sub(lit(tw, silent as u64)))
+        };
+        obase = resize(step, tw, obw)
             .mul(lit(obw, (cout * ob) as u64))
             .add(obase);
     }
@@ -282,6 +453,10 @@ pub fn mvu(ctx: &LayerCtx, names: &Names) -> Module {
     } else {
         lit(1, 0)
     };
+    if input_code(ctx) == InputCode::Ternary {
+        input_plane(&mut m, ctx, &x_q, 0, "x_valid");
+        input_plane(&mut m, ctx, &x_q, 1, "x_sign");
+    }
     let total = ctx
         .layer
         .is_binary()
@@ -308,12 +483,25 @@ pub fn mvu(ctx: &LayerCtx, names: &Names) -> Module {
     }
     let xa_next_t = if ti == 1 {
         lit(xaw, 0)
+    } else if gated {
+        // Back to the start after the last input step (the steps after it read nothing).
+        t_a.clone()
+            .eq(lit(tw, (ti - 1) as u64))
+            .cond(lit(xaw, 0), xa.clone().add(lit(xaw, 1)))
     } else {
         xa.clone().add(lit(xaw, 1))
     };
+    let x_read = win.clone().idx(xa.clone());
+    let x_read = if gated {
+        t_a.clone()
+            .lt(lit(tw, ti as u64))
+            .cond(x_read, lit(simd * xb, 0))
+    } else {
+        x_read
+    };
     let mut issue = vec![
         Stmt::Nb(w_q, wrom.idx(wa.clone())),
-        Stmt::Nb(x_q, win.clone().idx(xa.clone())),
+        Stmt::Nb(x_q, x_read),
         Stmt::Nb(b_v.clone(), one()),
         Stmt::Nb(b_first.clone(), sf_a.clone().eq(lit(sfw, 0))),
         Stmt::Nb(b_last.clone(), last_sf.clone()),
@@ -425,6 +613,56 @@ pub fn mvu(ctx: &LayerCtx, names: &Names) -> Module {
     m
 }
 
+/// What a lane's neuron reads and writes, beyond its own registers.
+struct LaneIo<'e> {
+    /// The lane index.
+    p: u32,
+    /// Stage C: last synapse fold of a step (the neuron steps).
+    last: &'e Expr,
+    /// Stage C: the local step, when there is more than one.
+    step: &'e Option<Expr>,
+    /// The parameter word of the lane's neuron fold.
+    prm: &'e Expr,
+    /// This step's synaptic current, in the neuron width.
+    sum: Expr,
+    /// The lane's bias.
+    bias: Expr,
+    /// Output buffer, and the bit where this lane's value of this step goes.
+    obuf: &'e Expr,
+    bit: Expr,
+}
+
+impl LaneIo<'_> {
+    /// Field `k` (after the bias) of the lane's parameters, `w` bits wide.
+    fn param(&self, ctx: &LayerCtx, k: u32, w: u32) -> Expr {
+        let at = self.p * ctx.lane_param_bits() + k * ctx.value_bits();
+        self.prm.clone().part(Expr::Int(at as i64), w)
+    }
+    /// Writes `value` (`ob` bits) into the output buffer.
+    fn write(&self, ctx: &LayerCtx, value: Expr) -> Stmt {
+        let ob = ctx.neuron_bits();
+        if ctx.neuron_beat_bits() == ob {
+            Stmt::Nb(self.obuf.clone(), value)
+        } else if ob == 1 {
+            Stmt::Nb(self.obuf.clone().idx(self.bit.clone()), value)
+        } else {
+            Stmt::Nb(self.obuf.clone().part(self.bit.clone(), ob), value)
+        }
+    }
+    /// Whether this is the first local step of a position (always, with one step).
+    fn first_step(&self, m: &mut Module, ctx: &LayerCtx) -> Expr {
+        let tw = index_bits(ctx.geo.local_steps as u64);
+        match self.step {
+            Some(t) => m.wire_eq(
+                &format!("first_step{}", self.p),
+                1,
+                t.clone().eq(lit(tw, 0)),
+            ),
+            None => one(),
+        }
+    }
+}
+
 /// One lane: its accumulator, neuron and result write; returns its sequential statements.
 #[allow(clippy::too_many_arguments)]
 fn lane(
@@ -463,9 +701,7 @@ fn lane(
         vw,
         prm_b.clone().part(Expr::Int((p * lpw) as i64), vw),
     );
-    let sum_v = fit(sum.clone(), aw, vw);
-    let out_w = ctx.steps * ctx.geo.synaptic.channels * ob;
-    let bit = if out_w > ob {
+    let bit = if ctx.neuron_beat_bits() > ob {
         m.wire_eq(
             &format!("obit{p}"),
             obw,
@@ -474,74 +710,200 @@ fn lane(
     } else {
         lit(1, 0)
     };
+    let io = LaneIo {
+        p,
+        last: b_last,
+        step: b_t,
+        prm: prm_b,
+        sum: fit(sum.clone(), aw, vw),
+        bias,
+        obuf,
+        bit,
+    };
     let mut stmts = vec![
         Stmt::Nb(dot_q, dot),
-        when(id("c_v"), vec![Stmt::Nb(acc, sum.clone())]),
+        when(id("c_v"), vec![Stmt::Nb(acc, sum)]),
     ];
-    match &ctx.layer.neuron {
-        Neuron::Lif(lif) => {
-            let thr = m.swire_eq(
-                &format!("thr{p}"),
-                vw,
-                prm_b.clone().part(Expr::Int((p * lpw + vw) as i64), vw),
-            );
-            let pol = m.wire_eq(
-                &format!("pol{p}"),
-                1,
-                prm_b.clone().part(Expr::Int((p * lpw + 2 * vw) as i64), 1),
-            );
-            let cur = m.swire_eq(
-                &format!("cur{p}"),
-                vw,
-                pol.cond(sum_v.clone().neg(), sum_v).add(bias),
-            );
-            let tw = index_bits(ctx.steps as u64);
-            let v = b_t.as_ref().map(|_| m.sreg(&format!("v{p}"), vw));
-            let prev = match (b_t, &v) {
-                (Some(bt), Some(v)) => m.swire_eq(
-                    &format!("prev{p}"),
-                    vw,
-                    bt.clone().eq(lit(tw, 0)).cond(slit(vw, 0), v.clone()),
-                ),
-                _ => slit(vw, 0),
-            };
-            let leaked = match lif.leak {
-                Leak::None => prev,
-                Leak::Shift { shift } => prev.ashr(Expr::Int(shift as i64)),
-                Leak::Decay { shift } => prev.clone().sub(prev.ashr(Expr::Int(shift as i64))),
-            };
-            let vn = m.swire_eq(&format!("vn{p}"), vw, leaked.add(cur));
-            let fire = match lif.fire {
-                FireRule::Ge => vn.clone().ge(thr.clone()),
-                FireRule::Gt => vn.clone().gt(thr.clone()),
-            };
-            let fire = m.wire_eq(&format!("fire{p}"), 1, fire);
-            let after = match lif.reset {
-                Reset::Hard => slit(vw, 0),
-                Reset::Subtract => vn.clone().sub(thr),
-            };
-            let mut update = vec![];
-            if let Some(v) = v {
-                update.push(Stmt::Nb(v, fire.clone().cond(after, vn)));
-            }
-            update.push(if out_w == 1 {
-                Stmt::Nb(obuf.clone(), fire)
-            } else {
-                Stmt::Nb(obuf.clone().idx(bit), fire)
-            });
-            stmts.push(when(id("c_v").and(b_last.clone()), update));
-        }
+    stmts.push(match &ctx.layer.neuron {
+        Neuron::Lif(lif) => lif_neuron(m, ctx, &io, lif),
+        Neuron::Tsa(tsa) => tsa_neuron(m, ctx, &io, tsa),
+        Neuron::TsaReadout { .. } => readout_neuron(m, ctx, &io),
         Neuron::None { .. } => {
-            let val = m.swire_eq(&format!("val{p}"), vw, sum_v.add(bias));
-            stmts.push(when(
-                id("c_v").and(b_last.clone()),
-                vec![if out_w == ob {
-                    Stmt::Nb(obuf.clone(), val)
-                } else {
-                    Stmt::Nb(obuf.clone().part(bit, ob), val)
-                }],
-            ));
+            let val = m.swire_eq(&format!("val{p}"), vw, io.sum.clone().add(io.bias.clone()));
+            when(id("c_v").and(b_last.clone()), vec![io.write(ctx, val)])
         }
-    }
+    });
     stmts
+}
+
+/// The membrane register of a lane carried across local steps (`None` with one step), and
+/// its value entering this step: 0 at the first step of a position.
+fn carried(
+    m: &mut Module,
+    ctx: &LayerCtx,
+    io: &LaneIo,
+    name: &str,
+    w: u32,
+) -> (Option<Expr>, Expr) {
+    let p = io.p;
+    let tw = index_bits(ctx.geo.local_steps as u64);
+    let v = io.step.as_ref().map(|_| m.sreg(&format!("{name}{p}"), w));
+    let prev = match (io.step, &v) {
+        (Some(t), Some(v)) => m.swire_eq(
+            &format!("prev{p}"),
+            w,
+            t.clone().eq(lit(tw, 0)).cond(slit(w, 0), v.clone()),
+        ),
+        _ => slit(w, 0),
+    };
+    (v, prev)
+}
+
+fn lif_neuron(
+    m: &mut Module,
+    ctx: &LayerCtx,
+    io: &LaneIo,
+    lif: &spikeforge_model::ir::Lif,
+) -> Stmt {
+    let (p, vw) = (io.p, ctx.value_bits());
+    let thr = m.swire_eq(&format!("thr{p}"), vw, io.param(ctx, 1, vw));
+    let pol = m.wire_eq(&format!("pol{p}"), 1, io.param(ctx, 2, 1));
+    let cur = m.swire_eq(
+        &format!("cur{p}"),
+        vw,
+        pol.cond(io.sum.clone().neg(), io.sum.clone())
+            .add(io.bias.clone()),
+    );
+    let (v, prev) = carried(m, ctx, io, "v", vw);
+    let leaked = match lif.leak {
+        Leak::None => prev,
+        Leak::Shift { shift } => prev.ashr(Expr::Int(shift as i64)),
+        Leak::Decay { shift } => prev.clone().sub(prev.ashr(Expr::Int(shift as i64))),
+    };
+    let vn = m.swire_eq(&format!("vn{p}"), vw, leaked.add(cur));
+    let fire = match lif.fire {
+        FireRule::Ge => vn.clone().ge(thr.clone()),
+        FireRule::Gt => vn.clone().gt(thr.clone()),
+    };
+    let fire = m.wire_eq(&format!("fire{p}"), 1, fire);
+    let after = match lif.reset {
+        Reset::Hard => slit(vw, 0),
+        Reset::Subtract => vn.clone().sub(thr),
+    };
+    let mut update = vec![];
+    if let Some(v) = v {
+        update.push(Stmt::Nb(v, fire.clone().cond(after, vn)));
+    }
+    update.push(io.write(ctx, fire));
+    when(id("c_v").and(io.last.clone()), update)
+}
+
+/// The TSA neuron step (see [`spikeforge_model::ir::Tsa`]): double, integrate (bias at the
+/// first step), clamp, then — after the silent steps — fire +1/−1 and subtract `±2θ`.
+fn tsa_neuron(
+    m: &mut Module,
+    ctx: &LayerCtx,
+    io: &LaneIo,
+    tsa: &spikeforge_model::ir::Tsa,
+) -> Stmt {
+    let (p, vw) = (io.p, ctx.value_bits());
+    let tw = index_bits(ctx.geo.local_steps as u64);
+    let thr = m.swire_eq(&format!("thr{p}"), vw, io.param(ctx, 1, vw));
+    let clamp = m.swire_eq(&format!("clamp{p}"), vw, io.param(ctx, 2, vw));
+    let pol = m.wire_eq(&format!("pol{p}"), 1, io.param(ctx, 3, 1));
+    let first = io.first_step(m, ctx);
+    let cur = m.swire_eq(
+        &format!("cur{p}"),
+        vw,
+        pol.cond(io.sum.clone().neg(), io.sum.clone())
+            .add(first.clone().cond(io.bias.clone(), slit(vw, 0))),
+    );
+    let (u, prev) = carried(m, ctx, io, "u", vw);
+    let un = m.swire_eq(&format!("un{p}"), vw, prev.shl(Expr::Int(1)).add(cur));
+    let low = clamp.clone().neg();
+    let uc = m.swire_eq(
+        &format!("uc{p}"),
+        vw,
+        un.clone()
+            .gt(clamp.clone())
+            .cond(clamp, un.clone().lt(low.clone()).cond(low, un)),
+    );
+    let speaks = match (tsa.silent, io.step) {
+        (0, _) | (_, None) => one(),
+        (d, Some(t)) => t.clone().ge(lit(tw, d as u64)),
+    };
+    let speaks = m.wire_eq(&format!("speaks{p}"), 1, speaks);
+    // The 1-bit ReLU guard: set by the first +1 of the position.
+    let guard = tsa.negative == spikeforge_model::ir::NegativeSpikes::AfterPositive;
+    let (fired, may_negate) = match (guard, io.step) {
+        (false, _) => (None, one()),
+        (true, None) => (None, zero()),
+        (true, Some(t)) => {
+            let f = m.reg(&format!("fired{p}"), 1);
+            let fin = m.wire_eq(
+                &format!("fired_in{p}"),
+                1,
+                t.clone().eq(lit(tw, 0)).cond(zero(), f.clone()),
+            );
+            (Some((f, fin.clone())), fin)
+        }
+    };
+    let pos = m.wire_eq(
+        &format!("fire_pos{p}"),
+        1,
+        speaks.clone().and(uc.clone().ge(thr.clone())),
+    );
+    let neg = m.wire_eq(
+        &format!("fire_neg{p}"),
+        1,
+        speaks
+            .clone()
+            .and(uc.clone().lt(thr.clone().neg()))
+            .and(may_negate),
+    );
+    let two = thr.shl(Expr::Int(1));
+    let after = pos.clone().cond(
+        uc.clone().sub(two.clone()),
+        neg.clone().cond(uc.clone().add(two), uc),
+    );
+    let mut update = vec![];
+    if let Some(u) = u {
+        update.push(Stmt::Nb(u, after));
+    }
+    if let Some((f, fin)) = fired {
+        update.push(Stmt::Nb(f, fin.or(pos.clone())));
+    }
+    // Ternary spike, 2 bits: {negative, non-zero}.
+    let spike = cat(vec![neg.clone(), pos.or(neg)]);
+    update.push(when(speaks, vec![io.write(ctx, spike)]));
+    when(id("c_v").and(io.last.clone()), update)
+}
+
+/// The TSA readout: `u ← 2u + I` (bias at the first step); the last step's `u` is the output.
+fn readout_neuron(m: &mut Module, ctx: &LayerCtx, io: &LaneIo) -> Stmt {
+    let (p, vw) = (io.p, ctx.value_bits());
+    let lt = ctx.geo.local_steps;
+    let tw = index_bits(lt as u64);
+    let first = io.first_step(m, ctx);
+    let (u, prev) = carried(m, ctx, io, "u", vw);
+    let un = m.swire_eq(
+        &format!("un{p}"),
+        vw,
+        prev.shl(Expr::Int(1))
+            .add(io.sum.clone())
+            .add(first.cond(io.bias.clone(), slit(vw, 0))),
+    );
+    let last_step = match io.step {
+        Some(t) => t.clone().eq(lit(tw, (lt - 1) as u64)),
+        None => one(),
+    };
+    let mut update = vec![];
+    if let Some(u) = u {
+        update.push(Stmt::Nb(u, un.clone()));
+    }
+    update.push(when(
+        last_step,
+        vec![io.write(ctx, fit(un, vw, ctx.neuron_bits()))],
+    ));
+    when(id("c_v").and(io.last.clone()), update)
 }

@@ -8,7 +8,7 @@
 //! value `v` at bits `[(step·C + c)·B +: B]`. A window is `[step][j]` with
 //! `j = (ky·k + kx)·Cin + cin` (dense: `j = (y·W + x)·Cin + cin`), matching the IR's weight order.
 
-use spikeforge_model::geometry::{bits_unsigned, LayerGeometry};
+use spikeforge_model::geometry::{bits_unsigned, output_range, value_bits, LayerGeometry};
 use spikeforge_model::ir::{Layer, Neuron};
 use spikeforge_model::widths::LayerWidths;
 
@@ -68,6 +68,15 @@ pub(crate) fn zext(e: Expr, from: u32, to: u32) -> Expr {
         e
     } else {
         cat(vec![lit(to - from, 0), e])
+    }
+}
+
+/// `e` as an unsigned `to`-bit value: zero-extended, or its low bits.
+pub(crate) fn resize(e: Expr, from: u32, to: u32) -> Expr {
+    if to >= from {
+        zext(e, from, to)
+    } else {
+        e.slice(to - 1, 0)
     }
 }
 
@@ -134,23 +143,43 @@ impl LayerCtx<'_> {
     pub fn window_bits(&self) -> u32 {
         self.geo.input_steps * self.geo.fan_in as u32 * self.geo.input_bits
     }
-    /// Bits of one value leaving the neuron (before pooling).
+    /// Bits of one value leaving the neuron (before pooling): a spike (1 bit binary, 2 bits
+    /// ternary) or a signed value.
     pub fn neuron_bits(&self) -> u32 {
         match self.layer.neuron {
             Neuron::Lif(_) => 1,
-            Neuron::None { .. } => self.widths.output_bits(),
+            Neuron::Tsa(_) => 2,
+            Neuron::None { .. } | Neuron::TsaReadout { .. } => self.widths.output_bits(),
         }
     }
     /// Bits of one value on the layer's output stream (after pooling).
     pub fn out_value_bits(&self) -> u32 {
         match self.layer.pool {
-            Some(p) => p.value_bits(),
+            Some(_) => {
+                let (lo, hi) = output_range(self.layer);
+                value_bits(lo, hi)
+            }
             None => self.neuron_bits(),
         }
     }
+    /// Whether values on the output stream are two's complement.
+    pub fn out_signed(&self) -> bool {
+        self.widths.output_signed
+    }
+    /// Steps per output position: `T`, or one for the TSA readout (its final membrane).
+    pub fn out_steps(&self) -> u32 {
+        match self.layer.neuron {
+            Neuron::TsaReadout { .. } => 1,
+            _ => self.steps,
+        }
+    }
+    /// Bits of one beat of the neuron's output (before pooling).
+    pub fn neuron_beat_bits(&self) -> u32 {
+        self.out_steps() * self.geo.synaptic.channels * self.neuron_bits()
+    }
     /// Bits of one beat of the layer's output stream.
     pub fn out_beat_bits(&self) -> u32 {
-        self.steps * self.geo.output.channels * self.out_value_bits()
+        self.out_steps() * self.geo.output.channels * self.out_value_bits()
     }
     /// Accumulator width used in the RTL: the analysed width, widened so that one input or
     /// one weight always fits (the arithmetic is modular, the analysed width is exact).
@@ -161,11 +190,14 @@ impl LayerCtx<'_> {
             .max(wb + 1)
             .max(self.geo.input_bits + 1)
     }
-    /// Width of the neuron arithmetic: the membrane (LIF), or the output value (no neuron;
-    /// its bias always fits, since the accumulator range contains 0).
+    /// Width of the neuron arithmetic: the membrane (LIF, TSA, readout; the TSA membrane
+    /// range holds `2θ` and the clamp bound), or the output value (no neuron; its bias always
+    /// fits, since the accumulator range contains 0).
     pub fn value_bits(&self) -> u32 {
         match self.layer.neuron {
-            Neuron::Lif(_) => self.acc_bits().max(self.widths.membrane_bits()),
+            Neuron::Lif(_) | Neuron::Tsa(_) | Neuron::TsaReadout { .. } => {
+                self.acc_bits().max(self.widths.membrane_bits())
+            }
             Neuron::None { .. } => self.widths.output_bits(),
         }
     }
@@ -184,11 +216,13 @@ impl LayerCtx<'_> {
     pub fn nf(&self) -> u32 {
         self.geo.synaptic.channels / self.fold.pe
     }
-    /// Bits of one lane's parameters in the parameter ROM.
+    /// Bits of one lane's parameters in the parameter ROM: `{polarity, threshold, bias}`
+    /// (LIF), `{polarity, clamp, threshold, bias}` (TSA) or `{bias}`, bias in the low bits.
     pub fn lane_param_bits(&self) -> u32 {
         match self.layer.neuron {
             Neuron::Lif(_) => 2 * self.value_bits() + 1,
-            Neuron::None { .. } => self.value_bits(),
+            Neuron::Tsa(_) => 3 * self.value_bits() + 1,
+            Neuron::None { .. } | Neuron::TsaReadout { .. } => self.value_bits(),
         }
     }
 }

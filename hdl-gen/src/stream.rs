@@ -9,27 +9,34 @@ use crate::vlog::*;
 
 /// 2×2 stride-2 pooling (OR or SUM) of a `[step][channel]` spike stream in raster order.
 /// Even columns are held, odd columns pair up; even rows park their pairs in a row buffer,
-/// odd rows complete them. An odd last row or column is consumed and dropped.
+/// odd rows complete them. An odd last row or column is consumed and dropped. Ternary spikes
+/// (2-bit two's complement) sum to signed pairs and quads.
 pub fn pool(ctx: &LayerCtx, names: &Names, kind: Pool) -> Module {
     let syn = ctx.geo.synaptic;
     let (h, w) = (syn.height, syn.width);
     let fields = ctx.steps * syn.channels;
-    let pb = if kind == Pool::Sum { 2 } else { 1 };
-    let ob = kind.value_bits();
+    let ib = ctx.neuron_bits();
+    let signed = ctx.layer.is_tsa();
+    // Bits of one pair sum and of one quad sum.
+    let (pb, ob) = match kind {
+        Pool::Or => (1, 1),
+        Pool::Sum => (ib + 1, ctx.out_value_bits()),
+    };
     let mut m = Module::new(
         names.layer_module(ctx.index, "pool"),
         vec![format!(
-            "Layer {} ({}): 2x2 {} pooling of a {h}x{w} spike map, {fields} spikes per position.",
+            "Layer {} ({}): 2x2 {} pooling of a {h}x{w} spike map, {fields} {}spikes per position.",
             ctx.index,
             ctx.layer.name,
-            if kind == Pool::Or { "OR" } else { "SUM" }
+            if kind == Pool::Or { "OR" } else { "SUM" },
+            if signed { "ternary " } else { "" }
         )],
     );
-    stream_ports(&mut m, fields, fields * ob, true);
+    stream_ports(&mut m, fields * ib, fields * ob, true);
     let (xw, yw) = (index_bits(w as u64), index_bits(h as u64));
     let x = m.reg("x", xw);
     let y = m.reg("y", yw);
-    let hold = m.reg("hold", fields);
+    let hold = m.reg("hold", fields * ib);
     let rowbuf = m.mem("rowbuf", fields * pb, w / 2);
     let ri = if w / 2 == 1 {
         lit(1, 0)
@@ -41,13 +48,24 @@ pub fn pool(ctx: &LayerCtx, names: &Names, kind: Pool) -> Module {
         Pool::Or => (hold.clone().bor(id("in_data")), parked.bor(id("pair"))),
         Pool::Sum => {
             let f = |e: Expr, i: u32, b: u32| e.slice(i * b + b - 1, i * b);
+            let ext = |e: Expr, from: u32, to: u32| {
+                if signed {
+                    sext(e, from, to)
+                } else {
+                    zext(e, from, to)
+                }
+            };
             let pairs = (0..fields)
                 .rev()
-                .map(|i| zext(f(hold.clone(), i, 1), 1, 2).add(zext(f(id("in_data"), i, 1), 1, 2)))
+                .map(|i| {
+                    ext(f(hold.clone(), i, ib), ib, pb).add(ext(f(id("in_data"), i, ib), ib, pb))
+                })
                 .collect();
             let quads = (0..fields)
                 .rev()
-                .map(|i| zext(f(parked.clone(), i, 2), 2, 3).add(zext(f(id("pair"), i, 2), 2, 3)))
+                .map(|i| {
+                    ext(f(parked.clone(), i, pb), pb, ob).add(ext(f(id("pair"), i, pb), pb, ob))
+                })
                 .collect();
             (cat(pairs), cat(quads))
         }
@@ -119,7 +137,7 @@ pub fn head(last: &LayerCtx, names: &Names, hw: HeadWidths, signed_in: bool) -> 
     let out = last.geo.output;
     let classes = out.channels;
     let ob = last.out_value_bits();
-    let steps = last.steps;
+    let steps = last.out_steps();
     let positions = out.positions() as u32;
     let (lw, cb) = (hw.logit, hw.class);
     let mut m = Module::new(

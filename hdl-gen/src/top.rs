@@ -89,10 +89,10 @@ pub fn core(layers: &[LayerCtx], names: &Names, in_bits: u32, out_bits: u32) -> 
         let l = ctx.index;
         m.comment(format!("Layer {l}: {}", ctx.layer.name));
         let win = stream(&mut m, &format!("l{l}_win"), ctx.window_bits());
-        let syn = ctx.layer.pool.map(|_| {
-            let w = ctx.steps * ctx.geo.synaptic.channels * ctx.neuron_bits();
-            stream(&mut m, &format!("l{l}_syn"), w)
-        });
+        let syn = ctx
+            .layer
+            .pool
+            .map(|_| stream(&mut m, &format!("l{l}_syn"), ctx.neuron_beat_bits()));
         let out = stream(&mut m, &format!("l{l}_out"), ctx.out_beat_bits());
         let front = front_kind(ctx);
         instance(

@@ -119,6 +119,9 @@ impl Expr {
     pub fn bor(self, o: Expr) -> Expr {
         self.bin("|", o)
     }
+    pub fn bxor(self, o: Expr) -> Expr {
+        self.bin("^", o)
+    }
     pub fn shl(self, o: Expr) -> Expr {
         self.bin("<<", o)
     }

@@ -51,12 +51,16 @@ pub struct LayerGeometry {
     pub pad: u32,
     /// Inputs per output value: window height × width × input channels.
     pub fan_in: usize,
+    /// Smallest input value (0, or −1 for ternary spikes, −4 for sum-pooled ternary spikes).
+    pub input_min: i64,
     /// Largest input value (pixels: 2^bits − 1; spikes: 1; sum-pooled spikes: 4).
     pub input_max: i64,
-    /// Bits of one unsigned input value.
+    /// Bits of one input value: unsigned when `input_min` is 0, two's complement otherwise.
     pub input_bits: u32,
     /// 1 for the pixel layer (direct encoding presents the same pixels every step), T otherwise.
     pub input_steps: u32,
+    /// Steps the neuron runs per position: `T`, or `T + silent` for a TSA neuron.
+    pub local_steps: u32,
     /// Whether this is the first layer, which reads pixels.
     pub is_pixel_layer: bool,
 }
@@ -104,12 +108,13 @@ pub fn pooled_shape(m: MapShape) -> MapShape {
     }
 }
 
-/// Geometry of one layer given its input map and the value range of its inputs.
+/// Geometry of one layer given its input map and the value range `(min, max)` of its inputs.
 pub fn layer_geometry(
     layer: &Layer,
     input: MapShape,
-    input_max: i64,
+    (input_min, input_max): (i64, i64),
     input_steps: u32,
+    time_steps: u32,
     is_pixel_layer: bool,
 ) -> Option<LayerGeometry> {
     let synaptic = synaptic_shape(input, &layer.synapse)?;
@@ -143,9 +148,14 @@ pub fn layer_geometry(
         stride,
         pad,
         fan_in: wh as usize * ww as usize * input.channels as usize,
+        input_min,
         input_max,
-        input_bits: bits_unsigned(input_max as u64),
+        input_bits: value_bits(input_min, input_max),
         input_steps,
+        local_steps: match &layer.neuron {
+            Neuron::Tsa(tsa) => time_steps + tsa.silent,
+            _ => time_steps,
+        },
         is_pixel_layer,
     })
 }
@@ -158,13 +168,13 @@ pub fn try_model_geometry(model: &Model) -> Result<Vec<LayerGeometry>, usize> {
         width: model.input.width,
         channels: model.input.channels,
     };
-    let mut max = (1i64 << model.input.pixel_bits) - 1;
+    let mut range = pixel_range(model);
     let mut steps = 1;
     let mut out = Vec::with_capacity(model.layers.len());
     for (i, layer) in model.layers.iter().enumerate() {
-        let g = layer_geometry(layer, shape, max, steps, i == 0).ok_or(i)?;
+        let g = layer_geometry(layer, shape, range, steps, model.time_steps, i == 0).ok_or(i)?;
         shape = g.output;
-        max = output_max(layer);
+        range = output_range(layer);
         steps = model.time_steps;
         out.push(g);
     }
@@ -179,11 +189,28 @@ pub fn model_geometry(model: &Model) -> Vec<LayerGeometry> {
     try_model_geometry(model).expect("model_geometry called on a model that failed validation")
 }
 
-/// Largest value a spiking layer emits (spike, or pooled count).
-pub fn output_max(layer: &Layer) -> i64 {
-    match (&layer.neuron, layer.pool) {
-        (Neuron::Lif(_), Some(p)) => p.max_value(),
-        _ => 1,
+/// Range of the pixel values.
+pub fn pixel_range(model: &Model) -> (i64, i64) {
+    (0, (1i64 << model.input.pixel_bits) - 1)
+}
+
+/// Range `(min, max)` of the values a spiking layer emits: a spike (0/1 or −1/0/+1), or the
+/// sum of four of them after sum pooling; the OR of binary spikes is a spike.
+pub fn output_range(layer: &Layer) -> (i64, i64) {
+    let max = layer.pool.map_or(1, Pool::max_value);
+    match layer.neuron {
+        Neuron::Tsa(_) => (-max, max),
+        _ => (0, max),
+    }
+}
+
+/// Bits of one stream value in `[min, max]`: unsigned when `min ≥ 0`, two's complement
+/// otherwise (a ternary spike is 2 bits: bit 0 "non-zero", bit 1 "negative").
+pub fn value_bits(min: i64, max: i64) -> u32 {
+    if min >= 0 {
+        bits_unsigned(max as u64)
+    } else {
+        bits_signed(min, max)
     }
 }
 
@@ -202,11 +229,6 @@ pub fn bits_signed(lo: i64, hi: i64) -> u32 {
         }
     };
     need(lo).max(need(hi)).max(1)
-}
-
-/// Bits of one value on a pooled stream.
-pub fn pool_bits(pool: Option<Pool>) -> u32 {
-    pool.map_or(1, Pool::value_bits)
 }
 
 #[cfg(test)]

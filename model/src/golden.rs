@@ -7,7 +7,12 @@
 //! * synaptic current `acc[c] = Σ_j x_j·w[c][j]`, zero padding outside the map; binary layers
 //!   compute it as `Σ_b 2^b·(2·popcount(x_b ∧ w) − popcount(x_b))` over the bit-planes `x_b`
 //!   of the unsigned inputs, which equals the ±1 dot product exactly;
+//!   (signed inputs, ternary spikes and their pooled sums, use the plain integer dot product);
 //! * LIF: see [`crate::ir::Lif`]; shifts are arithmetic (floor);
+//! * TSA: see [`crate::ir::Tsa`]; a TSA layer runs `T + silent` local steps, the input of
+//!   step `k` being the previous layer's output step `k` (none after the last), and the pixel
+//!   layer's current entering at step 1 only (`first_step` encoding); the TSA readout
+//!   ([`crate::ir::Neuron::TsaReadout`]) outputs one value per position;
 //! * pooling: per step and channel over 2×2 windows, odd last row/column dropped;
 //! * head: logits are sums over positions and steps; argmax takes the lowest index on ties.
 
@@ -15,7 +20,7 @@ use rayon::prelude::*;
 use thiserror::Error;
 
 use crate::geometry::{model_geometry, LayerGeometry, MapShape};
-use crate::ir::{FireRule, Layer, Leak, Lif, Model, Neuron, Pool, Reset};
+use crate::ir::{FireRule, Layer, Leak, Lif, Model, NegativeSpikes, Neuron, Pool, Reset, Tsa};
 use crate::weights::weight_values;
 use crate::widths::Range;
 
@@ -63,7 +68,7 @@ pub struct LayerTrace {
     pub values: Vec<i64>,
     /// Range of the synaptic currents computed for this layer.
     pub acc_seen: Range,
-    /// Range of the membrane values computed (LIF only).
+    /// Range of the membrane values computed (LIF, TSA, TSA readout).
     pub membrane_seen: Option<Range>,
 }
 
@@ -88,11 +93,19 @@ pub struct Inference {
 
 struct Plan {
     geo: LayerGeometry,
-    /// Binary layers: sign words per output channel (`words` u64 each, bit j = weight j is +1).
+    /// Binary layers on unsigned inputs: sign words per output channel (`words` u64 each,
+    /// bit j = weight j is +1).
     signs: Vec<u64>,
     words: usize,
-    /// Integer layers: weights `[c][j]`.
+    /// Integer layers, and binary layers on signed inputs: weights `[c][j]`.
     ints: Vec<i64>,
+}
+
+impl Plan {
+    /// Whether the synaptic current goes through bit-plane popcounts.
+    fn popcount(&self) -> bool {
+        !self.signs.is_empty()
+    }
 }
 
 /// A model prepared for fast bit-exact evaluation.
@@ -209,7 +222,7 @@ impl<'m> Golden<'m> {
             steps,
             values: input.to_vec(),
         };
-        synaptic(&self.model.layers[index], plan, &map)
+        synaptic(plan, &map)
     }
 
     /// Output map of layer `index` (after pooling) and the step count stored per position.
@@ -225,7 +238,7 @@ impl<'m> Golden<'m> {
     }
 
     fn run_layer(&self, layer: &Layer, plan: &Plan, input: &Map) -> (Map, Range, Option<Range>) {
-        let acc = synaptic(layer, plan, input);
+        let acc = synaptic(plan, input);
         let acc_seen = acc
             .iter()
             .fold(None, |r: Option<Range>, &v| {
@@ -236,30 +249,43 @@ impl<'m> Golden<'m> {
         let syn = plan.geo.synaptic;
         let c = syn.channels as usize;
         let in_steps = input.steps as usize;
-        let mut out = vec![0i64; syn.positions() * t as usize * c];
+        let out_steps = match layer.neuron {
+            Neuron::TsaReadout { .. } => 1,
+            _ => t as usize,
+        };
+        let mut out = vec![0i64; syn.positions() * out_steps * c];
         let mut membrane_seen: Option<Range> = None;
         for pos in 0..syn.positions() {
             for ch in 0..c {
-                let current = |step: usize| acc[(pos * in_steps + step.min(in_steps - 1)) * c + ch];
-                let put = |out: &mut Vec<i64>, step: usize, v: i64| {
-                    out[(pos * t as usize + step) * c + ch] = v;
-                };
-                match &layer.neuron {
-                    Neuron::Lif(lif) => {
-                        let r = run_lif(lif, ch, t, current, |s, v| put(&mut out, s, v));
-                        membrane_seen = Some(membrane_seen.map_or(r, |m| m.hull(r)));
+                let at = |step: usize| acc[(pos * in_steps + step) * c + ch];
+                // Direct encoding repeats the pixel layer's one input step; TSA layers get no
+                // input after the last step.
+                let repeated = |step: usize| at(step.min(in_steps - 1));
+                let once = |step: usize| if step < in_steps { at(step) } else { 0 };
+                let mut put = |step: usize, v: i64| out[(pos * out_steps + step) * c + ch] = v;
+                let seen = match &layer.neuron {
+                    Neuron::Lif(lif) => Some(run_lif(lif, ch, t, repeated, put)),
+                    Neuron::Tsa(tsa) => Some(run_tsa(tsa, ch, t, once, put).1),
+                    Neuron::TsaReadout { bias } => {
+                        let (u, seen) = run_readout(bias[ch] as i64, t, once);
+                        put(0, u);
+                        Some(seen)
                     }
                     Neuron::None { bias } => {
                         for s in 0..t as usize {
-                            put(&mut out, s, current(s) + bias[ch] as i64);
+                            put(s, repeated(s) + bias[ch] as i64);
                         }
+                        None
                     }
+                };
+                if let Some(r) = seen {
+                    membrane_seen = Some(membrane_seen.map_or(r, |m| m.hull(r)));
                 }
             }
         }
         let map = Map {
             shape: syn,
-            steps: t,
+            steps: out_steps as u32,
             values: out,
         };
         let map = match layer.pool {
@@ -274,7 +300,7 @@ fn plan(layer: &Layer, geo: LayerGeometry) -> Plan {
     let n = geo.fan_in;
     let cout = geo.synaptic.channels as usize;
     let w = weight_values(layer, n * cout);
-    if layer.is_binary() {
+    if layer.is_binary() && geo.input_min >= 0 {
         let words = n.div_ceil(64);
         let mut signs = vec![0u64; words * cout];
         for c in 0..cout {
@@ -322,7 +348,7 @@ fn gather(geo: &LayerGeometry, input: &Map, step: usize, oy: usize, ox: usize, x
 }
 
 /// Synaptic currents `[position][input step][channel]`.
-fn synaptic(layer: &Layer, plan: &Plan, input: &Map) -> Vec<i64> {
+fn synaptic(plan: &Plan, input: &Map) -> Vec<i64> {
     let geo = &plan.geo;
     let syn = geo.synaptic;
     let cout = syn.channels as usize;
@@ -338,7 +364,7 @@ fn synaptic(layer: &Layer, plan: &Plan, input: &Map) -> Vec<i64> {
             for s in 0..steps {
                 gather(geo, input, s, oy, ox, &mut xs);
                 let dst = &mut acc[(pos * steps + s) * cout..][..cout];
-                if layer.is_binary() {
+                if plan.popcount() {
                     binary_dot(plan, &xs, planes, &mut bits, dst);
                 } else {
                     integer_dot(plan, &xs, dst);
@@ -436,6 +462,64 @@ fn run_lif(
     seen
 }
 
+/// Runs one TSA channel for `t + silent` local steps (see [`Tsa`]); returns the final
+/// membrane and the range of membrane values computed.
+fn run_tsa(
+    tsa: &Tsa,
+    ch: usize,
+    t: u32,
+    current: impl Fn(usize) -> i64,
+    mut emit: impl FnMut(usize, i64),
+) -> (i64, Range) {
+    let neg = tsa.polarity.as_bytes()[ch] == b'-';
+    let bias = tsa.bias[ch] as i64;
+    let thr = tsa.threshold[ch] as i64;
+    let clamp = tsa.clamp[ch] as i64;
+    let silent = tsa.silent as usize;
+    let (mut u, mut fired) = (0i64, false);
+    let mut seen = Range::point(0);
+    for k in 0..t as usize + silent {
+        u *= 2;
+        seen = seen.hull(Range::point(u));
+        if k < t as usize {
+            let a = current(k);
+            u += if neg { -a } else { a } + if k == 0 { bias } else { 0 };
+            seen = seen.hull(Range::point(u));
+        }
+        u = u.clamp(-clamp, clamp);
+        if k >= silent {
+            let may_go_negative = match tsa.negative {
+                NegativeSpikes::AfterPositive => fired,
+                NegativeSpikes::Always => true,
+            };
+            let s = if u >= thr {
+                fired = true;
+                1
+            } else if u < -thr && may_go_negative {
+                -1
+            } else {
+                0
+            };
+            u -= 2 * thr * s;
+            seen = seen.hull(Range::point(u));
+            emit(k - silent, s);
+        }
+    }
+    (u, seen)
+}
+
+/// Runs one TSA readout channel: `u ← 2u + I` for `t` steps, the bias at the first; returns
+/// the final `u` and the range of every `u`.
+fn run_readout(bias: i64, t: u32, current: impl Fn(usize) -> i64) -> (i64, Range) {
+    let mut u = 0i64;
+    let mut seen = Range::point(0);
+    for k in 0..t as usize {
+        u = 2 * u + current(k) + if k == 0 { bias } else { 0 };
+        seen = seen.hull(Range::point(u));
+    }
+    (u, seen)
+}
+
 fn pool(map: &Map, kind: Pool) -> Map {
     let (h, w) = (map.shape.height as usize / 2, map.shape.width as usize / 2);
     let c = map.shape.channels as usize;
@@ -488,6 +572,141 @@ mod tests {
     fn argmax_lowest_index_wins_ties() {
         assert_eq!(argmax(&[1, 3, 3, 2]), 1);
         assert_eq!(argmax(&[-5, -5]), 0);
+    }
+
+    fn tsa(threshold: i32, clamp: i32, silent: u32, negative: NegativeSpikes) -> Tsa {
+        Tsa {
+            bias: vec![0],
+            threshold: vec![threshold],
+            polarity: "+".into(),
+            clamp: vec![clamp],
+            silent,
+            negative,
+        }
+    }
+
+    /// Spikes of one TSA channel whose whole input `a` arrives at the first step.
+    fn train(n: &Tsa, t: u32, a: i64) -> (Vec<i64>, i64) {
+        let mut out = vec![0; t as usize];
+        let (u, _) = run_tsa(n, 0, t, |k| if k == 0 { a } else { 0 }, |m, s| out[m] = s);
+        (out, u)
+    }
+
+    /// methods-spec §2.8, first table: β = 2, θ = 1, ternary rounding, input fully known, T = 6.
+    /// In integers the compare level is θ/2, so θ = 1 is 160 with threshold 80 and no silent
+    /// step (the pixel layer's case, register C7).
+    #[test]
+    fn spec_2_8_float_vectors() {
+        let n = tsa(80, 1 << 20, 0, NegativeSpikes::AfterPositive);
+        for (a, spikes, decoded) in [
+            (0.6, [1, -1, 0, 1, 0, -1], 0.59375),
+            (0.75, [1, 0, -1, 0, 0, 0], 0.75),
+            (0.3, [0, 1, -1, 0, 1, 0], 0.3125),
+            (1.0, [1, 0, 0, 0, 0, 0], 1.0),
+            (1.3, [1, 1, -1, 0, 1, 0], 1.3125),
+        ] {
+            let (got, _) = train(&n, 6, (a * 160.0_f64).round() as i64);
+            assert_eq!(got, spikes, "a = {a}");
+            let value: f64 = got
+                .iter()
+                .enumerate()
+                .map(|(m, &s)| s as f64 / (1u32 << m) as f64)
+                .sum();
+            assert_eq!(value, decoded, "a = {a}");
+        }
+    }
+
+    /// methods-spec §2.8, the integer single-neuron example: θ_q = 16, one silent step,
+    /// weights [10, −7, 5], bias 3, T = 6.
+    #[test]
+    fn spec_2_8_integer_neuron() {
+        let w = [10, -7, 5];
+        let inputs = [
+            [1, 0, 1],
+            [0, 1, -1],
+            [1, 1, 0],
+            [0, 0, 1],
+            [-1, 0, 0],
+            [0, 1, 1],
+        ];
+        let mut n = tsa(16, 2 * 16 + 25, 1, NegativeSpikes::AfterPositive);
+        n.bias = vec![3];
+        let current = |k: usize| -> i64 { inputs[k].iter().zip(w).map(|(x, w)| x * w).sum() };
+        let mut out = vec![0; 6];
+        let (u, _) = run_tsa(&n, 0, 6, current, |m, s| out[m] = s);
+        assert_eq!(out, [1, 0, -1, 0, 1, -1]);
+        assert_eq!(u, 12);
+        let decoded: f64 = out
+            .iter()
+            .enumerate()
+            .map(|(m, &s)| 16.0 * s as f64 / (1u32 << m) as f64)
+            .sum();
+        assert_eq!(decoded, 12.5);
+    }
+
+    /// §2.4: with the whole input known at the first step, `|â − a| ≤ θ·2^−T` for
+    /// `0 ≤ a ≤ 1.5·θ` (here θ = 160).
+    #[test]
+    fn decoded_error_is_within_the_bound() {
+        let n = tsa(80, 1 << 20, 0, NegativeSpikes::AfterPositive);
+        for t in [4u32, 6, 8] {
+            for a in 0..=240i64 {
+                let (s, _) = train(&n, t, a);
+                let num: i64 = s
+                    .iter()
+                    .enumerate()
+                    .map(|(m, &v)| v << (t as usize - 1 - m))
+                    .sum();
+                // â = 160·num / 2^(t−1); compare 2^(t−1)·|â − a| ≤ 2^(t−1)·160·2^−t = 80.
+                let err = (160 * num - (a << (t - 1))).abs();
+                assert!(err <= 80, "T = {t}, a = {a}: {s:?}");
+            }
+        }
+    }
+
+    /// The 1-bit guard keeps the decoded output ≥ 0 (ReLU); without it the neuron codes the
+    /// identity, negative values included.
+    #[test]
+    fn guard_makes_relu_and_always_makes_identity() {
+        for a in [-100i64, -60, -30] {
+            let (s, _) = train(&tsa(80, 1 << 20, 0, NegativeSpikes::AfterPositive), 6, a);
+            assert!(s.iter().all(|&v| v == 0), "a = {a}: {s:?}");
+            let (s, _) = train(&tsa(80, 1 << 20, 0, NegativeSpikes::Always), 6, a);
+            assert!(s.contains(&-1), "a = {a}: {s:?}");
+        }
+    }
+
+    /// The saturation lemma (register C9): clamping at `4θ + M` never changes a spike, while
+    /// the spec's `2θ + M` does when `M` is small against `θ`.
+    #[test]
+    fn lemma_clamp_changes_no_spike() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let mut spec_bound_failures = 0;
+        for trial in 0..2000 {
+            let t = rng.gen_range(2..=10);
+            let thr = rng.gen_range(1..=40);
+            let m: i64 = rng.gen_range(1..=200);
+            let inputs: Vec<i64> = (0..t).map(|_| rng.gen_range(-m..=m)).collect();
+            let silent = rng.gen_range(0..=2);
+            let neg = if rng.gen_bool(0.5) {
+                NegativeSpikes::Always
+            } else {
+                NegativeSpikes::AfterPositive
+            };
+            let run = |clamp: i64| {
+                let mut out = vec![0; t as usize];
+                let n = tsa(thr, clamp as i32, silent, neg);
+                run_tsa(&n, 0, t, |k| inputs[k], |i, s| out[i] = s);
+                out
+            };
+            assert_eq!(run(4 * thr as i64 + m), run(1 << 30), "trial {trial}");
+            spec_bound_failures += (run(2 * thr as i64 + m) != run(1 << 30)) as usize;
+        }
+        assert!(
+            spec_bound_failures > 0,
+            "the spec's 2θ + M bound was expected to change spikes in some trial"
+        );
     }
 
     #[test]

@@ -58,7 +58,11 @@ pub struct InputSpec {
 #[serde(rename_all = "snake_case")]
 pub enum Encoding {
     /// The same pixels are presented at every time step (the first layer is the encoder).
+    /// LIF-coded models use it.
     Direct,
+    /// The pixels drive the first layer's current at its first local step only, and nothing
+    /// after: the analog `I_1` of CSS conversion (register C7). TSA-coded models use it.
+    FirstStep,
 }
 
 /// One layer: a synaptic operation, its weights, a neuron and optional pooling.
@@ -139,6 +143,63 @@ pub enum Neuron {
         /// Per-channel bias added to the synaptic current at every step.
         bias: Vec<i32>,
     },
+    /// Ternary self-amplifying neuron of CSS coding: spikes −1/0/+1.
+    Tsa(Tsa),
+    /// The non-firing output layer of a TSA-coded model: per channel `u ← 2u + I` over the `T`
+    /// input steps (`I = current`, plus `bias` at the first step only), with `u` starting at
+    /// 0; the layer outputs `u` once, after the last step (one value per position, not per
+    /// step). Up to the positive factor `2^(T−1)` this decodes the weighted spike trains.
+    TsaReadout {
+        /// Per-channel bias, injected once at the first step.
+        bias: Vec<i32>,
+    },
+}
+
+/// Ternary self-amplifying (TSA) neuron, the integer golden model of methods-spec §3.2. Per
+/// channel `c` and local step `k = 1 … T + silent`, with `u = 0` and `fired = false` at the
+/// start of every image and position:
+///
+/// 1. `u ← 2u` (self-amplification: the membrane doubles before integration);
+/// 2. if `k ≤ T` (the layer has input): `u ← u + I_k`, `I_k = (neg[c] ? −acc_k : acc_k)`,
+///    plus `bias[c]` at `k = 1` only (register C5);
+/// 3. `u ← clamp(u, −clamp[c], clamp[c])`;
+/// 4. if `k > silent`: fire `+1` when `u ≥ θ` (`θ = threshold[c]`) and set `fired`; else fire
+///    `−1` when `u < −θ` and negative spikes are allowed (see [`NegativeSpikes`]); else `0`.
+///    A spike `s` subtracts `2θ·s` from `u`. The spike is output step `m = k − silent`.
+///
+/// Spike `m` carries weight `2^−(m−1)` in the next layer's decoding, which the next layer's
+/// doubling applies by itself. The clamp never changes a spike when `clamp[c] ≥ 4θ + M` with
+/// `M` the largest `|I_k|` (register C9's output-preserving clamp); validation requires that.
+/// methods-spec §3.2 states `2θ + M`, which changes spikes when `M` is small against `θ`
+/// (a clamped `u = C` resets to `C − 2θ`, and `2(C − 2θ) − M` must stay `≥ C`); the golden
+/// model's tests show both.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tsa {
+    /// Per-channel bias, injected once at the first local step.
+    pub bias: Vec<i32>,
+    /// Per-channel compare level `θ ≥ 1`: `+1` at `u ≥ θ`, `−1` at `u < −θ`, reset by `2θ`.
+    pub threshold: Vec<i32>,
+    /// Per-channel polarity, as in [`Lif::polarity`].
+    pub polarity: String,
+    /// Per-channel membrane clamp bound (register C9).
+    pub clamp: Vec<i32>,
+    /// Silent steps `d ∈ 0..=2` before the first output (register C2: 1; 0 for the pixel layer,
+    /// whose whole input is known at its first step, register C7).
+    pub silent: u32,
+    /// When a `−1` may be emitted (register C4).
+    pub negative: NegativeSpikes,
+}
+
+/// When a TSA neuron may emit a negative spike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NegativeSpikes {
+    /// Only after the neuron has fired `+1` for this image and position: the 1-bit ReLU guard,
+    /// which keeps the decoded output ≥ 0 (register C4 default).
+    AfterPositive,
+    /// Whenever `u < −θ`: the neuron codes the identity rather than ReLU.
+    Always,
 }
 
 /// LIF parameters. Per step `t` and channel `c`:
@@ -207,7 +268,8 @@ pub enum FireRule {
 pub enum Pool {
     /// OR of the four spikes (max pooling of 0/1 spikes).
     Or,
-    /// Count of the four spikes (0..=4); the ÷4 of average pooling is folded downstream.
+    /// Sum of the four spikes (0..=4 for binary spikes, −4..=4 for ternary ones); the ÷4 of
+    /// average pooling is folded downstream.
     Sum,
 }
 
@@ -233,16 +295,34 @@ impl Layer {
     pub fn is_binary(&self) -> bool {
         matches!(self.weights, Weights::Binary { .. })
     }
+
+    /// Whether the neuron belongs to TSA coding (ternary spikes or the TSA readout).
+    pub fn is_tsa(&self) -> bool {
+        matches!(self.neuron, Neuron::Tsa(_) | Neuron::TsaReadout { .. })
+    }
+}
+
+/// How a model's hidden layers code values in spikes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Coding {
+    /// Binary spikes from LIF neurons (ALBSNN), direct pixel encoding.
+    Lif,
+    /// Ternary spikes from TSA neurons (CSS), pixels at the first step, a TSA readout.
+    Tsa,
+}
+
+impl Model {
+    /// The model's coding, decided by its first layer (validation requires every layer to
+    /// agree).
+    pub fn coding(&self) -> Coding {
+        match self.layers.first() {
+            Some(l) if l.is_tsa() => Coding::Tsa,
+            _ => Coding::Lif,
+        }
+    }
 }
 
 impl Pool {
-    /// Bits of one pooled value.
-    pub fn value_bits(self) -> u32 {
-        match self {
-            Pool::Or => 1,
-            Pool::Sum => 3,
-        }
-    }
     /// Largest pooled value.
     pub fn max_value(self) -> i64 {
         match self {

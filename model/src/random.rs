@@ -10,11 +10,12 @@ use crate::arch::{Arch, WeightKind};
 use crate::geometry::try_model_geometry;
 use crate::golden::Golden;
 use crate::ir::{
-    Encoding, FireRule, Head, InputSpec, Layer, Leak, Lif, Model, Neuron, Reset, Synapse, Weights,
-    FORMAT, VERSION,
+    Coding, Encoding, FireRule, Head, InputSpec, Layer, Leak, Lif, Model, NegativeSpikes, Neuron,
+    Reset, Synapse, Tsa, Weights, FORMAT, VERSION,
 };
 use crate::validate::{validate, Problem, MAX_PARAM};
 use crate::weights::pack_signs;
+use crate::widths::{channel_acc_ranges, tsa_input_bound};
 
 /// Images used to calibrate thresholds.
 const CALIBRATION_IMAGES: usize = 12;
@@ -56,8 +57,21 @@ fn clamp_param(v: i64) -> i32 {
     v.clamp(-MAX_PARAM, MAX_PARAM) as i32
 }
 
-/// Builds a valid random model of architecture `arch` with `time_steps` steps from `seed`.
+/// Builds a valid random LIF-coded model of architecture `arch` with `time_steps` steps from
+/// `seed`.
 pub fn random_model(arch: &Arch, time_steps: u32, seed: u64) -> Result<Model, Vec<Problem>> {
+    random_coded_model(arch, time_steps, seed, Coding::Lif)
+}
+
+/// Builds a valid random model of architecture `arch` with `time_steps` steps and the given
+/// coding from `seed`. TSA models draw the register's variants too (silent steps 0–2,
+/// negative spikes with or without the guard), with the tightest spike-preserving clamp.
+pub fn random_coded_model(
+    arch: &Arch,
+    time_steps: u32,
+    seed: u64,
+    coding: Coding,
+) -> Result<Model, Vec<Problem>> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let (h, w, c) = arch.input;
     let mut model = Model {
@@ -69,7 +83,10 @@ pub fn random_model(arch: &Arch, time_steps: u32, seed: u64) -> Result<Model, Ve
             width: w,
             channels: c,
             pixel_bits: 8,
-            encoding: Encoding::Direct,
+            encoding: match coding {
+                Coding::Lif => Encoding::Direct,
+                Coding::Tsa => Encoding::FirstStep,
+            },
         },
         time_steps,
         layers: Vec::new(),
@@ -120,16 +137,29 @@ pub fn random_model(arch: &Arch, time_steps: u32, seed: u64) -> Result<Model, Ve
         };
         let spread = |v: &mut Vec<i64>| (quantile(v, 0.9) - quantile(v, 0.1)).max(1);
         let neuron = if i == last {
-            Neuron::None {
-                bias: (0..cout)
-                    .map(|ch| {
-                        let s = spread(&mut per_channel(ch)) / 4;
-                        clamp_param(rng.gen_range(-s..=s))
-                    })
-                    .collect(),
+            let bias = (0..cout)
+                .map(|ch| {
+                    let s = spread(&mut per_channel(ch)) / 4;
+                    clamp_param(rng.gen_range(-s..=s))
+                })
+                .collect();
+            match coding {
+                Coding::Lif => Neuron::None { bias },
+                Coding::Tsa => Neuron::TsaReadout { bias },
             }
         } else {
-            random_lif(&mut rng, cout, time_steps, per_channel)
+            match coding {
+                Coding::Lif => random_lif(&mut rng, cout, time_steps, per_channel),
+                Coding::Tsa => {
+                    let acc = channel_acc_ranges(
+                        &model.layers[i],
+                        geo.fan_in,
+                        geo.input_min,
+                        geo.input_max,
+                    );
+                    random_tsa(&mut rng, i == 0, &acc, per_channel)
+                }
+            }
         };
         model.layers[i].neuron = neuron;
         model.layers[i].pool = al.pool;
@@ -196,6 +226,56 @@ fn random_lif(
     })
 }
 
+fn random_tsa(
+    rng: &mut ChaCha8Rng,
+    pixel_layer: bool,
+    acc: &[crate::widths::Range],
+    per_channel: impl Fn(usize) -> Vec<i64>,
+) -> Neuron {
+    // Mostly the register's defaults: no silent step on pixels, one elsewhere, the guard on.
+    let silent = match (pixel_layer, rng.gen_range(0..10)) {
+        (true, 0..=7) => 0,
+        (true, _) => 1,
+        (false, 0..=6) => 1,
+        (false, 7 | 8) => 0,
+        (false, _) => 2,
+    };
+    let negative = if rng.gen_bool(0.8) {
+        NegativeSpikes::AfterPositive
+    } else {
+        NegativeSpikes::Always
+    };
+    let cout = acc.len();
+    let (mut bias, mut threshold, mut clamp) = (vec![], vec![], vec![]);
+    let mut polarity = String::with_capacity(cout);
+    for (ch, r) in acc.iter().enumerate() {
+        let neg = rng.gen_bool(0.25);
+        let mut mag: Vec<i64> = per_channel(ch).iter().map(|a| a.abs()).collect();
+        let spread = quantile(&mut mag, 0.9).max(1);
+        let b = clamp_param(rng.gen_range(-spread / 4..=spread / 4));
+        let thr = quantile(&mut mag, rng.gen_range(0.3..0.8)).max(1) as i32;
+        let thr = clamp_param(thr as i64 / if pixel_layer { 2 } else { 1 }).max(1);
+        let tight = 4 * thr as i64 + tsa_input_bound(*r, b);
+        let extra = if rng.gen_bool(0.2) {
+            rng.gen_range(0..=16)
+        } else {
+            0
+        };
+        polarity.push(if neg { '-' } else { '+' });
+        bias.push(b);
+        threshold.push(thr);
+        clamp.push(clamp_param(tight + extra));
+    }
+    Neuron::Tsa(Tsa {
+        bias,
+        threshold,
+        polarity,
+        clamp,
+        silent,
+        negative,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,6 +304,38 @@ mod tests {
             let r = spike_rate(&m, 0);
             assert!(r > 0.05 && r < 0.95, "{arch}: layer 0 spike rate {r}");
         }
+    }
+
+    #[test]
+    fn random_tsa_models_emit_all_three_spikes() {
+        for (arch, t) in [("12x12x2-6C3-SP2-5C3b-4", 6), ("40-16b-12-5", 4)] {
+            let m = random_coded_model(&parse(arch).unwrap(), t, 5, Coding::Tsa).unwrap();
+            let imgs = random_images(&m, 8, 99);
+            let out = Golden::new(&m).run_batch(&imgs, true).unwrap();
+            for layer in 0..m.layers.len() - 1 {
+                let count = |v: i64| {
+                    out.iter()
+                        .flat_map(|r| &r.trace.as_ref().unwrap()[layer].values)
+                        .filter(|&&x| x.signum() == v)
+                        .count()
+                };
+                let (neg, zero, pos) = (count(-1), count(0), count(1));
+                assert!(
+                    neg > 0 && zero > 0 && pos > 0,
+                    "{arch} layer {layer}: {neg}/{zero}/{pos}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn max_pooling_in_a_tsa_model_is_refused() {
+        let e =
+            random_coded_model(&parse("8x8-4C3-MP2-3").unwrap(), 4, 1, Coding::Tsa).unwrap_err();
+        assert!(
+            e[0].field == "layers[0].pool" && e[0].reason.contains("sum (average)"),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! Semantic validation of a parsed model. Every rejection names the field (a JSON path such as
 //! `layers[2].weights.values[17]`) and the reason; all problems are collected before failing.
 
-use crate::geometry::{layer_geometry, output_max, MapShape};
-use crate::ir::{Layer, Leak, Lif, Model, Neuron, Synapse, Weights, FORMAT, VERSION};
+use crate::geometry::{layer_geometry, output_range, pixel_range, MapShape};
+use crate::ir::{
+    Coding, Encoding, Layer, Leak, Lif, Model, Neuron, Pool, Synapse, Tsa, Weights, FORMAT, VERSION,
+};
 use crate::widths;
 
 /// One reason a model is rejected.
@@ -95,8 +97,10 @@ pub fn validate(model: &Model) -> Result<(), Vec<Problem>> {
         width: inp.width,
         channels: inp.channels,
     };
-    let mut max = (1i64 << inp.pixel_bits) - 1;
+    let mut range = pixel_range(model);
     let last = model.layers.len() - 1;
+    let coding = model.coding();
+    check_encoding(&mut c, model, coding);
     for (i, layer) in model.layers.iter().enumerate() {
         let at = format!("layers[{i}]");
         if !names.insert(layer.name.as_str()) {
@@ -106,7 +110,7 @@ pub fn validate(model: &Model) -> Result<(), Vec<Problem>> {
             );
         }
         check_synapse(&mut c, &at, layer);
-        let Some(g) = layer_geometry(layer, shape, max, 1, i == 0) else {
+        let Some(g) = layer_geometry(layer, shape, range, 1, model.time_steps, i == 0) else {
             c.fail(
                 format!("{at}.synapse"),
                 format!(
@@ -121,11 +125,28 @@ pub fn validate(model: &Model) -> Result<(), Vec<Problem>> {
         };
         check_weights(&mut c, &at, layer, g.fan_in);
         check_neuron(&mut c, &at, layer, i == last);
-        if layer.pool.is_some() {
-            if !matches!(layer.neuron, Neuron::Lif(_)) {
+        check_coding(&mut c, &at, layer, coding, i == last);
+        if let (Neuron::Tsa(tsa), true) = (&layer.neuron, c.problems.is_empty()) {
+            check_clamp(
+                &mut c,
+                &at,
+                layer,
+                tsa,
+                g.fan_in,
+                (g.input_min, g.input_max),
+            );
+        }
+        if let Some(pool) = layer.pool {
+            if !matches!(layer.neuron, Neuron::Lif(_) | Neuron::Tsa(_)) {
                 c.fail(
                     format!("{at}.pool"),
-                    "pooling needs spikes: give the layer a LIF neuron",
+                    "pooling needs spikes: give the layer a LIF or TSA neuron",
+                );
+            } else if coding == Coding::Tsa && pool == Pool::Or {
+                c.fail(
+                    format!("{at}.pool"),
+                    "max (OR) pooling of signed, weighted ternary spike trains is not defined \
+                     step by step; use sum (average) pooling",
                 );
             } else if g.synaptic.height < 2 || g.synaptic.width < 2 {
                 c.fail(
@@ -138,7 +159,7 @@ pub fn validate(model: &Model) -> Result<(), Vec<Problem>> {
             }
         }
         shape = g.output;
-        max = output_max(layer);
+        range = output_range(layer);
     }
     if c.problems.is_empty() {
         if let Err(p) = widths::analyse(model) {
@@ -301,23 +322,128 @@ fn check_neuron(c: &mut Checker, at: &str, layer: &Layer, is_last: bool) {
         }) => {
             check_channel_vec(c, format!("{at}.neuron.bias"), bias, n);
             check_channel_vec(c, format!("{at}.neuron.threshold"), threshold, n);
-            if polarity.chars().count() != n {
-                c.fail(
-                    format!("{at}.neuron.polarity"),
-                    format!(
-                        "expected {n} characters, found {}",
-                        polarity.chars().count()
-                    ),
-                );
-            } else if let Some(k) = polarity.chars().position(|ch| ch != '+' && ch != '-') {
-                c.fail(
-                    format!("{at}.neuron.polarity"),
-                    format!("character {k} is not '+' or '-'"),
-                );
-            }
+            check_polarity(c, at, polarity, n);
             if let Leak::Shift { shift } | Leak::Decay { shift } = *leak {
                 c.range(format!("{at}.neuron.leak.shift"), shift as i64, 1, 15);
             }
+        }
+        Neuron::Tsa(Tsa {
+            bias,
+            threshold,
+            polarity,
+            clamp,
+            silent,
+            ..
+        }) => {
+            check_channel_vec(c, format!("{at}.neuron.bias"), bias, n);
+            check_channel_vec(c, format!("{at}.neuron.threshold"), threshold, n);
+            check_channel_vec(c, format!("{at}.neuron.clamp"), clamp, n);
+            check_polarity(c, at, polarity, n);
+            if let Some(k) = threshold.iter().position(|&t| t < 1) {
+                c.fail(
+                    format!("{at}.neuron.threshold[{k}]"),
+                    format!("{} is below 1: a TSA threshold is positive", threshold[k]),
+                );
+            }
+            c.range(format!("{at}.neuron.silent"), *silent as i64, 0, 2);
+        }
+        Neuron::TsaReadout { bias } => {
+            check_channel_vec(c, format!("{at}.neuron.bias"), bias, n);
+        }
+    }
+}
+
+fn check_polarity(c: &mut Checker, at: &str, polarity: &str, n: usize) {
+    if polarity.chars().count() != n {
+        c.fail(
+            format!("{at}.neuron.polarity"),
+            format!(
+                "expected {n} characters, found {}",
+                polarity.chars().count()
+            ),
+        );
+    } else if let Some(k) = polarity.chars().position(|ch| ch != '+' && ch != '-') {
+        c.fail(
+            format!("{at}.neuron.polarity"),
+            format!("character {k} is not '+' or '-'"),
+        );
+    }
+}
+
+/// The input encoding each coding needs.
+fn check_encoding(c: &mut Checker, model: &Model, coding: Coding) {
+    let want = match coding {
+        Coding::Lif => Encoding::Direct,
+        Coding::Tsa => Encoding::FirstStep,
+    };
+    if model.input.encoding != want {
+        let (enc, why) = match coding {
+            Coding::Lif => (
+                "direct",
+                "LIF-coded models present the pixels at every step",
+            ),
+            Coding::Tsa => (
+                "first_step",
+                "TSA-coded models inject the pixels' current once, at the first step",
+            ),
+        };
+        c.fail("input.encoding", format!("expected \"{enc}\": {why}"));
+    }
+}
+
+/// A model is LIF-coded or TSA-coded throughout: binary spikes cannot feed a TSA neuron, nor
+/// ternary spikes a LIF one.
+fn check_coding(c: &mut Checker, at: &str, layer: &Layer, coding: Coding, is_last: bool) {
+    let ok = matches!(
+        (coding, &layer.neuron, is_last),
+        (Coding::Lif, Neuron::Lif(_), _)
+            | (Coding::Lif, Neuron::None { .. }, true)
+            | (Coding::Tsa, Neuron::Tsa(_), false)
+            | (Coding::Tsa, Neuron::TsaReadout { .. }, true)
+    );
+    if !ok {
+        let want = match (coding, is_last) {
+            (Coding::Lif, false) => "a \"lif\" neuron",
+            (Coding::Lif, true) => "a \"lif\" neuron or none",
+            (Coding::Tsa, false) => "a \"tsa\" neuron",
+            (Coding::Tsa, true) => "a \"tsa_readout\" neuron",
+        };
+        let coded = match coding {
+            Coding::Lif => "LIF-coded (its first layer has a LIF neuron)",
+            Coding::Tsa => "TSA-coded (its first layer has a TSA neuron)",
+        };
+        c.fail(
+            format!("{at}.neuron"),
+            format!("this model is {coded}, so this layer needs {want}; mixed codings are not supported"),
+        );
+    }
+}
+
+/// The clamp must not change any spike: `clamp ≥ 4θ + M` per channel (see [`Tsa`]).
+fn check_clamp(
+    c: &mut Checker,
+    at: &str,
+    layer: &Layer,
+    tsa: &Tsa,
+    fan_in: usize,
+    (xmin, xmax): (i64, i64),
+) {
+    let ranges = widths::channel_acc_ranges(layer, fan_in, xmin, xmax);
+    if tsa.clamp.len() != ranges.len() || tsa.threshold.len() != ranges.len() {
+        return; // reported by check_neuron
+    }
+    for (ch, r) in ranges.iter().enumerate() {
+        let need = 4 * tsa.threshold[ch] as i64 + widths::tsa_input_bound(*r, tsa.bias[ch]);
+        if (tsa.clamp[ch] as i64) < need {
+            c.fail(
+                format!("{at}.neuron.clamp[{ch}]"),
+                format!(
+                    "{} is below 4·threshold + max |input| = {need}: clamping there could change \
+                     spikes (use {need})",
+                    tsa.clamp[ch]
+                ),
+            );
+            return;
         }
     }
 }

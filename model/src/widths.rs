@@ -5,8 +5,8 @@
 //! maximum), and safe (possibly loose) deeper in the network. `tests/widths.rs` drives
 //! adversarial inputs that reach them.
 
-use crate::geometry::{bits_signed, bits_unsigned, output_max, try_model_geometry};
-use crate::ir::{FireRule, Layer, Leak, Model, Neuron, Reset};
+use crate::geometry::{bits_signed, bits_unsigned, output_range, try_model_geometry};
+use crate::ir::{FireRule, Layer, Leak, Lif, Model, Neuron, Reset, Tsa};
 use crate::validate::Problem;
 use crate::weights::weight_values;
 
@@ -51,12 +51,13 @@ impl Range {
 pub struct LayerWidths {
     /// Range of the synaptic current of one step (the accumulator), over all channels.
     pub acc: Range,
-    /// Range of every membrane value the LIF neuron computes (before and after reset, and the
-    /// subtractive-reset difference), over all channels and steps; `None` without a neuron.
+    /// Range of every membrane value the neuron computes (LIF: before and after reset, and the
+    /// subtractive-reset difference; TSA: the doubled, integrated, clamped and reset values;
+    /// TSA readout: every `u`), over all channels and steps; `None` without a neuron.
     pub membrane: Option<Range>,
     /// Range of one value on the layer's output stream.
     pub output: Range,
-    /// Whether output values are signed (layers without a neuron).
+    /// Whether output values are signed (layers without a neuron, ternary spikes, readouts).
     pub output_signed: bool,
 }
 
@@ -69,7 +70,7 @@ impl LayerWidths {
     pub fn membrane_bits(&self) -> u32 {
         self.membrane.map_or(0, Range::bits)
     }
-    /// Width of one output value (signed for layers without a neuron, unsigned otherwise).
+    /// Width of one output value (two's complement when signed, unsigned otherwise).
     pub fn output_bits(&self) -> u32 {
         if self.output_signed {
             self.output.bits()
@@ -101,19 +102,86 @@ impl Widths {
     }
 }
 
-/// Per-channel range of the accumulator `Σ x·w` with every `x ∈ [0, xmax]`.
-pub fn channel_acc_ranges(layer: &Layer, fan_in: usize, xmax: i64) -> Vec<Range> {
+/// Per-channel range of the accumulator `Σ x·w` with every `x ∈ [xmin, xmax]` (`xmin ≤ 0`).
+pub fn channel_acc_ranges(layer: &Layer, fan_in: usize, xmin: i64, xmax: i64) -> Vec<Range> {
     let w = weight_values(layer, fan_in * layer.out_channels() as usize);
     w.chunks(fan_in.max(1))
         .map(|row| {
             let pos: i64 = row.iter().filter(|&&v| v > 0).sum();
             let neg: i64 = row.iter().filter(|&&v| v < 0).sum();
             Range {
-                lo: neg * xmax,
-                hi: pos * xmax,
+                lo: neg * xmax + pos * xmin,
+                hi: pos * xmax + neg * xmin,
             }
         })
         .collect()
+}
+
+/// Largest `|I|` a TSA neuron integrates in one step: the accumulator range `acc` (either
+/// polarity), with the bias at the first step. The `M` of the saturation lemma.
+pub fn tsa_input_bound(acc: Range, bias: i32) -> i64 {
+    let b = bias as i64;
+    [acc.lo, acc.hi, acc.lo + b, acc.hi + b]
+        .iter()
+        .map(|v| v.abs())
+        .max()
+        .unwrap_or(0)
+}
+
+/// Per-step current range of channel `ch` after polarity, without the bias.
+fn polarised(r: Range, polarity: &str, ch: usize) -> Range {
+    if polarity.as_bytes()[ch] == b'-' {
+        Range {
+            lo: -r.hi,
+            hi: -r.lo,
+        }
+    } else {
+        r
+    }
+}
+
+/// Membrane range of one TSA channel: every `u` is within `±(2·clamp + M)` (doubled from at
+/// most `clamp`, plus one input), and the clamp bounds what is carried.
+fn tsa_membrane_range(acc: Range, tsa: &Tsa, ch: usize) -> Range {
+    let m = tsa_input_bound(acc, tsa.bias[ch]);
+    let c = tsa.clamp[ch] as i64;
+    Range {
+        lo: -2 * c - m,
+        hi: 2 * c + m,
+    }
+}
+
+/// Range of every `u` of a TSA readout channel over `steps` steps: `u ← 2u + I`, bias at the
+/// first step.
+fn readout_range(acc: Range, bias: i32, steps: u32) -> Range {
+    let mut u = Range::point(0);
+    let mut seen = u;
+    for k in 0..steps {
+        let i = if k == 0 {
+            acc.add(Range::point(bias as i64))
+        } else {
+            acc
+        };
+        u = Range {
+            lo: u.lo.saturating_mul(2),
+            hi: u.hi.saturating_mul(2),
+        }
+        .add(i);
+        seen = seen.hull(u);
+    }
+    seen
+}
+
+/// Per-channel LIF membrane ranges.
+fn lif_membranes(per_channel: &[Range], lif: &Lif, t: u32) -> Option<Range> {
+    let mut m: Option<Range> = None;
+    for (c, r) in per_channel.iter().enumerate() {
+        let cur = polarised(*r, &lif.polarity, c).add(Range::point(lif.bias[c] as i64));
+        let thr = lif.threshold[c] as i64;
+        let mr = membrane_range(cur, thr, lif.leak, lif.reset, lif.fire, t);
+        m = Some(m.map_or(mr, |x| x.hull(mr)));
+    }
+    m
 }
 
 fn floor_shift(v: i64, s: u32) -> i64 {
@@ -190,36 +258,38 @@ pub fn analyse(model: &Model) -> Result<Widths, Problem> {
     let mut layers = Vec::new();
     let mut logits = Range::point(0);
     for (i, (layer, g)) in model.layers.iter().zip(&geo).enumerate() {
-        let per_channel = channel_acc_ranges(layer, g.fan_in, g.input_max);
+        let per_channel = channel_acc_ranges(layer, g.fan_in, g.input_min, g.input_max);
         let acc = per_channel
             .iter()
             .copied()
             .reduce(Range::hull)
             .unwrap_or(Range::point(0));
+        let hull = |v: &[Range]| v.iter().copied().reduce(Range::hull);
+        let spikes = |per_channel: &[Range]| {
+            let (lo, hi) = output_range(layer);
+            (Range { lo, hi }, vec![Range { lo, hi }; per_channel.len()])
+        };
+        // Output value range per channel, and the values the head sums per position.
         let (membrane, output, signed, channel_out) = match &layer.neuron {
             Neuron::Lif(lif) => {
-                let mut m: Option<Range> = None;
-                for (c, r) in per_channel.iter().enumerate() {
-                    let neg = lif.polarity.as_bytes()[c] == b'-';
-                    let cur = if neg {
-                        Range {
-                            lo: -r.hi,
-                            hi: -r.lo,
-                        }
-                    } else {
-                        *r
-                    };
-                    let cur = cur.add(Range::point(lif.bias[c] as i64));
-                    let thr = lif.threshold[c] as i64;
-                    let mr = membrane_range(cur, thr, lif.leak, lif.reset, lif.fire, t);
-                    m = Some(m.map_or(mr, |x| x.hull(mr)));
-                }
-                let out = Range {
-                    lo: 0,
-                    hi: output_max(layer),
-                };
-                let ch = vec![out; per_channel.len()];
-                (m, out, false, ch)
+                let (out, ch) = spikes(&per_channel);
+                (lif_membranes(&per_channel, lif, t), out, false, ch)
+            }
+            Neuron::Tsa(tsa) => {
+                let m: Vec<Range> = (0..per_channel.len())
+                    .map(|c| tsa_membrane_range(per_channel[c], tsa, c))
+                    .collect();
+                let (out, ch) = spikes(&per_channel);
+                (hull(&m), out, true, ch)
+            }
+            Neuron::TsaReadout { bias } => {
+                let ch: Vec<Range> = per_channel
+                    .iter()
+                    .zip(bias)
+                    .map(|(r, &b)| readout_range(*r, b, t))
+                    .collect();
+                let all = hull(&ch).unwrap_or(Range::point(0));
+                (Some(all), all, true, ch)
             }
             Neuron::None { bias } => {
                 let ch: Vec<Range> = per_channel
@@ -227,11 +297,7 @@ pub fn analyse(model: &Model) -> Result<Widths, Problem> {
                     .zip(bias)
                     .map(|(r, &b)| r.add(Range::point(b as i64)))
                     .collect();
-                let out = ch
-                    .iter()
-                    .copied()
-                    .reduce(Range::hull)
-                    .unwrap_or(Range::point(0));
+                let out = hull(&ch).unwrap_or(Range::point(0));
                 (None, out, true, ch)
             }
         };
@@ -257,7 +323,12 @@ pub fn analyse(model: &Model) -> Result<Widths, Problem> {
             }
         }
         if i == model.layers.len() - 1 {
-            let n = (g.output.positions() as i64) * t as i64;
+            // The readout outputs one value per position; the others one per step.
+            let steps = match layer.neuron {
+                Neuron::TsaReadout { .. } => 1,
+                _ => t as i64,
+            };
+            let n = (g.output.positions() as i64) * steps;
             let per: Vec<Range> = channel_out
                 .iter()
                 .map(|r| Range {
@@ -325,8 +396,45 @@ mod worst_case {
     use super::*;
     use crate::arch::parse;
     use crate::golden::Golden;
+    use crate::ir::Coding;
     use crate::ir::Weights;
-    use crate::random::{random_images, random_model};
+    use crate::random::{random_coded_model, random_images, random_model};
+
+    /// TSA models: every membrane the golden model computes (doubled, integrated, clamped,
+    /// reset; readout `u`) stays inside the analysed range, on random and saturated images.
+    #[test]
+    fn tsa_values_stay_inside_their_ranges() {
+        for (arch, t) in [
+            ("10x10x2-5C3-SP2-4C3b-3", 6),
+            ("30-12b-9-4", 8),
+            ("6x6-3C3-2", 2),
+        ] {
+            for seed in 0..4 {
+                let m = random_coded_model(&parse(arch).unwrap(), t, seed, Coding::Tsa).unwrap();
+                let w = analyse(&m).unwrap();
+                let mut imgs =
+                    vec![255u8; (m.input.height * m.input.width * m.input.channels) as usize];
+                imgs.extend(random_images(&m, 10, seed));
+                for r in Golden::new(&m).run_batch(&imgs, true).unwrap() {
+                    for (l, tr) in r.trace.as_ref().unwrap().iter().enumerate() {
+                        let (ms, mb) = (tr.membrane_seen.unwrap(), w.layers[l].membrane.unwrap());
+                        assert!(
+                            mb.lo <= ms.lo && ms.hi <= mb.hi,
+                            "{arch} layer {l}: {ms:?} outside {mb:?}"
+                        );
+                        let a = w.layers[l].acc;
+                        assert!(
+                            a.lo <= tr.acc_seen.lo && tr.acc_seen.hi <= a.hi,
+                            "{arch} layer {l}"
+                        );
+                    }
+                    for &lg in &r.logits {
+                        assert!(w.logits.lo <= lg && lg <= w.logits.hi);
+                    }
+                }
+            }
+        }
+    }
 
     fn saturate(model: &mut Model, positive: bool) {
         let geo = crate::geometry::model_geometry(model);

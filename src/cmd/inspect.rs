@@ -51,9 +51,11 @@ pub fn run(a: Args) -> Result<()> {
         let op = format!(
             "{} {}",
             spikeforge_model::arch::describe(l),
-            match (&l.neuron, l.pool) {
-                (Neuron::None { .. }, _) => "no neuron",
-                _ => "LIF",
+            match &l.neuron {
+                Neuron::None { .. } => "no neuron",
+                Neuron::Lif(_) => "LIF",
+                Neuron::Tsa(_) => "TSA",
+                Neuron::TsaReadout { .. } => "TSA readout",
             }
         );
         let lw = &w.layers[i];
@@ -73,7 +75,7 @@ pub fn run(a: Args) -> Result<()> {
             lw.output_bits(),
             f.pe,
             f.simd,
-            spikeforge_hdl_gen::fold::layer_cycles(g, f, model.time_steps)
+            spikeforge_hdl_gen::fold::layer_cycles(g, f)
         );
     }
     println!(

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
+use spikeforge_model::ir::Coding;
 use spikeforge_model::{arch, random};
 
 /// Arguments.
@@ -17,6 +18,9 @@ pub struct Args {
     /// Random seed.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Coding: `lif` (binary spikes) or `tsa` (ternary spikes, CSS; max pooling is refused).
+    #[arg(long, default_value = "lif", value_parser = ["lif", "tsa"])]
+    pub coding: String,
     /// Model name (also the prefix of generated modules).
     #[arg(long, default_value = "random")]
     pub name: String,
@@ -27,16 +31,21 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<()> {
     let parsed = arch::parse(&a.arch)?;
-    let mut model = random::random_model(&parsed, a.time_steps, a.seed).map_err(|p| {
-        anyhow::anyhow!(
-            "cannot build `{}`:\n{}",
-            a.arch,
-            p.iter()
-                .map(|p| format!("  - {p}"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        )
-    })?;
+    let coding = match a.coding.as_str() {
+        "tsa" => Coding::Tsa,
+        _ => Coding::Lif,
+    };
+    let mut model =
+        random::random_coded_model(&parsed, a.time_steps, a.seed, coding).map_err(|p| {
+            anyhow::anyhow!(
+                "cannot build `{}`:\n{}",
+                a.arch,
+                p.iter()
+                    .map(|p| format!("  - {p}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
+        })?;
     model.name = a.name;
     spikeforge_model::save(&model, &a.out)?;
     println!(

@@ -54,7 +54,7 @@ fn other_folding(model: &Model, seed: u64) -> Folding {
 }
 
 /// Co-simulates one model under two foldings on random images, with stalls; returns pairs run.
-fn check_model(model: &Model, seed: u64, images: usize) -> usize {
+pub(crate) fn check_model(model: &Model, seed: u64, images: usize) -> usize {
     let foldings = [
         fold::resolve(model, &[]).unwrap(),
         other_folding(model, seed),
@@ -97,7 +97,7 @@ fn coverage_models_are_bit_exact_at_t_1_2_4() {
 }
 
 /// Random architectures from a small grammar.
-fn arch_strategy() -> impl Strategy<Value = (String, u32)> {
+pub(crate) fn arch_strategy() -> impl Strategy<Value = (String, u32)> {
     let conv = (
         1u32..5,
         prop::sample::select(vec![1u32, 3, 5]),

@@ -6,4 +6,5 @@ mod differential;
 mod flow;
 mod golden_files;
 mod train;
+mod tsa;
 mod util;
