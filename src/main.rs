@@ -21,6 +21,9 @@ enum Command {
     Demo(cmd::demo::Args),
     /// Trains an ALBSNN on a dataset and exports its integer hardware model.
     Train(cmd::train::Args),
+    /// Trains a ReLU ANN and converts it to a TSA-coded (ternary-spike, CSS) hardware model;
+    /// `--sweep 2,4,6,8,12` tabulates accuracy against T.
+    Convert(cmd::convert::Args),
     /// Exports a training checkpoint as an integer hardware model.
     Export(cmd::export::Args),
     /// Golden-model (= RTL) accuracy of a hardware model on a dataset's test set.
@@ -67,6 +70,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Demo(a) => cmd::demo::run(a),
         Command::Train(a) => cmd::train::run(a),
+        Command::Convert(a) => cmd::convert::run(a),
         Command::Export(a) => cmd::export::run(a),
         Command::Eval(a) => cmd::eval::run(a),
         Command::Data(a) => cmd::data::run(a),

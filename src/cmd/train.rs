@@ -102,6 +102,9 @@ pub struct Args {
     /// Output directory: checkpoint, log, plot, model.
     #[arg(long, default_value = "out/train")]
     pub out: PathBuf,
+    /// Train a ReLU ANN instead of a spiking network (`spikeforge convert` sets it).
+    #[arg(skip)]
+    pub relu: bool,
     /// Continue the run in --out from its checkpoint, with its settings (--epochs may grow,
     /// --lr may change).
     #[arg(long)]
@@ -279,10 +282,16 @@ impl Args {
                 BwoArg::Off => BwoKind::Off,
             },
             bwo_patience: self.bwo_patience,
-            qat_epochs: self.qat_epochs.min(self.epochs),
+            // Conversion quantises on its own scale: no fake quantisation of the ANN.
+            qat_epochs: if self.relu {
+                0
+            } else {
+                self.qat_epochs.min(self.epochs)
+            },
             shift: self.shift.unwrap_or(if cifar { 4 } else { 0 }),
             flip: self.flip.unwrap_or(cifar),
             calibration: 512,
+            relu: self.relu,
         })
     }
 }
@@ -460,6 +469,7 @@ pub fn train_run(a: &Args) -> Result<(Checkpoint, Dataset, usize)> {
         if c.config.arch != config.arch
             || c.config.dataset != config.dataset
             || c.config.time_steps != config.time_steps
+            || c.config.relu != config.relu
         {
             bail!(
                 "{}: the checkpoint is for {} `{}` at T = {}, not {} `{}` at T = {}",

@@ -195,27 +195,13 @@ pub fn export(net: &Net, name: &str) -> Result<Model, ExportError> {
         } else {
             Neuron::Lif(lif_params(net, l, &values, &unit)?)
         };
-        let synapse = match s.conv {
-            Some((k, stride, padding)) => Synapse::Conv {
-                out_channels: s.out as u32,
-                kernel: k as u32,
-                stride: stride as u32,
-                padding,
-            },
-            None => Synapse::Dense {
-                out_features: s.out as u32,
-            },
-        };
-        let kind = if s.conv.is_some() { "conv" } else { "dense" };
+        let (name, synapse, pool) = ir_shape(s, l);
         layers.push(Layer {
-            name: format!("{kind}{l}"),
+            name,
             synapse,
             weights,
             neuron,
-            pool: s.pool.map(|p| match p {
-                PoolKind::Max => Pool::Or,
-                PoolKind::Avg => Pool::Sum,
-            }),
+            pool,
         });
     }
     let model = Model {
@@ -242,6 +228,27 @@ pub fn export(net: &Net, name: &str) -> Result<Model, ExportError> {
         )
     })?;
     Ok(model)
+}
+
+/// The IR name, synaptic operation and pooling of layer `l`.
+pub(crate) fn ir_shape(s: &crate::net::LayerSpec, l: usize) -> (String, Synapse, Option<Pool>) {
+    let synapse = match s.conv {
+        Some((k, stride, padding)) => Synapse::Conv {
+            out_channels: s.out as u32,
+            kernel: k as u32,
+            stride: stride as u32,
+            padding,
+        },
+        None => Synapse::Dense {
+            out_features: s.out as u32,
+        },
+    };
+    let kind = if s.conv.is_some() { "conv" } else { "dense" };
+    let pool = s.pool.map(|p| match p {
+        PoolKind::Max => Pool::Or,
+        PoolKind::Avg => Pool::Sum,
+    });
+    (format!("{kind}{l}"), synapse, pool)
 }
 
 /// Golden-model (= RTL) classes of a model on images.

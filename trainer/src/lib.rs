@@ -2,12 +2,14 @@
 //! surrogate gradients through time, layers binary or full precision as an accuracy-loss
 //! estimator decides, binary weight optimisation, a global-average-pooling head; and the
 //! export of the trained network as an integer hardware model whose golden model (= RTL)
-//! accuracy is reported next to the float one.
+//! accuracy is reported next to the float one. It also trains ReLU ANNs and converts them to
+//! TSA-coded spiking networks (CSS, methods-spec §2.6).
 //!
 //! Written by hand on ndarray, rayon and one gemm wrapper; every backward pass is checked
 //! against finite differences in the tests.
 
 pub mod ale;
+pub mod convert;
 pub mod data;
 pub mod export;
 pub mod linalg;

@@ -122,6 +122,10 @@ pub struct Net {
     /// without changing the argmax, so the exported integer head ignores it.
     #[serde(default)]
     pub head_log_scale: f32,
+    /// A ReLU ANN (for CSS conversion) instead of a spiking network: hidden activations are
+    /// `max(z, 0)` and `time_steps` is 1.
+    #[serde(default)]
+    pub relu: bool,
     /// Gradient checks only: spikes become the surrogate's primitive and binary weights
     /// `α·clamp(W, −1, 1)`, smooth functions whose derivatives the backward pass computes.
     #[serde(skip)]
@@ -161,6 +165,8 @@ struct LayerCache {
     w_eff: Array2<f32>,
     bn: Option<ops::BnCache>,
     lif: Option<ops::LifCache>,
+    /// ReLU networks: the activation (its positive entries pass the gradient).
+    relu_out: Option<Array2<f32>>,
     pool_arg: Vec<u32>,
     frames: usize,
 }
@@ -175,6 +181,9 @@ pub struct Forward {
     pub rates: Vec<f32>,
     /// Each layer's input matrix (im2col columns or flattened map), when recorded.
     pub inputs: Option<Vec<Array2<f32>>>,
+    /// Each hidden layer's activations (spikes or ReLU outputs, before pooling), when inputs
+    /// are recorded.
+    pub hidden: Option<Vec<Array2<f32>>>,
 }
 
 /// A network that cannot be built.
@@ -313,6 +322,7 @@ impl Net {
             specs,
             params,
             fake_quant: false,
+            relu: false,
             relaxed: false,
         })
     }
@@ -430,6 +440,7 @@ impl Net {
         let mut caches = Vec::with_capacity(self.specs.len());
         let mut rates = Vec::new();
         let mut inputs = record_inputs.then(Vec::new);
+        let mut hidden = record_inputs.then(Vec::new);
         for l in 0..self.specs.len() {
             let spec = self.specs[l];
             // Direct encoding: the first layer sees the same image at every step, so its
@@ -470,6 +481,7 @@ impl Net {
                     w_eff,
                     bn: None,
                     lif: None,
+                    relu_out: None,
                     pool_arg: Vec::new(),
                     frames,
                 });
@@ -479,6 +491,7 @@ impl Net {
                     batch: b,
                     rates,
                     inputs,
+                    hidden,
                 };
             }
             let bn = self.params[l]
@@ -491,8 +504,21 @@ impl Net {
                 z = ndarray::concatenate(ndarray::Axis(0), &vec![one.view(); t_steps])
                     .expect("repeat");
             }
-            let (spk, lif_cache) = ops::lif_forward(&z, t_steps, &self.lif, self.relaxed);
-            rates.push(spk.mean().unwrap_or(0.0));
+            let (spk, lif_cache, relu_out) = if self.relu {
+                let a = z.mapv(|v| v.max(0.0));
+                (a.clone(), None, Some(a))
+            } else {
+                let (spk, c) = ops::lif_forward(&z, t_steps, &self.lif, self.relaxed);
+                (spk, Some(c), None)
+            };
+            rates.push(if self.relu {
+                spk.iter().filter(|&&v| v > 0.0).count() as f32 / spk.len().max(1) as f32
+            } else {
+                spk.mean().unwrap_or(0.0)
+            });
+            if let Some(h) = hidden.as_mut() {
+                h.push(spk.clone());
+            }
             let all_frames = b * t_steps;
             let (out, arg) = match spec.pool {
                 Some(kind) => {
@@ -504,7 +530,8 @@ impl Net {
                 x2,
                 w_eff,
                 bn: bn_cache,
-                lif: Some(lif_cache),
+                lif: lif_cache,
+                relu_out,
                 pool_arg: arg,
                 frames,
             });
@@ -550,12 +577,23 @@ impl Net {
                     ),
                     None => dy,
                 };
-                let mut dz = ops::lif_backward(
-                    &dspk,
-                    t_steps,
-                    &self.lif,
-                    cache.lif.as_ref().expect("lif cache"),
-                );
+                let mut dz = match &cache.relu_out {
+                    Some(a) => {
+                        let mut d = dspk;
+                        d.zip_mut_with(a, |g, &v| {
+                            if v <= 0.0 {
+                                *g = 0.0
+                            }
+                        });
+                        d
+                    }
+                    None => ops::lif_backward(
+                        &dspk,
+                        t_steps,
+                        &self.lif,
+                        cache.lif.as_ref().expect("lif cache"),
+                    ),
+                };
                 if l == 0 && t_steps > 1 {
                     let rows = dz.nrows() / t_steps;
                     let mut sum = dz.slice(s![..rows, ..]).to_owned();

@@ -72,6 +72,9 @@ pub struct TrainConfig {
     pub flip: bool,
     /// Calibration images for the data-dependent estimator metrics.
     pub calibration: usize,
+    /// Train a ReLU ANN (for CSS conversion) instead of a spiking network.
+    #[serde(default)]
+    pub relu: bool,
 }
 
 impl Default for TrainConfig {
@@ -95,6 +98,7 @@ impl Default for TrainConfig {
             shift: 0,
             flip: false,
             calibration: 512,
+            relu: false,
         }
     }
 }
@@ -198,6 +202,10 @@ impl Checkpoint {
             config.ale.first_last,
             config.seed,
         )?;
+        let net = Net {
+            relu: config.relu,
+            ..net
+        };
         Ok(Checkpoint {
             format: CHECKPOINT_FORMAT.into(),
             config,
