@@ -308,15 +308,15 @@ fn quantise_hidden(layer: &CssLayer, bits: u32) -> IntLayer {
     let mut polarity = String::new();
     match &layer.binary_scale {
         Some(g) => {
-            for o in 0..out {
-                let thr = ((2f64).powi(d - 1) / g[o].abs().max(1e-12) as f64)
+            for (o, &go) in g.iter().enumerate() {
+                let thr = ((2f64).powi(d - 1) / go.abs().max(1e-12) as f64)
                     .round()
                     .clamp(1.0, MAX_PARAM as f64);
                 threshold.push(thr as i32);
                 bias.push(clamp_param((layer.b[o] as f64 * q_of(thr)).round()));
-                polarity.push(if g[o] < 0.0 { '-' } else { '+' });
+                polarity.push(if go < 0.0 { '-' } else { '+' });
                 values.extend(layer.v.row(o).iter().map(|&x| {
-                    if (x >= 0.0) == (g[o] >= 0.0) {
+                    if (x >= 0.0) == (go >= 0.0) {
                         1
                     } else {
                         -1
