@@ -51,3 +51,104 @@ fn tsa_coverage_designs_synthesise_without_latches() {
         println!("{a} (TSA, T = 6): {luts} SB_LUT4, no latches");
     });
 }
+
+/// `spikeforge convert` on 1 000 real Fashion-MNIST images: the ANN learns, the converted
+/// TSA model keeps its accuracy, runs bit-exact through the RTL on test images, and `eval`
+/// agrees with the reported integer accuracy.
+#[test]
+fn a_converted_model_learns_and_is_bit_exact_in_the_rtl() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("css");
+    let (ok, stdout, err) = util::run(&[
+        "convert",
+        "--arch",
+        "28x28x1-8C3i8-AP2-16C3-AP2-10C1i8-GAP",
+        "--limit",
+        "1000",
+        "--epochs",
+        "2",
+        "--time-steps",
+        "6",
+        "--sweep",
+        "4",
+        "--test-limit",
+        "500",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let row = &s["exported"];
+    let (ann, int) = (
+        row["ann"].as_f64().unwrap(),
+        row["integer"].as_f64().unwrap(),
+    );
+    assert_eq!(row["time_steps"], 6);
+    assert!(ann > 0.5, "ANN accuracy {ann} after a short run\n{stdout}");
+    assert!(ann - int < 0.05, "ANN {ann} vs integer TSA {int}\n{stdout}");
+    let sweep: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("sweep.json")).unwrap()).unwrap();
+    assert_eq!(
+        sweep.as_array().unwrap().len(),
+        2,
+        "T = 4 and the exported T = 6"
+    );
+    let model = out.join("model.json");
+    let (ok, stdout, err) = util::run(&[
+        "cosim",
+        model.to_str().unwrap(),
+        "--dataset",
+        "fashion-mnist",
+        "--limit",
+        "60",
+    ]);
+    assert!(ok, "{err}");
+    assert!(stdout.contains("60/60 bit-exact"), "{stdout}");
+    let (ok, stdout, err) = util::run(&[
+        "eval",
+        model.to_str().unwrap(),
+        "--dataset",
+        "fashion-mnist",
+        "--limit",
+        "500",
+    ]);
+    assert!(ok, "{err}");
+    let pct = format!("{:.2} %", int * 100.0);
+    assert!(stdout.contains(&pct), "eval should print {pct}: {stdout}");
+}
+
+/// Max pooling cannot be converted: the error says what to write instead, before training,
+/// and nothing is written.
+#[test]
+fn converting_max_pooling_is_refused_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("never");
+    let (ok, _, err) = util::run(&[
+        "convert",
+        "--arch",
+        "28x28x1-8C3-MP2-10",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(err.contains("max pooling"), "{err}");
+    assert!(err.contains("28x28x1-8C3-AP2-10"), "{err}");
+    assert!(!out.exists());
+}
+
+/// A model mixing codings is refused by validation, naming the layer.
+#[test]
+fn mixed_codings_are_refused() {
+    let lif =
+        spikeforge_model::random::random_model(&arch::parse("8x8-4C3-3").unwrap(), 4, 1).unwrap();
+    let mut tsa = tsa_model("8x8-4C3-3", 4, 1);
+    tsa.layers[1] = lif.layers[1].clone();
+    let e = spikeforge_model::validate::validate(&tsa).unwrap_err();
+    assert!(
+        e.iter()
+            .any(|p| p.field == "layers[1].neuron" && p.reason.contains("mixed codings")),
+        "{e:?}"
+    );
+}

@@ -100,8 +100,8 @@ pub struct CssLayer {
 pub struct Converted {
     /// Per layer.
     pub layers: Vec<CssLayer>,
-    /// The normalisation `λ` of each hidden layer.
-    pub lambdas: Vec<f32>,
+    /// The normalisation `λ` of each hidden layer's channels.
+    pub lambdas: Vec<Vec<f32>>,
     /// Settings.
     pub config: CssConfig,
 }
@@ -117,29 +117,57 @@ fn percentile_of_positive(values: impl Iterator<Item = f32>, p: f64) -> f32 {
     x.max(1e-6)
 }
 
-/// `λ` of every hidden layer on calibration images (evaluation mode).
-pub fn lambdas(net: &mut Net, images: &[u8], percentile: f64) -> Vec<f32> {
+/// `λ` of every hidden layer's channels on calibration images (evaluation mode): one
+/// percentile over the layer (register C6), or one per channel where `per_channel` is set and
+/// the next layer has integer weights (a binary layer's ±1 weights cannot absorb a scale per
+/// input channel, so a layer feeding one keeps a single `λ`).
+pub fn lambdas(net: &mut Net, images: &[u8], percentile: f64, per_channel: bool) -> Vec<Vec<f32>> {
     let (h, w, c) = net.input;
     let per = h * w * c;
     let hidden = net.specs.len() - 1;
-    let mut all: Vec<Vec<f32>> = vec![Vec::new(); hidden];
+    let mut all: Vec<Vec<Vec<f32>>> = (0..hidden)
+        .map(|l| vec![Vec::new(); net.specs[l].out])
+        .collect();
     for chunk in images.chunks(per * 250) {
         let f = net.forward(chunk, false, true);
         for (l, a) in f.hidden.expect("recorded").into_iter().enumerate() {
-            all[l].extend(a.iter().copied().filter(|&x| x > 0.0));
+            for row in a.rows() {
+                for (ch, &x) in row.iter().enumerate() {
+                    if x > 0.0 {
+                        all[l][ch].push(x);
+                    }
+                }
+            }
         }
     }
     all.into_iter()
-        .map(|v| percentile_of_positive(v.into_iter(), percentile))
+        .enumerate()
+        .map(|(l, chans)| {
+            let next_binary = net.params[l + 1].precision == Precision::Binary;
+            if per_channel && !next_binary {
+                chans
+                    .into_iter()
+                    .map(|v| percentile_of_positive(v.into_iter(), percentile))
+                    .collect()
+            } else {
+                let n = chans.len();
+                let one = percentile_of_positive(chans.into_iter().flatten(), percentile);
+                vec![one; n]
+            }
+        })
         .collect()
 }
 
 /// Folds BatchNorm and normalises a trained ReLU ANN (`net.relu`) by `lambdas`.
-pub fn convert(net: &Net, lambdas: &[f32], config: CssConfig) -> Converted {
+pub fn convert(net: &Net, lambdas: &[Vec<f32>], config: CssConfig) -> Converted {
     let mut layers = Vec::new();
     for (l, spec) in net.specs.iter().enumerate() {
         let (w_eff, _) = net.effective_weights(l);
-        let unit = net.input_unit(l) as f32 * if l == 0 { 1.0 } else { lambdas[l - 1] };
+        // The unit of input j: channels are fastest in the IR's input order.
+        let cin = spec.in_shape.2;
+        let unit: Vec<f32> = (0..spec.fan_in)
+            .map(|j| net.input_unit(l) as f32 * if l == 0 { 1.0 } else { lambdas[l - 1][j % cin] })
+            .collect();
         let (a, c): (Vec<f32>, Vec<f32>) = match &net.params[l].bn {
             Some(bn) => {
                 let (a, c) = bn.eval_affine();
@@ -150,20 +178,27 @@ pub fn convert(net: &Net, lambdas: &[f32], config: CssConfig) -> Converted {
             }
             None => (vec![1.0; spec.out], net.effective_bias(l)),
         };
-        let lambda = if spec.last { 1.0 } else { lambdas[l] };
+        let lambda: Vec<f32> = if spec.last {
+            vec![1.0; spec.out]
+        } else {
+            lambdas[l].clone()
+        };
         let mut v = w_eff;
-        for (mut row, &ac) in v.rows_mut().into_iter().zip(&a) {
-            row.mapv_inplace(|x| x * ac * unit / lambda);
+        for (o, mut row) in v.rows_mut().into_iter().enumerate() {
+            for (x, u) in row.iter_mut().zip(&unit) {
+                *x *= a[o] * u / lambda[o];
+            }
         }
+        // A binary layer's inputs share one unit (see `lambdas`).
         let binary_scale = (net.params[l].precision == Precision::Binary).then(|| {
             let alpha = net.alpha_of(l);
             (0..spec.out)
-                .map(|o| a[o] * alpha[o] * unit / lambda)
+                .map(|o| a[o] * alpha[o] * unit[0] / lambda[o])
                 .collect()
         });
         layers.push(CssLayer {
             v,
-            b: c.iter().map(|&x| x / lambda).collect(),
+            b: c.iter().zip(&lambda).map(|(&x, l)| x / l).collect(),
             silent: if l == 0 || spec.last {
                 0
             } else {
