@@ -141,7 +141,11 @@ fn mvu(ctx: &LayerCtx, f: Family) -> Estimate {
     let (nf, sf) = (ctx.nf() as u64, ctx.sf() as u64);
     // A weight ROM of one word is a constant: Yosys folds the weights into the logic.
     let constant = nf * sf == 1;
-    let per_term = match (ctx.layer.is_binary(), g.input_bits == 1, constant) {
+    // A ternary spike (2 bits) costs like a spike plus its sign.
+    let ternary = g.input_min < 0 && g.input_bits == 2;
+    let per_term = match (ctx.layer.is_binary(), g.input_bits == 1 || ternary, constant) {
+        (true, true, _) if ternary => 2.2,
+        (false, true, _) if ternary => 2.0 * wb + 2.0,
         (true, true, _) => 1.6,
         (true, false, true) => xb + 2.0,
         (true, false, false) => 3.0 * xb,

@@ -189,11 +189,7 @@ fn signed_lane_dot(
                 terms.push(m.wire_eq(&format!("term{p}_{i}"), tw, t));
             }
             let s = signed_sum(m, &format!("wsum{p}"), terms, tw, aw);
-            let negs = (0..simd)
-                .map(|i| (id("x_valid").bit(i).band(id("x_sign").bit(i)), 1))
-                .collect();
-            let ones = sum_wire(m, &format!("negs{p}"), negs, aw);
-            s.add(ones)
+            s.add(id("x_negs"))
         }
         (false, _) => {
             // x·w = Σ_{b<xb−1} x_b·(w << b) − x_{xb−1}·(w << (xb−1)) for two's-complement x;
@@ -454,8 +450,16 @@ pub fn mvu(ctx: &LayerCtx, names: &Names) -> Module {
         lit(1, 0)
     };
     if input_code(ctx) == InputCode::Ternary {
-        input_plane(&mut m, ctx, &x_q, 0, "x_valid");
-        input_plane(&mut m, ctx, &x_q, 1, "x_sign");
+        let valid = input_plane(&mut m, ctx, &x_q, 0, "x_valid");
+        let sign = input_plane(&mut m, ctx, &x_q, 1, "x_sign");
+        if !ctx.layer.is_binary() {
+            // The negated weights' +1s, shared by the lanes (see `signed_lane_dot`).
+            let negs = (0..simd)
+                .map(|i| (valid.clone().bit(i).band(sign.clone().bit(i)), 1))
+                .collect();
+            let n = sum_wire(&mut m, "x_neg_count", negs, aw);
+            m.wire_eq("x_negs", aw, n);
+        }
     }
     let total = ctx
         .layer
