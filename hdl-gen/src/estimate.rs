@@ -143,7 +143,11 @@ fn mvu(ctx: &LayerCtx, f: Family) -> Estimate {
     let constant = nf * sf == 1;
     // A ternary spike (2 bits) costs like a spike plus its sign.
     let ternary = g.input_min < 0 && g.input_bits == 2;
-    let per_term = match (ctx.layer.is_binary(), g.input_bits == 1 || ternary, constant) {
+    let per_term = match (
+        ctx.layer.is_binary(),
+        g.input_bits == 1 || ternary,
+        constant,
+    ) {
         (true, true, _) if ternary => 2.2,
         (false, true, _) if ternary => 2.0 * wb + 2.0,
         (true, true, _) => 1.6,

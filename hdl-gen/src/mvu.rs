@@ -205,11 +205,13 @@ fn signed_lane_dot(
                         wb,
                         Expr::Repl(wb, Box::new(xbit)).band(w.clone()),
                     );
+                    // A shift in a `pw`-bit context drops what leaves the word (Verilog-2005
+                    // has no select of a concatenation).
                     let ext = sext(gated, wb, pw);
                     let shifted = if b == 0 {
                         ext
                     } else {
-                        cat(vec![ext.slice(pw - 1 - b, 0), lit(b, 0)])
+                        ext.shl(Expr::Int(b as i64))
                     };
                     let term = m.wire_eq(&format!("pps{p}_{i}_{b}"), pw, shifted);
                     if b + 1 == xb {

@@ -94,13 +94,7 @@ pub struct Row {
 }
 
 fn ann_args(a: &Args, arch: &str) -> super::train::Args {
-    use clap::Parser;
-    #[derive(clap::Parser)]
-    struct Wrap {
-        #[command(flatten)]
-        t: super::train::Args,
-    }
-    let mut t = Wrap::parse_from(["train"]).t;
+    let mut t = super::train::Args::defaults();
     t.data = a.data.clone();
     t.arch = Some(arch.into());
     t.epochs = a.epochs;

@@ -92,14 +92,8 @@ fn demo_folding(
 }
 
 fn train_args(a: &Args) -> super::train::Args {
-    use clap::Parser;
-    #[derive(clap::Parser)]
-    struct Wrap {
-        #[command(flatten)]
-        t: super::train::Args,
-    }
     // The training defaults are `spikeforge train`'s own; the demo sets only what it owns.
-    let mut t = Wrap::parse_from(["train"]).t;
+    let mut t = super::train::Args::defaults();
     t.data = a.data.clone();
     t.arch = Some(a.arch.clone());
     t.time_steps = a.time_steps;

@@ -296,6 +296,19 @@ impl Args {
     }
 }
 
+impl Args {
+    /// `spikeforge train`'s own defaults, for commands that train on their behalf.
+    pub fn defaults() -> Args {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Wrap {
+            #[command(flatten)]
+            t: Args,
+        }
+        Wrap::parse_from(["train"]).t
+    }
+}
+
 /// Progress bar per epoch and a JSON log line per epoch.
 struct Console {
     bar: Option<ProgressBar>,

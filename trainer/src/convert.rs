@@ -13,14 +13,12 @@
 
 use ndarray::{s, Array2};
 use spikeforge_model::arch::{self, WeightKind};
-use spikeforge_model::ir::{
-    self, Encoding, Head, InputSpec, Layer, Model, NegativeSpikes, Neuron, Tsa, Weights,
-};
+use spikeforge_model::ir::{self, Encoding, Layer, Model, NegativeSpikes, Neuron, Tsa, Weights};
 use spikeforge_model::validate::MAX_PARAM;
 use spikeforge_model::weights::pack_signs;
 use thiserror::Error;
 
-use crate::export::ir_shape;
+use crate::export::{assemble, ir_shape};
 use crate::linalg::matmul;
 use crate::net::{Net, Precision};
 use crate::ops::{self, PoolKind};
@@ -492,28 +490,12 @@ pub fn to_model(net: &Net, conv: &Converted, name: &str) -> Result<Model, Conver
             pool,
         });
     }
-    let model = Model {
-        format: ir::FORMAT.into(),
-        version: ir::VERSION,
-        name: name.into(),
-        input: InputSpec {
-            height: net.input.0 as u32,
-            width: net.input.1 as u32,
-            channels: net.input.2 as u32,
-            pixel_bits: 8,
-            encoding: Encoding::FirstStep,
-        },
-        time_steps: conv.config.time_steps,
+    assemble(
+        net,
+        name,
+        Encoding::FirstStep,
+        conv.config.time_steps,
         layers,
-        head: Head::GapArgmax,
-    };
-    spikeforge_model::validate::validate(&model).map_err(|p| {
-        ConvertError::Invalid(
-            p.iter()
-                .map(|x| x.to_string())
-                .collect::<Vec<_>>()
-                .join("; "),
-        )
-    })?;
-    Ok(model)
+    )
+    .map_err(ConvertError::Invalid)
 }

@@ -204,6 +204,19 @@ pub fn export(net: &Net, name: &str) -> Result<Model, ExportError> {
             pool,
         });
     }
+    assemble(net, name, Encoding::Direct, net.time_steps as u32, layers)
+        .map_err(ExportError::Invalid)
+}
+
+/// A validated model of `net`'s input shape (8-bit pixels) from its layers; the error lists
+/// every problem.
+pub(crate) fn assemble(
+    net: &Net,
+    name: &str,
+    encoding: Encoding,
+    time_steps: u32,
+    layers: Vec<Layer>,
+) -> Result<Model, String> {
     let model = Model {
         format: ir::FORMAT.into(),
         version: ir::VERSION,
@@ -213,19 +226,17 @@ pub fn export(net: &Net, name: &str) -> Result<Model, ExportError> {
             width: net.input.1 as u32,
             channels: net.input.2 as u32,
             pixel_bits: 8,
-            encoding: Encoding::Direct,
+            encoding,
         },
-        time_steps: net.time_steps as u32,
+        time_steps,
         layers,
         head: Head::GapArgmax,
     };
     spikeforge_model::validate::validate(&model).map_err(|p| {
-        ExportError::Invalid(
-            p.iter()
-                .map(|x| x.to_string())
-                .collect::<Vec<_>>()
-                .join("; "),
-        )
+        p.iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join("; ")
     })?;
     Ok(model)
 }
