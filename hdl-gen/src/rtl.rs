@@ -409,7 +409,9 @@ pub fn window(ctx: &LayerCtx, names: &Names) -> Module {
             parts.push(e.clone().slice(t * cb + cb - 1, t * cb));
         }
     }
-    let win = m.wire_eq("win", ctx.window_bits(), cat(parts));
+    // The window is assembled where it is registered, not as a wire: simulators then build
+    // this wide concatenation once per output position instead of on every cycle.
+    let win = cat(parts);
     // Input side.
     let mut write = vec![];
     let ixi = ix.clone().slice(xw - 1, 0);

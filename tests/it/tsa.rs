@@ -39,6 +39,43 @@ fn tsa_coverage_models_are_bit_exact_at_t_4_6_8() {
     println!("{pairs} TSA model × image pairs co-simulated bit-exact (seed {seed})");
 }
 
+/// Random architectures (the LIF grammar, max pooling turned into sum pooling) as TSA models
+/// at T ∈ {4, 6, 8}.
+#[test]
+fn random_tsa_architectures_are_bit_exact() {
+    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+    let seed = util::seed();
+    let mut seed_bytes = [0u8; 32];
+    seed_bytes[..8].copy_from_slice(&(seed ^ 0x75a).to_le_bytes());
+    let mut runner = TestRunner::new_with_rng(
+        Config {
+            cases: util::cases(3),
+            failure_persistence: None,
+            ..Config::default()
+        },
+        TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes),
+    );
+    let pairs = std::cell::Cell::new(0);
+    runner
+        .run(&crate::differential::arch_strategy(), |(a, t)| {
+            let a = a.replace("-MP2", "-SP2");
+            let t = 2 + 2 * t.min(3);
+            let Ok(parsed) = arch::parse(&a) else {
+                return Ok(());
+            };
+            let Ok(model) = random_coded_model(&parsed, t, seed, Coding::Tsa) else {
+                return Ok(());
+            };
+            pairs.set(pairs.get() + check_model(&model, seed, 4));
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+    println!(
+        "{} random TSA model × image pairs bit-exact (seed {seed})",
+        pairs.get()
+    );
+}
+
 #[test]
 fn tsa_coverage_designs_synthesise_without_latches() {
     use rayon::prelude::*;
