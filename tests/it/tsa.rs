@@ -89,7 +89,7 @@ fn tsa_coverage_designs_synthesise_without_latches() {
     });
 }
 
-/// `spikeforge convert` on 1 000 real Fashion-MNIST images: the ANN learns, the converted
+/// `spikeforge convert` on 5 000 real Fashion-MNIST images: the ANN learns, the converted
 /// TSA model keeps its accuracy, runs bit-exact through the RTL on test images, and `eval`
 /// agrees with the reported integer accuracy.
 #[test]
@@ -99,11 +99,13 @@ fn a_converted_model_learns_and_is_bit_exact_in_the_rtl() {
     let (ok, stdout, err) = util::run(&[
         "convert",
         "--arch",
-        "28x28x1-8C3i8-AP2-16C3-AP2-10C1i8-GAP",
+        "28x28x1-8C3i8-AP2-16C3i8-AP2-10C1i8-GAP",
         "--limit",
-        "1000",
+        "5000",
         "--epochs",
-        "2",
+        "3",
+        "--lr",
+        "5e-3",
         "--time-steps",
         "6",
         "--sweep",
