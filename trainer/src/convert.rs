@@ -18,7 +18,7 @@ use spikeforge_model::validate::MAX_PARAM;
 use spikeforge_model::weights::pack_signs;
 use thiserror::Error;
 
-use crate::export::{assemble, ir_shape};
+use crate::export::{assemble, input_max, ir_shape};
 use crate::linalg::matmul;
 use crate::net::{Net, Precision};
 use crate::ops::{self, PoolKind};
@@ -458,14 +458,7 @@ pub fn to_model(net: &Net, conv: &Converted, name: &str) -> Result<Model, Conver
             (weights, Neuron::TsaReadout { bias })
         } else {
             let q = quantise_hidden(layer, bits);
-            let xmax = if l == 0 {
-                255
-            } else if net.specs[l - 1].pool == Some(PoolKind::Avg) {
-                4
-            } else {
-                1
-            };
-            let clamp = input_bounds(&q.values, spec.fan_in, xmax, &q.bias)
+            let clamp = input_bounds(&q.values, spec.fan_in, input_max(net, l), &q.bias)
                 .iter()
                 .zip(&q.threshold)
                 .map(|(&m, &t)| clamp_param((4 * t as i64 + m) as f64))

@@ -51,7 +51,7 @@ pub fn leak_of(tau: f32, time_steps: usize) -> Result<Leak, ExportError> {
 }
 
 /// Largest input value of layer `l` in integer units.
-fn input_max(net: &Net, l: usize) -> i64 {
+pub(crate) fn input_max(net: &Net, l: usize) -> i64 {
     if l == 0 {
         255
     } else if net.specs[l - 1].pool == Some(PoolKind::Avg) {
