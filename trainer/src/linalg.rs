@@ -1,5 +1,5 @@
 //! The one matrix-multiply wrapper every layer goes through: `gemm` (runtime-dispatched
-//! AVX2/FMA kernels) on ndarray views of any strides, so transposes are free.
+//! AVX-512 or AVX2/FMA kernels) on ndarray views of any strides, so transposes are free.
 
 use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 

@@ -2,7 +2,7 @@
 //! matrices `[frames·H·W, C]` (raster order, channels fastest: the IR's layout), frames being
 //! `T·B` (time-major) images.
 
-use ndarray::{s, Array2, ArrayView2, Axis};
+use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -107,7 +107,7 @@ pub enum PoolKind {
 }
 
 /// Pools `[frames·H·W, C]` to `[frames·(H/2)·(W/2), C]`; also returns, for max pooling, the
-/// winning input row of every output element (for the backward pass).
+/// winning input row of every output element (for the backward pass). Frames run in parallel.
 pub fn pool_forward(
     x: ArrayView2<f32>,
     kind: PoolKind,
@@ -117,44 +117,51 @@ pub fn pool_forward(
 ) -> (Array2<f32>, Vec<u32>) {
     let c = x.ncols();
     let (ho, wo) = (h / 2, w / 2);
-    let mut out = Array2::zeros((frames * ho * wo, c));
-    let mut arg = vec![
-        0u32;
-        if kind == PoolKind::Max {
-            frames * ho * wo * c
-        } else {
-            0
-        }
-    ];
-    for f in 0..frames {
+    let x = x.as_standard_layout();
+    let xs = x.as_slice().expect("standard layout");
+    let (per_in, per_out) = (h * w * c, ho * wo * c);
+    let mut out = vec![0.0f32; frames * per_out];
+    let max = kind == PoolKind::Max;
+    let mut arg = vec![0u32; if max { frames * per_out } else { 0 }];
+    let pool_frame = |f: usize, dst: &mut [f32], arg: &mut [u32]| {
+        let src = &xs[f * per_in..(f + 1) * per_in];
         for oy in 0..ho {
             for ox in 0..wo {
-                let o = (f * ho + oy) * wo + ox;
-                let rows = [0, 1, w, w + 1].map(|d| (f * h + 2 * oy) * w + 2 * ox + d);
+                let o = (oy * wo + ox) * c;
+                let taps = [0, 1, w, w + 1].map(|d| (2 * oy * w + 2 * ox + d) * c);
                 for ch in 0..c {
-                    match kind {
-                        PoolKind::Max => {
-                            let mut best = rows[0];
-                            for &r in &rows[1..] {
-                                if x[[r, ch]] > x[[best, ch]] {
-                                    best = r;
-                                }
+                    let v = taps.map(|t| src[t + ch]);
+                    if max {
+                        let mut best = 0;
+                        for i in 1..4 {
+                            if v[i] > v[best] {
+                                best = i;
                             }
-                            out[[o, ch]] = x[[best, ch]];
-                            arg[o * c + ch] = best as u32;
                         }
-                        PoolKind::Avg => {
-                            out[[o, ch]] = rows.iter().map(|&r| x[[r, ch]]).sum::<f32>() * 0.25
-                        }
+                        dst[o + ch] = v[best];
+                        arg[o + ch] = ((f * per_in + taps[best]) / c) as u32;
+                    } else {
+                        dst[o + ch] = (v[0] + v[1] + v[2] + v[3]) * 0.25;
                     }
                 }
             }
         }
+    };
+    if max {
+        out.par_chunks_mut(per_out)
+            .zip(arg.par_chunks_mut(per_out))
+            .enumerate()
+            .for_each(|(f, (dst, a))| pool_frame(f, dst, a));
+    } else {
+        out.par_chunks_mut(per_out)
+            .enumerate()
+            .for_each(|(f, dst)| pool_frame(f, dst, &mut []));
     }
+    let out = Array2::from_shape_vec((frames * ho * wo, c), out).expect("shape");
     (out, arg)
 }
 
-/// Backward of [`pool_forward`].
+/// Backward of [`pool_forward`]. Frames run in parallel.
 pub fn pool_backward(
     dy: ArrayView2<f32>,
     kind: PoolKind,
@@ -165,25 +172,33 @@ pub fn pool_backward(
 ) -> Array2<f32> {
     let c = dy.ncols();
     let (ho, wo) = (h / 2, w / 2);
-    let mut dx = Array2::zeros((frames * h * w, c));
-    for f in 0..frames {
+    let dy = dy.as_standard_layout();
+    let ds = dy.as_slice().expect("standard layout");
+    let (per_in, per_out) = (h * w * c, ho * wo * c);
+    let mut dx = vec![0.0f32; frames * per_in];
+    dx.par_chunks_mut(per_in).enumerate().for_each(|(f, dst)| {
+        let src = &ds[f * per_out..(f + 1) * per_out];
         for oy in 0..ho {
             for ox in 0..wo {
-                let o = (f * ho + oy) * wo + ox;
+                let o = (oy * wo + ox) * c;
                 for ch in 0..c {
+                    let g = src[o + ch];
                     match kind {
-                        PoolKind::Max => dx[[arg[o * c + ch] as usize, ch]] += dy[[o, ch]],
+                        PoolKind::Max => {
+                            let row = arg[f * per_out + o + ch] as usize - f * h * w;
+                            dst[row * c + ch] += g;
+                        }
                         PoolKind::Avg => {
                             for d in [0, 1, w, w + 1] {
-                                dx[[(f * h + 2 * oy) * w + 2 * ox + d, ch]] += 0.25 * dy[[o, ch]];
+                                dst[(2 * oy * w + 2 * ox + d) * c + ch] += 0.25 * g;
                             }
                         }
                     }
                 }
             }
         }
-    }
-    dx
+    });
+    Array2::from_shape_vec((frames * h * w, c), dx).expect("shape")
 }
 
 /// BatchNorm parameters and running statistics of one layer (per channel).
@@ -231,46 +246,95 @@ pub struct BnCache {
     inv_std: Vec<f32>,
 }
 
+/// Rows per block of the per-channel reductions: blocks run in parallel and their partial sums
+/// are added in block order, so the result does not depend on the thread count.
+const REDUCE_ROWS: usize = 512;
+
+/// Per-block partial sums over the rows of a `[rows, C]` slice, added in block order:
+/// `add(row, acc)` accumulates one row into `acc` (`width` values).
+fn block_sums(
+    xs: &[f32],
+    c: usize,
+    width: usize,
+    add: impl Fn(usize, &[f32], &mut [f32]) + Sync,
+) -> Vec<f32> {
+    let partials: Vec<Vec<f32>> = xs
+        .par_chunks(REDUCE_ROWS * c)
+        .enumerate()
+        .map(|(b, block)| {
+            let mut acc = vec![0.0f32; width];
+            for (i, row) in block.chunks_exact(c).enumerate() {
+                add(b * REDUCE_ROWS + i, row, &mut acc);
+            }
+            acc
+        })
+        .collect();
+    let mut total = vec![0.0f32; width];
+    for p in partials {
+        total.iter_mut().zip(&p).for_each(|(t, v)| *t += v);
+    }
+    total
+}
+
+/// Applies `f(row, src row, dst row)` to every row of a `[rows, C]` slice in parallel.
+fn map_rows(xs: &[f32], c: usize, f: impl Fn(usize, &[f32], &mut [f32]) + Sync) -> Array2<f32> {
+    let mut out = vec![0.0f32; xs.len()];
+    out.par_chunks_mut(REDUCE_ROWS * c)
+        .zip(xs.par_chunks(REDUCE_ROWS * c))
+        .enumerate()
+        .for_each(|(b, (dst, src))| {
+            for (i, (d, s)) in dst.chunks_exact_mut(c).zip(src.chunks_exact(c)).enumerate() {
+                f(b * REDUCE_ROWS + i, s, d);
+            }
+        });
+    Array2::from_shape_vec((xs.len() / c, c), out).expect("shape")
+}
+
 /// BatchNorm forward. Training mode uses batch statistics (and updates the running ones).
 pub fn bn_forward(
     x: &Array2<f32>,
     bn: &mut BatchNorm,
     train: bool,
 ) -> (Array2<f32>, Option<BnCache>) {
+    let x = x.as_standard_layout();
+    let xs = x.as_slice().expect("standard layout");
     let c = x.ncols();
     if !train {
         let (a, b) = bn.eval_affine();
-        let mut y = x.clone();
-        for mut row in y.rows_mut() {
+        let (a, b): (Vec<f32>, Vec<f32>) = (
+            a.iter().map(|&v| v as f32).collect(),
+            b.iter().map(|&v| v as f32).collect(),
+        );
+        let y = map_rows(xs, c, |_, src, dst| {
             for ch in 0..c {
-                row[ch] = (a[ch] as f32) * row[ch] + b[ch] as f32;
+                dst[ch] = a[ch] * src[ch] + b[ch];
             }
-        }
+        });
         return (y, None);
     }
     let n = x.nrows() as f32;
-    let mean = x.sum_axis(Axis(0)) / n;
-    let mut var = vec![0.0f32; c];
-    for row in x.rows() {
+    let mut mean = block_sums(xs, c, c, |_, row, acc| {
+        acc.iter_mut().zip(row).for_each(|(a, v)| *a += v)
+    });
+    mean.iter_mut().for_each(|m| *m /= n);
+    let mut var = block_sums(xs, c, c, |_, row, acc| {
         for ch in 0..c {
             let d = row[ch] - mean[ch];
-            var[ch] += d * d;
+            acc[ch] += d * d;
         }
-    }
+    });
     var.iter_mut().for_each(|v| *v /= n);
     let inv_std: Vec<f32> = var.iter().map(|v| 1.0 / (v + BN_EPS).sqrt()).collect();
-    let mut xhat = x.clone();
-    for mut row in xhat.rows_mut() {
+    let xhat = map_rows(xs, c, |_, src, dst| {
         for ch in 0..c {
-            row[ch] = (row[ch] - mean[ch]) * inv_std[ch];
+            dst[ch] = (src[ch] - mean[ch]) * inv_std[ch];
         }
-    }
-    let mut y = xhat.clone();
-    for mut row in y.rows_mut() {
+    });
+    let y = map_rows(xhat.as_slice().expect("fresh"), c, |_, src, dst| {
         for ch in 0..c {
-            row[ch] = bn.gamma[ch] * row[ch] + bn.beta[ch];
+            dst[ch] = bn.gamma[ch] * src[ch] + bn.beta[ch];
         }
-    }
+    });
     let unbiased = if n > 1.0 { n / (n - 1.0) } else { 1.0 };
     for ch in 0..c {
         bn.mean[ch] = (1.0 - BN_MOMENTUM) * bn.mean[ch] + BN_MOMENTUM * mean[ch];
@@ -287,28 +351,31 @@ pub fn bn_backward(
     dgamma: &mut [f32],
     dbeta: &mut [f32],
 ) -> Array2<f32> {
+    let dy = dy.as_standard_layout();
+    let ds = dy.as_slice().expect("standard layout");
     let c = dy.ncols();
     let n = dy.nrows() as f32;
-    let mut sum_dy = vec![0.0f32; c];
-    let mut sum_dy_xhat = vec![0.0f32; c];
-    for (drow, xrow) in dy.rows().into_iter().zip(cache.xhat.rows()) {
+    let xhat = cache.xhat.as_slice().expect("standard layout");
+    // One pass for both sums: [Σdy | Σdy·x̂].
+    let sums = block_sums(ds, c, 2 * c, |r, row, acc| {
+        let xrow = &xhat[r * c..(r + 1) * c];
         for ch in 0..c {
-            sum_dy[ch] += drow[ch];
-            sum_dy_xhat[ch] += drow[ch] * xrow[ch];
+            acc[ch] += row[ch];
+            acc[c + ch] += row[ch] * xrow[ch];
         }
-    }
+    });
+    let (sum_dy, sum_dy_xhat) = sums.split_at(c);
     for ch in 0..c {
         dgamma[ch] += sum_dy_xhat[ch];
         dbeta[ch] += sum_dy[ch];
     }
-    let mut dx = dy.clone();
-    for (mut drow, xrow) in dx.rows_mut().into_iter().zip(cache.xhat.rows()) {
+    let k: Vec<f32> = (0..c).map(|ch| bn.gamma[ch] * cache.inv_std[ch]).collect();
+    map_rows(ds, c, |r, src, dst| {
+        let xrow = &xhat[r * c..(r + 1) * c];
         for ch in 0..c {
-            let k = bn.gamma[ch] * cache.inv_std[ch];
-            drow[ch] = k * (drow[ch] - sum_dy[ch] / n - xrow[ch] * sum_dy_xhat[ch] / n);
+            dst[ch] = k[ch] * (src[ch] - sum_dy[ch] / n - xrow[ch] * sum_dy_xhat[ch] / n);
         }
-    }
-    dx
+    })
 }
 
 /// Surrogate gradient of the spike (decision register A2).
@@ -394,11 +461,30 @@ impl Default for LifConfig {
     }
 }
 
-/// What the LIF backward pass needs: membranes before reset and spikes, per step.
+/// What the LIF backward pass needs: the membranes before reset, per step (the spikes are
+/// recomputed from them).
 pub struct LifCache {
     u: Array2<f32>,
-    o: Array2<f32>,
+    relaxed: bool,
 }
+
+impl LifConfig {
+    /// The spike for membrane `u`: the step, or with `relaxed` the surrogate's primitive.
+    fn fire(&self, u: f32, relaxed: bool) -> f32 {
+        if relaxed {
+            self.surrogate.primitive(u - self.vth, self.width)
+        } else {
+            f32::from(if self.strict {
+                u > self.vth
+            } else {
+                u >= self.vth
+            })
+        }
+    }
+}
+
+/// Elements per parallel block of the element-wise neuron passes.
+const ELEMENT_BLOCK: usize = 1 << 14;
 
 /// LIF over `T` steps: `z` is `[T·R, C]` (time-major); returns spikes of the same shape.
 /// `relaxed` replaces the step by the surrogate's primitive (gradient checks only).
@@ -408,42 +494,54 @@ pub fn lif_forward(
     cfg: &LifConfig,
     relaxed: bool,
 ) -> (Array2<f32>, LifCache) {
-    let rows = z.nrows() / t_steps;
-    let mut u = z.clone();
+    let mut u = z.as_standard_layout().into_owned();
     let mut o = Array2::zeros(z.dim());
-    let fire = |v: f32| -> f32 {
-        if relaxed {
-            cfg.surrogate.primitive(v - cfg.vth, cfg.width)
-        } else {
-            f32::from(if cfg.strict {
-                v > cfg.vth
-            } else {
-                v >= cfg.vth
-            })
-        }
-    };
+    let step = z.len() / t_steps;
+    let us = u.as_slice_mut().expect("standard layout");
+    let os = o.as_slice_mut().expect("fresh");
     for t in 0..t_steps {
-        if t > 0 {
-            let (prev, mut cur) = u.view_mut().split_at(Axis(0), t * rows);
-            let prev = prev.slice(s![(t - 1) * rows.., ..]);
-            let oprev = o.slice(s![(t - 1) * rows..t * rows, ..]);
-            let mut cur = cur.slice_mut(s![..rows, ..]);
-            ndarray::Zip::from(&mut cur)
-                .and(&prev)
-                .and(&oprev)
-                .for_each(|c, &p, &op| {
-                    let post = match cfg.reset {
-                        ResetKind::Hard => p * (1.0 - op),
-                        ResetKind::Subtract => p - cfg.vth * op,
-                    };
-                    *c += cfg.tau * post;
-                });
-        }
-        let ut = u.slice(s![t * rows..(t + 1) * rows, ..]).to_owned();
-        o.slice_mut(s![t * rows..(t + 1) * rows, ..])
-            .zip_mut_with(&ut, |ov, &uv| *ov = fire(uv));
+        let (done, rest) = us.split_at_mut(t * step);
+        let (o_done, o_rest) = os.split_at_mut(t * step);
+        let prev = (t > 0).then(|| (&done[(t - 1) * step..], &o_done[(t - 1) * step..]));
+        rest[..step]
+            .par_chunks_mut(ELEMENT_BLOCK)
+            .zip(o_rest[..step].par_chunks_mut(ELEMENT_BLOCK))
+            .enumerate()
+            .for_each(|(b, (cu, co))| {
+                let r = b * ELEMENT_BLOCK..b * ELEMENT_BLOCK + cu.len();
+                if let Some((up, op)) = prev {
+                    // Separate loops per case so that each one vectorises.
+                    let (up, op) = (&up[r.clone()], &op[r]);
+                    match cfg.reset {
+                        ResetKind::Hard => {
+                            for i in 0..cu.len() {
+                                cu[i] += cfg.tau * (up[i] * (1.0 - op[i]));
+                            }
+                        }
+                        ResetKind::Subtract => {
+                            for i in 0..cu.len() {
+                                cu[i] += cfg.tau * (up[i] - cfg.vth * op[i]);
+                            }
+                        }
+                    }
+                }
+                match (relaxed, cfg.strict) {
+                    (true, _) => co
+                        .iter_mut()
+                        .zip(&*cu)
+                        .for_each(|(o, &u)| *o = cfg.surrogate.primitive(u - cfg.vth, cfg.width)),
+                    (false, true) => co
+                        .iter_mut()
+                        .zip(&*cu)
+                        .for_each(|(o, &u)| *o = f32::from(u > cfg.vth)),
+                    (false, false) => co
+                        .iter_mut()
+                        .zip(&*cu)
+                        .for_each(|(o, &u)| *o = f32::from(u >= cfg.vth)),
+                }
+            });
     }
-    (o.clone(), LifCache { u, o })
+    (o, LifCache { u, relaxed })
 }
 
 /// LIF backward through time (the reset's dependence on the spike included).
@@ -453,33 +551,60 @@ pub fn lif_backward(
     cfg: &LifConfig,
     cache: &LifCache,
 ) -> Array2<f32> {
-    let rows = dout.nrows() / t_steps;
-    let c = dout.ncols();
+    let (vth, a) = (cfg.vth, cfg.width);
+    match cfg.surrogate {
+        Surrogate::Rectangular => lif_backward_with(dout, t_steps, cfg, cache, move |u| {
+            Surrogate::Rectangular.grad(u - vth, a)
+        }),
+        Surrogate::Triangle => lif_backward_with(dout, t_steps, cfg, cache, move |u| {
+            Surrogate::Triangle.grad(u - vth, a)
+        }),
+        Surrogate::Sigmoid => lif_backward_with(dout, t_steps, cfg, cache, move |u| {
+            Surrogate::Sigmoid.grad(u - vth, a)
+        }),
+    }
+}
+
+/// [`lif_backward`] with the surrogate as a closure of the membrane, one instance per
+/// surrogate shape so that the element loop vectorises.
+fn lif_backward_with(
+    dout: &Array2<f32>,
+    t_steps: usize,
+    cfg: &LifConfig,
+    cache: &LifCache,
+    sg: impl Fn(f32) -> f32 + Sync,
+) -> Array2<f32> {
+    let dout = dout.as_standard_layout();
+    let ds = dout.as_slice().expect("standard layout");
+    let us = cache.u.as_slice().expect("standard layout");
+    let step = ds.len() / t_steps;
     let mut dz = Array2::zeros(dout.dim());
-    let mut g_next = Array2::<f32>::zeros((rows, c)); // ∂L/∂u_{t+1}
+    let gs = dz.as_slice_mut().expect("fresh");
     for t in (0..t_steps).rev() {
-        let r = t * rows..(t + 1) * rows;
-        let u = cache.u.slice(s![r.clone(), ..]);
-        let o = cache.o.slice(s![r.clone(), ..]);
-        let d = dout.slice(s![r.clone(), ..]);
-        let mut g = Array2::zeros((rows, c));
-        ndarray::Zip::from(&mut g)
-            .and(&u)
-            .and(&o)
-            .and(&d)
-            .and(&g_next)
-            .for_each(|g, &u, &o, &d, &gn| {
-                let sg = cfg.surrogate.grad(u - cfg.vth, cfg.width);
+        // ∂L/∂u_{t+1}, already computed (none after the last step).
+        let (cur, next) = gs[t * step..].split_at_mut(step);
+        let g_next = (t + 1 < t_steps).then_some(&next[..step.min(next.len())]);
+        let (u, d) = (&us[t * step..(t + 1) * step], &ds[t * step..(t + 1) * step]);
+        cur.par_chunks_mut(ELEMENT_BLOCK)
+            .enumerate()
+            .for_each(|(b, g)| {
+                let r = b * ELEMENT_BLOCK..b * ELEMENT_BLOCK + g.len();
+                let (u, d) = (&u[r.clone()], &d[r.clone()]);
+                for i in 0..g.len() {
+                    g[i] = d[i] * sg(u[i]);
+                }
+                let Some(gn) = g_next else { return };
+                let gn = &gn[r];
                 // u_post = reset(u, o(u)); u_{t+1} = τ·u_post + z_{t+1}
-                let dpost_du = match cfg.reset {
-                    ResetKind::Hard => (1.0 - o) - u * sg,
-                    ResetKind::Subtract => 1.0 - cfg.vth * sg,
-                };
-                let gpost = cfg.tau * gn;
-                *g = d * sg + gpost * dpost_du;
+                for i in 0..g.len() {
+                    let s = sg(u[i]);
+                    let dpost_du = match cfg.reset {
+                        ResetKind::Hard => (1.0 - cfg.fire(u[i], cache.relaxed)) - u[i] * s,
+                        ResetKind::Subtract => 1.0 - cfg.vth * s,
+                    };
+                    g[i] += cfg.tau * gn[i] * dpost_du;
+                }
             });
-        dz.slice_mut(s![r, ..]).assign(&g);
-        g_next = g;
     }
     dz
 }
