@@ -13,16 +13,54 @@ pub fn matmul_into(
     b: ArrayView2<f32>,
     accumulate: bool,
 ) {
+    assert_eq!(dst.dim(), (a.nrows(), b.ncols()), "output shape");
+    let strides = [dst.strides()[0], dst.strides()[1]];
+    // SAFETY: `dst` is a live, unique view of the checked shape that aliases neither input.
+    unsafe { gemm_raw(dst.as_mut_ptr(), strides, a, b, accumulate) }
+}
+
+/// `a·b` as a new matrix (not zeroed first: gemm writes every element).
+pub fn matmul(a: ArrayView2<f32>, b: ArrayView2<f32>) -> Array2<f32> {
+    let (m, n) = (a.nrows(), b.ncols());
+    if a.ncols() == 0 {
+        return Array2::zeros((m, n));
+    }
+    let mut out = Array2::<f32>::uninit((m, n));
+    let strides = [n as isize, 1];
+    // SAFETY: `out` is a fresh `m×n` standard-layout buffer; with `accumulate` false and k > 0
+    // gemm writes every element without reading any, so it is initialised afterwards.
+    unsafe {
+        gemm_raw(out.as_mut_ptr().cast(), strides, a, b, false);
+        out.assume_init()
+    }
+}
+
+/// `dst = beta_dst·dst + a·b` on a raw `m×n` destination with `strides` (rows, columns).
+///
+/// # Safety
+/// `dst` with `strides` must address `a.nrows() × b.ncols()` writable elements that alias
+/// neither input; with `accumulate` they must be initialised.
+unsafe fn gemm_raw(
+    dst: *mut f32,
+    strides: [isize; 2],
+    a: ArrayView2<f32>,
+    b: ArrayView2<f32>,
+    accumulate: bool,
+) {
     let (m, k) = a.dim();
     let (k2, n) = b.dim();
     assert_eq!(k, k2, "inner dimensions");
-    assert_eq!(dst.dim(), (m, n), "output shape");
     if m == 0 || n == 0 {
         return;
     }
     if k == 0 {
         if !accumulate {
-            dst.fill(0.0);
+            for i in 0..m as isize {
+                for j in 0..n as isize {
+                    // SAFETY: in bounds by the caller's contract.
+                    unsafe { *dst.offset(i * strides[0] + j * strides[1]) = 0.0 };
+                }
+            }
         }
         return;
     }
@@ -32,21 +70,17 @@ pub fn matmul_into(
     } else {
         gemm::Parallelism::None
     };
-    let (ds, as_, bs) = (
-        dst.strides().to_owned(),
-        a.strides().to_owned(),
-        b.strides().to_owned(),
-    );
-    // SAFETY: the pointers and strides come from live ndarray views whose shapes were checked
-    // above; `dst` is a unique mutable view that aliases neither input.
+    let (as_, bs) = (a.strides(), b.strides());
+    // SAFETY: the input pointers and strides come from live ndarray views whose shapes were
+    // checked above; the destination is the caller's contract.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
-            ds[1],
-            ds[0],
+            dst,
+            strides[1],
+            strides[0],
             accumulate,
             a.as_ptr(),
             as_[1],
@@ -62,13 +96,6 @@ pub fn matmul_into(
             par,
         );
     }
-}
-
-/// `a·b` as a new matrix.
-pub fn matmul(a: ArrayView2<f32>, b: ArrayView2<f32>) -> Array2<f32> {
-    let mut out = Array2::zeros((a.nrows(), b.ncols()));
-    matmul_into(out.view_mut(), a, b, false);
-    out
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use spikeforge_model::arch::{self, Arch, WeightKind};
 use spikeforge_model::ir::{Padding, Pool, Synapse};
 
-use crate::linalg::{matmul, matmul_into};
+use crate::linalg::matmul;
 use crate::ops::{self, BatchNorm, ConvGeom, LifConfig, PoolKind};
 
 /// How a layer's weights are used in the forward pass.
@@ -615,8 +615,7 @@ impl Net {
                 );
             }
             // dy: ∂L/∂(synaptic output) [rows, out].
-            let mut dw_eff = Array2::zeros((spec.out, spec.fan_in));
-            matmul_into(dw_eff.view_mut(), dy.t(), cache.x2.view(), false);
+            let dw_eff = matmul(dy.t(), cache.x2.view());
             self.latent_grads(l, &dw_eff, &mut grads[l]);
             if l > 0 {
                 let dx2 = matmul(dy.view(), cache.w_eff.view());

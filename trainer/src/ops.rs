@@ -2,6 +2,8 @@
 //! matrices `[frames·H·W, C]` (raster order, channels fastest: the IR's layout), frames being
 //! `T·B` (time-major) images.
 
+use std::mem::MaybeUninit;
+
 use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -35,6 +37,30 @@ impl ConvGeom {
 }
 
 impl ConvGeom {
+    /// Like [`Self::for_each_tap`] for every tap, in-bounds or not: `f(column offset, Some(input
+    /// offset))`, or `None` for a tap in the zero padding.
+    #[inline]
+    fn for_each_tap_padded(&self, mut f: impl FnMut(usize, Option<usize>)) {
+        let cols = self.fan_in();
+        for oy in 0..self.ho {
+            for ox in 0..self.wo {
+                let row = (oy * self.wo + ox) * cols;
+                for ky in 0..self.k {
+                    let iy = (oy * self.stride + ky) as isize - self.pad as isize;
+                    for kx in 0..self.k {
+                        let ix = (ox * self.stride + kx) as isize - self.pad as isize;
+                        let inside = (0..self.h as isize).contains(&iy)
+                            && (0..self.w as isize).contains(&ix);
+                        f(
+                            row + (ky * self.k + kx) * self.c,
+                            inside.then(|| (iy as usize * self.w + ix as usize) * self.c),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     /// Calls `f(column offset, input offset)` for every in-bounds tap of every output
     /// position of one frame: the column offset inside the im2col matrix of the frame, the
     /// input offset inside the frame's map (both to the first of `c` channels).
@@ -65,19 +91,57 @@ impl ConvGeom {
     }
 }
 
+/// A `[rows, cols]` matrix built in parallel blocks of `block` rows: `fill(first row, block)`
+/// writes its block. Nothing is zeroed first (zeroing the buffers of a step was a quarter of
+/// its time).
+///
+/// # Safety
+/// `fill` must write every element of the block it is given.
+unsafe fn build_rows(
+    rows: usize,
+    cols: usize,
+    block: usize,
+    fill: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync,
+) -> Array2<f32> {
+    let mut out = Array2::<f32>::uninit((rows, cols));
+    let slice = out.as_slice_mut().expect("fresh array");
+    if cols > 0 {
+        slice
+            .par_chunks_mut(block.max(1) * cols)
+            .enumerate()
+            .for_each(|(b, blk)| fill(b * block.max(1), blk));
+    }
+    // SAFETY: the caller's `fill` wrote every element.
+    unsafe { out.assume_init() }
+}
+
+/// Writes `src` into `dst` (same length).
+#[inline]
+fn write_all(dst: &mut [MaybeUninit<f32>], src: impl IntoIterator<Item = f32>) {
+    for (d, v) in dst.iter_mut().zip(src) {
+        d.write(v);
+    }
+}
+
 /// im2col: `x` is `[frames·H·W, C]`; returns `[frames·Ho·Wo, K·K·C]`.
 pub fn im2col(x: ArrayView2<f32>, g: &ConvGeom, frames: usize) -> Array2<f32> {
     let x = x.as_standard_layout();
     let xs = x.as_slice().expect("standard layout");
-    let (per_in, per_out) = (g.h * g.w * g.c, g.ho * g.wo * g.fan_in());
-    let mut out = vec![0.0f32; frames * per_out];
-    out.par_chunks_mut(per_out)
-        .enumerate()
-        .for_each(|(f, dst)| {
-            let src = &xs[f * per_in..(f + 1) * per_in];
-            g.for_each_tap(|col, inp| dst[col..col + g.c].copy_from_slice(&src[inp..inp + g.c]));
-        });
-    Array2::from_shape_vec((frames * g.ho * g.wo, g.fan_in()), out).expect("shape")
+    let per_in = g.h * g.w * g.c;
+    let cols = g.fan_in();
+    // SAFETY: every tap of every output position is written, from the input or as padding.
+    unsafe {
+        build_rows(frames * g.ho * g.wo, cols, g.ho * g.wo, |first, dst| {
+            let src = &xs[first / (g.ho * g.wo) * per_in..][..per_in];
+            g.for_each_tap_padded(|col, inp| {
+                let d = &mut dst[col..col + g.c];
+                match inp {
+                    Some(i) => write_all(d, src[i..i + g.c].iter().copied()),
+                    None => write_all(d, std::iter::repeat(0.0)),
+                }
+            });
+        })
+    }
 }
 
 /// col2im, the adjoint of [`im2col`]: sums column gradients back onto the input map.
@@ -276,18 +340,20 @@ fn block_sums(
     total
 }
 
-/// Applies `f(row, src row, dst row)` to every row of a `[rows, C]` slice in parallel.
-fn map_rows(xs: &[f32], c: usize, f: impl Fn(usize, &[f32], &mut [f32]) + Sync) -> Array2<f32> {
-    let mut out = vec![0.0f32; xs.len()];
-    out.par_chunks_mut(REDUCE_ROWS * c)
-        .zip(xs.par_chunks(REDUCE_ROWS * c))
-        .enumerate()
-        .for_each(|(b, (dst, src))| {
-            for (i, (d, s)) in dst.chunks_exact_mut(c).zip(src.chunks_exact(c)).enumerate() {
-                f(b * REDUCE_ROWS + i, s, d);
+/// `f(row, channel, x)` of every element of a `[rows, C]` slice, in parallel.
+fn map_rows(xs: &[f32], c: usize, f: impl Fn(usize, usize, f32) -> f32 + Sync) -> Array2<f32> {
+    // SAFETY: every element of every block is written.
+    unsafe {
+        build_rows(xs.len() / c, c, REDUCE_ROWS, |first, dst| {
+            for (i, d) in dst.chunks_exact_mut(c).enumerate() {
+                let r = first + i;
+                let src = &xs[r * c..(r + 1) * c];
+                for ch in 0..c {
+                    d[ch].write(f(r, ch, src[ch]));
+                }
             }
-        });
-    Array2::from_shape_vec((xs.len() / c, c), out).expect("shape")
+        })
+    }
 }
 
 /// BatchNorm forward. Training mode uses batch statistics (and updates the running ones).
@@ -305,11 +371,7 @@ pub fn bn_forward(
             a.iter().map(|&v| v as f32).collect(),
             b.iter().map(|&v| v as f32).collect(),
         );
-        let y = map_rows(xs, c, |_, src, dst| {
-            for ch in 0..c {
-                dst[ch] = a[ch] * src[ch] + b[ch];
-            }
-        });
+        let y = map_rows(xs, c, |_, ch, x| a[ch] * x + b[ch]);
         return (y, None);
     }
     let n = x.nrows() as f32;
@@ -325,15 +387,9 @@ pub fn bn_forward(
     });
     var.iter_mut().for_each(|v| *v /= n);
     let inv_std: Vec<f32> = var.iter().map(|v| 1.0 / (v + BN_EPS).sqrt()).collect();
-    let xhat = map_rows(xs, c, |_, src, dst| {
-        for ch in 0..c {
-            dst[ch] = (src[ch] - mean[ch]) * inv_std[ch];
-        }
-    });
-    let y = map_rows(xhat.as_slice().expect("fresh"), c, |_, src, dst| {
-        for ch in 0..c {
-            dst[ch] = bn.gamma[ch] * src[ch] + bn.beta[ch];
-        }
+    let xhat = map_rows(xs, c, |_, ch, x| (x - mean[ch]) * inv_std[ch]);
+    let y = map_rows(xhat.as_slice().expect("fresh"), c, |_, ch, x| {
+        bn.gamma[ch] * x + bn.beta[ch]
     });
     let unbiased = if n > 1.0 { n / (n - 1.0) } else { 1.0 };
     for ch in 0..c {
@@ -370,11 +426,10 @@ pub fn bn_backward(
         dbeta[ch] += sum_dy[ch];
     }
     let k: Vec<f32> = (0..c).map(|ch| bn.gamma[ch] * cache.inv_std[ch]).collect();
-    map_rows(ds, c, |r, src, dst| {
-        let xrow = &xhat[r * c..(r + 1) * c];
-        for ch in 0..c {
-            dst[ch] = k[ch] * (src[ch] - sum_dy[ch] / n - xrow[ch] * sum_dy_xhat[ch] / n);
-        }
+    let mean_dy: Vec<f32> = sum_dy.iter().map(|v| v / n).collect();
+    let mean_dy_xhat: Vec<f32> = sum_dy_xhat.iter().map(|v| v / n).collect();
+    map_rows(ds, c, |r, ch, d| {
+        k[ch] * (d - mean_dy[ch] - xhat[r * c + ch] * mean_dy_xhat[ch])
     })
 }
 
@@ -392,6 +447,7 @@ pub enum Surrogate {
 
 impl Surrogate {
     /// ∂spike/∂u at `d = u − θ` for half-width `a`.
+    #[inline]
     pub fn grad(self, d: f32, a: f32) -> f32 {
         match self {
             Surrogate::Rectangular => f32::from(d.abs() < a),
@@ -470,6 +526,7 @@ pub struct LifCache {
 
 impl LifConfig {
     /// The spike for membrane `u`: the step, or with `relaxed` the surrogate's primitive.
+    #[inline]
     fn fire(&self, u: f32, relaxed: bool) -> f32 {
         if relaxed {
             self.surrogate.primitive(u - self.vth, self.width)
@@ -495,52 +552,36 @@ pub fn lif_forward(
     relaxed: bool,
 ) -> (Array2<f32>, LifCache) {
     let mut u = z.as_standard_layout().into_owned();
-    let mut o = Array2::zeros(z.dim());
+    let c = z.ncols();
     let step = z.len() / t_steps;
     let us = u.as_slice_mut().expect("standard layout");
-    let os = o.as_slice_mut().expect("fresh");
-    for t in 0..t_steps {
+    let fire = |u: f32| cfg.fire(u, relaxed);
+    // Membranes step by step (a step's spikes are recomputed from its membrane where the
+    // reset needs them), then all spikes at once.
+    for t in 1..t_steps {
         let (done, rest) = us.split_at_mut(t * step);
-        let (o_done, o_rest) = os.split_at_mut(t * step);
-        let prev = (t > 0).then(|| (&done[(t - 1) * step..], &o_done[(t - 1) * step..]));
+        let prev = &done[(t - 1) * step..];
         rest[..step]
             .par_chunks_mut(ELEMENT_BLOCK)
-            .zip(o_rest[..step].par_chunks_mut(ELEMENT_BLOCK))
-            .enumerate()
-            .for_each(|(b, (cu, co))| {
-                let r = b * ELEMENT_BLOCK..b * ELEMENT_BLOCK + cu.len();
-                if let Some((up, op)) = prev {
-                    // Separate loops per case so that each one vectorises.
-                    let (up, op) = (&up[r.clone()], &op[r]);
-                    match cfg.reset {
-                        ResetKind::Hard => {
-                            for i in 0..cu.len() {
-                                cu[i] += cfg.tau * (up[i] * (1.0 - op[i]));
-                            }
-                        }
-                        ResetKind::Subtract => {
-                            for i in 0..cu.len() {
-                                cu[i] += cfg.tau * (up[i] - cfg.vth * op[i]);
-                            }
-                        }
-                    }
-                }
-                match (relaxed, cfg.strict) {
-                    (true, _) => co
-                        .iter_mut()
-                        .zip(&*cu)
-                        .for_each(|(o, &u)| *o = cfg.surrogate.primitive(u - cfg.vth, cfg.width)),
-                    (false, true) => co
-                        .iter_mut()
-                        .zip(&*cu)
-                        .for_each(|(o, &u)| *o = f32::from(u > cfg.vth)),
-                    (false, false) => co
-                        .iter_mut()
-                        .zip(&*cu)
-                        .for_each(|(o, &u)| *o = f32::from(u >= cfg.vth)),
-                }
+            .zip(prev.par_chunks(ELEMENT_BLOCK))
+            .for_each(|(cu, up)| match cfg.reset {
+                ResetKind::Hard => cu
+                    .iter_mut()
+                    .zip(up)
+                    .for_each(|(c, &p)| *c += cfg.tau * (p * (1.0 - fire(p)))),
+                ResetKind::Subtract => cu
+                    .iter_mut()
+                    .zip(up)
+                    .for_each(|(c, &p)| *c += cfg.tau * (p - cfg.vth * fire(p))),
             });
     }
+    let us = &*us;
+    // SAFETY: every element is written.
+    let o = unsafe {
+        build_rows(z.nrows(), c, ELEMENT_BLOCK / c.max(1), |first, dst| {
+            write_all(dst, us[first * c..].iter().map(|&v| fire(v)))
+        })
+    };
     (o, LifCache { u, relaxed })
 }
 
@@ -577,36 +618,43 @@ fn lif_backward_with(
     let dout = dout.as_standard_layout();
     let ds = dout.as_slice().expect("standard layout");
     let us = cache.u.as_slice().expect("standard layout");
-    let step = ds.len() / t_steps;
-    let mut dz = Array2::zeros(dout.dim());
-    let gs = dz.as_slice_mut().expect("fresh");
+    let c = dout.ncols();
+    let (rows, step) = (dout.nrows() / t_steps, ds.len() / t_steps);
+    // ∂L/∂u per step, from the last step back.
+    let mut steps: Vec<Array2<f32>> = Vec::with_capacity(t_steps);
     for t in (0..t_steps).rev() {
-        // ∂L/∂u_{t+1}, already computed (none after the last step).
-        let (cur, next) = gs[t * step..].split_at_mut(step);
-        let g_next = (t + 1 < t_steps).then_some(&next[..step.min(next.len())]);
+        let g_next = steps.last().map(|g| g.as_slice().expect("fresh"));
         let (u, d) = (&us[t * step..(t + 1) * step], &ds[t * step..(t + 1) * step]);
-        cur.par_chunks_mut(ELEMENT_BLOCK)
-            .enumerate()
-            .for_each(|(b, g)| {
-                let r = b * ELEMENT_BLOCK..b * ELEMENT_BLOCK + g.len();
+        // SAFETY: every element of every block is written.
+        let g = unsafe {
+            build_rows(rows, c, ELEMENT_BLOCK / c.max(1), |first, dst| {
+                let r = first * c..first * c + dst.len();
                 let (u, d) = (&u[r.clone()], &d[r.clone()]);
-                for i in 0..g.len() {
-                    g[i] = d[i] * sg(u[i]);
+                match g_next {
+                    None => write_all(dst, u.iter().zip(d).map(|(&u, &d)| d * sg(u))),
+                    Some(gn) => {
+                        // u_post = reset(u, o(u)); u_{t+1} = τ·u_post + z_{t+1}
+                        let dpost_du = |u: f32, s: f32| match cfg.reset {
+                            ResetKind::Hard => (1.0 - cfg.fire(u, cache.relaxed)) - u * s,
+                            ResetKind::Subtract => 1.0 - cfg.vth * s,
+                        };
+                        let vals = u.iter().zip(d).zip(&gn[r]).map(|((&u, &d), &gn)| {
+                            let s = sg(u);
+                            d * s + cfg.tau * gn * dpost_du(u, s)
+                        });
+                        write_all(dst, vals)
+                    }
                 }
-                let Some(gn) = g_next else { return };
-                let gn = &gn[r];
-                // u_post = reset(u, o(u)); u_{t+1} = τ·u_post + z_{t+1}
-                for i in 0..g.len() {
-                    let s = sg(u[i]);
-                    let dpost_du = match cfg.reset {
-                        ResetKind::Hard => (1.0 - cfg.fire(u[i], cache.relaxed)) - u[i] * s,
-                        ResetKind::Subtract => 1.0 - cfg.vth * s,
-                    };
-                    g[i] += cfg.tau * gn[i] * dpost_du;
-                }
-            });
+            })
+        };
+        steps.push(g);
     }
-    dz
+    if t_steps == 1 {
+        return steps.pop().expect("one step");
+    }
+    steps.reverse();
+    let views: Vec<_> = steps.iter().map(|g| g.view()).collect();
+    ndarray::concatenate(ndarray::Axis(0), &views).expect("same widths")
 }
 
 /// Softmax cross-entropy over `[B, classes]` logits: mean loss, correct count, ∂loss/∂logits.
