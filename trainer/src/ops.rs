@@ -66,28 +66,11 @@ impl ConvGeom {
     /// input offset inside the frame's map (both to the first of `c` channels).
     #[inline]
     fn for_each_tap(&self, mut f: impl FnMut(usize, usize)) {
-        let cols = self.fan_in();
-        for oy in 0..self.ho {
-            for ox in 0..self.wo {
-                let row = (oy * self.wo + ox) * cols;
-                for ky in 0..self.k {
-                    let iy = (oy * self.stride + ky) as isize - self.pad as isize;
-                    if iy < 0 || iy >= self.h as isize {
-                        continue;
-                    }
-                    for kx in 0..self.k {
-                        let ix = (ox * self.stride + kx) as isize - self.pad as isize;
-                        if ix < 0 || ix >= self.w as isize {
-                            continue;
-                        }
-                        f(
-                            row + (ky * self.k + kx) * self.c,
-                            (iy as usize * self.w + ix as usize) * self.c,
-                        );
-                    }
-                }
+        self.for_each_tap_padded(|col, inp| {
+            if let Some(i) = inp {
+                f(col, i)
             }
-        }
+        });
     }
 }
 
@@ -697,4 +680,95 @@ pub fn argmax(v: &[f32]) -> usize {
         }
     }
     best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn geom(h: usize, w: usize, c: usize, k: usize, stride: usize, pad: usize) -> ConvGeom {
+        let (ho, wo) = (
+            (h + 2 * pad - k) / stride + 1,
+            (w + 2 * pad - k) / stride + 1,
+        );
+        ConvGeom {
+            h,
+            w,
+            c,
+            k,
+            stride,
+            pad,
+            ho,
+            wo,
+        }
+    }
+
+    /// im2col against its definition, and col2im as its adjoint (⟨im2col x, y⟩ = ⟨x, col2im y⟩),
+    /// with padding, stride 2 and several frames.
+    #[test]
+    fn im2col_matches_the_definition_and_col2im_is_its_adjoint() {
+        for g in [
+            geom(5, 4, 3, 3, 1, 1),
+            geom(7, 6, 2, 3, 2, 1),
+            geom(6, 6, 2, 5, 1, 0),
+        ] {
+            let frames = 3;
+            let x = Array2::from_shape_fn((frames * g.h * g.w, g.c), |(r, ch)| {
+                ((r * 7 + ch * 13) % 17) as f32 - 8.0
+            });
+            let cols = im2col(x.view(), &g, frames);
+            assert_eq!(cols.dim(), (frames * g.ho * g.wo, g.fan_in()));
+            for f in 0..frames {
+                for (oy, ox) in (0..g.ho).flat_map(|y| (0..g.wo).map(move |x| (y, x))) {
+                    for (ky, kx, ch) in (0..g.k)
+                        .flat_map(|a| (0..g.k).flat_map(move |b| (0..g.c).map(move |c| (a, b, c))))
+                    {
+                        let iy = (oy * g.stride + ky) as isize - g.pad as isize;
+                        let ix = (ox * g.stride + kx) as isize - g.pad as isize;
+                        let want = if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
+                            0.0
+                        } else {
+                            x[[(f * g.h + iy as usize) * g.w + ix as usize, ch]]
+                        };
+                        let row = (f * g.ho + oy) * g.wo + ox;
+                        assert_eq!(cols[[row, (ky * g.k + kx) * g.c + ch]], want);
+                    }
+                }
+            }
+            let y = Array2::from_shape_fn(cols.dim(), |(r, c)| ((r * 3 + c * 5) % 11) as f32);
+            let back = col2im(y.view(), &g, frames);
+            assert_eq!((&cols * &y).sum(), (&x * &back).sum());
+        }
+    }
+
+    /// Pooling against its definition; the backward pass routes (max) or spreads (average)
+    /// each gradient to its window.
+    #[test]
+    fn pooling_matches_the_definition() {
+        let (frames, h, w, c) = (2, 4, 6, 3);
+        let x = Array2::from_shape_fn((frames * h * w, c), |(r, ch)| ((r * 5 + ch * 3) % 7) as f32);
+        let (mx, arg) = pool_forward(x.view(), PoolKind::Max, frames, h, w);
+        let (av, _) = pool_forward(x.view(), PoolKind::Avg, frames, h, w);
+        let dy = Array2::from_shape_fn(mx.dim(), |(r, ch)| (r * c + ch) as f32 + 1.0);
+        let dmax = pool_backward(dy.view(), PoolKind::Max, &arg, frames, h, w);
+        let davg = pool_backward(dy.view(), PoolKind::Avg, &arg, frames, h, w);
+        for f in 0..frames {
+            for (oy, ox) in (0..h / 2).flat_map(|y| (0..w / 2).map(move |x| (y, x))) {
+                let o = (f * h / 2 + oy) * (w / 2) + ox;
+                let rows = [0, 1, w, w + 1].map(|d| (f * h + 2 * oy) * w + 2 * ox + d);
+                for ch in 0..c {
+                    let v = rows.map(|r| x[[r, ch]]);
+                    let first_max = (0..4).fold(0, |b, i| if v[i] > v[b] { i } else { b });
+                    assert_eq!(mx[[o, ch]], v[first_max]);
+                    assert_eq!(arg[o * c + ch] as usize, rows[first_max]);
+                    assert_eq!(av[[o, ch]], v.iter().sum::<f32>() * 0.25);
+                    for (i, &r) in rows.iter().enumerate() {
+                        let routed = if i == first_max { dy[[o, ch]] } else { 0.0 };
+                        assert_eq!(dmax[[r, ch]], routed);
+                        assert_eq!(davg[[r, ch]], 0.25 * dy[[o, ch]]);
+                    }
+                }
+            }
+        }
+    }
 }
