@@ -22,6 +22,7 @@ pub fn matmul_into(
 /// `a·b` as a new matrix (not zeroed first: gemm writes every element).
 pub fn matmul(a: ArrayView2<f32>, b: ArrayView2<f32>) -> Array2<f32> {
     let (m, n) = (a.nrows(), b.ncols());
+    assert_eq!(a.ncols(), b.nrows(), "inner dimensions");
     if a.ncols() == 0 {
         return Array2::zeros((m, n));
     }
