@@ -1,69 +1,17 @@
 //! The one matrix-multiply wrapper every layer goes through: `gemm` (runtime-dispatched
 //! AVX-512 or AVX2/FMA kernels) on ndarray views of any strides, so transposes are free.
 
-use ndarray::{Array2, ArrayView2, ArrayViewMut2};
+use ndarray::{Array2, ArrayView2};
 
 /// Work (m·n·k) below which threads cost more than they save.
 const PARALLEL_WORK: usize = 1 << 18;
 
-/// `dst = beta_dst·dst + a·b` (`beta_dst` is 0 or 1: overwrite or accumulate).
-pub fn matmul_into(
-    mut dst: ArrayViewMut2<f32>,
-    a: ArrayView2<f32>,
-    b: ArrayView2<f32>,
-    accumulate: bool,
-) {
-    assert_eq!(dst.dim(), (a.nrows(), b.ncols()), "output shape");
-    let strides = [dst.strides()[0], dst.strides()[1]];
-    // SAFETY: `dst` is a live, unique view of the checked shape that aliases neither input.
-    unsafe { gemm_raw(dst.as_mut_ptr(), strides, a, b, accumulate) }
-}
-
 /// `a·b` as a new matrix (not zeroed first: gemm writes every element).
 pub fn matmul(a: ArrayView2<f32>, b: ArrayView2<f32>) -> Array2<f32> {
-    let (m, n) = (a.nrows(), b.ncols());
-    assert_eq!(a.ncols(), b.nrows(), "inner dimensions");
-    if a.ncols() == 0 {
+    let ((m, k), n) = (a.dim(), b.ncols());
+    assert_eq!(k, b.nrows(), "inner dimensions");
+    if m == 0 || n == 0 || k == 0 {
         return Array2::zeros((m, n));
-    }
-    let mut out = Array2::<f32>::uninit((m, n));
-    let strides = [n as isize, 1];
-    // SAFETY: `out` is a fresh `m×n` standard-layout buffer; with `accumulate` false and k > 0
-    // gemm writes every element without reading any, so it is initialised afterwards.
-    unsafe {
-        gemm_raw(out.as_mut_ptr().cast(), strides, a, b, false);
-        out.assume_init()
-    }
-}
-
-/// `dst = beta_dst·dst + a·b` on a raw `m×n` destination with `strides` (rows, columns).
-///
-/// # Safety
-/// `dst` with `strides` must address `a.nrows() × b.ncols()` writable elements that alias
-/// neither input; with `accumulate` they must be initialised.
-unsafe fn gemm_raw(
-    dst: *mut f32,
-    strides: [isize; 2],
-    a: ArrayView2<f32>,
-    b: ArrayView2<f32>,
-    accumulate: bool,
-) {
-    let (m, k) = a.dim();
-    let (k2, n) = b.dim();
-    assert_eq!(k, k2, "inner dimensions");
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !accumulate {
-            for i in 0..m as isize {
-                for j in 0..n as isize {
-                    // SAFETY: in bounds by the caller's contract.
-                    unsafe { *dst.offset(i * strides[0] + j * strides[1]) = 0.0 };
-                }
-            }
-        }
-        return;
     }
     let threads = rayon::current_num_threads();
     let par = if m * n * k >= PARALLEL_WORK && threads > 1 {
@@ -71,18 +19,21 @@ unsafe fn gemm_raw(
     } else {
         gemm::Parallelism::None
     };
+    let mut out = Array2::<f32>::uninit((m, n));
     let (as_, bs) = (a.strides(), b.strides());
     // SAFETY: the input pointers and strides come from live ndarray views whose shapes were
-    // checked above; the destination is the caller's contract.
+    // checked above; `out` is a fresh `m×n` row-major buffer that aliases neither. With
+    // `read_dst` false and k > 0, gemm writes every element of `out` without reading any, so
+    // it is initialised afterwards.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst,
-            strides[1],
-            strides[0],
-            accumulate,
+            out.as_mut_ptr().cast::<f32>(),
+            1,
+            n as isize,
+            false,
             a.as_ptr(),
             as_[1],
             as_[0],
@@ -96,6 +47,7 @@ unsafe fn gemm_raw(
             false,
             par,
         );
+        out.assume_init()
     }
 }
 
@@ -114,8 +66,10 @@ mod tests {
                 assert_eq!(c[[i, j]], want);
             }
         }
-        let mut acc = c.clone();
-        matmul_into(acc.view_mut(), a.view(), b.t(), true);
-        assert_eq!(acc, &c * 2.0);
+        let empty = Array2::<f32>::zeros((3, 0));
+        assert_eq!(
+            matmul(empty.view(), empty.t()),
+            Array2::<f32>::zeros((3, 3))
+        );
     }
 }
