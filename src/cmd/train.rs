@@ -176,6 +176,10 @@ pub struct Args {
     /// Last epochs trained with fake-quantised integer weights.
     #[arg(long, default_value_t = 2)]
     pub qat_epochs: usize,
+    /// Before each validation and the export, re-estimate BatchNorm statistics layer by layer
+    /// on this many (unaugmented) training images; 0 keeps the running averages of training.
+    #[arg(long, default_value_t = 5000)]
+    pub bn_recalibrate: usize,
     /// Random shifts of up to this many pixels (default: 4 for CIFAR, else 0).
     #[arg(long)]
     pub shift: Option<usize>,
@@ -292,6 +296,8 @@ impl Args {
             flip: self.flip.unwrap_or(cifar),
             calibration: 512,
             relu: self.relu,
+            // The conversion's ANN keeps the running averages its figures were measured with.
+            bn_recalibrate: if self.relu { 0 } else { self.bn_recalibrate },
         })
     }
 }

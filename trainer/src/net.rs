@@ -186,6 +186,12 @@ pub struct Forward {
     pub hidden: Option<Vec<Array2<f32>>>,
 }
 
+/// What [`Net::run`] returns: the whole pass, or the pre-activation it stopped at.
+enum Pass {
+    Full(Forward),
+    Stopped(Array2<f32>),
+}
+
 /// A network that cannot be built.
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
@@ -429,6 +435,75 @@ impl Net {
     /// Forward pass over a batch of images (`B·H·W·C` bytes). `train` uses batch statistics
     /// (and updates the running ones); `record_inputs` keeps every layer's input matrix.
     pub fn forward(&mut self, images: &[u8], train: bool, record_inputs: bool) -> Forward {
+        match self.run(images, train, record_inputs, None) {
+            Pass::Full(f) => f,
+            Pass::Stopped(_) => unreachable!("no layer to stop at"),
+        }
+    }
+
+    /// Layer `l`'s synaptic input before BatchNorm, `[frames·positions, out]`, in evaluation
+    /// mode: the forward pass runs only up to layer `l`.
+    pub fn pre_activation(&mut self, images: &[u8], l: usize) -> Array2<f32> {
+        match self.run(images, false, false, Some(l)) {
+            Pass::Stopped(y) => y,
+            Pass::Full(_) => unreachable!("layer {l} exists"),
+        }
+    }
+
+    /// Re-estimates every BatchNorm's statistics for evaluation, layer by layer: layer `l`'s
+    /// mean and variance are those of its pre-activations over all `images` with the layers
+    /// before it already in evaluation mode, so each layer's statistics match the inputs it
+    /// actually sees at inference.
+    ///
+    /// Why: at T = 1 a first-layer channel whose background response sits near the threshold
+    /// fires everywhere or nowhere depending on a batch's statistics. The layers after it see
+    /// two very different input distributions, and a running average over batches mixes them
+    /// into statistics that fit neither (validation accuracy then swings by several points
+    /// between epochs). Sequential estimation cannot mix them.
+    pub fn recalibrate_bn(&mut self, images: &[u8]) {
+        let (h, w, c) = self.input;
+        let image_len = h * w * c;
+        let count = images.len() / image_len.max(1);
+        if count == 0 {
+            return;
+        }
+        const CHUNK: usize = 256;
+        for l in 0..self.specs.len() {
+            if self.params[l].bn.is_none() {
+                continue;
+            }
+            let out = self.specs[l].out;
+            let (mut sum, mut sum_sq, mut rows) = (vec![0f64; out], vec![0f64; out], 0usize);
+            for chunk in images.chunks(CHUNK * image_len) {
+                let y = self.pre_activation(chunk, l);
+                for row in y.rows() {
+                    for (ch, &v) in row.iter().enumerate() {
+                        sum[ch] += v as f64;
+                        sum_sq[ch] += v as f64 * v as f64;
+                    }
+                }
+                rows += y.nrows();
+            }
+            let n = rows as f64;
+            let bn = self.params[l].bn.as_mut().expect("checked above");
+            for ch in 0..out {
+                let mean = sum[ch] / n;
+                // Unbiased, like the running variance that training keeps.
+                let var = (sum_sq[ch] / n - mean * mean).max(0.0) * n / (n - 1.0).max(1.0);
+                bn.mean[ch] = mean as f32;
+                bn.var[ch] = var as f32;
+            }
+        }
+    }
+
+    /// The forward pass; with `stop_at = Some(l)` it returns layer `l`'s pre-activation.
+    fn run(
+        &mut self,
+        images: &[u8],
+        train: bool,
+        record_inputs: bool,
+        stop_at: Option<usize>,
+    ) -> Pass {
         let (h, w, c) = self.input;
         let b = images.len() / (h * w * c);
         let t_steps = self.time_steps;
@@ -457,6 +532,9 @@ impl Net {
             }
             let (w_eff, _) = self.effective_weights(l);
             let mut y = matmul(x2.view(), w_eff.t());
+            if stop_at == Some(l) {
+                return Pass::Stopped(y);
+            }
             if spec.last {
                 let bias = self.effective_bias(l);
                 for mut row in y.rows_mut() {
@@ -485,14 +563,14 @@ impl Net {
                     pool_arg: Vec::new(),
                     frames,
                 });
-                return Forward {
+                return Pass::Full(Forward {
                     logits,
                     caches,
                     batch: b,
                     rates,
                     inputs,
                     hidden,
-                };
+                });
             }
             let bn = self.params[l]
                 .bn

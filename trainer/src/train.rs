@@ -75,6 +75,11 @@ pub struct TrainConfig {
     /// Train a ReLU ANN (for CSS conversion) instead of a spiking network.
     #[serde(default)]
     pub relu: bool,
+    /// Before every validation (and so before export), re-estimate the BatchNorm statistics
+    /// layer by layer on this many unaugmented training images ([`Net::recalibrate_bn`]);
+    /// 0 keeps the running averages. Checkpoints from before the option load with 0.
+    #[serde(default)]
+    pub bn_recalibrate: usize,
 }
 
 impl Default for TrainConfig {
@@ -99,6 +104,7 @@ impl Default for TrainConfig {
             flip: false,
             calibration: 512,
             relu: false,
+            bn_recalibrate: 5000,
         }
     }
 }
@@ -379,6 +385,7 @@ pub fn train(
         images: &cal.images,
         labels: &cal.labels,
     };
+    let recalibration = train_set.take(cfg.bn_recalibrate);
     if ck.epoch == 0 && ck.log.is_empty() && cfg.ale.at_start {
         let decisions = ale::update(&mut ck.net, &cfg.ale, &calibration);
         obs.start(&decisions);
@@ -423,6 +430,9 @@ pub fn train(
                 (loss_sum / seen as f64) as f32,
                 correct as f32 / seen as f32,
             );
+        }
+        if !recalibration.is_empty() {
+            ck.net.recalibrate_bn(&recalibration.images);
         }
         let (val_loss, val_acc) = evaluate(&mut ck.net, val_set);
         let precision = ck.net.params.iter().map(|p| p.precision).collect();
