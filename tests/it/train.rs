@@ -1,6 +1,6 @@
 //! The trainer end to end on real Fashion-MNIST images: a short run learns, its exported
-//! integer model runs bit-exact through the RTL on test images, and a resumed run equals an
-//! uninterrupted one.
+//! integer model runs bit-exact through the RTL on test images (and re-exports identically with
+//! the BatchNorm re-estimation that training did), and a resumed run equals an uninterrupted one.
 
 use std::path::Path;
 
@@ -78,6 +78,36 @@ fn a_short_run_learns_and_its_integer_model_is_bit_exact_in_the_rtl() {
     assert!(ok, "{err}");
     let pct = format!("{:.2} %", int * 100.0);
     assert!(stdout.contains(&pct), "eval should print {pct}: {stdout}");
+    // Training re-estimated BatchNorm on its 900 training images before exporting; `export`
+    // doing so again on the same images gives the same model, on fewer images another one.
+    let ckpt = out.join("checkpoint.json");
+    let export = |n: &str, file: &str| {
+        let path = out.join(file);
+        let args = [
+            "export",
+            ckpt.to_str().unwrap(),
+            "--bn-recalibrate",
+            n,
+            "--out",
+            path.to_str().unwrap(),
+        ];
+        let (ok, stdout, err) = util::run(&args);
+        assert!(ok, "{err}");
+        assert!(
+            stdout.contains(&format!("re-estimated on the first {n} training images")),
+            "{stdout}"
+        );
+        std::fs::read(path).unwrap()
+    };
+    let exported = std::fs::read(&model).unwrap();
+    assert!(
+        export("900", "same.json") == exported,
+        "re-estimation at export differs from training's"
+    );
+    assert!(
+        export("300", "fewer.json") != exported,
+        "--bn-recalibrate changed nothing"
+    );
 }
 
 #[test]
