@@ -1,12 +1,20 @@
 //! The one matrix-multiply wrapper every layer goes through: `gemm` (runtime-dispatched
 //! AVX-512 or AVX2/FMA kernels) on ndarray views of any strides, so transposes are free.
 
-use ndarray::{Array2, ArrayView2};
+use ndarray::{s, Array2, ArrayView2};
+use rayon::prelude::*;
 
 /// Work (m·n·k) below which threads cost more than they save.
 const PARALLEL_WORK: usize = 1 << 18;
 
-/// `a·b` as a new matrix (not zeroed first: gemm writes every element).
+/// Inner-dimension length of one slice of a long, thin product. Weight gradients are such
+/// products (`k` = every output position of the batch, `m·n` = one weight matrix), which
+/// gemm's own threading, over `m` and `n`, splits badly; their `k` slices run in parallel
+/// instead. The slice length is fixed, and the partial products are added in slice order, so
+/// the result does not depend on the thread count.
+const K_SLICE: usize = 1536;
+
+/// `a·b` as a new matrix.
 pub fn matmul(a: ArrayView2<f32>, b: ArrayView2<f32>) -> Array2<f32> {
     let ((m, k), n) = (a.dim(), b.ncols());
     assert_eq!(k, b.nrows(), "inner dimensions");
@@ -14,17 +22,43 @@ pub fn matmul(a: ArrayView2<f32>, b: ArrayView2<f32>) -> Array2<f32> {
         return Array2::zeros((m, n));
     }
     let threads = rayon::current_num_threads();
+    if k >= 2 * K_SLICE && k >= 4 * m.max(n) {
+        // An even number of equal slices keeps two threads equally busy.
+        let slices = 2 * k.div_ceil(2 * K_SLICE);
+        let len = k.div_ceil(slices);
+        let partials: Vec<Array2<f32>> = (0..slices)
+            .into_par_iter()
+            .map(|i| {
+                let r = (i * len).min(k)..((i + 1) * len).min(k);
+                product(
+                    a.slice(s![.., r.clone()]),
+                    b.slice(s![r, ..]),
+                    gemm::Parallelism::None,
+                )
+            })
+            .collect();
+        let mut parts = partials.into_iter();
+        let mut sum = parts.next().expect("k > 0");
+        parts.for_each(|p| sum += &p);
+        return sum;
+    }
     let par = if m * n * k >= PARALLEL_WORK && threads > 1 {
         gemm::Parallelism::Rayon(threads)
     } else {
         gemm::Parallelism::None
     };
+    product(a, b, par)
+}
+
+/// `a·b` by one gemm call (not zeroed first: gemm writes every element); `k` > 0.
+fn product(a: ArrayView2<f32>, b: ArrayView2<f32>, par: gemm::Parallelism) -> Array2<f32> {
+    let ((m, k), n) = (a.dim(), b.ncols());
     let mut out = Array2::<f32>::uninit((m, n));
     let (as_, bs) = (a.strides(), b.strides());
     // SAFETY: the input pointers and strides come from live ndarray views whose shapes were
-    // checked above; `out` is a fresh `m×n` row-major buffer that aliases neither. With
-    // `read_dst` false and k > 0, gemm writes every element of `out` without reading any, so
-    // it is initialised afterwards.
+    // checked by the caller; `out` is a fresh `m×n` row-major buffer that aliases neither.
+    // With `read_dst` false and k > 0, gemm writes every element of `out` without reading
+    // any, so it is initialised afterwards.
     unsafe {
         gemm::gemm(
             m,
@@ -63,6 +97,18 @@ mod tests {
         for i in 0..37 {
             for j in 0..23 {
                 let want: f32 = (0..19).map(|k| a[[i, k]] * b[[j, k]]).sum();
+                assert_eq!(c[[i, j]], want);
+            }
+        }
+        // A long, thin product (k sliced, the gradient of a weight matrix): small integers,
+        // so every order of summation gives the exact result.
+        let (m, n, k) = (5, 3, 4 * K_SLICE + 7);
+        let a = Array2::from_shape_fn((m, k), |(i, j)| ((i * 7 + j * 3) % 5) as f32 - 2.0);
+        let b = Array2::from_shape_fn((k, n), |(i, j)| ((i * 5 + j) % 3) as f32 - 1.0);
+        let c = matmul(a.view(), b.view());
+        for i in 0..m {
+            for j in 0..n {
+                let want: f32 = (0..k).map(|t| a[[i, t]] * b[[t, j]]).sum();
                 assert_eq!(c[[i, j]], want);
             }
         }

@@ -167,7 +167,7 @@ struct LayerCache {
     lif: Option<ops::LifCache>,
     /// ReLU networks: the activation (its positive entries pass the gradient).
     relu_out: Option<Array2<f32>>,
-    pool_arg: Vec<u32>,
+    pool_arg: Vec<u8>,
     frames: usize,
 }
 
@@ -576,7 +576,7 @@ impl Net {
                 .bn
                 .as_mut()
                 .expect("hidden layers have BatchNorm");
-            let (mut z, bn_cache) = ops::bn_forward(&y, bn, train);
+            let (mut z, bn_cache) = ops::bn_forward(y, bn, train);
             if l == 0 && t_steps > 1 {
                 let one = z.clone();
                 z = ndarray::concatenate(ndarray::Axis(0), &vec![one.view(); t_steps])
@@ -586,7 +586,7 @@ impl Net {
                 let a = z.mapv(|v| v.max(0.0));
                 (a.clone(), None, Some(a))
             } else {
-                let (spk, c) = ops::lif_forward(&z, t_steps, &self.lif, self.relaxed);
+                let (spk, c) = ops::lif_forward(z, t_steps, &self.lif, self.relaxed);
                 (spk, Some(c), None)
             };
             rates.push(if self.relu {

@@ -37,40 +37,43 @@ impl ConvGeom {
 }
 
 impl ConvGeom {
-    /// Like [`Self::for_each_tap`] for every tap, in-bounds or not: `f(column offset, Some(input
-    /// offset))`, or `None` for a tap in the zero padding.
+    /// Calls `f(column offset, input, length)` for runs of consecutive taps that cover every
+    /// tap of every output position of one frame, in order: the column offset inside the
+    /// im2col matrix of the frame, `Some(input offset)` inside the frame's map for a run of
+    /// in-bounds taps or `None` for one in the zero padding, and the run's length in values.
+    /// A kernel row's in-bounds taps are adjacent in the input too, so each is one run
+    /// (copying runs instead of single taps matters when the channels are few).
     #[inline]
-    fn for_each_tap_padded(&self, mut f: impl FnMut(usize, Option<usize>)) {
-        let cols = self.fan_in();
+    fn for_each_run(&self, mut f: impl FnMut(usize, Option<usize>, usize)) {
+        let (k, c) = (self.k as isize, self.c);
         for oy in 0..self.ho {
             for ox in 0..self.wo {
-                let row = (oy * self.wo + ox) * cols;
+                let row = (oy * self.wo + ox) * self.fan_in();
+                let ix0 = (ox * self.stride) as isize - self.pad as isize;
+                // In-bounds kx: 0 ≤ ix0 + kx < w.
+                let lo = (-ix0).clamp(0, k);
+                let hi = (self.w as isize - ix0).clamp(lo, k);
                 for ky in 0..self.k {
                     let iy = (oy * self.stride + ky) as isize - self.pad as isize;
-                    for kx in 0..self.k {
-                        let ix = (ox * self.stride + kx) as isize - self.pad as isize;
-                        let inside = (0..self.h as isize).contains(&iy)
-                            && (0..self.w as isize).contains(&ix);
-                        f(
-                            row + (ky * self.k + kx) * self.c,
-                            inside.then(|| (iy as usize * self.w + ix as usize) * self.c),
-                        );
+                    let col = row + ky * self.k * c;
+                    if !(0..self.h as isize).contains(&iy) {
+                        f(col, None, self.k * c);
+                        continue;
+                    }
+                    let (lo, hi) = (lo as usize, hi as usize);
+                    if lo > 0 {
+                        f(col, None, lo * c);
+                    }
+                    if hi > lo {
+                        let inp = (iy as usize * self.w + (ix0 + lo as isize) as usize) * c;
+                        f(col + lo * c, Some(inp), (hi - lo) * c);
+                    }
+                    if hi < self.k {
+                        f(col + hi * c, None, (self.k - hi) * c);
                     }
                 }
             }
         }
-    }
-
-    /// Calls `f(column offset, input offset)` for every in-bounds tap of every output
-    /// position of one frame: the column offset inside the im2col matrix of the frame, the
-    /// input offset inside the frame's map (both to the first of `c` channels).
-    #[inline]
-    fn for_each_tap(&self, mut f: impl FnMut(usize, usize)) {
-        self.for_each_tap_padded(|col, inp| {
-            if let Some(i) = inp {
-                f(col, i)
-            }
-        });
     }
 }
 
@@ -80,7 +83,7 @@ impl ConvGeom {
 ///
 /// # Safety
 /// `fill` must write every element of the block it is given.
-unsafe fn build_rows(
+pub(crate) unsafe fn build_rows(
     rows: usize,
     cols: usize,
     block: usize,
@@ -100,7 +103,7 @@ unsafe fn build_rows(
 
 /// Writes `src` into `dst` (same length).
 #[inline]
-fn write_all(dst: &mut [MaybeUninit<f32>], src: impl IntoIterator<Item = f32>) {
+pub(crate) fn write_all(dst: &mut [MaybeUninit<f32>], src: impl IntoIterator<Item = f32>) {
     for (d, v) in dst.iter_mut().zip(src) {
         d.write(v);
     }
@@ -112,14 +115,15 @@ pub fn im2col(x: ArrayView2<f32>, g: &ConvGeom, frames: usize) -> Array2<f32> {
     let xs = x.as_slice().expect("standard layout");
     let per_in = g.h * g.w * g.c;
     let cols = g.fan_in();
-    // SAFETY: every tap of every output position is written, from the input or as padding.
+    // SAFETY: the runs cover every tap of every output position, from the input or as
+    // padding.
     unsafe {
         build_rows(frames * g.ho * g.wo, cols, g.ho * g.wo, |first, dst| {
             let src = &xs[first / (g.ho * g.wo) * per_in..][..per_in];
-            g.for_each_tap_padded(|col, inp| {
-                let d = &mut dst[col..col + g.c];
+            g.for_each_run(|col, inp, len| {
+                let d = &mut dst[col..col + len];
                 match inp {
-                    Some(i) => write_all(d, src[i..i + g.c].iter().copied()),
+                    Some(i) => write_all(d, src[i..i + len].iter().copied()),
                     None => write_all(d, std::iter::repeat(0.0)),
                 }
             });
@@ -135,9 +139,11 @@ pub fn col2im(dcols: ArrayView2<f32>, g: &ConvGeom, frames: usize) -> Array2<f32
     let mut out = vec![0.0f32; frames * per_in];
     out.par_chunks_mut(per_in).enumerate().for_each(|(f, dst)| {
         let src = &ds[f * per_out..(f + 1) * per_out];
-        g.for_each_tap(|col, inp| {
-            for (d, s) in dst[inp..inp + g.c].iter_mut().zip(&src[col..col + g.c]) {
-                *d += s;
+        g.for_each_run(|col, inp, len| {
+            if let Some(i) = inp {
+                for (d, s) in dst[i..i + len].iter_mut().zip(&src[col..col + len]) {
+                    *d += s;
+                }
             }
         });
     });
@@ -153,15 +159,16 @@ pub enum PoolKind {
     Avg,
 }
 
-/// Pools `[frames·H·W, C]` to `[frames·(H/2)·(W/2), C]`; also returns, for max pooling, the
-/// winning input row of every output element (for the backward pass). Frames run in parallel.
+/// Pools `[frames·H·W, C]` to `[frames·(H/2)·(W/2), C]`; also returns, for max pooling, which
+/// tap of its window (0 top left, 1 top right, 2 bottom left, 3 bottom right; the first of
+/// equal maxima) won each output element, for the backward pass. Frames run in parallel.
 pub fn pool_forward(
     x: ArrayView2<f32>,
     kind: PoolKind,
     frames: usize,
     h: usize,
     w: usize,
-) -> (Array2<f32>, Vec<u32>) {
+) -> (Array2<f32>, Vec<u8>) {
     let c = x.ncols();
     let (ho, wo) = (h / 2, w / 2);
     let x = x.as_standard_layout();
@@ -169,26 +176,31 @@ pub fn pool_forward(
     let (per_in, per_out) = (h * w * c, ho * wo * c);
     let mut out = vec![0.0f32; frames * per_out];
     let max = kind == PoolKind::Max;
-    let mut arg = vec![0u32; if max { frames * per_out } else { 0 }];
-    let pool_frame = |f: usize, dst: &mut [f32], arg: &mut [u32]| {
+    let mut arg = vec![0u8; if max { frames * per_out } else { 0 }];
+    let pool_frame = |f: usize, dst: &mut [f32], arg: &mut [u8]| {
         let src = &xs[f * per_in..(f + 1) * per_in];
         for oy in 0..ho {
             for ox in 0..wo {
                 let o = (oy * wo + ox) * c;
-                let taps = [0, 1, w, w + 1].map(|d| (2 * oy * w + 2 * ox + d) * c);
-                for ch in 0..c {
-                    let v = taps.map(|t| src[t + ch]);
-                    if max {
-                        let mut best = 0;
-                        for i in 1..4 {
-                            if v[i] > v[best] {
-                                best = i;
-                            }
-                        }
-                        dst[o + ch] = v[best];
-                        arg[o + ch] = ((f * per_in + taps[best]) / c) as u32;
-                    } else {
-                        dst[o + ch] = (v[0] + v[1] + v[2] + v[3]) * 0.25;
+                let [t0, t1, t2, t3] =
+                    [0, 1, w, w + 1].map(|d| &src[(2 * oy * w + 2 * ox + d) * c..][..c]);
+                let taps = t0.iter().zip(t1).zip(t2.iter().zip(t3));
+                let dst = &mut dst[o..o + c];
+                if max {
+                    // Branch-free selects, so that the channel loop vectorises.
+                    for ((d, a), ((&v0, &v1), (&v2, &v3))) in
+                        dst.iter_mut().zip(&mut arg[o..o + c]).zip(taps)
+                    {
+                        let (mut best, mut i) = (v0, 0u8);
+                        (best, i) = if v1 > best { (v1, 1) } else { (best, i) };
+                        (best, i) = if v2 > best { (v2, 2) } else { (best, i) };
+                        (best, i) = if v3 > best { (v3, 3) } else { (best, i) };
+                        *d = best;
+                        *a = i;
+                    }
+                } else {
+                    for (d, ((&v0, &v1), (&v2, &v3))) in dst.iter_mut().zip(taps) {
+                        *d = (v0 + v1 + v2 + v3) * 0.25;
                     }
                 }
             }
@@ -208,11 +220,12 @@ pub fn pool_forward(
     (out, arg)
 }
 
-/// Backward of [`pool_forward`]. Frames run in parallel.
+/// Backward of [`pool_forward`]. The windows do not overlap, so every input element receives
+/// the gradient of at most one output. Frames run in parallel.
 pub fn pool_backward(
     dy: ArrayView2<f32>,
     kind: PoolKind,
-    arg: &[u32],
+    arg: &[u8],
     frames: usize,
     h: usize,
     w: usize,
@@ -228,17 +241,19 @@ pub fn pool_backward(
         for oy in 0..ho {
             for ox in 0..wo {
                 let o = (oy * wo + ox) * c;
-                for ch in 0..c {
-                    let g = src[o + ch];
+                let g = &src[o..o + c];
+                for (tap, d) in [0, 1, w, w + 1].into_iter().enumerate() {
+                    let start = (2 * oy * w + 2 * ox + d) * c;
+                    let dst = &mut dst[start..start + c];
                     match kind {
                         PoolKind::Max => {
-                            let row = arg[f * per_out + o + ch] as usize - f * h * w;
-                            dst[row * c + ch] += g;
+                            let won = &arg[f * per_out + o..][..c];
+                            for ((d, &g), &a) in dst.iter_mut().zip(g).zip(won) {
+                                *d = if usize::from(a) == tap { g } else { 0.0 };
+                            }
                         }
                         PoolKind::Avg => {
-                            for d in [0, 1, w, w + 1] {
-                                dst[(2 * oy * w + 2 * ox + d) * c + ch] += 0.25 * g;
-                            }
+                            dst.iter_mut().zip(g).for_each(|(d, &g)| *d = 0.25 * g);
                         }
                     }
                 }
@@ -287,9 +302,11 @@ impl BatchNorm {
     }
 }
 
-/// What the BatchNorm backward pass needs.
+/// What the BatchNorm backward pass needs: the input and its batch statistics (x̂ is
+/// recomputed from them, which costs less than writing and reading it back).
 pub struct BnCache {
-    xhat: Array2<f32>,
+    x: Array2<f32>,
+    mean: Vec<f32>,
     inv_std: Vec<f32>,
 }
 
@@ -323,63 +340,102 @@ fn block_sums(
     total
 }
 
-/// `f(row, channel, x)` of every element of a `[rows, C]` slice, in parallel.
-fn map_rows(xs: &[f32], c: usize, f: impl Fn(usize, usize, f32) -> f32 + Sync) -> Array2<f32> {
-    // SAFETY: every element of every block is written.
+/// `f(row, out_row)` for every row of a new `[rows, C]` matrix, in parallel blocks; `f` must
+/// write all `C` values of its row.
+fn build_by_rows(
+    rows: usize,
+    c: usize,
+    f: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync,
+) -> Array2<f32> {
+    // SAFETY: `f` writes every element of every row (all callers write through `write_all`
+    // on a zip whose shortest input is the row).
     unsafe {
-        build_rows(xs.len() / c, c, REDUCE_ROWS, |first, dst| {
+        build_rows(rows, c, REDUCE_ROWS, |first, dst| {
             for (i, d) in dst.chunks_exact_mut(c).enumerate() {
-                let r = first + i;
-                let src = &xs[r * c..(r + 1) * c];
-                for ch in 0..c {
-                    d[ch].write(f(r, ch, src[ch]));
-                }
+                f(first + i, d);
             }
         })
     }
 }
 
-/// BatchNorm forward. Training mode uses batch statistics (and updates the running ones).
+/// `x·a + b` per channel of a `[rows, C]` slice.
+fn affine_rows(xs: &[f32], a: &[f32], b: &[f32]) -> Array2<f32> {
+    let c = a.len();
+    build_by_rows(xs.len() / c, c, |r, d| {
+        let x = &xs[r * c..(r + 1) * c];
+        write_all(d, x.iter().zip(a).zip(b).map(|((&x, &a), &b)| x * a + b));
+    })
+}
+
+/// BatchNorm forward. Training mode uses batch statistics (and updates the running ones) and
+/// keeps the input for the backward pass.
 pub fn bn_forward(
-    x: &Array2<f32>,
+    x: Array2<f32>,
     bn: &mut BatchNorm,
     train: bool,
 ) -> (Array2<f32>, Option<BnCache>) {
-    let x = x.as_standard_layout();
+    if !train {
+        let x = x.as_standard_layout();
+        let (a, b) = bn.eval_affine();
+        let a: Vec<f32> = a.iter().map(|&v| v as f32).collect();
+        let b: Vec<f32> = b.iter().map(|&v| v as f32).collect();
+        return (
+            affine_rows(x.as_slice().expect("standard layout"), &a, &b),
+            None,
+        );
+    }
+    let cache = bn_train_stats(x, bn);
+    let (k, shift) = cache.affine(bn);
+    let y = affine_rows(cache.xs(), &k, &shift);
+    (y, Some(cache))
+}
+
+/// Training mode's batch statistics of `x` (`[rows, C]`, consumed into the cache); updates
+/// the running statistics.
+pub(crate) fn bn_train_stats(x: Array2<f32>, bn: &mut BatchNorm) -> BnCache {
+    let x = if x.is_standard_layout() {
+        x
+    } else {
+        x.as_standard_layout().into_owned()
+    };
     let xs = x.as_slice().expect("standard layout");
     let c = x.ncols();
-    if !train {
-        let (a, b) = bn.eval_affine();
-        let (a, b): (Vec<f32>, Vec<f32>) = (
-            a.iter().map(|&v| v as f32).collect(),
-            b.iter().map(|&v| v as f32).collect(),
-        );
-        let y = map_rows(xs, c, |_, ch, x| a[ch] * x + b[ch]);
-        return (y, None);
-    }
     let n = x.nrows() as f32;
     let mut mean = block_sums(xs, c, c, |_, row, acc| {
         acc.iter_mut().zip(row).for_each(|(a, v)| *a += v)
     });
     mean.iter_mut().for_each(|m| *m /= n);
     let mut var = block_sums(xs, c, c, |_, row, acc| {
-        for ch in 0..c {
-            let d = row[ch] - mean[ch];
-            acc[ch] += d * d;
+        for ((a, &v), &m) in acc.iter_mut().zip(row).zip(&mean) {
+            *a += (v - m) * (v - m);
         }
     });
     var.iter_mut().for_each(|v| *v /= n);
     let inv_std: Vec<f32> = var.iter().map(|v| 1.0 / (v + BN_EPS).sqrt()).collect();
-    let xhat = map_rows(xs, c, |_, ch, x| (x - mean[ch]) * inv_std[ch]);
-    let y = map_rows(xhat.as_slice().expect("fresh"), c, |_, ch, x| {
-        bn.gamma[ch] * x + bn.beta[ch]
-    });
     let unbiased = if n > 1.0 { n / (n - 1.0) } else { 1.0 };
     for ch in 0..c {
         bn.mean[ch] = (1.0 - BN_MOMENTUM) * bn.mean[ch] + BN_MOMENTUM * mean[ch];
         bn.var[ch] = (1.0 - BN_MOMENTUM) * bn.var[ch] + BN_MOMENTUM * var[ch] * unbiased;
     }
-    (y, Some(BnCache { xhat, inv_std }))
+    BnCache { x, mean, inv_std }
+}
+
+impl BnCache {
+    /// The normalised input as `x·k + shift` per channel: γ·(x − μ)/σ + β with k = γ/σ.
+    pub(crate) fn affine(&self, bn: &BatchNorm) -> (Vec<f32>, Vec<f32>) {
+        let k: Vec<f32> = (0..self.mean.len())
+            .map(|ch| bn.gamma[ch] * self.inv_std[ch])
+            .collect();
+        let shift = (0..k.len())
+            .map(|ch| bn.beta[ch] - self.mean[ch] * k[ch])
+            .collect();
+        (k, shift)
+    }
+
+    /// The input, `[rows, C]` row-major.
+    pub(crate) fn xs(&self) -> &[f32] {
+        self.x.as_slice().expect("standard layout")
+    }
 }
 
 /// BatchNorm backward: returns dx and accumulates dγ, dβ.
@@ -393,27 +449,82 @@ pub fn bn_backward(
     let dy = dy.as_standard_layout();
     let ds = dy.as_slice().expect("standard layout");
     let c = dy.ncols();
-    let n = dy.nrows() as f32;
-    let xhat = cache.xhat.as_slice().expect("standard layout");
-    // One pass for both sums: [Σdy | Σdy·x̂].
-    let sums = block_sums(ds, c, 2 * c, |r, row, acc| {
-        let xrow = &xhat[r * c..(r + 1) * c];
-        for ch in 0..c {
-            acc[ch] += row[ch];
-            acc[c + ch] += row[ch] * xrow[ch];
-        }
-    });
-    let (sum_dy, sum_dy_xhat) = sums.split_at(c);
-    for ch in 0..c {
-        dgamma[ch] += sum_dy_xhat[ch];
-        dbeta[ch] += sum_dy[ch];
-    }
-    let k: Vec<f32> = (0..c).map(|ch| bn.gamma[ch] * cache.inv_std[ch]).collect();
-    let mean_dy: Vec<f32> = sum_dy.iter().map(|v| v / n).collect();
-    let mean_dy_xhat: Vec<f32> = sum_dy_xhat.iter().map(|v| v / n).collect();
-    map_rows(ds, c, |r, ch, d| {
-        k[ch] * (d - mean_dy[ch] - xhat[r * c + ch] * mean_dy_xhat[ch])
+    bn_backward_rows(bn, cache, dgamma, dbeta, |r, dz| {
+        dz.copy_from_slice(&ds[r * c..(r + 1) * c])
     })
+}
+
+/// BatchNorm backward with ∂L/∂y given row by row: `dy_row(r, out)` writes row `r` (a
+/// caller computes it on the fly instead of materialising it). Returns dx and accumulates
+/// dγ, dβ.
+pub(crate) fn bn_backward_rows(
+    bn: &BatchNorm,
+    cache: &BnCache,
+    dgamma: &mut [f32],
+    dbeta: &mut [f32],
+    dy_row: impl Fn(usize, &mut [f32]) + Sync,
+) -> Array2<f32> {
+    let (rows, c) = cache.x.dim();
+    let n = rows as f32;
+    let xs = cache.xs();
+    let (mean, inv_std) = (&cache.mean, &cache.inv_std);
+    // One pass for both sums: [Σdy | Σdy·(x − μ)] (the second times 1/σ is Σdy·x̂), in
+    // blocks added in block order.
+    let partials: Vec<Vec<f32>> = (0..rows.div_ceil(REDUCE_ROWS))
+        .into_par_iter()
+        .map(|b| {
+            let (mut acc, mut dy) = (vec![0.0f32; 2 * c], vec![0.0f32; c]);
+            let (sum_dy, sum_dy_xc) = acc.split_at_mut(c);
+            for r in b * REDUCE_ROWS..((b + 1) * REDUCE_ROWS).min(rows) {
+                dy_row(r, &mut dy);
+                let x = &xs[r * c..(r + 1) * c];
+                for ((((s, sx), &d), &x), &m) in sum_dy
+                    .iter_mut()
+                    .zip(&mut *sum_dy_xc)
+                    .zip(&dy)
+                    .zip(x)
+                    .zip(mean)
+                {
+                    *s += d;
+                    *sx += d * (x - m);
+                }
+            }
+            acc
+        })
+        .collect();
+    let mut sums = vec![0.0f32; 2 * c];
+    for p in partials {
+        sums.iter_mut().zip(&p).for_each(|(t, v)| *t += v);
+    }
+    let (sum_dy, sum_dy_xc) = sums.split_at(c);
+    // dx = γ/σ·(dy − mean(dy) − x̂·mean(dy·x̂)) = dy·a + x·b + e per channel.
+    let (mut a, mut b, mut e) = (vec![0.0; c], vec![0.0; c], vec![0.0; c]);
+    for ch in 0..c {
+        let sum_dy_xhat = sum_dy_xc[ch] * inv_std[ch];
+        dgamma[ch] += sum_dy_xhat;
+        dbeta[ch] += sum_dy[ch];
+        let k = bn.gamma[ch] * inv_std[ch];
+        let slope = k * inv_std[ch] * sum_dy_xhat / n;
+        a[ch] = k;
+        b[ch] = -slope;
+        e[ch] = slope * mean[ch] - k * sum_dy[ch] / n;
+    }
+    // SAFETY: every row of every block is written (the zip's shortest input is the row).
+    unsafe {
+        build_rows(rows, c, REDUCE_ROWS, |first, dst| {
+            let mut dy = vec![0.0f32; c];
+            for (i, d) in dst.chunks_exact_mut(c).enumerate() {
+                let r = first + i;
+                dy_row(r, &mut dy);
+                let vals = dy
+                    .iter()
+                    .zip(&xs[r * c..(r + 1) * c])
+                    .zip(a.iter().zip(&b).zip(&e))
+                    .map(|((&d, &x), ((&a, &b), &e))| d * a + x * b + e);
+                write_all(d, vals);
+            }
+        })
+    }
 }
 
 /// Surrogate gradient of the spike (decision register A2).
@@ -526,17 +637,22 @@ impl LifConfig {
 /// Elements per parallel block of the element-wise neuron passes.
 const ELEMENT_BLOCK: usize = 1 << 14;
 
-/// LIF over `T` steps: `z` is `[T·R, C]` (time-major); returns spikes of the same shape.
-/// `relaxed` replaces the step by the surrogate's primitive (gradient checks only).
+/// LIF over `T` steps: `z` is `[T·R, C]` (time-major, consumed: it becomes the membranes);
+/// returns spikes of the same shape. `relaxed` replaces the step by the surrogate's primitive
+/// (gradient checks only).
 pub fn lif_forward(
-    z: &Array2<f32>,
+    z: Array2<f32>,
     t_steps: usize,
     cfg: &LifConfig,
     relaxed: bool,
 ) -> (Array2<f32>, LifCache) {
-    let mut u = z.as_standard_layout().into_owned();
-    let c = z.ncols();
-    let step = z.len() / t_steps;
+    let mut u = if z.is_standard_layout() {
+        z
+    } else {
+        z.as_standard_layout().into_owned()
+    };
+    let (rows, c) = u.dim();
+    let step = u.len() / t_steps;
     let us = u.as_slice_mut().expect("standard layout");
     let fire = |u: f32| cfg.fire(u, relaxed);
     // Membranes step by step (a step's spikes are recomputed from its membrane where the
@@ -559,10 +675,17 @@ pub fn lif_forward(
             });
     }
     let us = &*us;
-    // SAFETY: every element is written.
+    let vth = cfg.vth;
+    // SAFETY: every element is written. The step is matched outside the element loops so
+    // that they vectorise.
     let o = unsafe {
-        build_rows(z.nrows(), c, ELEMENT_BLOCK / c.max(1), |first, dst| {
-            write_all(dst, us[first * c..].iter().map(|&v| fire(v)))
+        build_rows(rows, c, ELEMENT_BLOCK / c.max(1), |first, dst| {
+            let src = us[first * c..].iter();
+            match (relaxed, cfg.strict) {
+                (true, _) => write_all(dst, src.map(|&v| fire(v))),
+                (false, true) => write_all(dst, src.map(|&v| f32::from(u8::from(v > vth)))),
+                (false, false) => write_all(dst, src.map(|&v| f32::from(u8::from(v >= vth)))),
+            }
         })
     };
     (o, LifCache { u, relaxed })
@@ -760,7 +883,7 @@ mod tests {
                     let v = rows.map(|r| x[[r, ch]]);
                     let first_max = (0..4).fold(0, |b, i| if v[i] > v[b] { i } else { b });
                     assert_eq!(mx[[o, ch]], v[first_max]);
-                    assert_eq!(arg[o * c + ch] as usize, rows[first_max]);
+                    assert_eq!(usize::from(arg[o * c + ch]), first_max);
                     assert_eq!(av[[o, ch]], v.iter().sum::<f32>() * 0.25);
                     for (i, &r) in rows.iter().enumerate() {
                         let routed = if i == first_max { dy[[o, ch]] } else { 0.0 };
