@@ -12,6 +12,7 @@ pub mod ale;
 pub mod convert;
 pub mod data;
 pub mod export;
+pub mod fused;
 pub mod linalg;
 pub mod net;
 pub mod ops;

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use spikeforge_model::arch::{self, Arch, WeightKind};
 use spikeforge_model::ir::{Padding, Pool, Synapse};
 
+use crate::fused;
 use crate::linalg::matmul;
 use crate::ops::{self, BatchNorm, ConvGeom, LifConfig, PoolKind};
 
@@ -130,6 +131,10 @@ pub struct Net {
     /// `α·clamp(W, −1, 1)`, smooth functions whose derivatives the backward pass computes.
     #[serde(skip)]
     pub relaxed: bool,
+    /// Run every layer through the general per-operation path, also where the fused
+    /// one-time-step path ([`crate::fused`]) applies; the tests compare the two.
+    #[serde(skip)]
+    pub unfused: bool,
 }
 
 /// Gradients, shaped like [`LayerParams`].
@@ -168,6 +173,9 @@ struct LayerCache {
     /// ReLU networks: the activation (its positive entries pass the gradient).
     relu_out: Option<Array2<f32>>,
     pool_arg: Vec<u8>,
+    /// Layers that took the fused one-time-step path: its cache instead of `bn`, `lif` and
+    /// `pool_arg`.
+    fused: Option<fused::FusedCache>,
     frames: usize,
 }
 
@@ -179,6 +187,8 @@ pub struct Forward {
     batch: usize,
     /// Per-layer spike rates (hidden layers), for the log.
     pub rates: Vec<f32>,
+    /// Hidden layers that took the fused one-time-step path ([`crate::fused`]).
+    pub fused_layers: usize,
     /// Each layer's input matrix (im2col columns or flattened map), when recorded.
     pub inputs: Option<Vec<Array2<f32>>>,
     /// Each hidden layer's activations (spikes or ReLU outputs, before pooling), when inputs
@@ -330,6 +340,7 @@ impl Net {
             fake_quant: false,
             relu: false,
             relaxed: false,
+            unfused: false,
         })
     }
 
@@ -561,10 +572,12 @@ impl Net {
                     lif: None,
                     relu_out: None,
                     pool_arg: Vec::new(),
+                    fused: None,
                     frames,
                 });
                 return Pass::Full(Forward {
                     logits,
+                    fused_layers: caches.iter().filter(|c| c.fused.is_some()).count(),
                     caches,
                     batch: b,
                     rates,
@@ -576,6 +589,29 @@ impl Net {
                 .bn
                 .as_mut()
                 .expect("hidden layers have BatchNorm");
+            let (h, w) = spec.out_hw;
+            let max_pool = spec.pool == Some(PoolKind::Max);
+            if train
+                && !self.relu
+                && !self.unfused
+                && hidden.is_none()
+                && fused::applies(t_steps, self.relaxed, max_pool, h, w)
+            {
+                let (out, spikes, cache) = fused::forward(y, bn, &self.lif, b, h, w);
+                rates.push(spikes as f32 / (b * h * w * spec.out).max(1) as f32);
+                caches.push(LayerCache {
+                    x2,
+                    w_eff,
+                    bn: None,
+                    lif: None,
+                    relu_out: None,
+                    pool_arg: Vec::new(),
+                    fused: Some(cache),
+                    frames,
+                });
+                x = out;
+                continue;
+            }
             let (mut z, bn_cache) = ops::bn_forward(y, bn, train);
             if l == 0 && t_steps > 1 {
                 let one = z.clone();
@@ -611,6 +647,7 @@ impl Net {
                 lif: lif_cache,
                 relu_out,
                 pool_arg: arg,
+                fused: None,
                 frames,
             });
             x = out;
@@ -641,7 +678,13 @@ impl Net {
         for l in (0..n).rev() {
             let spec = self.specs[l];
             let cache = caches.pop().expect("one cache per layer");
-            if !spec.last {
+            if let Some(fc) = &cache.fused {
+                let bn = self.params[l].bn.as_ref().expect("bn");
+                let g = &mut grads[l];
+                g.gamma = vec![0.0; spec.out];
+                g.beta = vec![0.0; spec.out];
+                dy = fused::backward(dy.view(), bn, &self.lif, fc, &mut g.gamma, &mut g.beta);
+            } else if !spec.last {
                 // dy here is ∂L/∂(pooled spikes) of layer l.
                 let frames_all = b * t_steps;
                 let dspk = match spec.pool {
