@@ -18,6 +18,7 @@ pub mod net;
 pub mod ops;
 pub mod optim;
 pub mod plot;
+pub mod popcount;
 pub mod train;
 
 pub use data::{Dataset, Split};

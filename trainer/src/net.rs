@@ -12,6 +12,7 @@ use spikeforge_model::ir::{Padding, Pool, Synapse};
 use crate::fused;
 use crate::linalg::matmul;
 use crate::ops::{self, BatchNorm, ConvGeom, LifConfig, PoolKind};
+use crate::popcount::{self, BitRows};
 
 /// How a layer's weights are used in the forward pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,7 +133,8 @@ pub struct Net {
     #[serde(skip)]
     pub relaxed: bool,
     /// Run every layer through the general per-operation path, also where the fused
-    /// one-time-step path ([`crate::fused`]) applies; the tests compare the two.
+    /// one-time-step path ([`crate::fused`]) or the popcount product ([`crate::popcount`])
+    /// applies; the tests compare them.
     #[serde(skip)]
     pub unfused: bool,
 }
@@ -189,6 +191,8 @@ pub struct Forward {
     pub rates: Vec<f32>,
     /// Hidden layers that took the fused one-time-step path ([`crate::fused`]).
     pub fused_layers: usize,
+    /// Layers whose product ran by popcounts ([`crate::popcount`]).
+    pub popcount_layers: usize,
     /// Each layer's input matrix (im2col columns or flattened map), when recorded.
     pub inputs: Option<Vec<Array2<f32>>>,
     /// Each hidden layer's activations (spikes or ReLU outputs, before pooling), when inputs
@@ -443,6 +447,17 @@ impl Net {
         a
     }
 
+    /// Whether layer `l` runs its forward product by popcounts: a binary layer whose inputs
+    /// are spikes, 0 or 1 (a spiking layer before it, pooled by max or not at all).
+    fn popcount_forward(&self, l: usize) -> bool {
+        l > 0
+            && self.params[l].precision == Precision::Binary
+            && !self.relu
+            && !self.relaxed
+            && !self.unfused
+            && self.specs[l - 1].pool != Some(PoolKind::Avg)
+    }
+
     /// Forward pass over a batch of images (`B·H·W·C` bytes). `train` uses batch statistics
     /// (and updates the running ones); `record_inputs` keeps every layer's input matrix.
     pub fn forward(&mut self, images: &[u8], train: bool, record_inputs: bool) -> Forward {
@@ -525,6 +540,7 @@ impl Net {
         .expect("image shape");
         let mut caches = Vec::with_capacity(self.specs.len());
         let mut rates = Vec::new();
+        let mut popcount_layers = 0;
         let mut inputs = record_inputs.then(Vec::new);
         let mut hidden = record_inputs.then(Vec::new);
         for l in 0..self.specs.len() {
@@ -532,6 +548,8 @@ impl Net {
             // Direct encoding: the first layer sees the same image at every step, so its
             // synaptic current is computed once on B frames and repeated.
             let frames = if l == 0 { b } else { b * t_steps };
+            let spikes = self.popcount_forward(l).then(|| BitRows::spikes(x.view()));
+            popcount_layers += usize::from(spikes.is_some());
             let x2 = match spec.geom() {
                 Some(g) => ops::im2col(x.view(), &g, frames),
                 None => x
@@ -541,8 +559,19 @@ impl Net {
             if let Some(v) = inputs.as_mut() {
                 v.push(x2.clone());
             }
-            let (w_eff, _) = self.effective_weights(l);
-            let mut y = matmul(x2.view(), w_eff.t());
+            let (w_eff, scales) = self.effective_weights(l);
+            let mut y = match spikes {
+                Some(map) => {
+                    debug_assert!(popcount::is_binary(x2.view()), "layer {l} input is spikes");
+                    let rows = match spec.geom() {
+                        Some(g) => map.windows(&g, frames),
+                        None => map.frames(frames),
+                    };
+                    let w_pos = BitRows::positive(self.weights(l), spec.in_shape.2);
+                    popcount::binary_product(&rows, &w_pos, &scales)
+                }
+                None => matmul(x2.view(), w_eff.t()),
+            };
             if stop_at == Some(l) {
                 return Pass::Stopped(y);
             }
@@ -578,6 +607,7 @@ impl Net {
                 return Pass::Full(Forward {
                     logits,
                     fused_layers: caches.iter().filter(|c| c.fused.is_some()).count(),
+                    popcount_layers,
                     caches,
                     batch: b,
                     rates,

@@ -44,7 +44,7 @@ impl ConvGeom {
     /// A kernel row's in-bounds taps are adjacent in the input too, so each is one run
     /// (copying runs instead of single taps matters when the channels are few).
     #[inline]
-    fn for_each_run(&self, mut f: impl FnMut(usize, Option<usize>, usize)) {
+    pub(crate) fn for_each_run(&self, mut f: impl FnMut(usize, Option<usize>, usize)) {
         let (k, c) = (self.k as isize, self.c);
         for oy in 0..self.ho {
             for ox in 0..self.wo {

@@ -1,8 +1,9 @@
-//! The fused one-time-step path (BatchNorm, LIF step and max pooling in one pass) against the
-//! general per-operation path: the same logits, spike rates, running statistics and gradients,
-//! bit for bit.
+//! The fast paths against the general per-operation path: the fused one-time-step path
+//! (BatchNorm, LIF step and max pooling in one pass) gives the same logits, spike rates,
+//! running statistics and gradients, bit for bit; the popcount product of binary layers on
+//! spikes the same logits to rounding.
 
-use spikeforge_trainer::net::{random_images, LayerGrads, Net};
+use spikeforge_trainer::net::{random_images, LayerGrads, Net, Precision};
 use spikeforge_trainer::ops::{self, LifConfig, ResetKind, Surrogate};
 
 /// Forward (training mode) and backward of one batch; returns the net after the pass (its
@@ -80,4 +81,45 @@ fn the_fused_path_equals_the_general_one_bit_for_bit() {
     // Both max-pooled layers of the first architecture and one of each other take the fast
     // path (average pooling does not).
     assert_eq!(fused_layers, 12);
+}
+
+#[test]
+fn the_popcount_product_of_binary_layers_equals_the_float_one_to_rounding() {
+    // Binary layers after max pooling, after no pooling, dense, and (no popcount) after
+    // average pooling; T = 1 and T = 3.
+    let cases = [
+        ("12x12x1-8C3-MP2-40C3-MP2-20-GAP", 1, vec![1, 2], 2),
+        ("12x12x1-8C3-MP2-40C3-MP2-20-GAP", 3, vec![1, 2], 2),
+        ("8x8x2-6C3-36C3-AP2-5C3-GAP", 1, vec![1, 2], 1),
+    ];
+    for (arch, t, binary, expected) in cases {
+        let mut net = Net::new(arch, t, LifConfig::default(), false, 3).unwrap();
+        for &l in &binary {
+            net.params[l].precision = Precision::Binary;
+        }
+        let (h, w, c) = net.input;
+        let images = random_images(8, h * w * c, 9);
+        let mut general = net.clone();
+        general.unfused = true;
+        for train in [false, true] {
+            let f = net.clone().forward(&images, train, false);
+            let g = general.clone().forward(&images, train, false);
+            assert_eq!(
+                (f.popcount_layers, g.popcount_layers),
+                (expected, 0),
+                "{arch}, T = {t}"
+            );
+            assert!(
+                f.rates.iter().all(|&r| r > 0.0),
+                "{arch}: layers spike ({:?})",
+                f.rates
+            );
+            for (a, b) in f.logits.iter().zip(&g.logits) {
+                assert!(
+                    (a - b).abs() <= 1e-4 * b.abs().max(1.0),
+                    "{arch}, T = {t}: {a} vs {b}"
+                );
+            }
+        }
+    }
 }
