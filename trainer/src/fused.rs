@@ -121,7 +121,7 @@ pub fn backward(
 ) -> Array2<f32> {
     let (vth, a) = (lif.vth, lif.width);
     // One instance per surrogate shape, so that the element loops vectorise.
-    let du = match lif.surrogate {
+    let (du, xc) = match lif.surrogate {
         Surrogate::Rectangular => winner_grads(dpooled, bn, cache, move |u| {
             Surrogate::Rectangular.grad(u - vth, a)
         }),
@@ -132,30 +132,25 @@ pub fn backward(
             Surrogate::Sigmoid.grad(u - vth, a)
         }),
     };
-    let c = dpooled.ncols();
-    let (h, w) = (cache.h, cache.w);
-    let (ho, wo) = (h / 2, w / 2);
-    // ∂L/∂u of map row r: its window's winner gradient where r's tap won, zero elsewhere.
-    let du_row = |r: usize, out: &mut [f32]| {
-        let (f, p) = (r / (h * w), r % (h * w));
-        let (iy, ix) = (p / w, p % w);
-        let o = ((f * ho + iy / 2) * wo + ix / 2) * c;
-        let tap = ((iy & 1) * 2 + (ix & 1)) as u8;
-        for ((d, &won), &g) in out.iter_mut().zip(&cache.arg[o..o + c]).zip(&du[o..o + c]) {
-            *d = if won == tap { g } else { 0.0 };
-        }
+    let rows = WinnerRows {
+        du: &du,
+        xc: &xc,
+        arg: &cache.arg,
+        h: cache.h,
+        w: cache.w,
     };
-    ops::bn_backward_rows(bn, &cache.bn, dgamma, dbeta, du_row)
+    ops::bn_backward_rows(bn, &cache.bn, dgamma, dbeta, &rows)
 }
 
-/// ∂L/∂u of every window's winning neuron: the pooled gradient times the surrogate at the
-/// winner's membrane (recomputed from the BatchNorm input). `[frames·(H/2)·(W/2)·C]`.
+/// ∂L/∂u and the centred input `x − μ` of every window's winning neuron, pooled-map sized
+/// (`[frames·(H/2)·(W/2)·C]`): the pooled gradient times the surrogate at the winner's
+/// membrane, recomputed from the BatchNorm input.
 fn winner_grads(
     dpooled: ArrayView2<f32>,
     bn: &BatchNorm,
     cache: &FusedCache,
     sg: impl Fn(f32) -> f32 + Sync,
-) -> Vec<f32> {
+) -> (Vec<f32>, Vec<f32>) {
     let dpooled = dpooled.as_standard_layout();
     let gs = dpooled.as_slice().expect("standard layout");
     let c = dpooled.ncols();
@@ -163,32 +158,73 @@ fn winner_grads(
     let (ho, wo) = (h / 2, w / 2);
     let (per_in, per_out) = (h * w * c, ho * wo * c);
     let (k, shift) = cache.bn.affine(bn);
+    let mean = cache.bn.mean();
     let xs = cache.bn.xs();
     let mut du = vec![0.0f32; gs.len()];
-    du.par_chunks_mut(per_out).enumerate().for_each(|(f, dst)| {
-        let src = &xs[f * per_in..(f + 1) * per_in];
-        for o in 0..ho * wo {
-            let (oy, ox) = (o / wo, o % wo);
-            let [t0, t1, t2, t3] =
-                [0, 1, w, w + 1].map(|d| &src[(2 * oy * w + 2 * ox + d) * c..][..c]);
-            let taps = t0.iter().zip(t1).zip(t2.iter().zip(t3));
-            let r = f * per_out + o * c..f * per_out + (o + 1) * c;
-            let pooled = cache.arg[r.clone()].iter().zip(&gs[r]);
-            for (((d, (&won, &g)), ((&x0, &x1), (&x2, &x3))), (&k, &s)) in dst[o * c..(o + 1) * c]
-                .iter_mut()
-                .zip(pooled)
-                .zip(taps)
-                .zip(k.iter().zip(&shift))
-            {
-                let x = match won {
-                    0 => x0,
-                    1 => x1,
-                    2 => x2,
-                    _ => x3,
-                };
-                *d = g * sg(x * k + s);
+    let mut xc = vec![0.0f32; gs.len()];
+    du.par_chunks_mut(per_out)
+        .zip(xc.par_chunks_mut(per_out))
+        .enumerate()
+        .for_each(|(f, (du, xc))| {
+            let src = &xs[f * per_in..(f + 1) * per_in];
+            for o in 0..ho * wo {
+                let (oy, ox) = (o / wo, o % wo);
+                let [t0, t1, t2, t3] =
+                    [0, 1, w, w + 1].map(|d| &src[(2 * oy * w + 2 * ox + d) * c..][..c]);
+                let taps = t0.iter().zip(t1).zip(t2.iter().zip(t3));
+                let r = f * per_out + o * c..f * per_out + (o + 1) * c;
+                let pooled = cache.arg[r.clone()].iter().zip(&gs[r]);
+                let outs = du[o * c..(o + 1) * c]
+                    .iter_mut()
+                    .zip(&mut xc[o * c..(o + 1) * c]);
+                let params = k.iter().zip(&shift).zip(mean);
+                for (((d, xc), (&won, &g)), (((&x0, &x1), (&x2, &x3)), ((&k, &s), &m))) in
+                    outs.zip(pooled).zip(taps.zip(params))
+                {
+                    let x = match won {
+                        0 => x0,
+                        1 => x1,
+                        2 => x2,
+                        _ => x3,
+                    };
+                    *d = g * sg(x * k + s);
+                    *xc = x - m;
+                }
             }
+        });
+    (du, xc)
+}
+
+/// The rows of ∂L/∂u: a window's winner gradient where the row's tap won, zero elsewhere.
+struct WinnerRows<'a> {
+    du: &'a [f32],
+    xc: &'a [f32],
+    arg: &'a [u8],
+    h: usize,
+    w: usize,
+}
+
+impl WinnerRows<'_> {
+    /// The pooled elements of map row `r` and its tap in their windows.
+    fn window(&self, r: usize, c: usize) -> (std::ops::Range<usize>, u8) {
+        let (f, p) = (r / (self.h * self.w), r % (self.h * self.w));
+        let (iy, ix) = (p / self.w, p % self.w);
+        let o = ((f * (self.h / 2) + iy / 2) * (self.w / 2) + ix / 2) * c;
+        (o..o + c, ((iy & 1) * 2 + (ix & 1)) as u8)
+    }
+}
+
+impl ops::BnGradRows for WinnerRows<'_> {
+    fn dy(&self, r: usize, dy: &mut [f32]) {
+        let (o, tap) = self.window(r, dy.len());
+        for ((d, &won), &g) in dy.iter_mut().zip(&self.arg[o.clone()]).zip(&self.du[o]) {
+            *d = if won == tap { g } else { 0.0 };
         }
-    });
-    du
+    }
+
+    fn dy_centred(&self, r: usize, dy: &mut [f32], xc: &mut [f32]) {
+        self.dy(r, dy);
+        let (o, _) = self.window(r, dy.len());
+        xc.copy_from_slice(&self.xc[o]);
+    }
 }

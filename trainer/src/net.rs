@@ -791,16 +791,23 @@ impl Net {
         match p.precision {
             Precision::Full => g.w = dw_eff.iter().copied().collect(),
             Precision::Binary => {
-                g.w_eff = dw_eff.iter().copied().collect();
-                let w = self.weights(l);
+                let dw = dw_eff.as_slice().expect("a fresh product");
                 let alpha = self.alpha_of(l);
-                g.w = Vec::with_capacity(p.w.len());
+                g.w_eff = dw.to_vec();
+                g.w = vec![0.0; p.w.len()];
                 g.alpha = vec![0.0; spec.out];
-                for (o, (drow, wrow)) in dw_eff.rows().into_iter().zip(w.rows()).enumerate() {
-                    for (&d, &wv) in drow.iter().zip(wrow.iter()) {
-                        g.w.push(if wv.abs() <= 1.0 { d * alpha[o] } else { 0.0 });
-                        g.alpha[o] += d * if wv >= 0.0 { 1.0 } else { -1.0 };
+                let rows =
+                    g.w.chunks_exact_mut(spec.fan_in)
+                        .zip(dw.chunks_exact(spec.fan_in));
+                for (o, ((gw, d), w)) in rows.zip(p.w.chunks_exact(spec.fan_in)).enumerate() {
+                    for ((gw, &d), &w) in gw.iter_mut().zip(d).zip(w) {
+                        *gw = if w.abs() <= 1.0 { d * alpha[o] } else { 0.0 };
                     }
+                    g.alpha[o] = d
+                        .iter()
+                        .zip(w)
+                        .map(|(&d, &w)| if w >= 0.0 { d } else { -d })
+                        .sum();
                 }
             }
         }

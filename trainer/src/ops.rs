@@ -314,14 +314,14 @@ pub struct BnCache {
 /// are added in block order, so the result does not depend on the thread count.
 const REDUCE_ROWS: usize = 512;
 
-/// Per-block partial sums over the rows of a `[rows, C]` slice, added in block order:
+/// Per-block partial sums over the rows of a `[rows, C]` slice, added in block order (in f64):
 /// `add(row, acc)` accumulates one row into `acc` (`width` values).
 fn block_sums(
     xs: &[f32],
     c: usize,
     width: usize,
     add: impl Fn(usize, &[f32], &mut [f32]) + Sync,
-) -> Vec<f32> {
+) -> Vec<f64> {
     let partials: Vec<Vec<f32>> = xs
         .par_chunks(REDUCE_ROWS * c)
         .enumerate()
@@ -333,9 +333,12 @@ fn block_sums(
             acc
         })
         .collect();
-    let mut total = vec![0.0f32; width];
+    let mut total = vec![0.0f64; width];
     for p in partials {
-        total.iter_mut().zip(&p).for_each(|(t, v)| *t += v);
+        total
+            .iter_mut()
+            .zip(&p)
+            .for_each(|(t, &v)| *t += f64::from(v));
     }
     total
 }
@@ -401,16 +404,25 @@ pub(crate) fn bn_train_stats(x: Array2<f32>, bn: &mut BatchNorm) -> BnCache {
     let xs = x.as_slice().expect("standard layout");
     let c = x.ncols();
     let n = x.nrows() as f32;
-    let mut mean = block_sums(xs, c, c, |_, row, acc| {
-        acc.iter_mut().zip(row).for_each(|(a, v)| *a += v)
-    });
-    mean.iter_mut().for_each(|m| *m /= n);
-    let mut var = block_sums(xs, c, c, |_, row, acc| {
-        for ((a, &v), &m) in acc.iter_mut().zip(row).zip(&mean) {
-            *a += (v - m) * (v - m);
+    // One pass: sums of d = x − s and of d² about a shift s near the mean (the first row), so
+    // that E[d²] − E[d]² does not cancel.
+    let shift = xs.get(..c).map_or_else(|| vec![0.0; c], <[f32]>::to_vec);
+    let sums = block_sums(xs, c, 2 * c, |_, row, acc| {
+        let (sum, squares) = acc.split_at_mut(c);
+        for (((s, q), &v), &m) in sum.iter_mut().zip(squares).zip(row).zip(&shift) {
+            let d = v - m;
+            *s += d;
+            *q += d * d;
         }
     });
-    var.iter_mut().for_each(|v| *v /= n);
+    let (sum, squares) = sums.split_at(c);
+    let n64 = f64::from(n);
+    let mean: Vec<f32> = (0..c)
+        .map(|ch| (f64::from(shift[ch]) + sum[ch] / n64) as f32)
+        .collect();
+    let var: Vec<f32> = (0..c)
+        .map(|ch| (squares[ch] / n64 - (sum[ch] / n64).powi(2)).max(0.0) as f32)
+        .collect();
     let inv_std: Vec<f32> = var.iter().map(|v| 1.0 / (v + BN_EPS).sqrt()).collect();
     let unbiased = if n > 1.0 { n / (n - 1.0) } else { 1.0 };
     for ch in 0..c {
@@ -432,6 +444,11 @@ impl BnCache {
         (k, shift)
     }
 
+    /// The batch mean per channel.
+    pub(crate) fn mean(&self) -> &[f32] {
+        &self.mean
+    }
+
     /// The input, `[rows, C]` row-major.
     pub(crate) fn xs(&self) -> &[f32] {
         self.x.as_slice().expect("standard layout")
@@ -447,22 +464,53 @@ pub fn bn_backward(
     dbeta: &mut [f32],
 ) -> Array2<f32> {
     let dy = dy.as_standard_layout();
-    let ds = dy.as_slice().expect("standard layout");
-    let c = dy.ncols();
-    bn_backward_rows(bn, cache, dgamma, dbeta, |r, dz| {
-        dz.copy_from_slice(&ds[r * c..(r + 1) * c])
-    })
+    let rows = MaterialRows {
+        dy: dy.as_slice().expect("standard layout"),
+        xs: cache.xs(),
+        mean: &cache.mean,
+    };
+    bn_backward_rows(bn, cache, dgamma, dbeta, &rows)
 }
 
-/// BatchNorm backward with ∂L/∂y given row by row: `dy_row(r, out)` writes row `r` (a
-/// caller computes it on the fly instead of materialising it). Returns dx and accumulates
-/// dγ, dβ.
+/// ∂L/∂y as a matrix, and the input it centres.
+struct MaterialRows<'a> {
+    dy: &'a [f32],
+    xs: &'a [f32],
+    mean: &'a [f32],
+}
+
+impl BnGradRows for MaterialRows<'_> {
+    fn dy(&self, r: usize, dy: &mut [f32]) {
+        let c = dy.len();
+        dy.copy_from_slice(&self.dy[r * c..(r + 1) * c]);
+    }
+
+    fn dy_centred(&self, r: usize, dy: &mut [f32], xc: &mut [f32]) {
+        self.dy(r, dy);
+        let x = &self.xs[r * dy.len()..(r + 1) * dy.len()];
+        for ((xc, &x), &m) in xc.iter_mut().zip(x).zip(self.mean) {
+            *xc = x - m;
+        }
+    }
+}
+
+/// The rows the BatchNorm backward pass reads, computed on the fly by its caller instead of
+/// being materialised.
+pub(crate) trait BnGradRows: Sync {
+    /// Writes ∂L/∂y of row `r` into `dy`.
+    fn dy(&self, r: usize, dy: &mut [f32]);
+    /// Writes ∂L/∂y of row `r` into `dy` and, where it is not zero, the centred input
+    /// `x − μ` into `xc` (elsewhere `xc` may hold anything finite).
+    fn dy_centred(&self, r: usize, dy: &mut [f32], xc: &mut [f32]);
+}
+
+/// BatchNorm backward with ∂L/∂y given row by row. Returns dx and accumulates dγ, dβ.
 pub(crate) fn bn_backward_rows(
     bn: &BatchNorm,
     cache: &BnCache,
     dgamma: &mut [f32],
     dbeta: &mut [f32],
-    dy_row: impl Fn(usize, &mut [f32]) + Sync,
+    grad: &impl BnGradRows,
 ) -> Array2<f32> {
     let (rows, c) = cache.x.dim();
     let n = rows as f32;
@@ -473,20 +521,15 @@ pub(crate) fn bn_backward_rows(
     let partials: Vec<Vec<f32>> = (0..rows.div_ceil(REDUCE_ROWS))
         .into_par_iter()
         .map(|b| {
-            let (mut acc, mut dy) = (vec![0.0f32; 2 * c], vec![0.0f32; c]);
+            let mut acc = vec![0.0f32; 2 * c];
+            let (mut dy, mut xc) = (vec![0.0f32; c], vec![0.0f32; c]);
             let (sum_dy, sum_dy_xc) = acc.split_at_mut(c);
             for r in b * REDUCE_ROWS..((b + 1) * REDUCE_ROWS).min(rows) {
-                dy_row(r, &mut dy);
-                let x = &xs[r * c..(r + 1) * c];
-                for ((((s, sx), &d), &x), &m) in sum_dy
-                    .iter_mut()
-                    .zip(&mut *sum_dy_xc)
-                    .zip(&dy)
-                    .zip(x)
-                    .zip(mean)
+                grad.dy_centred(r, &mut dy, &mut xc);
+                for (((s, sx), &d), &xc) in sum_dy.iter_mut().zip(&mut *sum_dy_xc).zip(&dy).zip(&xc)
                 {
                     *s += d;
-                    *sx += d * (x - m);
+                    *sx += d * xc;
                 }
             }
             acc
@@ -515,7 +558,7 @@ pub(crate) fn bn_backward_rows(
             let mut dy = vec![0.0f32; c];
             for (i, d) in dst.chunks_exact_mut(c).enumerate() {
                 let r = first + i;
-                dy_row(r, &mut dy);
+                grad.dy(r, &mut dy);
                 let vals = dy
                     .iter()
                     .zip(&xs[r * c..(r + 1) * c])
@@ -861,6 +904,31 @@ mod tests {
             let y = Array2::from_shape_fn(cols.dim(), |(r, c)| ((r * 3 + c * 5) % 11) as f32);
             let back = col2im(y.view(), &g, frames);
             assert_eq!((&cols * &y).sum(), (&x * &back).sum());
+        }
+    }
+
+    /// The one-pass batch statistics against a two-pass f64 reference, on data far from zero
+    /// (where E[x²] − E[x]² would cancel without the shift) and spread over many blocks.
+    #[test]
+    fn batch_statistics_match_a_two_pass_reference() {
+        let (rows, c) = (3 * REDUCE_ROWS + 17, 3);
+        let x = Array2::from_shape_fn((rows, c), |(r, ch)| {
+            1000.0 * ch as f32 + ((r * 37 + ch * 11) % 101) as f32 * 0.01 - 0.3
+        });
+        let mut bn = BatchNorm::new(c);
+        let cache = bn_train_stats(x.clone(), &mut bn);
+        for ch in 0..c {
+            let col: Vec<f64> = x.column(ch).iter().map(|&v| f64::from(v)).collect();
+            let mean = col.iter().sum::<f64>() / rows as f64;
+            let var = col.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / rows as f64;
+            assert!((f64::from(cache.mean[ch]) - mean).abs() < 1e-4, "mean {ch}");
+            let inv = 1.0 / (var + f64::from(BN_EPS)).sqrt();
+            let rel = (f64::from(cache.inv_std[ch]) - inv).abs() / inv;
+            assert!(
+                rel < 1e-4,
+                "1/σ of channel {ch}: {} vs {inv}",
+                cache.inv_std[ch]
+            );
         }
     }
 
