@@ -50,6 +50,16 @@ pub fn matmul(a: ArrayView2<f32>, b: ArrayView2<f32>) -> Array2<f32> {
     product(a, b, par)
 }
 
+/// `a·b` on the calling thread (for callers that run products in parallel themselves).
+pub fn matmul_serial(a: ArrayView2<f32>, b: ArrayView2<f32>) -> Array2<f32> {
+    let ((m, k), n) = (a.dim(), b.ncols());
+    assert_eq!(k, b.nrows(), "inner dimensions");
+    if m == 0 || n == 0 || k == 0 {
+        return Array2::zeros((m, n));
+    }
+    product(a, b, gemm::Parallelism::None)
+}
+
 /// `a·b` by one gemm call (not zeroed first: gemm writes every element); `k` > 0.
 fn product(a: ArrayView2<f32>, b: ArrayView2<f32>, par: gemm::Parallelism) -> Array2<f32> {
     let ((m, k), n) = (a.dim(), b.ncols());

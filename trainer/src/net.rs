@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use spikeforge_model::arch::{self, Arch, WeightKind};
 use spikeforge_model::ir::{Padding, Pool, Synapse};
 
+use crate::conv;
 use crate::fused;
 use crate::linalg::matmul;
 use crate::ops::{self, BatchNorm, ConvGeom, LifConfig, PoolKind};
@@ -168,7 +169,10 @@ fn initial_head_log_scale(specs: &[LayerSpec]) -> f32 {
 
 /// Forward-pass records one layer's backward pass needs.
 struct LayerCache {
-    x2: Array2<f32>,
+    /// The layer's input: the map for a convolution, `[frames, fan_in]` for a dense layer.
+    input: Array2<f32>,
+    /// Rows of the layer's synaptic output.
+    rows: usize,
     w_eff: Array2<f32>,
     bn: Option<ops::BnCache>,
     lif: Option<ops::LifCache>,
@@ -550,28 +554,39 @@ impl Net {
             let frames = if l == 0 { b } else { b * t_steps };
             let spikes = self.popcount_forward(l).then(|| BitRows::spikes(x.view()));
             popcount_layers += usize::from(spikes.is_some());
-            let x2 = match spec.geom() {
-                Some(g) => ops::im2col(x.view(), &g, frames),
+            // The layer's input as its product reads it: the map for a convolution (whose
+            // im2col matrix is built block by block, see `conv`), `[frames, fan_in]` for a
+            // dense layer.
+            let input = match spec.geom() {
+                Some(_) => x,
                 None => x
                     .into_shape_with_order((frames, spec.fan_in))
                     .expect("dense input"),
             };
             if let Some(v) = inputs.as_mut() {
-                v.push(x2.clone());
+                v.push(match spec.geom() {
+                    Some(g) => ops::im2col(input.view(), &g, frames),
+                    None => input.clone(),
+                });
             }
             let (w_eff, scales) = self.effective_weights(l);
-            let mut y = match spikes {
-                Some(map) => {
-                    debug_assert!(popcount::is_binary(x2.view()), "layer {l} input is spikes");
-                    let rows = match spec.geom() {
+            let mut y = match (spikes, spec.geom()) {
+                (Some(map), geom) => {
+                    debug_assert!(
+                        popcount::is_binary(input.view()),
+                        "layer {l} input is spikes"
+                    );
+                    let rows = match geom {
                         Some(g) => map.windows(&g, frames),
                         None => map.frames(frames),
                     };
                     let w_pos = BitRows::positive(self.weights(l), spec.in_shape.2);
                     popcount::binary_product(&rows, &w_pos, &scales)
                 }
-                None => matmul(x2.view(), w_eff.t()),
+                (None, Some(g)) => conv::forward(input.view(), &g, frames, w_eff.view()),
+                (None, None) => matmul(input.view(), w_eff.t()),
             };
+            let rows = y.nrows();
             if stop_at == Some(l) {
                 return Pass::Stopped(y);
             }
@@ -595,7 +610,8 @@ impl Net {
                 }
                 logits *= self.head_log_scale.exp() / per as f32;
                 caches.push(LayerCache {
-                    x2,
+                    input,
+                    rows,
                     w_eff,
                     bn: None,
                     lif: None,
@@ -630,7 +646,8 @@ impl Net {
                 let (out, spikes, cache) = fused::forward(y, bn, &self.lif, b, h, w);
                 rates.push(spikes as f32 / (b * h * w * spec.out).max(1) as f32);
                 caches.push(LayerCache {
-                    x2,
+                    input,
+                    rows,
                     w_eff,
                     bn: None,
                     lif: None,
@@ -671,7 +688,8 @@ impl Net {
                 None => (spk, Vec::new()),
             };
             caches.push(LayerCache {
-                x2,
+                input,
+                rows,
                 w_eff,
                 bn: bn_cache,
                 lif: lif_cache,
@@ -695,11 +713,11 @@ impl Net {
         // ∂L/∂(last layer output rows): the GAP mean spreads the logit gradient evenly.
         let last = n - 1;
         let lc = &caches[last];
-        let per = lc.x2.nrows() / b;
+        let per = lc.rows / b;
         let pos = per / if last == 0 { 1 } else { t_steps };
         let scale = self.head_log_scale.exp();
         grads[last].head_log_scale = (dlogits * &fwd.logits).sum();
-        let mut dy = Array2::zeros((lc.x2.nrows(), self.specs[last].out));
+        let mut dy = Array2::zeros((lc.rows, self.specs[last].out));
         for (r, mut row) in dy.rows_mut().into_iter().enumerate() {
             let bi = (r / pos) % b;
             row.assign(&(&dlogits.row(bi) * (scale / per as f32)));
@@ -766,15 +784,18 @@ impl Net {
                 );
             }
             // dy: ∂L/∂(synaptic output) [rows, out].
-            let dw_eff = matmul(dy.t(), cache.x2.view());
+            let dw_eff = match spec.geom() {
+                Some(g) => conv::weight_grad(cache.input.view(), &g, cache.frames, dy.view()),
+                None => matmul(dy.t(), cache.input.view()),
+            };
             self.latent_grads(l, &dw_eff, &mut grads[l]);
             if l > 0 {
-                let dx2 = matmul(dy.view(), cache.w_eff.view());
                 dy = match spec.geom() {
-                    Some(g) => ops::col2im(dx2.view(), &g, cache.frames),
+                    Some(g) => conv::input_grad(dy.view(), &g, cache.frames, cache.w_eff.view()),
                     None => {
                         let (h, w, c) = spec.in_shape;
-                        dx2.into_shape_with_order((cache.frames * h * w, c))
+                        matmul(dy.view(), cache.w_eff.view())
+                            .into_shape_with_order((cache.frames * h * w, c))
                             .expect("dense input grad")
                     }
                 };

@@ -109,45 +109,70 @@ pub(crate) fn write_all(dst: &mut [MaybeUninit<f32>], src: impl IntoIterator<Ite
     }
 }
 
-/// im2col: `x` is `[frames·H·W, C]`; returns `[frames·Ho·Wo, K·K·C]`.
+/// im2col: `x` is `[frames·H·W, C]`; returns `[frames·Ho·Wo, K·K·C]`. Frames run in
+/// parallel.
 pub fn im2col(x: ArrayView2<f32>, g: &ConvGeom, frames: usize) -> Array2<f32> {
     let x = x.as_standard_layout();
     let xs = x.as_slice().expect("standard layout");
     let per_in = g.h * g.w * g.c;
-    let cols = g.fan_in();
-    // SAFETY: the runs cover every tap of every output position, from the input or as
-    // padding.
+    // SAFETY: `im2col_frame` writes every element of the frame it is given.
     unsafe {
-        build_rows(frames * g.ho * g.wo, cols, g.ho * g.wo, |first, dst| {
-            let src = &xs[first / (g.ho * g.wo) * per_in..][..per_in];
-            g.for_each_run(|col, inp, len| {
-                let d = &mut dst[col..col + len];
-                match inp {
-                    Some(i) => write_all(d, src[i..i + len].iter().copied()),
-                    None => write_all(d, std::iter::repeat(0.0)),
-                }
-            });
-        })
+        build_rows(
+            frames * g.ho * g.wo,
+            g.fan_in(),
+            g.ho * g.wo,
+            |first, dst| im2col_frame(&xs[first / (g.ho * g.wo) * per_in..][..per_in], g, dst),
+        )
     }
 }
 
-/// col2im, the adjoint of [`im2col`]: sums column gradients back onto the input map.
+/// [`im2col`] on the calling thread, into `dst` (`frames·Ho·Wo·K·K·C` values).
+pub(crate) fn im2col_serial(xs: &[f32], g: &ConvGeom, frames: usize, dst: &mut Vec<f32>) {
+    let (per_in, per_out) = (g.h * g.w * g.c, g.ho * g.wo * g.fan_in());
+    dst.clear();
+    dst.reserve(frames * per_out);
+    let spare = &mut dst.spare_capacity_mut()[..frames * per_out];
+    for (f, d) in spare.chunks_exact_mut(per_out.max(1)).enumerate() {
+        im2col_frame(&xs[f * per_in..(f + 1) * per_in], g, d);
+    }
+    // SAFETY: every frame's columns were written above.
+    unsafe { dst.set_len(frames * per_out) };
+}
+
+/// The im2col rows of one frame: every tap of every output position, from the input or as
+/// padding.
+fn im2col_frame(src: &[f32], g: &ConvGeom, dst: &mut [MaybeUninit<f32>]) {
+    g.for_each_run(|col, inp, len| {
+        let d = &mut dst[col..col + len];
+        match inp {
+            Some(i) => write_all(d, src[i..i + len].iter().copied()),
+            None => write_all(d, std::iter::repeat(0.0)),
+        }
+    });
+}
+
+/// col2im, the adjoint of [`im2col`]: sums column gradients back onto the input map. Frames
+/// run in parallel.
 pub fn col2im(dcols: ArrayView2<f32>, g: &ConvGeom, frames: usize) -> Array2<f32> {
     let dcols = dcols.as_standard_layout();
     let ds = dcols.as_slice().expect("standard layout");
     let (per_in, per_out) = (g.h * g.w * g.c, g.ho * g.wo * g.fan_in());
     let mut out = vec![0.0f32; frames * per_in];
-    out.par_chunks_mut(per_in).enumerate().for_each(|(f, dst)| {
-        let src = &ds[f * per_out..(f + 1) * per_out];
-        g.for_each_run(|col, inp, len| {
-            if let Some(i) = inp {
-                for (d, s) in dst[i..i + len].iter_mut().zip(&src[col..col + len]) {
-                    *d += s;
-                }
-            }
-        });
-    });
+    out.par_chunks_mut(per_in.max(1))
+        .enumerate()
+        .for_each(|(f, dst)| col2im_frame(&ds[f * per_out..(f + 1) * per_out], g, dst));
     Array2::from_shape_vec((frames * g.h * g.w, g.c), out).expect("shape")
+}
+
+/// [`col2im`] of one frame, added into `dst` (the frame's input map).
+pub(crate) fn col2im_frame(src: &[f32], g: &ConvGeom, dst: &mut [f32]) {
+    g.for_each_run(|col, inp, len| {
+        if let Some(i) = inp {
+            for (d, s) in dst[i..i + len].iter_mut().zip(&src[col..col + len]) {
+                *d += s;
+            }
+        }
+    });
 }
 
 /// 2×2 stride-2 pooling kind (an odd last row/column is dropped, as in the IR).
