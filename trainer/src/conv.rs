@@ -12,7 +12,7 @@
 use ndarray::{s, Array2, ArrayView2};
 use rayon::prelude::*;
 
-use crate::linalg::matmul_serial;
+use crate::linalg::{matmul_serial, matmul_serial_into};
 use crate::ops::{col2im_frame, im2col_serial, ConvGeom};
 
 /// Bytes of im2col matrix per block: about half a typical L2 cache. (Measured on the default
@@ -41,11 +41,7 @@ pub fn forward(x: ArrayView2<f32>, g: &ConvGeom, frames: usize, w: ArrayView2<f3
                 let (cols, frames) = block_cols(src, g);
                 let cols = ArrayView2::from_shape((frames * per_out, g.fan_in()), &cols)
                     .expect("im2col shape");
-                dst.copy_from_slice(
-                    matmul_serial(cols, w.t())
-                        .as_slice()
-                        .expect("a fresh product"),
-                );
+                matmul_serial_into(cols, w.t(), dst);
             });
     }
     Array2::from_shape_vec((frames * per_out, out), y).expect("shape")

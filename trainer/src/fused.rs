@@ -215,16 +215,21 @@ impl WinnerRows<'_> {
 }
 
 impl ops::BnGradRows for WinnerRows<'_> {
-    fn dy(&self, r: usize, dy: &mut [f32]) {
-        let (o, tap) = self.window(r, dy.len());
-        for ((d, &won), &g) in dy.iter_mut().zip(&self.arg[o.clone()]).zip(&self.du[o]) {
+    fn dy<'a>(&'a self, r: usize, buf: &'a mut [f32]) -> &'a [f32] {
+        let (o, tap) = self.window(r, buf.len());
+        for ((d, &won), &g) in buf.iter_mut().zip(&self.arg[o.clone()]).zip(&self.du[o]) {
             *d = if won == tap { g } else { 0.0 };
         }
+        buf
     }
 
-    fn dy_centred(&self, r: usize, dy: &mut [f32], xc: &mut [f32]) {
-        self.dy(r, dy);
-        let (o, _) = self.window(r, dy.len());
-        xc.copy_from_slice(&self.xc[o]);
+    fn dy_centred<'a>(
+        &'a self,
+        r: usize,
+        buf: &'a mut [f32],
+        _xc: &'a mut [f32],
+    ) -> (&'a [f32], &'a [f32]) {
+        let (o, _) = self.window(r, buf.len());
+        (self.dy(r, buf), &self.xc[o])
     }
 }

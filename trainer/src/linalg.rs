@@ -60,21 +60,46 @@ pub fn matmul_serial(a: ArrayView2<f32>, b: ArrayView2<f32>) -> Array2<f32> {
     product(a, b, gemm::Parallelism::None)
 }
 
+/// `a·b` written into `dst` (`m·n` values, row-major), on the calling thread.
+pub fn matmul_serial_into(a: ArrayView2<f32>, b: ArrayView2<f32>, dst: &mut [f32]) {
+    let ((m, k), n) = (a.dim(), b.ncols());
+    assert_eq!(k, b.nrows(), "inner dimensions");
+    assert_eq!(dst.len(), m * n, "output size");
+    if k == 0 {
+        dst.fill(0.0);
+    } else if m > 0 && n > 0 {
+        // SAFETY: `dst` is a live `m×n` buffer that aliases neither input.
+        unsafe { gemm_raw(a, b, dst.as_mut_ptr(), gemm::Parallelism::None) }
+    }
+}
+
 /// `a·b` by one gemm call (not zeroed first: gemm writes every element); `k` > 0.
 fn product(a: ArrayView2<f32>, b: ArrayView2<f32>, par: gemm::Parallelism) -> Array2<f32> {
-    let ((m, k), n) = (a.dim(), b.ncols());
+    let (m, n) = (a.nrows(), b.ncols());
     let mut out = Array2::<f32>::uninit((m, n));
+    // SAFETY: `out` is a fresh `m×n` row-major buffer that aliases neither input. With k > 0,
+    // gemm writes every element of `out` without reading any, so it is initialised afterwards.
+    unsafe {
+        gemm_raw(a, b, out.as_mut_ptr().cast::<f32>(), par);
+        out.assume_init()
+    }
+}
+
+/// `dst = a·b` by gemm, `dst` row-major `m×n`, written without being read.
+///
+/// # Safety
+/// `dst` must be valid for `m·n` writes and alias neither input; `k` > 0.
+unsafe fn gemm_raw(a: ArrayView2<f32>, b: ArrayView2<f32>, dst: *mut f32, par: gemm::Parallelism) {
+    let ((m, k), n) = (a.dim(), b.ncols());
     let (as_, bs) = (a.strides(), b.strides());
-    // SAFETY: the input pointers and strides come from live ndarray views whose shapes were
-    // checked by the caller; `out` is a fresh `m×n` row-major buffer that aliases neither.
-    // With `read_dst` false and k > 0, gemm writes every element of `out` without reading
-    // any, so it is initialised afterwards.
+    // SAFETY: the input pointers and strides come from live ndarray views whose shapes the
+    // callers checked; the caller guarantees `dst`.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            out.as_mut_ptr().cast::<f32>(),
+            dst,
             1,
             n as isize,
             false,
@@ -90,8 +115,7 @@ fn product(a: ArrayView2<f32>, b: ArrayView2<f32>, par: gemm::Parallelism) -> Ar
             false,
             false,
             par,
-        );
-        out.assume_init()
+        )
     }
 }
 

@@ -505,28 +505,41 @@ struct MaterialRows<'a> {
 }
 
 impl BnGradRows for MaterialRows<'_> {
-    fn dy(&self, r: usize, dy: &mut [f32]) {
-        let c = dy.len();
-        dy.copy_from_slice(&self.dy[r * c..(r + 1) * c]);
+    fn dy<'a>(&'a self, r: usize, buf: &'a mut [f32]) -> &'a [f32] {
+        &self.dy[r * buf.len()..(r + 1) * buf.len()]
     }
 
-    fn dy_centred(&self, r: usize, dy: &mut [f32], xc: &mut [f32]) {
-        self.dy(r, dy);
-        let x = &self.xs[r * dy.len()..(r + 1) * dy.len()];
-        for ((xc, &x), &m) in xc.iter_mut().zip(x).zip(self.mean) {
+    fn dy_centred<'a>(
+        &'a self,
+        r: usize,
+        buf: &'a mut [f32],
+        xc: &'a mut [f32],
+    ) -> (&'a [f32], &'a [f32]) {
+        let c = buf.len();
+        for ((xc, &x), &m) in xc
+            .iter_mut()
+            .zip(&self.xs[r * c..(r + 1) * c])
+            .zip(self.mean)
+        {
             *xc = x - m;
         }
+        (&self.dy[r * c..(r + 1) * c], xc)
     }
 }
 
 /// The rows the BatchNorm backward pass reads, computed on the fly by its caller instead of
-/// being materialised.
+/// being materialised (or borrowed from it where they are).
 pub(crate) trait BnGradRows: Sync {
-    /// Writes ∂L/∂y of row `r` into `dy`.
-    fn dy(&self, r: usize, dy: &mut [f32]);
-    /// Writes ∂L/∂y of row `r` into `dy` and, where it is not zero, the centred input
-    /// `x − μ` into `xc` (elsewhere `xc` may hold anything finite).
-    fn dy_centred(&self, r: usize, dy: &mut [f32], xc: &mut [f32]);
+    /// ∂L/∂y of row `r` (`buf.len()` channels): written into `buf`, or the caller's own row.
+    fn dy<'a>(&'a self, r: usize, buf: &'a mut [f32]) -> &'a [f32];
+    /// ∂L/∂y of row `r` as [`Self::dy`], and the centred input `x − μ` where ∂L/∂y is not
+    /// zero (elsewhere anything finite), written into `xc` or the caller's own.
+    fn dy_centred<'a>(
+        &'a self,
+        r: usize,
+        buf: &'a mut [f32],
+        xc: &'a mut [f32],
+    ) -> (&'a [f32], &'a [f32]);
 }
 
 /// BatchNorm backward with ∂L/∂y given row by row. Returns dx and accumulates dγ, dβ.
@@ -547,12 +560,11 @@ pub(crate) fn bn_backward_rows(
         .into_par_iter()
         .map(|b| {
             let mut acc = vec![0.0f32; 2 * c];
-            let (mut dy, mut xc) = (vec![0.0f32; c], vec![0.0f32; c]);
+            let (mut dy_buf, mut xc_buf) = (vec![0.0f32; c], vec![0.0f32; c]);
             let (sum_dy, sum_dy_xc) = acc.split_at_mut(c);
             for r in b * REDUCE_ROWS..((b + 1) * REDUCE_ROWS).min(rows) {
-                grad.dy_centred(r, &mut dy, &mut xc);
-                for (((s, sx), &d), &xc) in sum_dy.iter_mut().zip(&mut *sum_dy_xc).zip(&dy).zip(&xc)
-                {
+                let (dy, xc) = grad.dy_centred(r, &mut dy_buf, &mut xc_buf);
+                for (((s, sx), &d), &xc) in sum_dy.iter_mut().zip(&mut *sum_dy_xc).zip(dy).zip(xc) {
                     *s += d;
                     *sx += d * xc;
                 }
@@ -580,10 +592,10 @@ pub(crate) fn bn_backward_rows(
     // SAFETY: every row of every block is written (the zip's shortest input is the row).
     unsafe {
         build_rows(rows, c, REDUCE_ROWS, |first, dst| {
-            let mut dy = vec![0.0f32; c];
+            let mut dy_buf = vec![0.0f32; c];
             for (i, d) in dst.chunks_exact_mut(c).enumerate() {
                 let r = first + i;
-                grad.dy(r, &mut dy);
+                let dy = grad.dy(r, &mut dy_buf);
                 let vals = dy
                     .iter()
                     .zip(&xs[r * c..(r + 1) * c])
