@@ -38,6 +38,11 @@ pub struct Args {
     /// With --train: also time one whole epoch.
     #[arg(long)]
     pub epoch: bool,
+    /// With --train: keep every layer full precision (by default the estimator's first
+    /// decision makes some binary, as in a real run, and binary layers on spikes run their
+    /// forward product by popcounts).
+    #[arg(long)]
+    pub full_precision: bool,
     #[command(flatten)]
     pub data: super::train::DataArgs,
 }
@@ -194,6 +199,7 @@ pub fn run(a: Args) -> Result<()> {
             batch: a.batch.max(1),
             steps: a.steps.max(1),
             epoch: a.epoch,
+            full_precision: a.full_precision,
             data: &a.data,
         };
         return super::bench_train::run(&setup, &out);

@@ -15,6 +15,7 @@ pub struct Setup<'a> {
     pub batch: usize,
     pub steps: usize,
     pub epoch: bool,
+    pub full_precision: bool,
     pub data: &'a super::train::DataArgs,
 }
 
@@ -44,7 +45,7 @@ pub fn run(s: &Setup, out: &Path) -> Result<()> {
             ds.name
         );
     }
-    let config = TrainConfig {
+    let mut config = TrainConfig {
         arch: s.arch.into(),
         time_steps: s.time_steps,
         batch: s.batch,
@@ -52,8 +53,11 @@ pub fn run(s: &Setup, out: &Path) -> Result<()> {
         qat_epochs: 0,
         ..TrainConfig::default()
     };
+    if s.full_precision {
+        config.ale.cap = 0.0;
+    }
     let mut ck = Checkpoint::new(config)?;
-    // The estimator's first decision, as in a real run (binary layers cost the same here).
+    // The estimator's first decision, as in a real run (none binary with --full-precision).
     let cal = ds.train.take(256);
     spikeforge_trainer::ale::update(
         &mut ck.net,

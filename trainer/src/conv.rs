@@ -33,9 +33,11 @@ pub fn forward(x: ArrayView2<f32>, g: &ConvGeom, frames: usize, w: ArrayView2<f3
     let xs = x.as_slice().expect("standard layout");
     let (out, n) = (w.nrows(), block_frames(g));
     let (per_in, per_out) = (g.h * g.w * g.c, g.ho * g.wo);
-    let mut y = vec![0.0f32; frames * per_out * out];
+    let len = frames * per_out * out;
+    let mut y: Vec<f32> = Vec::with_capacity(len);
     if out > 0 {
-        y.par_chunks_mut(n * per_out * out)
+        y.spare_capacity_mut()[..len]
+            .par_chunks_mut(n * per_out * out)
             .zip(xs.par_chunks(n * per_in))
             .for_each(|(dst, src)| {
                 let (cols, frames) = block_cols(src, g);
@@ -44,6 +46,8 @@ pub fn forward(x: ArrayView2<f32>, g: &ConvGeom, frames: usize, w: ArrayView2<f3
                 matmul_serial_into(cols, w.t(), dst);
             });
     }
+    // SAFETY: every block of rows was written by its product (nothing when `out` is 0).
+    unsafe { y.set_len(len) };
     Array2::from_shape_vec((frames * per_out, out), y).expect("shape")
 }
 

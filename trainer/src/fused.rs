@@ -160,10 +160,14 @@ fn winner_grads(
     let (k, shift) = cache.bn.affine(bn);
     let mean = cache.bn.mean();
     let xs = cache.bn.xs();
-    let mut du = vec![0.0f32; gs.len()];
-    let mut xc = vec![0.0f32; gs.len()];
-    du.par_chunks_mut(per_out)
-        .zip(xc.par_chunks_mut(per_out))
+    let len = gs.len();
+    let (mut du, mut xc) = (
+        Vec::<f32>::with_capacity(len),
+        Vec::<f32>::with_capacity(len),
+    );
+    du.spare_capacity_mut()[..len]
+        .par_chunks_mut(per_out.max(1))
+        .zip(xc.spare_capacity_mut()[..len].par_chunks_mut(per_out.max(1)))
         .enumerate()
         .for_each(|(f, (du, xc))| {
             let src = &xs[f * per_in..(f + 1) * per_in];
@@ -187,11 +191,16 @@ fn winner_grads(
                         2 => x2,
                         _ => x3,
                     };
-                    *d = g * sg(x * k + s);
-                    *xc = x - m;
+                    d.write(g * sg(x * k + s));
+                    xc.write(x - m);
                 }
             }
         });
+    // SAFETY: every pooled element of every frame was written above.
+    unsafe {
+        du.set_len(len);
+        xc.set_len(len);
+    }
     (du, xc)
 }
 

@@ -1,6 +1,8 @@
 //! The one matrix-multiply wrapper every layer goes through: `gemm` (runtime-dispatched
 //! AVX-512 or AVX2/FMA kernels) on ndarray views of any strides, so transposes are free.
 
+use std::mem::MaybeUninit;
+
 use ndarray::{s, Array2, ArrayView2};
 use rayon::prelude::*;
 
@@ -60,16 +62,27 @@ pub fn matmul_serial(a: ArrayView2<f32>, b: ArrayView2<f32>) -> Array2<f32> {
     product(a, b, gemm::Parallelism::None)
 }
 
-/// `a·b` written into `dst` (`m·n` values, row-major), on the calling thread.
-pub fn matmul_serial_into(a: ArrayView2<f32>, b: ArrayView2<f32>, dst: &mut [f32]) {
+/// `a·b` written into `dst` (`m·n` values, row-major, initialised by the call), on the
+/// calling thread.
+pub fn matmul_serial_into(a: ArrayView2<f32>, b: ArrayView2<f32>, dst: &mut [MaybeUninit<f32>]) {
     let ((m, k), n) = (a.dim(), b.ncols());
     assert_eq!(k, b.nrows(), "inner dimensions");
     assert_eq!(dst.len(), m * n, "output size");
     if k == 0 {
-        dst.fill(0.0);
+        dst.iter_mut().for_each(|d| {
+            d.write(0.0);
+        });
     } else if m > 0 && n > 0 {
-        // SAFETY: `dst` is a live `m×n` buffer that aliases neither input.
-        unsafe { gemm_raw(a, b, dst.as_mut_ptr(), gemm::Parallelism::None) }
+        // SAFETY: `dst` is a live `m×n` buffer that aliases neither input; gemm writes every
+        // element without reading any (k > 0).
+        unsafe {
+            gemm_raw(
+                a,
+                b,
+                dst.as_mut_ptr().cast::<f32>(),
+                gemm::Parallelism::None,
+            )
+        }
     }
 }
 
