@@ -83,9 +83,7 @@ fn pool_spikes(
             let mut count = 0u64;
             for o in 0..ho * wo {
                 let (oy, ox) = (o / wo, o % wo);
-                let [t0, t1, t2, t3] =
-                    [0, 1, w, w + 1].map(|d| &src[(2 * oy * w + 2 * ox + d) * c..][..c]);
-                let taps = t0.iter().zip(t1).zip(t2.iter().zip(t3));
+                let taps = ops::window_taps(src, oy, ox, w, c);
                 let mut window = 0u32;
                 for (((d, a), ((&x0, &x1), (&x2, &x3))), (&k, &s)) in dst[o * c..(o + 1) * c]
                     .iter_mut()
@@ -173,9 +171,7 @@ fn winner_grads(
             let src = &xs[f * per_in..(f + 1) * per_in];
             for o in 0..ho * wo {
                 let (oy, ox) = (o / wo, o % wo);
-                let [t0, t1, t2, t3] =
-                    [0, 1, w, w + 1].map(|d| &src[(2 * oy * w + 2 * ox + d) * c..][..c]);
-                let taps = t0.iter().zip(t1).zip(t2.iter().zip(t3));
+                let taps = ops::window_taps(src, oy, ox, w, c);
                 let r = f * per_out + o * c..f * per_out + (o + 1) * c;
                 let pooled = cache.arg[r.clone()].iter().zip(&gs[r]);
                 let outs = du[o * c..(o + 1) * c]

@@ -174,15 +174,25 @@ struct LayerCache {
     /// Rows of the layer's synaptic output.
     rows: usize,
     w_eff: Array2<f32>,
-    bn: Option<ops::BnCache>,
-    lif: Option<ops::LifCache>,
-    /// ReLU networks: the activation (its positive entries pass the gradient).
-    relu_out: Option<Array2<f32>>,
-    pool_arg: Vec<u8>,
-    /// Layers that took the fused one-time-step path: its cache instead of `bn`, `lif` and
-    /// `pool_arg`.
-    fused: Option<fused::FusedCache>,
+    activation: Activation,
     frames: usize,
+}
+
+/// What a layer's activation leaves for the backward pass.
+enum Activation {
+    /// The output layer (the GAP head): nothing.
+    Head,
+    /// BatchNorm, the neuron and pooling, each on its own.
+    Separate {
+        /// Training mode only.
+        bn: Option<ops::BnCache>,
+        lif: Option<ops::LifCache>,
+        /// ReLU networks: the activation (its positive entries pass the gradient).
+        relu_out: Option<Array2<f32>>,
+        pool_arg: Vec<u8>,
+    },
+    /// The fused one-time-step path.
+    Fused(fused::FusedCache),
 }
 
 /// The result of a forward pass.
@@ -613,16 +623,16 @@ impl Net {
                     input,
                     rows,
                     w_eff,
-                    bn: None,
-                    lif: None,
-                    relu_out: None,
-                    pool_arg: Vec::new(),
-                    fused: None,
+                    activation: Activation::Head,
                     frames,
                 });
+                let fused_layers = caches
+                    .iter()
+                    .filter(|c| matches!(c.activation, Activation::Fused(_)))
+                    .count();
                 return Pass::Full(Forward {
                     logits,
-                    fused_layers: caches.iter().filter(|c| c.fused.is_some()).count(),
+                    fused_layers,
                     popcount_layers,
                     caches,
                     batch: b,
@@ -649,11 +659,7 @@ impl Net {
                     input,
                     rows,
                     w_eff,
-                    bn: None,
-                    lif: None,
-                    relu_out: None,
-                    pool_arg: Vec::new(),
-                    fused: Some(cache),
+                    activation: Activation::Fused(cache),
                     frames,
                 });
                 x = out;
@@ -691,11 +697,12 @@ impl Net {
                 input,
                 rows,
                 w_eff,
-                bn: bn_cache,
-                lif: lif_cache,
-                relu_out,
-                pool_arg: arg,
-                fused: None,
+                activation: Activation::Separate {
+                    bn: bn_cache,
+                    lif: lif_cache,
+                    relu_out,
+                    pool_arg: arg,
+                },
                 frames,
             });
             x = out;
@@ -726,62 +733,71 @@ impl Net {
         for l in (0..n).rev() {
             let spec = self.specs[l];
             let cache = caches.pop().expect("one cache per layer");
-            if let Some(fc) = &cache.fused {
-                let bn = self.params[l].bn.as_ref().expect("bn");
-                let g = &mut grads[l];
-                g.gamma = vec![0.0; spec.out];
-                g.beta = vec![0.0; spec.out];
-                dy = fused::backward(dy.view(), bn, &self.lif, fc, &mut g.gamma, &mut g.beta);
-            } else if !spec.last {
-                // dy here is ∂L/∂(pooled spikes) of layer l.
-                let frames_all = b * t_steps;
-                let dspk = match spec.pool {
-                    Some(kind) => ops::pool_backward(
-                        dy.view(),
-                        kind,
-                        &cache.pool_arg,
-                        frames_all,
-                        spec.out_hw.0,
-                        spec.out_hw.1,
-                    ),
-                    None => dy,
-                };
-                let mut dz = match &cache.relu_out {
-                    Some(a) => {
-                        let mut d = dspk;
-                        d.zip_mut_with(a, |g, &v| {
-                            if v <= 0.0 {
-                                *g = 0.0
-                            }
-                        });
-                        d
-                    }
-                    None => ops::lif_backward(
-                        &dspk,
-                        t_steps,
-                        &self.lif,
-                        cache.lif.as_ref().expect("lif cache"),
-                    ),
-                };
-                if l == 0 && t_steps > 1 {
-                    let rows = dz.nrows() / t_steps;
-                    let mut sum = dz.slice(s![..rows, ..]).to_owned();
-                    for t in 1..t_steps {
-                        sum += &dz.slice(s![t * rows..(t + 1) * rows, ..]);
-                    }
-                    dz = sum;
+            match &cache.activation {
+                Activation::Head => {}
+                Activation::Fused(fc) => {
+                    let bn = self.params[l].bn.as_ref().expect("bn");
+                    let g = &mut grads[l];
+                    g.gamma = vec![0.0; spec.out];
+                    g.beta = vec![0.0; spec.out];
+                    dy = fused::backward(dy.view(), bn, &self.lif, fc, &mut g.gamma, &mut g.beta);
                 }
-                let bn = self.params[l].bn.as_ref().expect("bn");
-                let g = &mut grads[l];
-                g.gamma = vec![0.0; spec.out];
-                g.beta = vec![0.0; spec.out];
-                dy = ops::bn_backward(
-                    &dz,
-                    bn,
-                    cache.bn.as_ref().expect("training-mode forward"),
-                    &mut g.gamma,
-                    &mut g.beta,
-                );
+                Activation::Separate {
+                    bn: bn_cache,
+                    lif,
+                    relu_out,
+                    pool_arg,
+                } => {
+                    // dy here is ∂L/∂(pooled spikes) of layer l.
+                    let frames_all = b * t_steps;
+                    let dspk = match spec.pool {
+                        Some(kind) => ops::pool_backward(
+                            dy.view(),
+                            kind,
+                            pool_arg,
+                            frames_all,
+                            spec.out_hw.0,
+                            spec.out_hw.1,
+                        ),
+                        None => dy,
+                    };
+                    let mut dz = match relu_out {
+                        Some(a) => {
+                            let mut d = dspk;
+                            d.zip_mut_with(a, |g, &v| {
+                                if v <= 0.0 {
+                                    *g = 0.0
+                                }
+                            });
+                            d
+                        }
+                        None => ops::lif_backward(
+                            &dspk,
+                            t_steps,
+                            &self.lif,
+                            lif.as_ref().expect("lif cache"),
+                        ),
+                    };
+                    if l == 0 && t_steps > 1 {
+                        let rows = dz.nrows() / t_steps;
+                        let mut sum = dz.slice(s![..rows, ..]).to_owned();
+                        for t in 1..t_steps {
+                            sum += &dz.slice(s![t * rows..(t + 1) * rows, ..]);
+                        }
+                        dz = sum;
+                    }
+                    let bn = self.params[l].bn.as_ref().expect("bn");
+                    let g = &mut grads[l];
+                    g.gamma = vec![0.0; spec.out];
+                    g.beta = vec![0.0; spec.out];
+                    dy = ops::bn_backward(
+                        &dz,
+                        bn,
+                        bn_cache.as_ref().expect("training-mode forward"),
+                        &mut g.gamma,
+                        &mut g.beta,
+                    );
+                }
             }
             // dy: ∂L/∂(synaptic output) [rows, out].
             let dw_eff = match spec.geom() {

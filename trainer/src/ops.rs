@@ -83,7 +83,7 @@ impl ConvGeom {
 ///
 /// # Safety
 /// `fill` must write every element of the block it is given.
-pub(crate) unsafe fn build_rows(
+unsafe fn build_rows(
     rows: usize,
     cols: usize,
     block: usize,
@@ -103,7 +103,7 @@ pub(crate) unsafe fn build_rows(
 
 /// Writes `src` into `dst` (same length).
 #[inline]
-pub(crate) fn write_all(dst: &mut [MaybeUninit<f32>], src: impl IntoIterator<Item = f32>) {
+fn write_all(dst: &mut [MaybeUninit<f32>], src: impl IntoIterator<Item = f32>) {
     for (d, v) in dst.iter_mut().zip(src) {
         d.write(v);
     }
@@ -184,6 +184,20 @@ pub enum PoolKind {
     Avg,
 }
 
+/// The four taps of 2×2 window `(oy, ox)` of one frame's map (`w` wide, `c` channels), channel
+/// by channel: `((top left, top right), (bottom left, bottom right))`.
+#[inline]
+pub(crate) fn window_taps(
+    src: &[f32],
+    oy: usize,
+    ox: usize,
+    w: usize,
+    c: usize,
+) -> impl Iterator<Item = ((&f32, &f32), (&f32, &f32))> {
+    let [t0, t1, t2, t3] = [0, 1, w, w + 1].map(|d| &src[(2 * oy * w + 2 * ox + d) * c..][..c]);
+    t0.iter().zip(t1).zip(t2.iter().zip(t3))
+}
+
 /// Pools `[frames·H·W, C]` to `[frames·(H/2)·(W/2), C]`; also returns, for max pooling, which
 /// tap of its window (0 top left, 1 top right, 2 bottom left, 3 bottom right; the first of
 /// equal maxima) won each output element, for the backward pass. Frames run in parallel.
@@ -207,9 +221,7 @@ pub fn pool_forward(
         for oy in 0..ho {
             for ox in 0..wo {
                 let o = (oy * wo + ox) * c;
-                let [t0, t1, t2, t3] =
-                    [0, 1, w, w + 1].map(|d| &src[(2 * oy * w + 2 * ox + d) * c..][..c]);
-                let taps = t0.iter().zip(t1).zip(t2.iter().zip(t3));
+                let taps = window_taps(src, oy, ox, w, c);
                 let dst = &mut dst[o..o + c];
                 if max {
                     // Branch-free selects, so that the channel loop vectorises.
@@ -368,31 +380,18 @@ fn block_sums(
     total
 }
 
-/// `f(row, out_row)` for every row of a new `[rows, C]` matrix, in parallel blocks; `f` must
-/// write all `C` values of its row.
-fn build_by_rows(
-    rows: usize,
-    c: usize,
-    f: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync,
-) -> Array2<f32> {
-    // SAFETY: `f` writes every element of every row (all callers write through `write_all`
-    // on a zip whose shortest input is the row).
-    unsafe {
-        build_rows(rows, c, REDUCE_ROWS, |first, dst| {
-            for (i, d) in dst.chunks_exact_mut(c).enumerate() {
-                f(first + i, d);
-            }
-        })
-    }
-}
-
 /// `x·a + b` per channel of a `[rows, C]` slice.
 fn affine_rows(xs: &[f32], a: &[f32], b: &[f32]) -> Array2<f32> {
     let c = a.len();
-    build_by_rows(xs.len() / c, c, |r, d| {
-        let x = &xs[r * c..(r + 1) * c];
-        write_all(d, x.iter().zip(a).zip(b).map(|((&x, &a), &b)| x * a + b));
-    })
+    // SAFETY: every row of every block is written (the zip's shortest input is the row).
+    unsafe {
+        build_rows(xs.len() / c, c, REDUCE_ROWS, |first, dst| {
+            for (i, d) in dst.chunks_exact_mut(c).enumerate() {
+                let x = &xs[(first + i) * c..(first + i + 1) * c];
+                write_all(d, x.iter().zip(a).zip(b).map(|((&x, &a), &b)| x * a + b));
+            }
+        })
+    }
 }
 
 /// BatchNorm forward. Training mode uses batch statistics (and updates the running ones) and
