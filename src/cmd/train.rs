@@ -155,7 +155,8 @@ pub struct Args {
     /// Estimator hysteresis δ (A5).
     #[arg(long, default_value_t = 0.05)]
     pub ale_hysteresis: f64,
-    /// Largest fraction of candidate layers that may be binary (A5).
+    /// Largest fraction of candidate layers that may be binary, smallest error first; a binary
+    /// layer gives its place up only to one better by more than the hysteresis (A5).
     #[arg(long, default_value_t = 1.0)]
     pub ale_cap: f64,
     /// Re-evaluate the estimator every N epochs.

@@ -40,7 +40,8 @@ pub struct AleConfig {
     pub threshold: f64,
     /// A binary layer returns to full precision only when its error exceeds ε + δ.
     pub hysteresis: f64,
-    /// At most this fraction of candidate layers is binary (smallest error first); 1 = no cap.
+    /// At most this fraction of candidate layers is binary (smallest error first, a binary layer
+    /// ranked δ lower so that close layers do not swap); 1 = no cap.
     pub cap: f64,
     /// Re-evaluate every this many epochs.
     pub every: usize,
@@ -174,7 +175,16 @@ pub fn update(net: &mut Net, cfg: &AleConfig, cal: &Calibration) -> Vec<Decision
             e <= limit
         })
         .collect();
-    want.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+    // Under the cap, a binary layer keeps its place unless another layer's error is lower by more
+    // than δ: the same hysteresis, so two layers with close errors do not swap every epoch.
+    let rank = |&(l, e): &(usize, f64)| {
+        if net.params[l].precision == Precision::Binary {
+            e - cfg.hysteresis
+        } else {
+            e
+        }
+    };
+    want.sort_by(|a, b| rank(a).total_cmp(&rank(b)).then(a.0.cmp(&b.0)));
     let max_binary = ((cfg.cap * candidates.len() as f64).floor() as usize).min(candidates.len());
     let capped: Vec<usize> = want.iter().skip(max_binary).map(|w| w.0).collect();
     want.truncate(max_binary);
@@ -227,5 +237,48 @@ mod tests {
         let w = Array2::from_shape_vec((1, 3), vec![0.1, 0.5, -0.9]).unwrap();
         let x = Array2::eye(3);
         assert!((output_error(w.view(), x.view()) - weight_error(w.view())).abs() < 1e-6);
+    }
+
+    /// Weights alternating between magnitudes 1 and `r` in every row: E1 = 1 − (1+r)²/(2(1+r²)).
+    fn set_two_level_weights(net: &mut Net, l: usize, r: f32) -> f64 {
+        let p = &mut net.params[l].w;
+        for (i, w) in p.iter_mut().enumerate() {
+            let m = if i % 2 == 0 { 1.0 } else { r };
+            *w = if i % 3 == 0 { -m } else { m };
+        }
+        weight_error(net.weights(l))
+    }
+
+    #[test]
+    fn the_cap_keeps_a_binary_layer_unless_another_is_better_by_more_than_the_hysteresis() {
+        let lif = crate::ops::LifConfig::default();
+        let mut net = Net::new("8x8x1-4C3-8C3-8C3-10C3-GAP", 1, lif, false, 1).unwrap();
+        let cfg = AleConfig {
+            threshold: 0.45,
+            cap: 0.5,
+            ..AleConfig::default()
+        };
+        let cal = Calibration {
+            images: &[],
+            labels: &[],
+        };
+        let binary = |net: &Net| net.binary_layers();
+        // Layer 2 (1-based 3) binary; layer 1 a little better, within δ: no swap.
+        net.params[2].precision = Precision::Binary;
+        let e1 = set_two_level_weights(&mut net, 1, 0.3);
+        let e2 = set_two_level_weights(&mut net, 2, 0.25);
+        assert!(e1 < e2 && e2 - e1 < cfg.hysteresis, "{e1} {e2}");
+        let d = update(&mut net, &cfg, &cal);
+        assert_eq!(binary(&net), vec![3], "{d:?}");
+        assert!(d[0].reason.contains("cap"), "{}", d[0].reason);
+        // Layer 1 better by more than δ: the binary place moves to it.
+        let e2 = set_two_level_weights(&mut net, 2, 0.15);
+        assert!(e2 - e1 > cfg.hysteresis, "{e1} {e2}");
+        update(&mut net, &cfg, &cal);
+        assert_eq!(binary(&net), vec![2]);
+        // Without the cap both are binary.
+        let cfg = AleConfig { cap: 1.0, ..cfg };
+        update(&mut net, &cfg, &cal);
+        assert_eq!(binary(&net), vec![2, 3]);
     }
 }
