@@ -14,10 +14,13 @@ use spikeforge_trainer::ops::{LifConfig, ResetKind, Surrogate};
 use spikeforge_trainer::optim::OptimKind;
 use spikeforge_trainer::train::{self, BwoKind, Checkpoint, EpochLog, Observer, TrainConfig};
 
-/// The default architecture per dataset (methods-spec §1.4, halved in width for 2 cores;
-/// max pooling of spikes is an OR gate in hardware).
+/// The default architecture per dataset (methods-spec §1.4 with max pooling, which is an OR gate
+/// on spikes in hardware). Fashion-MNIST gets the reference width: at half width the network
+/// underfits (90.4 % after 20 epochs against 92.8 % after 60 at full width); MNIST and CIFAR are
+/// halved for 2 cores.
 pub fn default_arch(dataset: &str) -> &'static str {
     match dataset {
+        "fashion-mnist" => "28x28x1-64C3-MP2-128C3-MP2-256C3-10C3-GAP",
         "cifar10" => "32x32x3-64C3-128C3-MP2-256C3-MP2-256C3-10C3-GAP",
         "cifar100" => "32x32x3-64C3-128C3-MP2-256C3-MP2-256C3-100C3-GAP",
         _ => "28x28x1-32C3-MP2-64C3-MP2-128C3-10C3-GAP",
