@@ -129,6 +129,17 @@ fn accuracy(net: &mut Net, cal: &Calibration) -> f64 {
     crate::data::accuracy(&crate::ops::classes(&f.logits), cal.labels)
 }
 
+/// The hysteresis a layer in precision `p` enjoys: a binary layer stays binary up to ε + δ, and
+/// under the cap it is ranked δ lower, so that two layers with close errors do not swap every
+/// epoch; a full-precision layer gets none.
+fn held_margin(p: Precision, cfg: &AleConfig) -> f64 {
+    if p == Precision::Binary {
+        cfg.hysteresis
+    } else {
+        0.0
+    }
+}
+
 /// Evaluates every candidate layer and sets the binary set for the next epochs.
 pub fn update(net: &mut Net, cfg: &AleConfig, cal: &Calibration) -> Vec<Decision> {
     let candidates: Vec<usize> = (0..net.specs.len())
@@ -162,29 +173,16 @@ pub fn update(net: &mut Net, cfg: &AleConfig, cal: &Calibration) -> Vec<Decision
         };
         errors.push((l, e));
     }
-    // Hysteresis: a binary layer stays binary up to ε + δ.
+    let margin = |l: usize| held_margin(net.params[l].precision, cfg);
     let mut want: Vec<(usize, f64)> = errors
         .iter()
         .copied()
-        .filter(|&(l, e)| {
-            let limit = if net.params[l].precision == Precision::Binary {
-                cfg.threshold + cfg.hysteresis
-            } else {
-                cfg.threshold
-            };
-            e <= limit
-        })
+        .filter(|&(l, e)| e <= cfg.threshold + margin(l))
         .collect();
-    // Under the cap, a binary layer keeps its place unless another layer's error is lower by more
-    // than δ: the same hysteresis, so two layers with close errors do not swap every epoch.
-    let rank = |&(l, e): &(usize, f64)| {
-        if net.params[l].precision == Precision::Binary {
-            e - cfg.hysteresis
-        } else {
-            e
-        }
-    };
-    want.sort_by(|a, b| rank(a).total_cmp(&rank(b)).then(a.0.cmp(&b.0)));
+    want.sort_by(|a, b| {
+        let rank = |&(l, e): &(usize, f64)| e - margin(l);
+        rank(a).total_cmp(&rank(b)).then(a.0.cmp(&b.0))
+    });
     let max_binary = ((cfg.cap * candidates.len() as f64).floor() as usize).min(candidates.len());
     let capped: Vec<usize> = want.iter().skip(max_binary).map(|w| w.0).collect();
     want.truncate(max_binary);
@@ -194,7 +192,7 @@ pub fn update(net: &mut Net, cfg: &AleConfig, cal: &Calibration) -> Vec<Decision
             let before = net.params[l].precision;
             let binary = want.iter().any(|w| w.0 == l);
             let after = if binary { Precision::Binary } else { Precision::Full };
-            let limit = if before == Precision::Binary { cfg.threshold + cfg.hysteresis } else { cfg.threshold };
+            let limit = cfg.threshold + held_margin(before, cfg);
             let reason = if capped.contains(&l) {
                 format!("error {e:.4} ≤ {limit:.4} but the cap of {max_binary} binary layers is reached")
             } else if binary {
