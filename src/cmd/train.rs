@@ -171,6 +171,10 @@ pub struct Args {
     /// Decide only at epoch ends, not also on the initial weights (full-precision-first).
     #[arg(long)]
     pub ale_no_start: bool,
+    /// Stop re-deciding once BWO starts (default: true). Also applies to a `--resume`d run when
+    /// given, so that a checkpoint from before the option can take it.
+    #[arg(long)]
+    pub ale_freeze_with_bwo: Option<bool>,
     /// Binary weight optimisation (A7).
     #[arg(long, value_enum, default_value = "alpha")]
     pub bwo: BwoArg,
@@ -283,6 +287,7 @@ impl Args {
                 every: self.ale_every.max(1),
                 first_last: self.ale_first_last,
                 at_start: !self.ale_no_start,
+                freeze_with_bwo: self.ale_freeze_with_bwo.unwrap_or(true),
             },
             bwo: match self.bwo {
                 BwoArg::Alpha => BwoKind::Alpha,
@@ -508,6 +513,9 @@ pub fn train_run(a: &Args) -> Result<(Checkpoint, Dataset, usize)> {
         c.config.epochs = c.config.epochs.max(a.epochs);
         if let Some(lr) = a.lr {
             c.config.lr = lr;
+        }
+        if let Some(freeze) = a.ale_freeze_with_bwo {
+            c.config.ale.freeze_with_bwo = freeze;
         }
         c
     } else {

@@ -140,3 +140,50 @@ fn a_resumed_run_equals_an_uninterrupted_one() {
         "weights or optimiser state differ after resume"
     );
 }
+
+/// Per epoch of `log.jsonl`: the layers' precisions and how many estimator decisions it logged.
+fn precisions_and_decisions(out: &Path) -> Vec<(Vec<String>, usize)> {
+    std::fs::read_to_string(out.join("log.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let p = v["precision"].as_array().unwrap();
+            let p = p.iter().map(|x| x.as_str().unwrap().to_string()).collect();
+            (p, v["decisions"].as_array().unwrap().len())
+        })
+        .collect()
+}
+
+#[test]
+fn the_estimator_stops_re_deciding_once_bwo_starts_unless_told_otherwise() {
+    // BWO starts at the end of epoch 1 (patience 0). ε = 1 makes the estimator want the one
+    // candidate layer (the 16-channel convolution) binary at its first epoch-end decision.
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--bwo-patience",
+        "0",
+        "--ale-no-start",
+        "--ale-threshold",
+        "1",
+    ];
+    let frozen = dir.path().join("frozen");
+    let (ok, _, err) = train(&frozen, "2", &args);
+    assert!(ok, "{err}");
+    let full = || vec!["full".to_string(); 3];
+    assert_eq!(
+        precisions_and_decisions(&frozen),
+        vec![(full(), 0), (full(), 0)],
+        "the binary set changed after BWO started"
+    );
+    let free = dir.path().join("free");
+    let (ok, _, err) = train(
+        &free,
+        "2",
+        &[&args[..], &["--ale-freeze-with-bwo", "false"]].concat(),
+    );
+    assert!(ok, "{err}");
+    let log = precisions_and_decisions(&free);
+    assert_eq!(log[0], (full(), 1), "epoch 1 ends with one decision");
+    assert_eq!(log[1].0, ["full", "binary", "full"]);
+}

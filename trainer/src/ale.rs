@@ -51,6 +51,13 @@ pub struct AleConfig {
     /// binary where the error allows and return to full precision when it grows past ε + δ).
     #[serde(default)]
     pub at_start: bool,
+    /// Once BWO starts, the binary set is final and the estimator stops re-deciding: BWO tunes
+    /// the binary weights of the layers chosen so far, and a late swap would throw that away
+    /// (and, with a cap, trade a large binary layer for a small one at the end of the cosine
+    /// schedule, when the network can no longer recover). Checkpoints from before the option
+    /// load with `false`, the behaviour they were trained with.
+    #[serde(default)]
+    pub freeze_with_bwo: bool,
 }
 
 impl Default for AleConfig {
@@ -63,6 +70,7 @@ impl Default for AleConfig {
             every: 1,
             first_last: false,
             at_start: true,
+            freeze_with_bwo: true,
         }
     }
 }

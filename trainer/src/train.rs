@@ -446,11 +446,13 @@ pub fn train(
         if !ck.bwo_active && cfg.bwo != BwoKind::Off && ck.since_best >= cfg.bwo_patience {
             ck.bwo_active = true;
         }
-        let decisions = if epoch.is_multiple_of(cfg.ale.every.max(1)) && epoch < cfg.epochs {
-            ale::update(&mut ck.net, &cfg.ale, &calibration)
-        } else {
-            Vec::new()
-        };
+        let frozen = cfg.ale.freeze_with_bwo && ck.bwo_active;
+        let decisions =
+            if epoch.is_multiple_of(cfg.ale.every.max(1)) && epoch < cfg.epochs && !frozen {
+                ale::update(&mut ck.net, &cfg.ale, &calibration)
+            } else {
+                Vec::new()
+            };
         sync_alpha(ck, cfg.bwo);
         let log = EpochLog {
             epoch,
