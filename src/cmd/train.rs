@@ -287,7 +287,9 @@ impl Args {
                 every: self.ale_every.max(1),
                 first_last: self.ale_first_last,
                 at_start: !self.ale_no_start,
-                freeze_with_bwo: self.ale_freeze_with_bwo.unwrap_or(true),
+                freeze_with_bwo: self
+                    .ale_freeze_with_bwo
+                    .unwrap_or(AleConfig::default().freeze_with_bwo),
             },
             bwo: match self.bwo {
                 BwoArg::Alpha => BwoKind::Alpha,
