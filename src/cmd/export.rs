@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 use spikeforge_trainer::train::Checkpoint;
 
 /// Arguments.
@@ -25,10 +25,18 @@ pub struct Args {
     /// trained without it; 0: keep the checkpoint's statistics).
     #[arg(long, default_value_t = 0)]
     pub bn_recalibrate: usize,
+    /// Export the mean of CHECKPOINT and these checkpoints of the same run instead (weight
+    /// averaging over epoch ends, e.g. the last epochs' snapshots); needs --bn-recalibrate,
+    /// since no averaged network ran with the averaged BatchNorm statistics.
+    #[arg(long, num_args = 1.., value_name = "CKPT")]
+    pub average: Vec<PathBuf>,
 }
 
 pub fn run(a: Args) -> Result<()> {
     let mut ck = Checkpoint::load(&a.checkpoint)?;
+    if !a.average.is_empty() {
+        average_into(&mut ck, &a)?;
+    }
     let ds = if a.eval > 0 || a.bn_recalibrate > 0 {
         Some(spikeforge_trainer::data::load(
             &ck.config.dataset,
@@ -61,5 +69,36 @@ pub fn run(a: Args) -> Result<()> {
     };
     let s = super::train::finish(&ck, &ds, &a.out, Some(a.eval))?;
     super::train::print_summary(&s);
+    Ok(())
+}
+
+/// Replaces `ck`'s network with the mean of it and the `--average` checkpoints'.
+fn average_into(ck: &mut Checkpoint, a: &Args) -> Result<()> {
+    if a.bn_recalibrate == 0 {
+        bail!("--average needs --bn-recalibrate N: the averaged BatchNorm statistics belong to no network");
+    }
+    let others = a
+        .average
+        .iter()
+        .map(|p| Checkpoint::load(p).map_err(anyhow::Error::from))
+        .collect::<Result<Vec<_>>>()?;
+    let nets: Vec<_> = std::iter::once(&ck.net)
+        .chain(others.iter().map(|c| &c.net))
+        .collect();
+    let mean = spikeforge_trainer::average::average(&nets).with_context(|| {
+        let names: Vec<_> = std::iter::once(&a.checkpoint)
+            .chain(&a.average)
+            .map(|p| p.display().to_string())
+            .collect();
+        format!(
+            "averaging {} (network i is the i-th of these)",
+            names.join(", ")
+        )
+    })?;
+    let epochs: Vec<_> = std::iter::once(ck.epoch)
+        .chain(others.iter().map(|c| c.epoch))
+        .collect();
+    println!("averaged {} checkpoints (epochs {epochs:?})", nets.len());
+    ck.net = mean;
     Ok(())
 }

@@ -194,9 +194,22 @@ pub struct Args {
     /// Random horizontal flips (default: on for CIFAR).
     #[arg(long)]
     pub flip: Option<bool>,
+    /// Label smoothing ε of the training loss, 0 ≤ ε < 1 (default 0: plain cross-entropy).
+    /// Also applies to a `--resume`d run when given.
+    #[arg(long, value_parser = parse_smoothing)]
+    pub label_smoothing: Option<f32>,
     /// Hide the per-epoch progress bar.
     #[arg(long)]
     pub quiet: bool,
+}
+
+/// `--label-smoothing`: a probability mass taken from the label, so in [0, 1).
+fn parse_smoothing(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(v) if (0.0..1.0).contains(&v) => Ok(v),
+        Ok(v) => Err(format!("{v} is not in [0, 1)")),
+        Err(e) => Err(format!("`{s}`: {e}")),
+    }
 }
 
 #[derive(clap::ValueEnum, Clone, Copy)]
@@ -309,6 +322,7 @@ impl Args {
             relu: self.relu,
             // The conversion's ANN keeps the running averages its figures were measured with.
             bn_recalibrate: if self.relu { 0 } else { self.bn_recalibrate },
+            label_smoothing: self.label_smoothing.unwrap_or(0.0),
         })
     }
 }
@@ -515,6 +529,9 @@ pub fn train_run(a: &Args) -> Result<(Checkpoint, Dataset, usize)> {
         c.config.epochs = c.config.epochs.max(a.epochs);
         if let Some(lr) = a.lr {
             c.config.lr = lr;
+        }
+        if let Some(eps) = a.label_smoothing {
+            c.config.label_smoothing = eps;
         }
         if let Some(freeze) = a.ale_freeze_with_bwo {
             c.config.ale.freeze_with_bwo = freeze;

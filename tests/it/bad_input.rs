@@ -387,3 +387,67 @@ fn a_diverging_run_stops_and_keeps_the_last_good_checkpoint() {
         good
     );
 }
+
+#[test]
+fn label_smoothing_out_of_range_and_unaverageable_checkpoints_are_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let (ok, _, err) = util::run(&[
+        "train",
+        "--label-smoothing",
+        "1.5",
+        "--out",
+        d.path().to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("--label-smoothing") && err.contains("1.5 is not in [0, 1)"),
+        "{err}"
+    );
+    // Two one-epoch runs of different architectures cannot be averaged.
+    let ckpt = |arch: &str, name: &str| {
+        let out = d.path().join(name);
+        let (ok, _, err) = util::run(&[
+            "train",
+            "--arch",
+            arch,
+            "--limit",
+            "300",
+            "--val",
+            "50",
+            "--epochs",
+            "1",
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(ok, "{err}");
+        out.join("checkpoint.json").to_str().unwrap().to_string()
+    };
+    let (a, b) = (
+        ckpt("28x28x1-4C3-MP2-10", "a"),
+        ckpt("28x28x1-6C3-MP2-10", "b"),
+    );
+    let model = d.path().join("mean.json");
+    let export = |extra: &[&str]| {
+        let mut v = vec![
+            "export",
+            &a,
+            "--average",
+            &b,
+            "--out",
+            model.to_str().unwrap(),
+        ];
+        v.extend_from_slice(extra);
+        util::run(&v)
+    };
+    let (ok, _, err) = export(&[]);
+    assert!(!ok);
+    assert!(err.contains("--average needs --bn-recalibrate"), "{err}");
+    let (ok, _, err) = export(&["--bn-recalibrate", "100"]);
+    assert!(!ok);
+    assert!(
+        err.contains(&a) && err.contains(&b) && err.contains("network 1 cannot be averaged"),
+        "{err}"
+    );
+    assert!(!model.exists(), "partial output left behind");
+}

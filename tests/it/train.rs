@@ -187,3 +187,71 @@ fn the_estimator_stops_re_deciding_once_bwo_starts_unless_told_otherwise() {
     assert_eq!(log[0], (full(), 1), "epoch 1 ends with one decision");
     assert_eq!(log[1].0, ["full", "binary", "full"]);
 }
+
+#[test]
+fn label_smoothing_trains_and_checkpoints_of_a_run_average_into_one_model() {
+    // ε = 10 keeps the one candidate layer binary from the start to the end: every snapshot
+    // has the same binary set, as after BWO freezes it in a real run.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let args = ["--ale-threshold", "10", "--label-smoothing", "0.1"];
+    let (ok, _, err) = train(&out, "2", &[&args[..], &["--stop-after", "1"]].concat());
+    assert!(ok, "{err}");
+    let ckpt = out.join("checkpoint.json");
+    let e1 = dir.path().join("e1.json");
+    std::fs::copy(&ckpt, &e1).unwrap();
+    let (ok, _, err) = train(&out, "2", &["--resume"]);
+    assert!(ok, "{err}");
+    let ck: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&ckpt).unwrap()).unwrap();
+    assert_eq!(ck["config"]["label_smoothing"].as_f64(), Some(0.1));
+    assert_eq!(ck["net"]["params"][1]["precision"], "binary");
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert!(s["integer_accuracy"].as_f64().unwrap() > 0.6, "{s}");
+
+    let export = |extra: &[&str], file: &str| {
+        let path = dir.path().join(file);
+        let mut a = vec![
+            "export",
+            ckpt.to_str().unwrap(),
+            "--bn-recalibrate",
+            "900",
+            "--out",
+            path.to_str().unwrap(),
+        ];
+        a.extend_from_slice(extra);
+        let (ok, stdout, err) = util::run(&a);
+        assert!(ok, "{err}");
+        (std::fs::read(path).unwrap(), stdout)
+    };
+    let (plain, _) = export(&[], "plain.json");
+    // The mean of a network with itself is that network, bit for bit.
+    let (itself, stdout) = export(&["--average", ckpt.to_str().unwrap()], "itself.json");
+    assert!(
+        stdout.contains("averaged 2 checkpoints (epochs [2, 2])"),
+        "{stdout}"
+    );
+    assert!(
+        itself == plain,
+        "averaging a checkpoint with itself changed the model"
+    );
+    let (mean, stdout) = export(
+        &["--average", e1.to_str().unwrap(), "--eval", "10000"],
+        "mean.json",
+    );
+    assert!(stdout.contains("epochs [2, 1]"), "{stdout}");
+    assert!(mean != plain, "the mean of epochs 1 and 2 equals epoch 2");
+    // The averaged model is evaluated like a trained one. Its mean weights lie off the
+    // integer grid that fake quantisation trained on, so float and integer may differ a little.
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("test accuracy on 10000 images"))
+        .unwrap_or_else(|| panic!("no accuracy line: {stdout}"));
+    let gap: f64 = line
+        .rsplit("gap ")
+        .next()
+        .and_then(|g| g.trim_end_matches(" points").parse().ok())
+        .unwrap_or_else(|| panic!("no gap in {line}"));
+    assert!(gap.abs() <= 0.2, "{line}");
+}

@@ -9,6 +9,7 @@
 //! against finite differences in the tests.
 
 pub mod ale;
+pub mod average;
 pub mod conv;
 pub mod convert;
 pub mod data;

@@ -844,7 +844,22 @@ fn lif_backward_with(
 
 /// Softmax cross-entropy over `[B, classes]` logits: mean loss, correct count, ∂loss/∂logits.
 pub fn softmax_ce(logits: &Array2<f32>, labels: &[u8]) -> (f32, usize, Array2<f32>) {
+    softmax_ce_smoothed(logits, labels, 0.0)
+}
+
+/// Cross-entropy against label-smoothed targets `q = (1 − ε)·onehot + ε/K` (Szegedy et al.
+/// 2016): the gradient is `softmax − q`, so a confident correct logit stops being pushed further
+/// once its probability passes `1 − ε + ε/K`. `ε = 0` is plain cross-entropy. Returns the mean
+/// loss, the number of correct rows and the gradient of the mean loss.
+pub fn softmax_ce_smoothed(
+    logits: &Array2<f32>,
+    labels: &[u8],
+    smoothing: f32,
+) -> (f32, usize, Array2<f32>) {
     let b = logits.nrows();
+    let k_classes = logits.ncols();
+    let off = smoothing / k_classes as f32;
+    let on = 1.0 - smoothing + off;
     let mut grad = Array2::zeros(logits.dim());
     let mut loss = 0.0f64;
     let mut correct = 0;
@@ -853,12 +868,15 @@ pub fn softmax_ce(logits: &Array2<f32>, labels: &[u8]) -> (f32, usize, Array2<f3
         let e: Vec<f32> = row.iter().map(|v| (v - m).exp()).collect();
         let z: f32 = e.iter().sum();
         let y = labels[i] as usize;
-        loss += -((e[y] / z).max(1e-30) as f64).ln();
         if argmax(row.as_slice().unwrap_or(&row.to_vec())) == y {
             correct += 1;
         }
         for (k, ev) in e.iter().enumerate() {
-            grad[[i, k]] = (ev / z - f32::from(k == y)) / b as f32;
+            let q = if k == y { on } else { off };
+            if q > 0.0 {
+                loss += -(q as f64) * ((ev / z).max(1e-30) as f64).ln();
+            }
+            grad[[i, k]] = (ev / z - q) / b as f32;
         }
     }
     ((loss / b as f64) as f32, correct, grad)
@@ -997,5 +1015,54 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Label-smoothed cross-entropy: its gradient against central differences of its loss,
+    /// ε = 0 against the plain loss bit for bit, and its minimum where softmax equals q.
+    #[test]
+    fn smoothed_cross_entropy_gradient_and_reduction() {
+        let logits =
+            Array2::from_shape_fn((3, 5), |(i, k)| ((i * 7 + k * 3) % 5) as f32 * 0.7 - 1.1);
+        let labels = [0u8, 3, 4];
+        let plain = softmax_ce(&logits, &labels);
+        let zero = softmax_ce_smoothed(&logits, &labels, 0.0);
+        assert_eq!(plain.0.to_bits(), zero.0.to_bits());
+        assert_eq!(plain.2, zero.2);
+        let eps = 0.1;
+        let (_, correct, grad) = softmax_ce_smoothed(&logits, &labels, eps);
+        assert_eq!(correct, plain.1);
+        let h = 1e-2f32;
+        for i in 0..3 {
+            for k in 0..5 {
+                let mut up = logits.clone();
+                up[[i, k]] += h;
+                let mut down = logits.clone();
+                down[[i, k]] -= h;
+                let numeric = (softmax_ce_smoothed(&up, &labels, eps).0
+                    - softmax_ce_smoothed(&down, &labels, eps).0)
+                    / (2.0 * h);
+                assert!(
+                    (numeric - grad[[i, k]]).abs() < 2e-3,
+                    "({i},{k}): {numeric} vs {}",
+                    grad[[i, k]]
+                );
+            }
+            // Each row's gradient sums to zero: softmax and q are both distributions.
+            assert!(grad.row(i).sum().abs() < 1e-6);
+        }
+        // Logits log(q) make softmax = q: zero gradient, unlike plain cross-entropy.
+        let q: Vec<f32> = (0..5)
+            .map(|k| {
+                if k == 2 {
+                    1.0 - eps + eps / 5.0
+                } else {
+                    eps / 5.0
+                }
+            })
+            .collect();
+        let at_q = Array2::from_shape_fn((1, 5), |(_, k)| q[k].ln());
+        let (_, _, g) = softmax_ce_smoothed(&at_q, &[2], eps);
+        assert!(g.iter().all(|v| v.abs() < 1e-6), "{g:?}");
+        assert!(softmax_ce(&at_q, &[2]).2[[0, 2]] < -1e-3);
     }
 }

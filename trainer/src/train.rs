@@ -80,6 +80,10 @@ pub struct TrainConfig {
     /// 0 keeps the running averages. Checkpoints from before the option load with 0.
     #[serde(default)]
     pub bn_recalibrate: usize,
+    /// Label smoothing ε of the training loss ([`ops::softmax_ce_smoothed`]); validation stays
+    /// plain cross-entropy. Checkpoints from before the option load with 0.
+    #[serde(default)]
+    pub label_smoothing: f32,
 }
 
 impl Default for TrainConfig {
@@ -105,6 +109,7 @@ impl Default for TrainConfig {
             calibration: 512,
             relu: false,
             bn_recalibrate: 5000,
+            label_smoothing: 0.0,
         }
     }
 }
@@ -551,7 +556,8 @@ pub struct StepResult {
 pub fn train_step(ck: &mut Checkpoint, images: &[u8], labels: &[u8], lr: f32) -> StepResult {
     let f = ck.net.forward(images, true, false);
     let rates = f.rates.clone();
-    let (loss, correct, dlogits) = ops::softmax_ce(&f.logits, labels);
+    let smoothing = ck.config.label_smoothing;
+    let (loss, correct, dlogits) = ops::softmax_ce_smoothed(&f.logits, labels, smoothing);
     if loss.is_finite() {
         let grads = ck.net.backward(f, &dlogits);
         apply(ck, &grads, lr);
