@@ -97,7 +97,7 @@ fn ann_args(a: &Args, arch: &str) -> super::train::Args {
     let mut t = super::train::Args::defaults();
     t.data = a.data.clone();
     t.arch = Some(arch.into());
-    t.epochs = a.epochs;
+    t.epochs = Some(a.epochs);
     t.limit = a.limit;
     t.out = a.out.join("ann");
     t.seed = a.seed;

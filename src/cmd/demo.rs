@@ -97,7 +97,7 @@ fn train_args(a: &Args) -> super::train::Args {
     t.data = a.data.clone();
     t.arch = Some(a.arch.clone());
     t.time_steps = a.time_steps;
-    t.epochs = a.epochs;
+    t.epochs = Some(a.epochs);
     t.limit = a.limit;
     t.out = a.out.clone();
     t.seed = a.seed;

@@ -89,9 +89,10 @@ pub struct Args {
     /// Time steps T.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub time_steps: u32,
-    /// Epochs.
-    #[arg(long, default_value_t = 20)]
-    pub epochs: usize,
+    /// Epochs [default: 20]. With --resume: the new length of the run's schedule, longer or
+    /// shorter, but not below the epochs already done (default: the checkpoint's).
+    #[arg(long)]
+    pub epochs: Option<usize>,
     /// Mini-batch size.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     pub batch: u32,
@@ -108,8 +109,8 @@ pub struct Args {
     /// Train a ReLU ANN instead of a spiking network (`spikeforge convert` sets it).
     #[arg(skip)]
     pub relu: bool,
-    /// Continue the run in --out from its checkpoint, with its settings (--epochs may grow,
-    /// --lr may change).
+    /// Continue the run in --out from its checkpoint, with its settings (--epochs and --lr may
+    /// change).
     #[arg(long)]
     pub resume: bool,
     /// Stop after this many epochs of this invocation (the schedule still plans --epochs;
@@ -281,7 +282,7 @@ impl Args {
             dataset: name.into(),
             arch,
             time_steps: self.time_steps as usize,
-            epochs: self.epochs,
+            epochs: self.epochs(),
             batch: self.batch as usize,
             optimizer,
             lr: self.lr.unwrap_or(match optimizer {
@@ -314,7 +315,7 @@ impl Args {
             qat_epochs: if self.relu {
                 0
             } else {
-                self.qat_epochs.min(self.epochs)
+                self.qat_epochs.min(self.epochs())
             },
             shift: self.shift.unwrap_or(if cifar { 4 } else { 0 }),
             flip: self.flip.unwrap_or(cifar),
@@ -328,6 +329,11 @@ impl Args {
 }
 
 impl Args {
+    /// The planned epochs (`--epochs`, default 20).
+    pub fn epochs(&self) -> usize {
+        self.epochs.unwrap_or(20)
+    }
+
     /// `spikeforge train`'s own defaults, for commands that train on their behalf.
     pub fn defaults() -> Args {
         use clap::Parser;
@@ -526,7 +532,16 @@ pub fn train_run(a: &Args) -> Result<(Checkpoint, Dataset, usize)> {
                 config.time_steps
             );
         }
-        c.config.epochs = c.config.epochs.max(a.epochs);
+        if let Some(n) = a.epochs {
+            if n < c.epoch {
+                bail!(
+                    "{}: --epochs {n} is fewer than the {} epochs the checkpoint has done",
+                    ckpt_path.display(),
+                    c.epoch
+                );
+            }
+            c.config.epochs = n;
+        }
         if let Some(lr) = a.lr {
             c.config.lr = lr;
         }

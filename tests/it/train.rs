@@ -141,6 +141,49 @@ fn a_resumed_run_equals_an_uninterrupted_one() {
     );
 }
 
+#[test]
+fn a_resumed_run_can_shorten_its_schedule_but_not_below_what_it_has_done() {
+    // A run planned for 3 epochs and cut to 2 after the first continues on the 2-epoch
+    // schedule: its second epoch starts at the learning rate of a run planned for 2.
+    let dir = tempfile::tempdir().unwrap();
+    let (short, cut) = (dir.path().join("short"), dir.path().join("cut"));
+    let qat = ["--qat-epochs", "1"];
+    let (ok, _, err) = train(&short, "2", &qat);
+    assert!(ok, "{err}");
+    let (ok, _, err) = train(&cut, "3", &[&qat[..], &["--stop-after", "1"]].concat());
+    assert!(ok, "{err}");
+    let (ok, _, err) = train(&cut, "0", &["--resume"]);
+    assert!(!ok);
+    assert!(
+        err.contains("--epochs 0 is fewer than the 1 epochs the checkpoint has done"),
+        "{err}"
+    );
+    let (ok, _, err) = train(&cut, "2", &["--resume"]);
+    assert!(ok, "{err}");
+    let lrs = |p: &Path| -> Vec<f64> {
+        std::fs::read_to_string(p.join("log.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["lr"]
+                    .as_f64()
+                    .unwrap()
+            })
+            .collect()
+    };
+    let (a, b) = (lrs(&short), lrs(&cut));
+    assert_eq!(a.len(), 2, "{a:?}");
+    assert_eq!(b.len(), 2, "{b:?}");
+    assert_eq!(
+        a[1], b[1],
+        "the shortened run is not on the 2-epoch schedule"
+    );
+    assert!(
+        cut.join("model.json").exists(),
+        "the shortened run did not finish"
+    );
+}
+
 /// Per epoch of `log.jsonl`: the layers' precisions and how many estimator decisions it logged.
 fn precisions_and_decisions(out: &Path) -> Vec<(Vec<String>, usize)> {
     std::fs::read_to_string(out.join("log.jsonl"))
