@@ -180,8 +180,10 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "alpha")]
     pub bwo: BwoArg,
     /// Epochs without validation improvement before BWO starts.
-    #[arg(long, default_value_t = 10)]
-    pub bwo_patience: usize,
+    /// [default: 10]. Also applies to a `--resume`d run when given: `--bwo-patience 0` there
+    /// starts BWO (and so freezes the binary set) at the end of the next epoch.
+    #[arg(long)]
+    pub bwo_patience: Option<usize>,
     /// Last epochs trained with fake-quantised integer weights.
     #[arg(long, default_value_t = 2)]
     pub qat_epochs: usize,
@@ -310,7 +312,7 @@ impl Args {
                 BwoArg::Direct => BwoKind::Direct,
                 BwoArg::Off => BwoKind::Off,
             },
-            bwo_patience: self.bwo_patience,
+            bwo_patience: self.bwo_patience.unwrap_or(10),
             // Conversion quantises on its own scale: no fake quantisation of the ANN.
             qat_epochs: if self.relu {
                 0
@@ -544,6 +546,9 @@ pub fn train_run(a: &Args) -> Result<(Checkpoint, Dataset, usize)> {
         }
         if let Some(lr) = a.lr {
             c.config.lr = lr;
+        }
+        if let Some(p) = a.bwo_patience {
+            c.config.bwo_patience = p;
         }
         if let Some(eps) = a.label_smoothing {
             c.config.label_smoothing = eps;

@@ -184,6 +184,36 @@ fn a_resumed_run_can_shorten_its_schedule_but_not_below_what_it_has_done() {
     );
 }
 
+#[test]
+fn bwo_patience_given_on_resume_starts_bwo_and_freezes_the_binary_set() {
+    // ε = 1 and no decision on the initial weights: the estimator decides at each epoch end
+    // while BWO (patience 10) has not started.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let args = [
+        "--ale-no-start",
+        "--ale-threshold",
+        "1",
+        "--stop-after",
+        "1",
+    ];
+    let (ok, _, err) = train(&out, "3", &args);
+    assert!(ok, "{err}");
+    let (ok, _, err) = train(&out, "3", &["--resume", "--bwo-patience", "0"]);
+    assert!(ok, "{err}");
+    let decisions: Vec<usize> = precisions_and_decisions(&out).iter().map(|p| p.1).collect();
+    assert_eq!(
+        decisions,
+        [1, 0, 0],
+        "BWO did not start and freeze at the end of epoch 2"
+    );
+    let ck: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("checkpoint.json")).unwrap())
+            .unwrap();
+    assert_eq!(ck["bwo_active"], true);
+    assert_eq!(ck["config"]["bwo_patience"], 0);
+}
+
 /// Per epoch of `log.jsonl`: the layers' precisions and how many estimator decisions it logged.
 fn precisions_and_decisions(out: &Path) -> Vec<(Vec<String>, usize)> {
     std::fs::read_to_string(out.join("log.jsonl"))
