@@ -89,7 +89,7 @@ pub struct Args {
     /// Time steps T.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub time_steps: u32,
-    /// Epochs [default: 20]. With --resume: the new length of the run's schedule, longer or
+    /// Epochs (default 20). With --resume: the new length of the run's schedule, longer or
     /// shorter, but not below the epochs already done (default: the checkpoint's).
     #[arg(long)]
     pub epochs: Option<usize>,
@@ -179,9 +179,9 @@ pub struct Args {
     /// Binary weight optimisation (A7).
     #[arg(long, value_enum, default_value = "alpha")]
     pub bwo: BwoArg,
-    /// Epochs without validation improvement before BWO starts.
-    /// [default: 10]. Also applies to a `--resume`d run when given: `--bwo-patience 0` there
-    /// starts BWO (and so freezes the binary set) at the end of the next epoch.
+    /// Epochs without validation improvement before BWO starts (default 10). Also applies to a
+    /// `--resume`d run when given: 0 there starts BWO (and so freezes the binary set) at the
+    /// end of the next epoch.
     #[arg(long)]
     pub bwo_patience: Option<usize>,
     /// Last epochs trained with fake-quantised integer weights.
