@@ -60,11 +60,7 @@ pub fn average(nets: &[&Net]) -> Result<Net, AverageError> {
             *alpha = mean(&|n| n.params[l].alpha.as_deref().expect("checked by compatible"));
         }
     }
-    out.head_log_scale = (nets
-        .iter()
-        .map(|n| f64::from(n.head_log_scale))
-        .sum::<f64>()
-        / k) as f32;
+    out.head_log_scale = mean(&|n| std::slice::from_ref(&n.head_log_scale))[0];
     Ok(out)
 }
 
