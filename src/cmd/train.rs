@@ -12,6 +12,7 @@ use spikeforge_trainer::export;
 use spikeforge_trainer::net::Precision;
 use spikeforge_trainer::ops::{LifConfig, ResetKind, Surrogate};
 use spikeforge_trainer::optim::OptimKind;
+use spikeforge_trainer::swa::SwaLog;
 use spikeforge_trainer::train::{self, BwoKind, Checkpoint, EpochLog, Observer, TrainConfig};
 
 /// The default architecture per dataset (methods-spec §1.4 with max pooling, which is an OR gate
@@ -123,7 +124,7 @@ pub struct Args {
     /// Optimiser.
     #[arg(long, value_enum, default_value = "adam")]
     pub optimizer: Optim,
-    /// Peak learning rate (cosine schedule to zero).
+    /// Peak learning rate (cosine schedule to zero, or to --swa-lr).
     #[arg(long)]
     pub lr: Option<f32>,
     /// SGD momentum.
@@ -201,6 +202,17 @@ pub struct Args {
     /// Also applies to a `--resume`d run when given.
     #[arg(long, value_parser = parse_smoothing)]
     pub label_smoothing: Option<f32>,
+    /// Stochastic weight averaging: the cosine schedule anneals to --swa-lr, the last N epochs
+    /// train at that flat rate, and the run ends with the mean of their end networks, its
+    /// BatchNorm statistics re-estimated (0: off). Also applies to a `--resume`d run when
+    /// given: `--resume --epochs 180 --swa-epochs 20` adds 20 averaged epochs to a finished
+    /// 160-epoch run.
+    #[arg(long)]
+    pub swa_epochs: Option<usize>,
+    /// The flat learning rate of --swa-epochs (default: a tenth of --lr). Also applies to a
+    /// `--resume`d run when given.
+    #[arg(long)]
+    pub swa_lr: Option<f32>,
     /// Hide the per-epoch progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -280,6 +292,10 @@ impl Args {
             Optim::Adam => OptimKind::Adam,
             Optim::Sgd => OptimKind::Sgd,
         };
+        let lr = self.lr.unwrap_or(match optimizer {
+            OptimKind::Adam => 2e-3,
+            OptimKind::Sgd => 0.1,
+        });
         Ok(TrainConfig {
             dataset: name.into(),
             arch,
@@ -287,10 +303,7 @@ impl Args {
             epochs: self.epochs(),
             batch: self.batch as usize,
             optimizer,
-            lr: self.lr.unwrap_or(match optimizer {
-                OptimKind::Adam => 2e-3,
-                OptimKind::Sgd => 0.1,
-            }),
+            lr,
             momentum: self.momentum,
             weight_decay: self.weight_decay,
             seed: self.seed,
@@ -326,6 +339,8 @@ impl Args {
             // The conversion's ANN keeps the running averages its figures were measured with.
             bn_recalibrate: if self.relu { 0 } else { self.bn_recalibrate },
             label_smoothing: self.label_smoothing.unwrap_or(0.0),
+            swa_epochs: self.swa_epochs.unwrap_or(0),
+            swa_lr: self.swa_lr.unwrap_or(lr / 10.0),
         })
     }
 }
@@ -424,6 +439,19 @@ impl Observer for Console {
         // A failed log write must not stop a long run; the checkpoint holds the same log.
         let _ = writeln!(self.log, "{}", serde_json::to_string(e).unwrap_or_default());
     }
+
+    fn averaged(&mut self, s: &SwaLog) {
+        let (first, last) = (s.epochs.first(), s.epochs.last());
+        println!(
+            "weight average of epochs {}–{} ({} networks), BatchNorm re-estimated: val loss {:.4} acc {:.2} % (the last epoch alone: {:.2} %)",
+            first.unwrap_or(&0),
+            last.unwrap_or(&0),
+            s.epochs.len(),
+            s.val_loss,
+            s.val_acc * 100.0,
+            s.last_val_acc * 100.0
+        );
+    }
 }
 
 /// What a finished run reports (also written as `summary.json`).
@@ -444,6 +472,9 @@ pub struct Summary {
     pub storage_saving_percent: f64,
     pub train_seconds: f64,
     pub model: PathBuf,
+    /// What the weight average gave on the validation images (runs with --swa-epochs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub swa: Option<SwaLog>,
     /// The float network's class for each evaluated test image.
     #[serde(skip)]
     pub float_classes: Vec<usize>,
@@ -490,6 +521,7 @@ pub fn finish(
         storage_saving_percent: 100.0 * (1.0 - bits as f64 / full.max(1) as f64),
         train_seconds: ck.log.iter().map(|e| e.seconds).sum(),
         model: model_path.to_path_buf(),
+        swa: ck.swa_log.clone(),
         float_classes: float_pred,
         integer_classes: int_pred,
     })
@@ -509,6 +541,27 @@ pub fn print_summary(s: &Summary) {
         s.weight_bits, s.storage_saving_percent, s.weight_bits_all_full_precision, s.binary_layers, s.epochs, s.train_seconds
     );
     println!("model: {}", s.model.display());
+}
+
+/// Refuses weight-averaging settings that cannot work.
+fn check_swa(c: &TrainConfig) -> Result<()> {
+    if c.swa_epochs == 0 {
+        return Ok(());
+    }
+    if c.swa_epochs >= c.epochs {
+        bail!(
+            "--swa-epochs {} leaves no epochs of the {} for the schedule before the averaging",
+            c.swa_epochs,
+            c.epochs
+        );
+    }
+    if c.bn_recalibrate == 0 {
+        bail!("--swa-epochs needs --bn-recalibrate N > 0: the averaged BatchNorm statistics belong to no network");
+    }
+    if !(c.swa_lr > 0.0 && c.swa_lr.is_finite()) {
+        bail!("--swa-lr {} is not a positive learning rate", c.swa_lr);
+    }
+    Ok(())
 }
 
 /// Trains per the arguments; returns the final checkpoint, the dataset and the train size.
@@ -556,8 +609,16 @@ pub fn train_run(a: &Args) -> Result<(Checkpoint, Dataset, usize)> {
         if let Some(freeze) = a.ale_freeze_with_bwo {
             c.config.ale.freeze_with_bwo = freeze;
         }
+        if let Some(n) = a.swa_epochs {
+            c.config.swa_epochs = n;
+            c.config.swa_lr = a.swa_lr.unwrap_or(c.config.lr / 10.0);
+        } else if let Some(lr) = a.swa_lr {
+            c.config.swa_lr = lr;
+        }
+        check_swa(&c.config).with_context(|| format!("resuming {}", ckpt_path.display()))?;
         c
     } else {
+        check_swa(&config)?;
         Checkpoint::new(config)?
     };
     let ds = a.data.load()?;

@@ -451,3 +451,34 @@ fn label_smoothing_out_of_range_and_unaverageable_checkpoints_are_refused() {
     );
     assert!(!model.exists(), "partial output left behind");
 }
+
+#[test]
+fn weight_averaging_that_cannot_work_is_refused_before_any_output() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("run");
+    let train = |extra: &[&str]| {
+        let mut v = vec!["train", "--epochs", "3", "--out", out.to_str().unwrap()];
+        v.extend_from_slice(extra);
+        util::run(&v)
+    };
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["--swa-epochs", "3"],
+            "--swa-epochs 3 leaves no epochs of the 3",
+        ),
+        (
+            &["--swa-epochs", "1", "--bn-recalibrate", "0"],
+            "--swa-epochs needs --bn-recalibrate N > 0",
+        ),
+        (
+            &["--swa-epochs", "1", "--swa-lr", "0"],
+            "--swa-lr 0 is not a positive learning rate",
+        ),
+    ];
+    for (args, expect) in cases {
+        let (ok, _, err) = train(args);
+        assert!(!ok, "{args:?} accepted");
+        assert!(err.contains(expect), "{args:?}: {err}");
+        assert!(!out.exists(), "{args:?} left output behind");
+    }
+}

@@ -142,6 +142,51 @@ fn a_resumed_run_equals_an_uninterrupted_one() {
 }
 
 #[test]
+fn weight_averaging_ends_the_run_with_the_mean_and_resumes_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let whole = dir.path().join("whole");
+    let parts = dir.path().join("parts");
+    let swa = ["--swa-epochs", "2", "--swa-lr", "1e-3"];
+    let (ok, stdout, err) = train(&whole, "3", &swa);
+    assert!(ok, "{err}");
+    assert!(
+        stdout.contains("weight average of epochs 2–3 (2 networks), BatchNorm re-estimated"),
+        "{stdout}"
+    );
+    let json = |p: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    };
+    let ck = json(&whole.join("checkpoint.json"));
+    let lrs: Vec<f64> = (0..3)
+        .map(|e| ck["log"][e]["lr"].as_f64().unwrap())
+        .collect();
+    // Epoch 1 anneals from --lr to --swa-lr; epochs 2 and 3 are flat.
+    for (got, want) in lrs.iter().zip([5e-3, 1e-3, 1e-3]) {
+        assert!((got - want).abs() < 1e-9, "{lrs:?}");
+    }
+    assert!(ck.get("swa").is_none(), "the running mean outlived the run");
+    assert_eq!(ck["swa_log"]["epochs"], serde_json::json!([2, 3]));
+    let summary = json(&whole.join("summary.json"));
+    assert_eq!(summary["swa"], ck["swa_log"]);
+    assert!(
+        summary["integer_accuracy"].as_f64().unwrap() > 0.6,
+        "{summary}"
+    );
+
+    // Interrupted inside the averaging phase: the checkpoint carries the running mean.
+    let (ok, _, err) = train(&parts, "3", &[&swa[..], &["--stop-after", "2"]].concat());
+    assert!(ok, "{err}");
+    let ck = json(&parts.join("checkpoint.json"));
+    assert_eq!(ck["swa"]["epochs"], serde_json::json!([2]));
+    let (ok, _, err) = train(&parts, "3", &["--resume"]);
+    assert!(ok, "{err}");
+    let read = |p: &Path| std::fs::read(p.join("model.json")).unwrap();
+    assert_eq!(read(&whole), read(&parts), "model after resume differs");
+    let net = |p: &Path| json(&p.join("checkpoint.json"))["net"].clone();
+    assert_eq!(net(&whole), net(&parts), "mean after resume differs");
+}
+
+#[test]
 fn a_resumed_run_can_shorten_its_schedule_but_not_below_what_it_has_done() {
     // A run planned for 3 epochs and cut to 2 after the first continues on the 2-epoch
     // schedule: its second epoch starts at the learning rate of a run planned for 2.

@@ -29,22 +29,30 @@ pub enum AverageError {
 /// constants and the precision of every layer (in one run: checkpoints after the estimator's
 /// last decision, e.g. once BWO has frozen the binary set).
 pub fn average(nets: &[&Net]) -> Result<Net, AverageError> {
-    let (first, rest) = nets.split_first().ok_or(AverageError::Empty)?;
-    for (i, n) in rest.iter().enumerate() {
+    let weighted: Vec<(&Net, f64)> = nets.iter().map(|&n| (n, 1.0)).collect();
+    weighted_average(&weighted)
+}
+
+/// The element-wise mean of the networks weighted by their factors, Σ wᵢ·xᵢ / Σ wᵢ (a running
+/// mean of k networks with one more is `[(mean, k), (next, 1)]`); the same conditions as
+/// [`average`].
+pub fn weighted_average(nets: &[(&Net, f64)]) -> Result<Net, AverageError> {
+    let ((first, _), rest) = nets.split_first().ok_or(AverageError::Empty)?;
+    for (i, (n, _)) in rest.iter().enumerate() {
         compatible(first, n).map_err(|reason| AverageError::Mismatch {
             index: i + 1,
             reason,
         })?;
     }
-    let k = nets.len() as f64;
+    let total: f64 = nets.iter().map(|(_, w)| w).sum();
     let mean = |pick: &dyn Fn(&Net) -> &[f32]| -> Vec<f32> {
         let mut acc = vec![0.0f64; pick(first).len()];
-        for n in nets {
+        for (n, weight) in nets {
             for (a, &v) in acc.iter_mut().zip(pick(n)) {
-                *a += f64::from(v);
+                *a += weight * f64::from(v);
             }
         }
-        acc.iter().map(|&a| (a / k) as f32).collect()
+        acc.iter().map(|&a| (a / total) as f32).collect()
     };
     let mut out = (*first).clone();
     for (l, p) in out.params.iter_mut().enumerate() {

@@ -21,6 +21,7 @@ pub mod ops;
 pub mod optim;
 pub mod plot;
 pub mod popcount;
+pub mod swa;
 pub mod train;
 
 pub use data::{Dataset, Split};

@@ -19,7 +19,8 @@ use crate::ale::{self, AleConfig, Calibration, Decision};
 use crate::data::Split;
 use crate::net::{mean_abs_rows, Net, Precision};
 use crate::ops::{self, LifConfig};
-use crate::optim::{cosine, Hyper, OptimKind, Optimizer};
+use crate::optim::{Hyper, OptimKind, Optimizer};
+use crate::swa::{self, SwaLog, SwaState};
 
 /// Binary weight optimisation (A7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,7 +49,7 @@ pub struct TrainConfig {
     pub batch: usize,
     /// Optimiser.
     pub optimizer: OptimKind,
-    /// Peak learning rate (cosine schedule to 0).
+    /// Peak learning rate (cosine schedule to 0, or to `swa_lr`).
     pub lr: f32,
     /// SGD momentum.
     pub momentum: f32,
@@ -84,6 +85,14 @@ pub struct TrainConfig {
     /// plain cross-entropy. Checkpoints from before the option load with 0.
     #[serde(default)]
     pub label_smoothing: f32,
+    /// Stochastic weight averaging ([`crate::swa`]): the last this-many epochs train at the
+    /// flat rate `swa_lr` and the run ends with the mean of their end networks; 0: off (the
+    /// cosine schedule anneals to 0). Checkpoints from before the option load with 0.
+    #[serde(default)]
+    pub swa_epochs: usize,
+    /// The flat learning rate of the averaging phase, which the cosine schedule anneals to.
+    #[serde(default)]
+    pub swa_lr: f32,
 }
 
 impl Default for TrainConfig {
@@ -110,6 +119,8 @@ impl Default for TrainConfig {
             relu: false,
             bn_recalibrate: 5000,
             label_smoothing: 0.0,
+            swa_epochs: 0,
+            swa_lr: 0.0,
         }
     }
 }
@@ -167,6 +178,12 @@ pub struct Checkpoint {
     /// The estimator's decisions before the first epoch (with `ale.at_start`).
     #[serde(default)]
     pub start_decisions: Vec<Decision>,
+    /// The running weight average of the flat phase, while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swa: Option<SwaState>,
+    /// What the weight average gave, once the run has ended with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swa_log: Option<SwaLog>,
 }
 
 /// `format` of checkpoint files.
@@ -228,6 +245,8 @@ impl Checkpoint {
             bwo_active: false,
             log: Vec::new(),
             start_decisions: Vec::new(),
+            swa: None,
+            swa_log: None,
         })
     }
 
@@ -348,6 +367,8 @@ pub trait Observer {
     fn start(&mut self, _decisions: &[Decision]) {}
     /// Called at every epoch end with its log.
     fn epoch(&mut self, _log: &EpochLog) {}
+    /// Called once a run with weight averaging has replaced its network by the mean.
+    fn averaged(&mut self, _log: &SwaLog) {}
 }
 
 /// An observer that shows nothing.
@@ -406,16 +427,13 @@ pub fn train(
         let mut order: Vec<usize> = (0..train_set.len()).collect();
         order.shuffle(&mut rng);
         let steps = order.len().div_ceil(cfg.batch);
-        let lr0 = cosine(cfg.lr, (epoch - 1) as f64, cfg.epochs);
+        let lr0 = swa::learning_rate(&cfg, (epoch - 1) as f64);
+        let averaging = swa::first_epoch(&cfg).is_some_and(|first| epoch >= first);
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
         let mut rates = Vec::new();
         for (step, idx) in order.chunks(cfg.batch).enumerate() {
             let (images, labels) = gather(train_set, idx, &cfg, &mut rng);
-            let lr = cosine(
-                cfg.lr,
-                (epoch - 1) as f64 + step as f64 / steps as f64,
-                cfg.epochs,
-            );
+            let lr = swa::learning_rate(&cfg, (epoch - 1) as f64 + step as f64 / steps as f64);
             let done_step = train_step(ck, &images, &labels, lr);
             rates = done_step.rates;
             let (loss, corr) = (done_step.loss, done_step.correct);
@@ -451,7 +469,8 @@ pub fn train(
         if !ck.bwo_active && cfg.bwo != BwoKind::Off && ck.since_best >= cfg.bwo_patience {
             ck.bwo_active = true;
         }
-        let frozen = cfg.ale.freeze_with_bwo && ck.bwo_active;
+        // The averaged networks must share their binary set, so no decisions while averaging.
+        let frozen = (cfg.ale.freeze_with_bwo && ck.bwo_active) || averaging;
         let decisions =
             if epoch.is_multiple_of(cfg.ale.every.max(1)) && epoch < cfg.epochs && !frozen {
                 ale::update(&mut ck.net, &cfg.ale, &calibration)
@@ -459,6 +478,9 @@ pub fn train(
                 Vec::new()
             };
         sync_alpha(ck, cfg.bwo);
+        if averaging {
+            swa::accumulate(&mut ck.swa, &ck.net, epoch);
+        }
         let log = EpochLog {
             epoch,
             lr: lr0,
@@ -492,7 +514,43 @@ pub fn train(
         done += 1;
     }
     ck.net.fake_quant = ck.config.qat_epochs > 0;
+    if ck.epoch == cfg.epochs {
+        if let Some(state) = ck.swa.take() {
+            end_with_mean(ck, state, &recalibration, val_set, obs);
+            if let Some(p) = ckpt_path {
+                ck.save(p)?;
+            }
+        }
+    }
     Ok(())
+}
+
+/// Replaces the network by the weight average, re-estimates its BatchNorm statistics and
+/// records its validation figures next to the last epoch's.
+fn end_with_mean(
+    ck: &mut Checkpoint,
+    state: SwaState,
+    recalibration: &Split,
+    val_set: &Split,
+    obs: &mut dyn Observer,
+) {
+    let fake_quant = ck.net.fake_quant;
+    ck.net = Net {
+        fake_quant,
+        ..state.mean
+    };
+    if !recalibration.is_empty() {
+        ck.net.recalibrate_bn(&recalibration.images);
+    }
+    let (val_loss, val_acc) = evaluate(&mut ck.net, val_set);
+    let log = SwaLog {
+        epochs: state.epochs,
+        val_loss,
+        val_acc,
+        last_val_acc: ck.log.last().map_or(f32::NAN, |e| e.val_acc),
+    };
+    obs.averaged(&log);
+    ck.swa_log = Some(log);
 }
 
 /// The divergence error; the checkpoint on disk is the last completed epoch's, if any.
