@@ -688,7 +688,12 @@ pub fn train_run(a: &Args) -> Result<(Checkpoint, Dataset, usize)> {
     }
     result?;
     let png = a.out.join("training.png");
-    if let Err(e) = spikeforge_trainer::plot::training_png(&ck.log, ck.config.ale.threshold, &png) {
+    if let Err(e) = spikeforge_trainer::plot::training_png(
+        &ck.log,
+        ck.swa_log.as_ref(),
+        ck.config.ale.threshold,
+        &png,
+    ) {
         eprintln!(
             "warning: {}: could not draw the training plot: {e}",
             png.display()

@@ -5,6 +5,7 @@ use std::path::Path;
 use plotters::prelude::*;
 
 use crate::net::Precision;
+use crate::swa::SwaLog;
 use crate::train::EpochLog;
 
 static FONT: &[u8] = include_bytes!("../assets/DejaVuSansMono.ttf");
@@ -69,14 +70,26 @@ where
 }
 
 /// Writes loss, accuracy and the estimator's per-layer errors (filled markers: binary in the
-/// next epoch; the dashed line is the threshold) to `path`.
-pub fn training_png(log: &[EpochLog], threshold: f64, path: &Path) -> PlotResult {
+/// next epoch; the dashed line is the threshold) to `path`. A run that ended with a weight
+/// average also shows the mean's validation loss and accuracy at its last epoch.
+pub fn training_png(
+    log: &[EpochLog],
+    swa: Option<&SwaLog>,
+    threshold: f64,
+    path: &Path,
+) -> PlotResult {
     register();
     let root = BitMapBackend::new(path, (900, 1050)).into_drawing_area();
     root.fill(&WHITE)?;
     let panels = root.split_evenly((3, 1));
     let n = log.len().max(1);
     let pick = |f: fn(&EpochLog) -> f32| log.iter().map(|e| (e.epoch, f(e))).collect::<Vec<_>>();
+    let last = log.last().map_or(1, |e| e.epoch);
+    let average = |f: fn(&SwaLog) -> f32| -> Vec<Series> {
+        swa.iter()
+            .map(|s| ("weight average", vec![(last, f(s))], GREEN))
+            .collect()
+    };
     let loss_max = log
         .iter()
         .flat_map(|e| [e.train_loss, e.val_loss])
@@ -88,9 +101,13 @@ pub fn training_png(log: &[EpochLog], threshold: f64, path: &Path) -> PlotResult
         n,
         (0.0, loss_max),
         &[
-            ("train", pick(|e| e.train_loss), BLUE),
-            ("validation", pick(|e| e.val_loss), RED),
-        ],
+            vec![
+                ("train", pick(|e| e.train_loss), BLUE),
+                ("validation", pick(|e| e.val_loss), RED),
+            ],
+            average(|s| s.val_loss),
+        ]
+        .concat(),
     )?;
     let acc_min = log
         .iter()
@@ -102,9 +119,13 @@ pub fn training_png(log: &[EpochLog], threshold: f64, path: &Path) -> PlotResult
         n,
         ((acc_min - 0.02).max(0.0), 1.0),
         &[
-            ("train", pick(|e| e.train_acc), BLUE),
-            ("validation", pick(|e| e.val_acc), RED),
-        ],
+            vec![
+                ("train", pick(|e| e.train_acc), BLUE),
+                ("validation", pick(|e| e.val_acc), RED),
+            ],
+            average(|s| s.val_acc),
+        ]
+        .concat(),
     )?;
     let layers: std::collections::BTreeSet<usize> = log
         .iter()
