@@ -109,12 +109,13 @@ fn compatible(a: &Net, b: &Net) -> Result<(), String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::net::Precision;
     use crate::ops::LifConfig;
 
-    fn net(seed: u64) -> Net {
+    /// A small random network (also for the weight-averaging tests of [`crate::swa`]).
+    pub(crate) fn net(seed: u64) -> Net {
         Net::new(
             "8x8x1-4C3-MP2-6C3-3C3-GAP",
             1,

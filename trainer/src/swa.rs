@@ -78,7 +78,7 @@ pub fn accumulate(state: &mut Option<SwaState>, net: &Net, epoch: usize) {
 mod tests {
     use super::*;
     use crate::average::average;
-    use crate::ops::LifConfig;
+    use crate::average::tests::net;
 
     fn cfg(epochs: usize, swa_epochs: usize) -> TrainConfig {
         TrainConfig {
@@ -110,18 +110,7 @@ mod tests {
 
     #[test]
     fn the_running_mean_equals_the_mean_of_the_epoch_ends() {
-        let nets: Vec<Net> = (1..=3)
-            .map(|seed| {
-                Net::new(
-                    "8x8x1-4C3-MP2-6C3-3C3-GAP",
-                    1,
-                    LifConfig::default(),
-                    false,
-                    seed,
-                )
-                .expect("parses")
-            })
-            .collect();
+        let nets: Vec<Net> = (1..=3).map(net).collect();
         let mut state = None;
         for (i, n) in nets.iter().enumerate() {
             accumulate(&mut state, n, 5 + i);
@@ -139,14 +128,7 @@ mod tests {
 
     #[test]
     fn a_change_of_structure_starts_the_mean_afresh() {
-        let a = Net::new(
-            "8x8x1-4C3-MP2-6C3-3C3-GAP",
-            1,
-            LifConfig::default(),
-            false,
-            1,
-        )
-        .expect("parses");
+        let a = net(1);
         let mut b = a.clone();
         b.params[1].alpha = Some(vec![1.0; 6]);
         let mut state = None;

@@ -454,10 +454,7 @@ pub fn train(
                 correct as f32 / seen as f32,
             );
         }
-        if !recalibration.is_empty() {
-            ck.net.recalibrate_bn(&recalibration.images);
-        }
-        let (val_loss, val_acc) = evaluate(&mut ck.net, val_set);
+        let (val_loss, val_acc) = validate(&mut ck.net, &recalibration, val_set);
         let precision = ck.net.params.iter().map(|p| p.precision).collect();
         if val_loss < ck.best_val_loss - 1e-4 {
             ck.best_val_loss = val_loss;
@@ -539,10 +536,7 @@ fn end_with_mean(
         fake_quant,
         ..state.mean
     };
-    if !recalibration.is_empty() {
-        ck.net.recalibrate_bn(&recalibration.images);
-    }
-    let (val_loss, val_acc) = evaluate(&mut ck.net, val_set);
+    let (val_loss, val_acc) = validate(&mut ck.net, recalibration, val_set);
     let log = SwaLog {
         epochs: state.epochs,
         val_loss,
@@ -551,6 +545,15 @@ fn end_with_mean(
     };
     obs.averaged(&log);
     ck.swa_log = Some(log);
+}
+
+/// Validation loss and accuracy, after re-estimating the BatchNorm statistics on
+/// `recalibration` (empty: keep the running averages).
+fn validate(net: &mut Net, recalibration: &Split, val_set: &Split) -> (f32, f32) {
+    if !recalibration.is_empty() {
+        net.recalibrate_bn(&recalibration.images);
+    }
+    evaluate(net, val_set)
 }
 
 /// The divergence error; the checkpoint on disk is the last completed epoch's, if any.
