@@ -47,7 +47,9 @@ fn series_panel(
             .draw_series(LineSeries::new(pts.iter().copied(), c.stroke_width(2)))?
             .label(*name)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(2)));
-        chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, c.filled())))?;
+        // A lone point (the weight average) sits on top of a line's last point: draw it larger.
+        let radius = if pts.len() == 1 { 6 } else { 3 };
+        chart.draw_series(pts.iter().map(|&p| Circle::new(p, radius, c.filled())))?;
     }
     legend(&mut chart)
 }
@@ -82,7 +84,9 @@ pub fn training_png(
     let root = BitMapBackend::new(path, (900, 1050)).into_drawing_area();
     root.fill(&WHITE)?;
     let panels = root.split_evenly((3, 1));
-    let n = log.len().max(1);
+    // One more epoch of axis when a weight average is drawn, so its lone marker at the last
+    // epoch is not cut in half by the frame.
+    let n = log.len().max(1) + usize::from(swa.is_some());
     let pick = |f: fn(&EpochLog) -> f32| log.iter().map(|e| (e.epoch, f(e))).collect::<Vec<_>>();
     let last = log.last().map_or(1, |e| e.epoch);
     let average = |f: fn(&SwaLog) -> f32| -> Vec<Series> {
