@@ -198,6 +198,10 @@ pub struct Args {
     /// Random horizontal flips (default: on for CIFAR).
     #[arg(long)]
     pub flip: Option<bool>,
+    /// Random erasing: the probability that a training image has a rectangle of 2–40 % of its
+    /// area overwritten with noise (default 0: off). Also applies to a `--resume`d run when given.
+    #[arg(long, value_parser = parse_probability)]
+    pub erase: Option<f32>,
     /// Label smoothing ε of the training loss, 0 ≤ ε < 1 (default 0: plain cross-entropy).
     /// Also applies to a `--resume`d run when given.
     #[arg(long, value_parser = parse_smoothing)]
@@ -219,6 +223,14 @@ pub struct Args {
 }
 
 /// `--label-smoothing`: a probability mass taken from the label, so in [0, 1).
+fn parse_probability(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        Ok(v) => Err(format!("{v} is not a probability in [0, 1]")),
+        Err(e) => Err(format!("`{s}`: {e}")),
+    }
+}
+
 fn parse_smoothing(s: &str) -> Result<f32, String> {
     match s.parse::<f32>() {
         Ok(v) if (0.0..1.0).contains(&v) => Ok(v),
@@ -334,6 +346,7 @@ impl Args {
             },
             shift: self.shift.unwrap_or(if cifar { 4 } else { 0 }),
             flip: self.flip.unwrap_or(cifar),
+            erase: self.erase.unwrap_or(0.0),
             calibration: 512,
             relu: self.relu,
             // The conversion's ANN keeps the running averages its figures were measured with.
@@ -605,6 +618,9 @@ pub fn train_run(a: &Args) -> Result<(Checkpoint, Dataset, usize)> {
         }
         if let Some(eps) = a.label_smoothing {
             c.config.label_smoothing = eps;
+        }
+        if let Some(p) = a.erase {
+            c.config.erase = p;
         }
         if let Some(freeze) = a.ale_freeze_with_bwo {
             c.config.ale.freeze_with_bwo = freeze;

@@ -389,7 +389,7 @@ fn a_diverging_run_stops_and_keeps_the_last_good_checkpoint() {
 }
 
 #[test]
-fn label_smoothing_out_of_range_and_unaverageable_checkpoints_are_refused() {
+fn label_smoothing_or_erasing_out_of_range_and_unaverageable_checkpoints_are_refused() {
     let d = tempfile::tempdir().unwrap();
     let (ok, _, err) = util::run(&[
         "train",
@@ -401,6 +401,18 @@ fn label_smoothing_out_of_range_and_unaverageable_checkpoints_are_refused() {
     assert!(!ok);
     assert!(
         err.contains("--label-smoothing") && err.contains("1.5 is not in [0, 1)"),
+        "{err}"
+    );
+    let (ok, _, err) = util::run(&[
+        "train",
+        "--erase",
+        "2",
+        "--out",
+        d.path().to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("--erase") && err.contains("2 is not a probability in [0, 1]"),
         "{err}"
     );
     // Two one-epoch runs of different architectures cannot be averaged.

@@ -373,3 +373,30 @@ fn label_smoothing_trains_and_checkpoints_of_a_run_average_into_one_model() {
         .unwrap_or_else(|| panic!("no gap in {line}"));
     assert!(gap.abs() <= 0.2, "{line}");
 }
+
+#[test]
+fn random_erasing_learns_changes_the_training_and_resumes_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (whole, parts, plain) = (
+        dir.path().join("whole"),
+        dir.path().join("parts"),
+        dir.path().join("plain"),
+    );
+    let erase = ["--erase", "0.5"];
+    let (ok, _, err) = train(&whole, "2", &erase);
+    assert!(ok, "{err}");
+    let (ok, _, err) = train(&parts, "2", &[&erase[..], &["--stop-after", "1"]].concat());
+    assert!(ok, "{err}");
+    // The checkpoint keeps the option: a plain --resume goes on erasing.
+    let (ok, _, err) = train(&parts, "2", &["--resume"]);
+    assert!(ok, "{err}");
+    let read = |p: &Path| std::fs::read(p.join("model.json")).unwrap();
+    assert_eq!(read(&whole), read(&parts), "model after resume differs");
+    let (ok, _, err) = train(&plain, "2", &[]);
+    assert!(ok, "{err}");
+    assert_ne!(read(&whole), read(&plain), "erasing changed nothing");
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(whole.join("summary.json")).unwrap())
+            .unwrap();
+    assert!(s["integer_accuracy"].as_f64().unwrap() > 0.6, "{s}");
+}
