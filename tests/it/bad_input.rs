@@ -403,13 +403,7 @@ fn label_smoothing_or_erasing_out_of_range_and_unaverageable_checkpoints_are_ref
         err.contains("--label-smoothing") && err.contains("1.5 is not in [0, 1)"),
         "{err}"
     );
-    let (ok, _, err) = util::run(&[
-        "train",
-        "--erase",
-        "2",
-        "--out",
-        d.path().to_str().unwrap(),
-    ]);
+    let (ok, _, err) = util::run(&["train", "--erase", "2", "--out", d.path().to_str().unwrap()]);
     assert!(!ok);
     assert!(
         err.contains("--erase") && err.contains("2 is not a probability in [0, 1]"),
