@@ -222,20 +222,23 @@ pub struct Args {
     pub quiet: bool,
 }
 
-/// `--label-smoothing`: a probability mass taken from the label, so in [0, 1).
+/// `--erase`: the chance that an image gets a rectangle erased, so in [0, 1].
 fn parse_probability(s: &str) -> Result<f32, String> {
-    match s.parse::<f32>() {
-        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
-        Ok(v) => Err(format!("{v} is not a probability in [0, 1]")),
-        Err(e) => Err(format!("`{s}`: {e}")),
-    }
+    parse_f32_in(s, |v| (0.0..=1.0).contains(&v), "a probability in [0, 1]")
 }
 
+/// `--label-smoothing`: a probability mass taken from the label, so in [0, 1).
 fn parse_smoothing(s: &str) -> Result<f32, String> {
-    match s.parse::<f32>() {
-        Ok(v) if (0.0..1.0).contains(&v) => Ok(v),
-        Ok(v) => Err(format!("{v} is not in [0, 1)")),
-        Err(e) => Err(format!("`{s}`: {e}")),
+    parse_f32_in(s, |v| (0.0..1.0).contains(&v), "in [0, 1)")
+}
+
+/// A number accepted only where `ok` holds; otherwise "{v} is not {what}". NaN fails every range.
+fn parse_f32_in(s: &str, ok: impl Fn(f32) -> bool, what: &str) -> Result<f32, String> {
+    let v: f32 = s.parse().map_err(|e| format!("`{s}`: {e}"))?;
+    if ok(v) {
+        Ok(v)
+    } else {
+        Err(format!("{v} is not {what}"))
     }
 }
 

@@ -2,7 +2,7 @@
 //! integer model runs bit-exact through the RTL on test images (and re-exports identically with
 //! the BatchNorm re-estimation that training did), and a resumed run equals an uninterrupted one.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::util;
 
@@ -30,14 +30,41 @@ fn train(out: &Path, epochs: &str, extra: &[&str]) -> (bool, String, String) {
     util::run(&args)
 }
 
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Trains `epochs` epochs with `extra` twice: uninterrupted into `dir/whole`, and stopped after
+/// `stop` epochs into `dir/parts`, then continued with a plain `--resume` (so the checkpoint must
+/// carry `extra`). `at_stop` inspects the interrupted checkpoint. Asserts that both runs export
+/// the same model.json; returns both directories and the uninterrupted run's stdout.
+fn whole_and_resumed(
+    dir: &Path,
+    epochs: &str,
+    stop: &str,
+    extra: &[&str],
+    at_stop: impl FnOnce(&serde_json::Value),
+) -> (PathBuf, PathBuf, String) {
+    let (whole, parts) = (dir.join("whole"), dir.join("parts"));
+    let (ok, stdout, err) = train(&whole, epochs, extra);
+    assert!(ok, "{err}");
+    let (ok, _, err) = train(&parts, epochs, &[extra, &["--stop-after", stop]].concat());
+    assert!(ok, "{err}");
+    at_stop(&json(&parts.join("checkpoint.json")));
+    let (ok, _, err) = train(&parts, epochs, &["--resume"]);
+    assert!(ok, "{err}");
+    let read = |p: &Path| std::fs::read(p.join("model.json")).unwrap();
+    assert_eq!(read(&whole), read(&parts), "model after resume differs");
+    (whole, parts, stdout)
+}
+
 #[test]
 fn a_short_run_learns_and_its_integer_model_is_bit_exact_in_the_rtl() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
     let (ok, stdout, err) = train(&out, "3", &[]);
     assert!(ok, "{err}");
-    let s: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let s = json(&out.join("summary.json"));
     let (float, int) = (
         s["float_accuracy"].as_f64().unwrap(),
         s["integer_accuracy"].as_f64().unwrap(),
@@ -113,25 +140,12 @@ fn a_short_run_learns_and_its_integer_model_is_bit_exact_in_the_rtl() {
 #[test]
 fn a_resumed_run_equals_an_uninterrupted_one() {
     let dir = tempfile::tempdir().unwrap();
-    let whole = dir.path().join("whole");
-    let parts = dir.path().join("parts");
-    let (ok, _, err) = train(&whole, "2", &[]);
-    assert!(ok, "{err}");
     // Interrupted after epoch 1 (the schedule still plans 2), then resumed.
-    let (ok, _, err) = train(&parts, "2", &["--stop-after", "1"]);
-    assert!(ok, "{err}");
-    let ck: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(parts.join("checkpoint.json")).unwrap())
-            .unwrap();
-    assert_eq!(ck["epoch"], 1);
-    let (ok, _, err) = train(&parts, "2", &["--resume"]);
-    assert!(ok, "{err}");
-    let read = |p: &Path| std::fs::read(p.join("model.json")).unwrap();
-    assert_eq!(read(&whole), read(&parts), "model after resume differs");
+    let (whole, parts, _) = whole_and_resumed(dir.path(), "2", "1", &[], |ck| {
+        assert_eq!(ck["epoch"], 1);
+    });
     let net = |p: &Path| {
-        let v: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(p.join("checkpoint.json")).unwrap())
-                .unwrap();
+        let v = json(&p.join("checkpoint.json"));
         (v["net"].clone(), v["optimizer"].clone())
     };
     assert_eq!(
@@ -144,18 +158,15 @@ fn a_resumed_run_equals_an_uninterrupted_one() {
 #[test]
 fn weight_averaging_ends_the_run_with_the_mean_and_resumes_exactly() {
     let dir = tempfile::tempdir().unwrap();
-    let whole = dir.path().join("whole");
-    let parts = dir.path().join("parts");
     let swa = ["--swa-epochs", "2", "--swa-lr", "1e-3"];
-    let (ok, stdout, err) = train(&whole, "3", &swa);
-    assert!(ok, "{err}");
+    // Interrupted inside the averaging phase: the checkpoint carries the running mean.
+    let (whole, parts, stdout) = whole_and_resumed(dir.path(), "3", "2", &swa, |ck| {
+        assert_eq!(ck["swa"]["epochs"], serde_json::json!([2]));
+    });
     assert!(
         stdout.contains("weight average of epochs 2–3 (2 networks), BatchNorm re-estimated"),
         "{stdout}"
     );
-    let json = |p: &Path| -> serde_json::Value {
-        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
-    };
     let ck = json(&whole.join("checkpoint.json"));
     let lrs: Vec<f64> = (0..3)
         .map(|e| ck["log"][e]["lr"].as_f64().unwrap())
@@ -172,16 +183,6 @@ fn weight_averaging_ends_the_run_with_the_mean_and_resumes_exactly() {
         summary["integer_accuracy"].as_f64().unwrap() > 0.6,
         "{summary}"
     );
-
-    // Interrupted inside the averaging phase: the checkpoint carries the running mean.
-    let (ok, _, err) = train(&parts, "3", &[&swa[..], &["--stop-after", "2"]].concat());
-    assert!(ok, "{err}");
-    let ck = json(&parts.join("checkpoint.json"));
-    assert_eq!(ck["swa"]["epochs"], serde_json::json!([2]));
-    let (ok, _, err) = train(&parts, "3", &["--resume"]);
-    assert!(ok, "{err}");
-    let read = |p: &Path| std::fs::read(p.join("model.json")).unwrap();
-    assert_eq!(read(&whole), read(&parts), "model after resume differs");
     let net = |p: &Path| json(&p.join("checkpoint.json"))["net"].clone();
     assert_eq!(net(&whole), net(&parts), "mean after resume differs");
 }
@@ -252,9 +253,7 @@ fn bwo_patience_given_on_resume_starts_bwo_and_freezes_the_binary_set() {
         [1, 0, 0],
         "BWO did not start and freeze at the end of epoch 2"
     );
-    let ck: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("checkpoint.json")).unwrap())
-            .unwrap();
+    let ck = json(&out.join("checkpoint.json"));
     assert_eq!(ck["bwo_active"], true);
     assert_eq!(ck["config"]["bwo_patience"], 0);
 }
@@ -320,12 +319,10 @@ fn label_smoothing_trains_and_checkpoints_of_a_run_average_into_one_model() {
     std::fs::copy(&ckpt, &e1).unwrap();
     let (ok, _, err) = train(&out, "2", &["--resume"]);
     assert!(ok, "{err}");
-    let ck: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&ckpt).unwrap()).unwrap();
+    let ck = json(&ckpt);
     assert_eq!(ck["config"]["label_smoothing"].as_f64(), Some(0.1));
     assert_eq!(ck["net"]["params"][1]["precision"], "binary");
-    let s: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let s = json(&out.join("summary.json"));
     assert!(s["integer_accuracy"].as_f64().unwrap() > 0.6, "{s}");
 
     let export = |extra: &[&str], file: &str| {
@@ -377,26 +374,13 @@ fn label_smoothing_trains_and_checkpoints_of_a_run_average_into_one_model() {
 #[test]
 fn random_erasing_learns_changes_the_training_and_resumes_exactly() {
     let dir = tempfile::tempdir().unwrap();
-    let (whole, parts, plain) = (
-        dir.path().join("whole"),
-        dir.path().join("parts"),
-        dir.path().join("plain"),
-    );
-    let erase = ["--erase", "0.5"];
-    let (ok, _, err) = train(&whole, "2", &erase);
-    assert!(ok, "{err}");
-    let (ok, _, err) = train(&parts, "2", &[&erase[..], &["--stop-after", "1"]].concat());
-    assert!(ok, "{err}");
     // The checkpoint keeps the option: a plain --resume goes on erasing.
-    let (ok, _, err) = train(&parts, "2", &["--resume"]);
-    assert!(ok, "{err}");
-    let read = |p: &Path| std::fs::read(p.join("model.json")).unwrap();
-    assert_eq!(read(&whole), read(&parts), "model after resume differs");
+    let (whole, _, _) = whole_and_resumed(dir.path(), "2", "1", &["--erase", "0.5"], |_| {});
+    let plain = dir.path().join("plain");
     let (ok, _, err) = train(&plain, "2", &[]);
     assert!(ok, "{err}");
+    let read = |p: &Path| std::fs::read(p.join("model.json")).unwrap();
     assert_ne!(read(&whole), read(&plain), "erasing changed nothing");
-    let s: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(whole.join("summary.json")).unwrap())
-            .unwrap();
+    let s = json(&whole.join("summary.json"));
     assert!(s["integer_accuracy"].as_f64().unwrap() > 0.6, "{s}");
 }
