@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use crate::util;
 
 fn reference() -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(util::reference("ref_conv")).unwrap()).unwrap()
+    util::read_json(&util::reference("ref_conv"))
 }
 
 /// Writes `text` as a model, runs `gen` on it, and checks the failure.

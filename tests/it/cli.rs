@@ -188,8 +188,7 @@ fn bench_writes_json() {
     let (ok, out, err) = util::run(&["bench", "--images", "300", "--out", json.to_str().unwrap()]);
     assert!(ok, "{err}");
     assert!(out.contains("golden img/s"), "{out}");
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+    let v = util::read_json(&json);
     assert_eq!(v.as_array().unwrap().len(), 2);
     assert_eq!(v[0]["bit_exact"], 300);
 }

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::util::{reference, run};
+use crate::util::{read_json, reference, run};
 
 fn gen(model: &Path, out: &Path, extra: &[&str]) {
     let mut args = vec![
@@ -19,7 +19,7 @@ fn gen(model: &Path, out: &Path, extra: &[&str]) {
 
 fn report(dir: &Path, name: &str) -> serde_json::Value {
     let p = dir.join("build").join(name).join("report.json");
-    serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap()
+    read_json(&p)
 }
 
 /// Full flow to a bitstream on a board; checks the report's figures are real numbers.
@@ -138,8 +138,7 @@ fn generated_makefile_and_fusesoc_core_name_every_source() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("rtl");
     gen(&reference("ref_conv"), &dir, &["--board", "ulx3s"]);
-    let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let manifest = read_json(&dir.join("manifest.json"));
     let make = std::fs::read_to_string(dir.join("Makefile")).unwrap();
     let top = manifest["top"].as_str().unwrap();
     let core = std::fs::read_to_string(dir.join(format!("{top}.core"))).unwrap();

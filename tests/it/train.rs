@@ -30,8 +30,9 @@ fn train(out: &Path, epochs: &str, extra: &[&str]) -> (bool, String, String) {
     util::run(&args)
 }
 
-fn json(path: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+/// The exported model's bytes in a run directory.
+fn model_bytes(dir: &Path) -> Vec<u8> {
+    std::fs::read(dir.join("model.json")).unwrap()
 }
 
 /// Trains `epochs` epochs with `extra` twice: uninterrupted into `dir/whole`, and stopped after
@@ -50,11 +51,14 @@ fn whole_and_resumed(
     assert!(ok, "{err}");
     let (ok, _, err) = train(&parts, epochs, &[extra, &["--stop-after", stop]].concat());
     assert!(ok, "{err}");
-    at_stop(&json(&parts.join("checkpoint.json")));
+    at_stop(&util::read_json(&parts.join("checkpoint.json")));
     let (ok, _, err) = train(&parts, epochs, &["--resume"]);
     assert!(ok, "{err}");
-    let read = |p: &Path| std::fs::read(p.join("model.json")).unwrap();
-    assert_eq!(read(&whole), read(&parts), "model after resume differs");
+    assert_eq!(
+        model_bytes(&whole),
+        model_bytes(&parts),
+        "model after resume differs"
+    );
     (whole, parts, stdout)
 }
 
@@ -64,7 +68,7 @@ fn a_short_run_learns_and_its_integer_model_is_bit_exact_in_the_rtl() {
     let out = dir.path().join("run");
     let (ok, stdout, err) = train(&out, "3", &[]);
     assert!(ok, "{err}");
-    let s = json(&out.join("summary.json"));
+    let s = util::read_json(&out.join("summary.json"));
     let (float, int) = (
         s["float_accuracy"].as_f64().unwrap(),
         s["integer_accuracy"].as_f64().unwrap(),
@@ -145,7 +149,7 @@ fn a_resumed_run_equals_an_uninterrupted_one() {
         assert_eq!(ck["epoch"], 1);
     });
     let net = |p: &Path| {
-        let v = json(&p.join("checkpoint.json"));
+        let v = util::read_json(&p.join("checkpoint.json"));
         (v["net"].clone(), v["optimizer"].clone())
     };
     assert_eq!(
@@ -167,7 +171,7 @@ fn weight_averaging_ends_the_run_with_the_mean_and_resumes_exactly() {
         stdout.contains("weight average of epochs 2–3 (2 networks), BatchNorm re-estimated"),
         "{stdout}"
     );
-    let ck = json(&whole.join("checkpoint.json"));
+    let ck = util::read_json(&whole.join("checkpoint.json"));
     let lrs: Vec<f64> = (0..3)
         .map(|e| ck["log"][e]["lr"].as_f64().unwrap())
         .collect();
@@ -177,13 +181,13 @@ fn weight_averaging_ends_the_run_with_the_mean_and_resumes_exactly() {
     }
     assert!(ck.get("swa").is_none(), "the running mean outlived the run");
     assert_eq!(ck["swa_log"]["epochs"], serde_json::json!([2, 3]));
-    let summary = json(&whole.join("summary.json"));
+    let summary = util::read_json(&whole.join("summary.json"));
     assert_eq!(summary["swa"], ck["swa_log"]);
     assert!(
         summary["integer_accuracy"].as_f64().unwrap() > 0.6,
         "{summary}"
     );
-    let net = |p: &Path| json(&p.join("checkpoint.json"))["net"].clone();
+    let net = |p: &Path| util::read_json(&p.join("checkpoint.json"))["net"].clone();
     assert_eq!(net(&whole), net(&parts), "mean after resume differs");
 }
 
@@ -253,7 +257,7 @@ fn bwo_patience_given_on_resume_starts_bwo_and_freezes_the_binary_set() {
         [1, 0, 0],
         "BWO did not start and freeze at the end of epoch 2"
     );
-    let ck = json(&out.join("checkpoint.json"));
+    let ck = util::read_json(&out.join("checkpoint.json"));
     assert_eq!(ck["bwo_active"], true);
     assert_eq!(ck["config"]["bwo_patience"], 0);
 }
@@ -319,10 +323,10 @@ fn label_smoothing_trains_and_checkpoints_of_a_run_average_into_one_model() {
     std::fs::copy(&ckpt, &e1).unwrap();
     let (ok, _, err) = train(&out, "2", &["--resume"]);
     assert!(ok, "{err}");
-    let ck = json(&ckpt);
+    let ck = util::read_json(&ckpt);
     assert_eq!(ck["config"]["label_smoothing"].as_f64(), Some(0.1));
     assert_eq!(ck["net"]["params"][1]["precision"], "binary");
-    let s = json(&out.join("summary.json"));
+    let s = util::read_json(&out.join("summary.json"));
     assert!(s["integer_accuracy"].as_f64().unwrap() > 0.6, "{s}");
 
     let export = |extra: &[&str], file: &str| {
@@ -379,8 +383,11 @@ fn random_erasing_learns_changes_the_training_and_resumes_exactly() {
     let plain = dir.path().join("plain");
     let (ok, _, err) = train(&plain, "2", &[]);
     assert!(ok, "{err}");
-    let read = |p: &Path| std::fs::read(p.join("model.json")).unwrap();
-    assert_ne!(read(&whole), read(&plain), "erasing changed nothing");
-    let s = json(&whole.join("summary.json"));
+    assert_ne!(
+        model_bytes(&whole),
+        model_bytes(&plain),
+        "erasing changed nothing"
+    );
+    let s = util::read_json(&whole.join("summary.json"));
     assert!(s["integer_accuracy"].as_f64().unwrap() > 0.6, "{s}");
 }

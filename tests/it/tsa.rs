@@ -117,8 +117,7 @@ fn a_converted_model_learns_and_is_bit_exact_in_the_rtl() {
         out.to_str().unwrap(),
     ]);
     assert!(ok, "{err}");
-    let s: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let s = util::read_json(&out.join("summary.json"));
     let row = &s["exported"];
     let (ann, int) = (
         row["ann"].as_f64().unwrap(),
@@ -127,8 +126,7 @@ fn a_converted_model_learns_and_is_bit_exact_in_the_rtl() {
     assert_eq!(row["time_steps"], 6);
     assert!(ann > 0.5, "ANN accuracy {ann} after a short run\n{stdout}");
     assert!(ann - int < 0.05, "ANN {ann} vs integer TSA {int}\n{stdout}");
-    let sweep: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("sweep.json")).unwrap()).unwrap();
+    let sweep = util::read_json(&out.join("sweep.json"));
     assert_eq!(
         sweep.as_array().unwrap().len(),
         2,

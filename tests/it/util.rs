@@ -24,6 +24,11 @@ pub fn run(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// Reads and parses a JSON file the CLI wrote (a summary, checkpoint, report or manifest).
+pub fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
 /// Path of a checked-in reference model (`tests/models/NAME.json`).
 pub fn reference(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
