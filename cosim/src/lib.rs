@@ -31,12 +31,13 @@ pub enum CosimError {
         tail: String,
     },
     /// File-system trouble.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The path.
         path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error: part of the message, so deliberately not a `source()` (anyhow's `{:#}`
+        /// would print it twice).
+        error: std::io::Error,
     },
     /// The shared library could not be loaded.
     #[error("loading {path}: {message}")]
@@ -76,9 +77,9 @@ pub enum CosimError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CosimError + '_ {
-    move |source| CosimError::Io {
+    move |error| CosimError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 

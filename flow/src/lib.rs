@@ -60,12 +60,13 @@ pub enum FlowError {
         shortfalls: Vec<Shortfall>,
     },
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The path.
         path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error: part of the message, so deliberately not a `source()` (anyhow's `{:#}`
+        /// would print it twice).
+        error: std::io::Error,
     },
     /// Synthesis inferred a latch: the RTL has an incomplete combinational assignment.
     #[error("Yosys inferred a latch (see {log}): generated RTL must be latch-free")]
@@ -300,9 +301,9 @@ fn on_path(name: &str) -> Option<PathBuf> {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> FlowError + '_ {
-    move |source| FlowError::Io {
+    move |error| FlowError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 

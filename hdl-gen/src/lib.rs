@@ -47,12 +47,13 @@ pub enum GenError {
     #[error("UART shell: {0}")]
     Shell(String),
     /// Writing the output failed.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The path.
         path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error: part of the message, so deliberately not a `source()` (anyhow's `{:#}`
+        /// would print it twice).
+        error: std::io::Error,
     },
 }
 
@@ -503,7 +504,7 @@ fn flow_files(
 pub fn write_design(design: &Design, dir: &Path) -> Result<(), GenError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
-        move |source| GenError::Io { path, source }
+        move |error| GenError::Io { path, error }
     };
     let parent = match dir.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -526,7 +527,7 @@ pub fn write_design(design: &Design, dir: &Path) -> Result<(), GenError> {
         let _ = std::fs::remove_dir_all(&kept);
         GenError::Io {
             path: dir.to_path_buf(),
-            source: e,
+            error: e,
         }
     })
 }

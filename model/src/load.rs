@@ -13,12 +13,13 @@ use crate::validate::{validate, Problem};
 #[derive(Debug, Error)]
 pub enum ModelError {
     /// The file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
+        /// The OS error: part of the message, so deliberately not a `source()` (anyhow's `{:#}`
+        /// would print it twice).
+        error: std::io::Error,
     },
     /// The file is not valid JSON, or a field has the wrong type or is missing.
     #[error("{path}: line {line}, column {column}: {message}")]
@@ -94,9 +95,9 @@ pub fn from_json(text: &str, path: &Path) -> Result<Model, ModelError> {
 
 /// Reads, parses and validates a model file.
 pub fn load(path: &Path) -> Result<Model, ModelError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
+    let text = std::fs::read_to_string(path).map_err(|error| ModelError::Io {
         path: path.into(),
-        source,
+        error,
     })?;
     from_json(&text, path)
 }
@@ -110,9 +111,9 @@ pub fn to_json(model: &Model) -> String {
 
 /// Writes a model atomically (temporary file, then rename): a failure leaves no partial file.
 pub fn save(model: &Model, path: &Path) -> Result<(), ModelError> {
-    let io = |source| ModelError::Io {
+    let io = |error| ModelError::Io {
         path: path.into(),
-        source,
+        error,
     };
     let tmp = path.with_extension("json.tmp-write");
     std::fs::write(&tmp, to_json(model)).map_err(io)?;

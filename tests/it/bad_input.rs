@@ -38,6 +38,22 @@ fn gen_fails(text: &str, expect: &[&str]) {
 }
 
 #[test]
+fn a_missing_model_file_is_named_with_its_reason_once() {
+    let d = tempfile::tempdir().unwrap();
+    let (missing, out) = (d.path().join("absent.json"), d.path().join("rtl"));
+    let (ok, _, err) = util::run(&[
+        "gen",
+        missing.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!ok, "gen accepted a missing model");
+    assert!(err.contains("absent.json"), "{err}");
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    assert!(!out.exists(), "output written for a missing model");
+}
+
+#[test]
 fn malformed_json() {
     gen_fails(
         "{ \"format\": \"spikeforge-hardware-model\", ",

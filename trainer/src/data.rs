@@ -14,12 +14,13 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum DataError {
     /// The file cannot be read.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause: part of the message, so deliberately not a `source()` (anyhow's `{:#}`
+        /// would print it twice).
+        error: std::io::Error,
     },
     /// The file's content is not what its format requires.
     #[error("{path}: {reason}")]
@@ -339,9 +340,9 @@ pub fn resolve_dir(ds: &KnownDataset, dir: Option<&Path>) -> Result<PathBuf, Dat
 
 /// Reads a file, decompressing gzip when it starts with the gzip magic.
 pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DataError> {
-    let raw = std::fs::read(path).map_err(|source| DataError::Io {
+    let raw = std::fs::read(path).map_err(|error| DataError::Io {
         path: path.into(),
-        source,
+        error,
     })?;
     if !raw.starts_with(&[0x1f, 0x8b]) {
         return Ok(raw);
