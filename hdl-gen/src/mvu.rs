@@ -337,113 +337,416 @@ fn lane_dot(
 
 /// Generates the MVU + neuron module of a layer.
 pub fn mvu(ctx: &LayerCtx, names: &Names) -> Module {
-    let g = &ctx.geo;
-    let (t, ti) = (g.local_steps, g.input_steps);
-    let (pe, simd) = (ctx.fold.pe, ctx.fold.simd);
-    let (nf, sf) = (ctx.nf(), ctx.sf());
-    let (xb, wb, aw, vw) = (
-        g.input_bits,
-        ctx.weight_bits(),
-        ctx.acc_bits(),
-        ctx.value_bits(),
-    );
-    let cout = g.synaptic.channels;
-    let ob = ctx.neuron_bits();
-    let out_w = ctx.neuron_beat_bits();
-    // TSA layers see no input after their input steps (the pixel layer's only step, or the
-    // T steps before the silent period's extra ones); LIF layers reuse the pixel step.
-    let gated = ctx.layer.is_tsa() && t > ti;
-    let mut m = Module::new(
-        names.layer_module(ctx.index, "mvu"),
-        vec![format!(
-            "Layer {} ({}): {} synapses, fan-in {}, {} outputs; PE = {pe}, SIMD = {simd}: \
-             {} cycles per position.",
-            ctx.index,
-            ctx.layer.name,
-            if ctx.layer.is_binary() {
-                "binary"
-            } else {
-                "integer"
-            },
-            g.fan_in,
-            cout,
-            nf * t * sf
-        )],
-    );
+    let mut m = Module::new(names.layer_module(ctx.index, "mvu"), vec![summary(ctx)]);
     m.params.push(("ROM_DIR".into(), Expr::Str(String::new())));
-    stream_ports(&mut m, ctx.window_bits(), out_w, true);
-    m.comment("Window store, weight ROM (PE x SIMD weights per word) and neuron parameter ROM.");
-    let win = m.mem("win", simd * xb, ti * sf);
-    let wrom = m.mem("wrom", pe * simd * wb, nf * sf);
-    let prm = m.mem("prm", pe * ctx.lane_param_bits(), nf);
-    let dir = id("ROM_DIR");
-    m.items.push(Item::Initial(vec![
-        Stmt::Task(
-            "$readmemh".into(),
-            vec![
-                cat(vec![dir.clone(), Expr::Str(names.weight_file(ctx.index))]),
-                wrom.clone(),
-            ],
-        ),
-        Stmt::Task(
-            "$readmemh".into(),
-            vec![
-                cat(vec![dir, Expr::Str(names.param_file(ctx.index))]),
-                prm.clone(),
-            ],
-        ),
-    ]));
-    let (nfw, tw, sfw) = (
-        index_bits(nf as u64),
-        index_bits(t as u64),
-        index_bits(sf as u64),
+    stream_ports(&mut m, ctx.window_bits(), ctx.neuron_beat_bits(), true);
+    let mems = Memories::declare(&mut m, ctx, names);
+    let bits = CounterBits::of(ctx);
+    let pipe = Pipe::declare(&mut m, ctx, &bits);
+    let sequencing = sequencer(&mut m, ctx, &bits, &pipe, &mems);
+    let prm = m.wire_eq(
+        "prm_b",
+        ctx.fold.pe * ctx.lane_param_bits(),
+        mems.prm.idx(pipe.c.nf.clone()),
     );
-    let (waw, xaw) = (index_bits((nf * sf) as u64), index_bits((ti * sf) as u64));
-    m.comment("Control: operation counters (stage A) and the registered operands (stage B).");
-    let busy = m.reg("busy", 1);
-    let issuing = m.reg("issuing", 1);
-    let drain = m.reg("drain", 1);
-    let nf_a = m.reg("nf_a", nfw);
-    let t_a = m.reg("t_a", tw);
-    let sf_a = m.reg("sf_a", sfw);
-    let wa = m.reg("wa", waw);
-    let xa = m.reg("xa", xaw);
-    let w_q = m.reg("w_q", pe * simd * wb);
-    let x_q = m.reg("x_q", simd * xb);
-    let b_v = m.reg("b_v", 1);
-    let b_first = m.reg("b_first", 1);
-    let b_last = m.reg("b_last", 1);
-    let b_end = m.reg("b_end", 1);
-    // With one time step there is no step to carry a membrane across.
-    let b_t = (t > 1).then(|| m.reg("b_t", tw));
-    let b_nf = m.reg("b_nf", nfw);
-    // Stage C: the lanes' dot products are registered, so the adder trees and the neuron
-    // arithmetic are separate paths (about twice the clock of one long path).
-    let c_v = m.reg("c_v", 1);
-    let c_first = m.reg("c_first", 1);
-    let c_last = m.reg("c_last", 1);
-    let c_end = m.reg("c_end", 1);
-    let c_t = (t > 1).then(|| m.reg("c_t", tw));
-    let c_nf = m.reg("c_nf", nfw);
-    let obuf = m.reg("obuf", out_w);
-    m.assign(id("in_ready"), busy.clone().not());
-    let accept = m.wire_eq("accept", 1, id("in_valid").and(busy.clone().not()));
-    let last_sf = m.wire_eq("last_sf", 1, sf_a.clone().eq(lit(sfw, (sf - 1) as u64)));
-    let last_t = m.wire_eq("last_t", 1, t_a.clone().eq(lit(tw, (t - 1) as u64)));
-    let last_nf = m.wire_eq("last_nf", 1, nf_a.clone().eq(lit(nfw, (nf - 1) as u64)));
-    let prm_b = m.wire_eq("prm_b", pe * ctx.lane_param_bits(), prm.idx(c_nf.clone()));
-    let obw = index_bits(out_w as u64);
-    let mut obase = zext(c_nf.clone(), nfw, obw).mul(lit(obw, (pe * ob) as u64));
-    if let (Some(bt), true) = (&c_t, ctx.out_steps() > 1) {
-        // Output step m = local step − silent (written only once the neuron may speak).
-        let silent = g.local_steps - ctx.steps;
-        let step = if silent == 0 {
-            bt.clone()
-        } else {
-            m.wire_eq("ostep", tw, bt.clone().sub(lit(tw, silent as u64)))
+    let (obase, obw) = output_base(&mut m, ctx, &bits, &pipe);
+    if input_code(ctx) == InputCode::Ternary {
+        ternary_planes(&mut m, ctx, &pipe.x_q);
+    }
+    let total = ctx
+        .layer
+        .is_binary()
+        .then(|| input_total(&mut m, ctx, &pipe.x_q, ctx.acc_bits()));
+    let shared = LaneShared {
+        pipe: &pipe,
+        total,
+        prm,
+        obase,
+        obw,
+    };
+    let lanes: Vec<Stmt> = (0..ctx.fold.pe)
+        .flat_map(|p| lane(&mut m, ctx, p, &shared))
+        .collect();
+    m.comment("Sequencing: accept a window, issue NF x T x SF operations, hand the result over.");
+    m.seq(vec![sequencing]);
+    m.seq(pipe.stage_c());
+    m.comment("Lanes: accumulate, then one neuron step at the last synapse fold of a step.");
+    m.seq(lanes);
+    m
+}
+
+/// The module's header line: what the layer is and how it is folded.
+fn summary(ctx: &LayerCtx) -> String {
+    let (g, fold) = (&ctx.geo, &ctx.fold);
+    let kind = if ctx.layer.is_binary() {
+        "binary"
+    } else {
+        "integer"
+    };
+    format!(
+        "Layer {} ({}): {kind} synapses, fan-in {}, {} outputs; PE = {}, SIMD = {}: \
+         {} cycles per position.",
+        ctx.index,
+        ctx.layer.name,
+        g.fan_in,
+        g.synaptic.channels,
+        fold.pe,
+        fold.simd,
+        ctx.nf() * g.local_steps * ctx.sf()
+    )
+}
+
+/// TSA layers see no input after their input steps (the pixel layer's only step, or the T
+/// steps before the silent period's extra ones); LIF layers reuse the pixel step.
+fn gated(ctx: &LayerCtx) -> bool {
+    ctx.layer.is_tsa() && ctx.geo.local_steps > ctx.geo.input_steps
+}
+
+/// The window store and the two ROMs, loaded from `ROM_DIR` at start-up.
+struct Memories {
+    /// The latched window: one input word (SIMD inputs) per synapse fold and input step.
+    win: Expr,
+    /// PE x SIMD weights per word, one word per neuron fold and synapse fold.
+    wrom: Expr,
+    /// The PE lanes' neuron parameters, one word per neuron fold.
+    prm: Expr,
+}
+
+impl Memories {
+    fn declare(m: &mut Module, ctx: &LayerCtx, names: &Names) -> Self {
+        let (pe, simd) = (ctx.fold.pe, ctx.fold.simd);
+        let (nf, sf) = (ctx.nf(), ctx.sf());
+        m.comment(
+            "Window store, weight ROM (PE x SIMD weights per word) and neuron parameter ROM.",
+        );
+        let mems = Memories {
+            win: m.mem("win", simd * ctx.geo.input_bits, ctx.geo.input_steps * sf),
+            wrom: m.mem("wrom", pe * simd * ctx.weight_bits(), nf * sf),
+            prm: m.mem("prm", pe * ctx.lane_param_bits(), nf),
         };
-        obase = resize(step, tw, obw)
-            .mul(lit(obw, (cout * ob) as u64))
+        let load = |file: String, mem: &Expr| {
+            Stmt::Task(
+                "$readmemh".into(),
+                vec![cat(vec![id("ROM_DIR"), Expr::Str(file)]), mem.clone()],
+            )
+        };
+        m.items.push(Item::Initial(vec![
+            load(names.weight_file(ctx.index), &mems.wrom),
+            load(names.param_file(ctx.index), &mems.prm),
+        ]));
+        mems
+    }
+}
+
+/// Index widths of the sequencer's counters and addresses.
+struct CounterBits {
+    nf: u32,
+    t: u32,
+    sf: u32,
+    /// Weight ROM address.
+    wa: u32,
+    /// Window store address.
+    xa: u32,
+}
+
+impl CounterBits {
+    fn of(ctx: &LayerCtx) -> Self {
+        let (nf, sf) = (ctx.nf() as u64, ctx.sf() as u64);
+        CounterBits {
+            nf: index_bits(nf),
+            t: index_bits(ctx.geo.local_steps as u64),
+            sf: index_bits(sf),
+            wa: index_bits(nf * sf),
+            xa: index_bits(ctx.geo.input_steps as u64 * sf),
+        }
+    }
+}
+
+/// What travels with an operation through a pipeline stage.
+struct Tags {
+    valid: Expr,
+    /// First synapse fold of a step (the accumulator restarts).
+    first: Expr,
+    /// Last synapse fold of a step (the neuron steps).
+    last: Expr,
+    /// The position's last operation.
+    end: Expr,
+    /// The local step; with one time step there is no step to carry a membrane across.
+    step: Option<Expr>,
+    /// The neuron fold.
+    nf: Expr,
+}
+
+impl Tags {
+    fn declare(m: &mut Module, stage: &str, bits: &CounterBits, steps: u32) -> Self {
+        let mut reg = |name: &str, w| m.reg(&format!("{stage}_{name}"), w);
+        Tags {
+            valid: reg("v", 1),
+            first: reg("first", 1),
+            last: reg("last", 1),
+            end: reg("end", 1),
+            step: (steps > 1).then(|| reg("t", bits.t)),
+            nf: reg("nf", bits.nf),
+        }
+    }
+}
+
+/// The sequencer's registers: operation counters and addresses (stage A), the registered
+/// operands and their tags (stage B), the tags of the registered dot products (stage C),
+/// and the output buffer.
+struct Pipe {
+    busy: Expr,
+    issuing: Expr,
+    drain: Expr,
+    nf_a: Expr,
+    t_a: Expr,
+    sf_a: Expr,
+    wa: Expr,
+    xa: Expr,
+    w_q: Expr,
+    x_q: Expr,
+    b: Tags,
+    /// Stage C: the lanes' dot products are registered, so the adder trees and the neuron
+    /// arithmetic are separate paths (about twice the clock of one long path).
+    c: Tags,
+    obuf: Expr,
+}
+
+impl Pipe {
+    fn declare(m: &mut Module, ctx: &LayerCtx, bits: &CounterBits) -> Self {
+        let (pe, simd, t) = (ctx.fold.pe, ctx.fold.simd, ctx.geo.local_steps);
+        m.comment("Control: operation counters (stage A) and the registered operands (stage B).");
+        Pipe {
+            busy: m.reg("busy", 1),
+            issuing: m.reg("issuing", 1),
+            drain: m.reg("drain", 1),
+            nf_a: m.reg("nf_a", bits.nf),
+            t_a: m.reg("t_a", bits.t),
+            sf_a: m.reg("sf_a", bits.sf),
+            wa: m.reg("wa", bits.wa),
+            xa: m.reg("xa", bits.xa),
+            w_q: m.reg("w_q", pe * simd * ctx.weight_bits()),
+            x_q: m.reg("x_q", simd * ctx.geo.input_bits),
+            b: Tags::declare(m, "b", bits, t),
+            c: Tags::declare(m, "c", bits, t),
+            obuf: m.reg("obuf", ctx.neuron_beat_bits()),
+        }
+    }
+
+    /// Stage B's tags move on to stage C with the dot products.
+    fn stage_c(&self) -> Vec<Stmt> {
+        let (b, c) = (&self.b, &self.c);
+        let mut stmts = vec![
+            Stmt::Nb(c.first.clone(), b.first.clone()),
+            Stmt::Nb(c.last.clone(), b.last.clone()),
+            Stmt::Nb(c.end.clone(), b.end.clone()),
+            Stmt::Nb(c.nf.clone(), b.nf.clone()),
+        ];
+        if let (Some(ct), Some(bt)) = (&c.step, &b.step) {
+            stmts.push(Stmt::Nb(ct.clone(), bt.clone()));
+        }
+        stmts
+    }
+}
+
+/// Whether the stage-A counters are at their last value.
+struct AtLast {
+    sf: Expr,
+    t: Expr,
+    nf: Expr,
+}
+
+/// Declares the handshake and the counters' end wires; returns the sequential block that
+/// accepts a window, issues its NF x T x SF operations and hands the result over.
+fn sequencer(
+    m: &mut Module,
+    ctx: &LayerCtx,
+    bits: &CounterBits,
+    pipe: &Pipe,
+    mems: &Memories,
+) -> Stmt {
+    let at_last = |counter: &Expr, w: u32, n: u32| counter.clone().eq(lit(w, (n - 1) as u64));
+    m.assign(id("in_ready"), pipe.busy.clone().not());
+    let accept = m.wire_eq("accept", 1, id("in_valid").and(pipe.busy.clone().not()));
+    let last = AtLast {
+        sf: m.wire_eq("last_sf", 1, at_last(&pipe.sf_a, bits.sf, ctx.sf())),
+        t: m.wire_eq("last_t", 1, at_last(&pipe.t_a, bits.t, ctx.geo.local_steps)),
+        nf: m.wire_eq("last_nf", 1, at_last(&pipe.nf_a, bits.nf, ctx.nf())),
+    };
+    let (p, c) = (pipe, &pipe.c);
+    Stmt::If(
+        id(names::RST),
+        vec![
+            Stmt::Nb(p.busy.clone(), zero()),
+            Stmt::Nb(p.issuing.clone(), zero()),
+            Stmt::Nb(p.drain.clone(), zero()),
+            Stmt::Nb(p.b.valid.clone(), zero()),
+            Stmt::Nb(c.valid.clone(), zero()),
+            Stmt::Nb(id("out_valid"), zero()),
+        ],
+        vec![
+            when(accept, load(ctx, bits, pipe, &mems.win)),
+            Stmt::If(
+                p.issuing.clone(),
+                issue(ctx, bits, pipe, mems, &last),
+                vec![Stmt::Nb(p.b.valid.clone(), zero())],
+            ),
+            Stmt::Nb(c.valid.clone(), p.b.valid.clone()),
+            when(
+                c.valid.clone().and(c.end.clone()),
+                vec![Stmt::Nb(p.drain.clone(), one())],
+            ),
+            when(
+                id("out_valid").and(id("out_ready")),
+                vec![Stmt::Nb(id("out_valid"), zero())],
+            ),
+            when(
+                p.drain
+                    .clone()
+                    .and(id("out_valid").not().or(id("out_ready"))),
+                vec![
+                    Stmt::Nb(id("out_valid"), one()),
+                    Stmt::Nb(id("out_data"), p.obuf.clone()),
+                    Stmt::Nb(p.drain.clone(), zero()),
+                    Stmt::Nb(p.busy.clone(), zero()),
+                ],
+            ),
+        ],
+    )
+}
+
+/// Latches a window and starts issuing its operations from the first.
+fn load(ctx: &LayerCtx, bits: &CounterBits, pipe: &Pipe, win: &Expr) -> Vec<Stmt> {
+    let w = ctx.fold.simd * ctx.geo.input_bits;
+    // Unrolled: Verilator cannot schedule non-blocking array writes inside long loops.
+    let mut load: Vec<Stmt> = (0..ctx.geo.input_steps * ctx.sf())
+        .map(|e| {
+            Stmt::Nb(
+                win.clone().idx(lit(bits.xa, e as u64)),
+                id("in_data").slice(e * w + w - 1, e * w),
+            )
+        })
+        .collect();
+    load.extend([
+        Stmt::Nb(pipe.busy.clone(), one()),
+        Stmt::Nb(pipe.issuing.clone(), one()),
+        Stmt::Nb(pipe.nf_a.clone(), lit(bits.nf, 0)),
+        Stmt::Nb(pipe.t_a.clone(), lit(bits.t, 0)),
+        Stmt::Nb(pipe.sf_a.clone(), lit(bits.sf, 0)),
+        Stmt::Nb(pipe.wa.clone(), lit(bits.wa, 0)),
+        Stmt::Nb(pipe.xa.clone(), lit(bits.xa, 0)),
+    ]);
+    load
+}
+
+/// One operation: read the operands into stage B with their tags, and step the counters
+/// (synapse fold innermost, then time step, then neuron fold).
+fn issue(
+    ctx: &LayerCtx,
+    bits: &CounterBits,
+    pipe: &Pipe,
+    mems: &Memories,
+    last: &AtLast,
+) -> Vec<Stmt> {
+    let (p, b) = (pipe, &pipe.b);
+    let inc = |r: &Expr, w: u32| Stmt::Nb(r.clone(), r.clone().add(lit(w, 1)));
+    let clear = |r: &Expr, w: u32| Stmt::Nb(r.clone(), lit(w, 0));
+    let next_neuron_fold = Stmt::If(
+        last.nf.clone().not(),
+        vec![inc(&p.nf_a, bits.nf), inc(&p.wa, bits.wa)],
+        vec![Stmt::Nb(p.issuing.clone(), zero())],
+    );
+    let next_step = Stmt::If(
+        last.t.clone().not(),
+        vec![
+            inc(&p.t_a, bits.t),
+            // Back to the first synapse fold's weights of this neuron fold.
+            Stmt::Nb(
+                p.wa.clone(),
+                p.wa.clone().sub(lit(bits.wa, (ctx.sf() - 1) as u64)),
+            ),
+            Stmt::Nb(p.xa.clone(), next_step_xa(ctx, bits, pipe)),
+        ],
+        vec![
+            clear(&p.t_a, bits.t),
+            clear(&p.xa, bits.xa),
+            next_neuron_fold,
+        ],
+    );
+    let mut issue = vec![
+        Stmt::Nb(p.w_q.clone(), mems.wrom.clone().idx(p.wa.clone())),
+        Stmt::Nb(p.x_q.clone(), window_read(ctx, bits, pipe, &mems.win)),
+        Stmt::Nb(b.valid.clone(), one()),
+        Stmt::Nb(b.first.clone(), p.sf_a.clone().eq(lit(bits.sf, 0))),
+        Stmt::Nb(b.last.clone(), last.sf.clone()),
+        Stmt::Nb(b.nf.clone(), p.nf_a.clone()),
+        Stmt::Nb(
+            b.end.clone(),
+            last.sf.clone().and(last.t.clone()).and(last.nf.clone()),
+        ),
+        Stmt::If(
+            last.sf.clone().not(),
+            vec![
+                inc(&p.sf_a, bits.sf),
+                inc(&p.wa, bits.wa),
+                inc(&p.xa, bits.xa),
+            ],
+            vec![clear(&p.sf_a, bits.sf), next_step],
+        ),
+    ];
+    if let Some(bt) = &b.step {
+        issue.push(Stmt::Nb(bt.clone(), p.t_a.clone()));
+    }
+    issue
+}
+
+/// The window address of the next time step's first synapse fold.
+fn next_step_xa(ctx: &LayerCtx, bits: &CounterBits, pipe: &Pipe) -> Expr {
+    let (ti, xa) = (ctx.geo.input_steps, &pipe.xa);
+    if ti == 1 {
+        lit(bits.xa, 0)
+    } else if gated(ctx) {
+        // Back to the start after the last input step (the steps after it read nothing).
+        pipe.t_a
+            .clone()
+            .eq(lit(bits.t, (ti - 1) as u64))
+            .cond(lit(bits.xa, 0), xa.clone().add(lit(bits.xa, 1)))
+    } else {
+        xa.clone().add(lit(bits.xa, 1))
+    }
+}
+
+/// The input word an operation reads: zero in a gated layer's steps after its input steps.
+fn window_read(ctx: &LayerCtx, bits: &CounterBits, pipe: &Pipe, win: &Expr) -> Expr {
+    let read = win.clone().idx(pipe.xa.clone());
+    if gated(ctx) {
+        let (ti, w) = (ctx.geo.input_steps, ctx.fold.simd * ctx.geo.input_bits);
+        pipe.t_a
+            .clone()
+            .lt(lit(bits.t, ti as u64))
+            .cond(read, lit(w, 0))
+    } else {
+        read
+    }
+}
+
+/// Where stage C's results go in the output buffer: the neuron fold's lanes, and with
+/// several output steps the step's slice. Returns the base bit (a constant 0 when the buffer
+/// holds one value) and the width of bit indices.
+fn output_base(m: &mut Module, ctx: &LayerCtx, bits: &CounterBits, pipe: &Pipe) -> (Expr, u32) {
+    let (ob, out_w) = (ctx.neuron_bits(), ctx.neuron_beat_bits());
+    let obw = index_bits(out_w as u64);
+    let mut obase = zext(pipe.c.nf.clone(), bits.nf, obw).mul(lit(obw, (ctx.fold.pe * ob) as u64));
+    if let (Some(ct), true) = (&pipe.c.step, ctx.out_steps() > 1) {
+        // Output step m = local step − silent (written only once the neuron may speak).
+        let silent = ctx.geo.local_steps - ctx.steps;
+        let step = if silent == 0 {
+            ct.clone()
+        } else {
+            m.wire_eq("ostep", bits.t, ct.clone().sub(lit(bits.t, silent as u64)))
+        };
+        obase = resize(step, bits.t, obw)
+            .mul(lit(obw, (ctx.geo.synaptic.channels * ob) as u64))
             .add(obase);
     }
     let obase = if out_w > ob {
@@ -451,172 +754,23 @@ pub fn mvu(ctx: &LayerCtx, names: &Names) -> Module {
     } else {
         lit(1, 0)
     };
-    if input_code(ctx) == InputCode::Ternary {
-        let valid = input_plane(&mut m, ctx, &x_q, 0, "x_valid");
-        let sign = input_plane(&mut m, ctx, &x_q, 1, "x_sign");
-        if !ctx.layer.is_binary() {
-            // The negated weights' +1s, shared by the lanes (see `signed_lane_dot`).
-            let negs = (0..simd)
-                .map(|i| (valid.clone().bit(i).band(sign.clone().bit(i)), 1))
-                .collect();
-            let n = sum_wire(&mut m, "x_neg_count", negs, aw);
-            m.wire_eq("x_negs", aw, n);
-        }
+    (obase, obw)
+}
+
+/// A ternary input word's bit planes, and for integer weights the count of negative
+/// spikes, shared by the lanes (see `signed_lane_dot`).
+fn ternary_planes(m: &mut Module, ctx: &LayerCtx, x_q: &Expr) {
+    let valid = input_plane(m, ctx, x_q, 0, "x_valid");
+    let sign = input_plane(m, ctx, x_q, 1, "x_sign");
+    if !ctx.layer.is_binary() {
+        // The negated weights' +1s.
+        let aw = ctx.acc_bits();
+        let negs = (0..ctx.fold.simd)
+            .map(|i| (valid.clone().bit(i).band(sign.clone().bit(i)), 1))
+            .collect();
+        let n = sum_wire(m, "x_neg_count", negs, aw);
+        m.wire_eq("x_negs", aw, n);
     }
-    let total = ctx
-        .layer
-        .is_binary()
-        .then(|| input_total(&mut m, ctx, &x_q, aw));
-    let mut lane_updates = Vec::new();
-    for p in 0..pe {
-        lane_updates.extend(lane(
-            &mut m,
-            ctx,
-            p,
-            &w_q,
-            &x_q,
-            total.as_ref(),
-            &c_first,
-            &c_last,
-            &c_t,
-            &prm_b,
-            &obuf,
-            &obase,
-            obw,
-            aw,
-            vw,
-        ));
-    }
-    let xa_next_t = if ti == 1 {
-        lit(xaw, 0)
-    } else if gated {
-        // Back to the start after the last input step (the steps after it read nothing).
-        t_a.clone()
-            .eq(lit(tw, (ti - 1) as u64))
-            .cond(lit(xaw, 0), xa.clone().add(lit(xaw, 1)))
-    } else {
-        xa.clone().add(lit(xaw, 1))
-    };
-    let x_read = win.clone().idx(xa.clone());
-    let x_read = if gated {
-        t_a.clone()
-            .lt(lit(tw, ti as u64))
-            .cond(x_read, lit(simd * xb, 0))
-    } else {
-        x_read
-    };
-    let mut issue = vec![
-        Stmt::Nb(w_q, wrom.idx(wa.clone())),
-        Stmt::Nb(x_q, x_read),
-        Stmt::Nb(b_v.clone(), one()),
-        Stmt::Nb(b_first.clone(), sf_a.clone().eq(lit(sfw, 0))),
-        Stmt::Nb(b_last.clone(), last_sf.clone()),
-        Stmt::Nb(b_nf.clone(), nf_a.clone()),
-        Stmt::Nb(
-            b_end.clone(),
-            last_sf.clone().and(last_t.clone()).and(last_nf.clone()),
-        ),
-        Stmt::If(
-            last_sf.not(),
-            vec![
-                Stmt::Nb(sf_a.clone(), sf_a.clone().add(lit(sfw, 1))),
-                Stmt::Nb(wa.clone(), wa.clone().add(lit(waw, 1))),
-                Stmt::Nb(xa.clone(), xa.clone().add(lit(xaw, 1))),
-            ],
-            vec![
-                Stmt::Nb(sf_a.clone(), lit(sfw, 0)),
-                Stmt::If(
-                    last_t.not(),
-                    vec![
-                        Stmt::Nb(t_a.clone(), t_a.clone().add(lit(tw, 1))),
-                        Stmt::Nb(wa.clone(), wa.clone().sub(lit(waw, (sf - 1) as u64))),
-                        Stmt::Nb(xa.clone(), xa_next_t),
-                    ],
-                    vec![
-                        Stmt::Nb(t_a.clone(), lit(tw, 0)),
-                        Stmt::Nb(xa.clone(), lit(xaw, 0)),
-                        Stmt::If(
-                            last_nf.not(),
-                            vec![
-                                Stmt::Nb(nf_a.clone(), nf_a.clone().add(lit(nfw, 1))),
-                                Stmt::Nb(wa.clone(), wa.clone().add(lit(waw, 1))),
-                            ],
-                            vec![Stmt::Nb(issuing.clone(), zero())],
-                        ),
-                    ],
-                ),
-            ],
-        ),
-    ];
-    if let Some(bt) = b_t.clone() {
-        issue.push(Stmt::Nb(bt, t_a.clone()));
-    }
-    // Unrolled: Verilator cannot schedule non-blocking array writes inside long loops.
-    let mut load: Vec<Stmt> = (0..ti * sf)
-        .map(|e| {
-            let w = simd * xb;
-            Stmt::Nb(
-                win.clone().idx(lit(xaw, e as u64)),
-                id("in_data").slice(e * w + w - 1, e * w),
-            )
-        })
-        .collect();
-    load.extend([
-        Stmt::Nb(busy.clone(), one()),
-        Stmt::Nb(issuing.clone(), one()),
-        Stmt::Nb(nf_a.clone(), lit(nfw, 0)),
-        Stmt::Nb(t_a.clone(), lit(tw, 0)),
-        Stmt::Nb(sf_a.clone(), lit(sfw, 0)),
-        Stmt::Nb(wa.clone(), lit(waw, 0)),
-        Stmt::Nb(xa.clone(), lit(xaw, 0)),
-    ]);
-    m.comment("Sequencing: accept a window, issue NF x T x SF operations, hand the result over.");
-    m.seq(vec![Stmt::If(
-        id(names::RST),
-        vec![
-            Stmt::Nb(busy.clone(), zero()),
-            Stmt::Nb(issuing.clone(), zero()),
-            Stmt::Nb(drain.clone(), zero()),
-            Stmt::Nb(b_v.clone(), zero()),
-            Stmt::Nb(c_v.clone(), zero()),
-            Stmt::Nb(id("out_valid"), zero()),
-        ],
-        vec![
-            when(accept, load),
-            Stmt::If(issuing, issue, vec![Stmt::Nb(b_v.clone(), zero())]),
-            Stmt::Nb(c_v.clone(), b_v.clone()),
-            when(
-                c_v.clone().and(c_end.clone()),
-                vec![Stmt::Nb(drain.clone(), one())],
-            ),
-            when(
-                id("out_valid").and(id("out_ready")),
-                vec![Stmt::Nb(id("out_valid"), zero())],
-            ),
-            when(
-                drain.clone().and(id("out_valid").not().or(id("out_ready"))),
-                vec![
-                    Stmt::Nb(id("out_valid"), one()),
-                    Stmt::Nb(id("out_data"), obuf),
-                    Stmt::Nb(drain, zero()),
-                    Stmt::Nb(busy, zero()),
-                ],
-            ),
-        ],
-    )]);
-    let mut stage_c = vec![
-        Stmt::Nb(c_first, b_first.clone()),
-        Stmt::Nb(c_last, b_last.clone()),
-        Stmt::Nb(c_end, b_end.clone()),
-        Stmt::Nb(c_nf, b_nf.clone()),
-    ];
-    if let (Some(ct), Some(bt)) = (c_t, b_t.clone()) {
-        stage_c.push(Stmt::Nb(ct, bt));
-    }
-    m.seq(stage_c);
-    m.comment("Lanes: accumulate, then one neuron step at the last synapse fold of a step.");
-    m.seq(lane_updates);
-    m
 }
 
 /// What a lane's neuron reads and writes, beyond its own registers.
@@ -669,35 +823,31 @@ impl LaneIo<'_> {
     }
 }
 
-/// One lane: its accumulator, neuron and result write; returns its sequential statements.
-#[allow(clippy::too_many_arguments)]
-fn lane(
-    m: &mut Module,
-    ctx: &LayerCtx,
-    p: u32,
-    w_q: &Expr,
-    x_q: &Expr,
-    total: Option<&Expr>,
-    b_first: &Expr,
-    b_last: &Expr,
-    b_t: &Option<Expr>,
-    prm_b: &Expr,
-    obuf: &Expr,
-    obase: &Expr,
+/// What every lane reads: the pipeline, the input word's total (binary layers), the
+/// neuron fold's parameter word and the output buffer's base bit.
+struct LaneShared<'p> {
+    pipe: &'p Pipe,
+    total: Option<Expr>,
+    prm: Expr,
+    obase: Expr,
+    /// Width of bit indices into the output buffer.
     obw: u32,
-    aw: u32,
-    vw: u32,
-) -> Vec<Stmt> {
-    let lpw = ctx.lane_param_bits();
+}
+
+/// One lane: its accumulator, neuron and result write; returns its sequential statements.
+fn lane(m: &mut Module, ctx: &LayerCtx, p: u32, shared: &LaneShared) -> Vec<Stmt> {
+    let (pipe, obw) = (shared.pipe, shared.obw);
+    let (aw, vw) = (ctx.acc_bits(), ctx.value_bits());
     let ob = ctx.neuron_bits();
-    let dot = lane_dot(m, ctx, p, x_q, w_q, total);
+    let dot = lane_dot(m, ctx, p, &pipe.x_q, &pipe.w_q, shared.total.as_ref());
     let dot = m.wire_eq(&format!("dot{p}"), aw, dot);
     let dot_q = m.reg(&format!("dot_q{p}"), aw);
     let acc = m.reg(&format!("acc{p}"), aw);
     let sum = m.wire_eq(
         &format!("sum{p}"),
         aw,
-        b_first
+        pipe.c
+            .first
             .clone()
             .cond(lit(aw, 0), acc.clone())
             .add(dot_q.clone()),
@@ -705,25 +855,28 @@ fn lane(
     let bias = m.swire_eq(
         &format!("bias{p}"),
         vw,
-        prm_b.clone().part(Expr::Int((p * lpw) as i64), vw),
+        shared
+            .prm
+            .clone()
+            .part(Expr::Int((p * ctx.lane_param_bits()) as i64), vw),
     );
     let bit = if ctx.neuron_beat_bits() > ob {
         m.wire_eq(
             &format!("obit{p}"),
             obw,
-            obase.clone().add(lit(obw, (p * ob) as u64)),
+            shared.obase.clone().add(lit(obw, (p * ob) as u64)),
         )
     } else {
         lit(1, 0)
     };
     let io = LaneIo {
         p,
-        last: b_last,
-        step: b_t,
-        prm: prm_b,
+        last: &pipe.c.last,
+        step: &pipe.c.step,
+        prm: &shared.prm,
         sum: fit(sum.clone(), aw, vw),
         bias,
-        obuf,
+        obuf: &pipe.obuf,
         bit,
     };
     let mut stmts = vec![
@@ -736,7 +889,7 @@ fn lane(
         Neuron::TsaReadout { .. } => readout_neuron(m, ctx, &io),
         Neuron::None { .. } => {
             let val = m.swire_eq(&format!("val{p}"), vw, io.sum.clone().add(io.bias.clone()));
-            when(id("c_v").and(b_last.clone()), vec![io.write(ctx, val)])
+            when(id("c_v").and(io.last.clone()), vec![io.write(ctx, val)])
         }
     });
     stmts
