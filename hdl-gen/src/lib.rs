@@ -15,6 +15,7 @@ pub mod shell;
 pub mod stream;
 pub mod top;
 pub mod vlog;
+pub mod window;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -337,7 +338,7 @@ pub fn generate_with(
     for ctx in &ctxs {
         modules.push(match top::front_kind(ctx) {
             "collect" => rtl::collect(ctx, &names, if ctx.index == 0 { ppb } else { 1 }),
-            _ => rtl::window(ctx, &names),
+            _ => window::window(ctx, &names),
         });
         modules.push(mvu::mvu(ctx, &names));
         if let Some(p) = ctx.layer.pool {
