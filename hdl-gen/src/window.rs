@@ -16,7 +16,7 @@ pub fn window(ctx: &LayerCtx, names: &Names) -> Module {
         names.layer_module(ctx.index, "window"),
         vec![format!(
             "Convolution front of layer {} ({}): {k}x{k} window, stride {s}, padding {pad}, \
-             {h}x{w} -> {oh}x{ow}; a line buffer of {k} rows.",
+             {h}x{w} -> {oh}x{ow}; a line buffer of {k} row{plural}.",
             ctx.index,
             ctx.layer.name,
             k = f.k,
@@ -26,6 +26,7 @@ pub fn window(ctx: &LayerCtx, names: &Names) -> Module {
             w = f.w,
             oh = f.oh,
             ow = f.ow,
+            plural = if f.k == 1 { "" } else { "s" },
         )],
     );
     stream_ports(&mut m, f.ew, ctx.window_bits(), true);
