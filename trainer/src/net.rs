@@ -214,6 +214,35 @@ pub struct Forward {
     pub hidden: Option<Vec<Array2<f32>>>,
 }
 
+/// What a forward pass collects on its way through the layers.
+struct Trace {
+    caches: Vec<LayerCache>,
+    rates: Vec<f32>,
+    popcount_layers: usize,
+    inputs: Option<Vec<Array2<f32>>>,
+    hidden: Option<Vec<Array2<f32>>>,
+}
+
+impl Trace {
+    fn into_forward(self, logits: Array2<f32>, batch: usize) -> Forward {
+        let fused_layers = self
+            .caches
+            .iter()
+            .filter(|c| matches!(c.activation, Activation::Fused(_)))
+            .count();
+        Forward {
+            logits,
+            fused_layers,
+            popcount_layers: self.popcount_layers,
+            caches: self.caches,
+            batch,
+            rates: self.rates,
+            inputs: self.inputs,
+            hidden: self.hidden,
+        }
+    }
+}
+
 /// What [`Net::run`] returns: the whole pass, or the pre-activation it stopped at.
 enum Pass {
     Full(Forward),
@@ -546,168 +575,180 @@ impl Net {
     ) -> Pass {
         let (h, w, c) = self.input;
         let b = images.len() / (h * w * c);
-        let t_steps = self.time_steps;
         let mut x = Array2::from_shape_vec(
             (b * h * w, c),
             images.iter().map(|&p| p as f32 / 255.0).collect(),
         )
         .expect("image shape");
-        let mut caches = Vec::with_capacity(self.specs.len());
-        let mut rates = Vec::new();
-        let mut popcount_layers = 0;
-        let mut inputs = record_inputs.then(Vec::new);
-        let mut hidden = record_inputs.then(Vec::new);
+        let mut trace = Trace {
+            caches: Vec::with_capacity(self.specs.len()),
+            rates: Vec::new(),
+            popcount_layers: 0,
+            inputs: record_inputs.then(Vec::new),
+            hidden: record_inputs.then(Vec::new),
+        };
         for l in 0..self.specs.len() {
-            let spec = self.specs[l];
             // Direct encoding: the first layer sees the same image at every step, so its
             // synaptic current is computed once on B frames and repeated.
-            let frames = if l == 0 { b } else { b * t_steps };
-            let spikes = self.popcount_forward(l).then(|| BitRows::spikes(x.view()));
-            popcount_layers += usize::from(spikes.is_some());
-            // The layer's input as its product reads it: the map for a convolution (whose
-            // im2col matrix is built block by block, see `conv`), `[frames, fan_in]` for a
-            // dense layer.
-            let input = match spec.geom() {
-                Some(_) => x,
-                None => x
-                    .into_shape_with_order((frames, spec.fan_in))
-                    .expect("dense input"),
-            };
-            if let Some(v) = inputs.as_mut() {
-                v.push(match spec.geom() {
-                    Some(g) => ops::im2col(input.view(), &g, frames),
-                    None => input.clone(),
-                });
-            }
-            let (w_eff, scales) = self.effective_weights(l);
-            let mut y = match (spikes, spec.geom()) {
-                (Some(map), geom) => {
-                    debug_assert!(
-                        popcount::is_binary(input.view()),
-                        "layer {l} input is spikes"
-                    );
-                    let rows = match geom {
-                        Some(g) => map.windows(&g, frames),
-                        None => map.frames(frames),
-                    };
-                    let w_pos = BitRows::positive(self.weights(l), spec.in_shape.2);
-                    popcount::binary_product(&rows, &w_pos, &scales)
-                }
-                (None, Some(g)) => conv::forward(input.view(), &g, frames, w_eff.view()),
-                (None, None) => matmul(input.view(), w_eff.t()),
-            };
-            let rows = y.nrows();
+            let frames = if l == 0 { b } else { b * self.time_steps };
+            let (input, w_eff, y) = self.synaptic(l, x, frames, &mut trace);
             if stop_at == Some(l) {
                 return Pass::Stopped(y);
             }
-            if spec.last {
-                let bias = self.effective_bias(l);
-                for mut row in y.rows_mut() {
-                    row.iter_mut().zip(&bias).for_each(|(v, b)| *v += b);
-                }
-                let per = y.nrows() / b;
-                let steps = if l == 0 { 1 } else { t_steps };
-                let pos = per / steps;
-                let mut logits = Array2::zeros((b, spec.out));
-                for t in 0..steps {
-                    for bi in 0..b {
-                        let rows = y.slice(s![(t * b + bi) * pos..(t * b + bi + 1) * pos, ..]);
-                        let mut lrow = logits.row_mut(bi);
-                        for r in rows.rows() {
-                            lrow += &r;
-                        }
-                    }
-                }
-                logits *= self.head_log_scale.exp() / per as f32;
-                caches.push(LayerCache {
-                    input,
-                    rows,
-                    w_eff,
-                    activation: Activation::Head,
-                    frames,
-                });
-                let fused_layers = caches
-                    .iter()
-                    .filter(|c| matches!(c.activation, Activation::Fused(_)))
-                    .count();
-                return Pass::Full(Forward {
-                    logits,
-                    fused_layers,
-                    popcount_layers,
-                    caches,
-                    batch: b,
-                    rates,
-                    inputs,
-                    hidden,
-                });
-            }
-            let bn = self.params[l]
-                .bn
-                .as_mut()
-                .expect("hidden layers have BatchNorm");
-            let (h, w) = spec.out_hw;
-            let max_pool = spec.pool == Some(PoolKind::Max);
-            if train
-                && !self.relu
-                && !self.unfused
-                && hidden.is_none()
-                && fused::applies(t_steps, self.relaxed, max_pool, h, w)
-            {
-                let (out, spikes, cache) = fused::forward(y, bn, &self.lif, b, h, w);
-                rates.push(spikes as f32 / (b * h * w * spec.out).max(1) as f32);
-                caches.push(LayerCache {
-                    input,
-                    rows,
-                    w_eff,
-                    activation: Activation::Fused(cache),
-                    frames,
-                });
-                x = out;
-                continue;
-            }
-            let (mut z, bn_cache) = ops::bn_forward(y, bn, train);
-            if l == 0 && t_steps > 1 {
-                let one = z.clone();
-                z = ndarray::concatenate(ndarray::Axis(0), &vec![one.view(); t_steps])
-                    .expect("repeat");
-            }
-            let (spk, lif_cache, relu_out) = if self.relu {
-                let a = z.mapv(|v| v.max(0.0));
-                (a.clone(), None, Some(a))
+            let rows = y.nrows();
+            let (out, activation) = if self.specs[l].last {
+                (self.head(l, y, b), Activation::Head)
             } else {
-                let (spk, c) = ops::lif_forward(z, t_steps, &self.lif, self.relaxed);
-                (spk, Some(c), None)
+                self.hidden_activation(l, y, b, train, &mut trace)
             };
-            rates.push(if self.relu {
-                spk.iter().filter(|&&v| v > 0.0).count() as f32 / spk.len().max(1) as f32
-            } else {
-                spk.mean().unwrap_or(0.0)
-            });
-            if let Some(h) = hidden.as_mut() {
-                h.push(spk.clone());
-            }
-            let all_frames = b * t_steps;
-            let (out, arg) = match spec.pool {
-                Some(kind) => {
-                    ops::pool_forward(spk.view(), kind, all_frames, spec.out_hw.0, spec.out_hw.1)
-                }
-                None => (spk, Vec::new()),
-            };
-            caches.push(LayerCache {
+            trace.caches.push(LayerCache {
                 input,
                 rows,
                 w_eff,
-                activation: Activation::Separate {
-                    bn: bn_cache,
-                    lif: lif_cache,
-                    relu_out,
-                    pool_arg: arg,
-                },
+                activation,
                 frames,
             });
+            if self.specs[l].last {
+                return Pass::Full(trace.into_forward(out, b));
+            }
             x = out;
         }
         unreachable!("the last layer returns")
+    }
+
+    /// Layer `l`'s synaptic product on its input `x` (the map, or the previous layer's
+    /// output): returns the input as the backward pass reads it, the effective weights and
+    /// the product, `[rows, out]`.
+    fn synaptic(
+        &self,
+        l: usize,
+        x: Array2<f32>,
+        frames: usize,
+        trace: &mut Trace,
+    ) -> (Array2<f32>, Array2<f32>, Array2<f32>) {
+        let spec = self.specs[l];
+        let spikes = self.popcount_forward(l).then(|| BitRows::spikes(x.view()));
+        trace.popcount_layers += usize::from(spikes.is_some());
+        // The layer's input as its product reads it: the map for a convolution (whose
+        // im2col matrix is built block by block, see `conv`), `[frames, fan_in]` for a
+        // dense layer.
+        let input = match spec.geom() {
+            Some(_) => x,
+            None => x
+                .into_shape_with_order((frames, spec.fan_in))
+                .expect("dense input"),
+        };
+        if let Some(v) = trace.inputs.as_mut() {
+            v.push(match spec.geom() {
+                Some(g) => ops::im2col(input.view(), &g, frames),
+                None => input.clone(),
+            });
+        }
+        let (w_eff, scales) = self.effective_weights(l);
+        let y = match (spikes, spec.geom()) {
+            (Some(map), geom) => {
+                debug_assert!(
+                    popcount::is_binary(input.view()),
+                    "layer {l} input is spikes"
+                );
+                let rows = match geom {
+                    Some(g) => map.windows(&g, frames),
+                    None => map.frames(frames),
+                };
+                let w_pos = BitRows::positive(self.weights(l), spec.in_shape.2);
+                popcount::binary_product(&rows, &w_pos, &scales)
+            }
+            (None, Some(g)) => conv::forward(input.view(), &g, frames, w_eff.view()),
+            (None, None) => matmul(input.view(), w_eff.t()),
+        };
+        (input, w_eff, y)
+    }
+
+    /// The GAP head: the output layer's product plus bias, averaged over positions and
+    /// steps and scaled; returns the `[B, classes]` logits.
+    fn head(&self, l: usize, mut y: Array2<f32>, b: usize) -> Array2<f32> {
+        let bias = self.effective_bias(l);
+        for mut row in y.rows_mut() {
+            row.iter_mut().zip(&bias).for_each(|(v, b)| *v += b);
+        }
+        let per = y.nrows() / b;
+        let steps = if l == 0 { 1 } else { self.time_steps };
+        let pos = per / steps;
+        let mut logits = Array2::zeros((b, self.specs[l].out));
+        for t in 0..steps {
+            for bi in 0..b {
+                let rows = y.slice(s![(t * b + bi) * pos..(t * b + bi + 1) * pos, ..]);
+                let mut lrow = logits.row_mut(bi);
+                for r in rows.rows() {
+                    lrow += &r;
+                }
+            }
+        }
+        logits *= self.head_log_scale.exp() / per as f32;
+        logits
+    }
+
+    /// A hidden layer's BatchNorm, neuron (LIF, or ReLU for ANNs) and pooling on its
+    /// product `y`: returns the next layer's input and what the backward pass needs.
+    fn hidden_activation(
+        &mut self,
+        l: usize,
+        y: Array2<f32>,
+        b: usize,
+        train: bool,
+        trace: &mut Trace,
+    ) -> (Array2<f32>, Activation) {
+        let spec = self.specs[l];
+        let t_steps = self.time_steps;
+        let bn = self.params[l]
+            .bn
+            .as_mut()
+            .expect("hidden layers have BatchNorm");
+        let (h, w) = spec.out_hw;
+        let max_pool = spec.pool == Some(PoolKind::Max);
+        if train
+            && !self.relu
+            && !self.unfused
+            && trace.hidden.is_none()
+            && fused::applies(t_steps, self.relaxed, max_pool, h, w)
+        {
+            let (out, spikes, cache) = fused::forward(y, bn, &self.lif, b, h, w);
+            trace
+                .rates
+                .push(spikes as f32 / (b * h * w * spec.out).max(1) as f32);
+            return (out, Activation::Fused(cache));
+        }
+        let (mut z, bn_cache) = ops::bn_forward(y, bn, train);
+        if l == 0 && t_steps > 1 {
+            let one = z.clone();
+            z = ndarray::concatenate(ndarray::Axis(0), &vec![one.view(); t_steps]).expect("repeat");
+        }
+        let (spk, lif_cache, relu_out) = if self.relu {
+            let a = z.mapv(|v| v.max(0.0));
+            (a.clone(), None, Some(a))
+        } else {
+            let (spk, c) = ops::lif_forward(z, t_steps, &self.lif, self.relaxed);
+            (spk, Some(c), None)
+        };
+        trace.rates.push(if self.relu {
+            spk.iter().filter(|&&v| v > 0.0).count() as f32 / spk.len().max(1) as f32
+        } else {
+            spk.mean().unwrap_or(0.0)
+        });
+        if let Some(hidden) = trace.hidden.as_mut() {
+            hidden.push(spk.clone());
+        }
+        let (out, arg) = match spec.pool {
+            Some(kind) => ops::pool_forward(spk.view(), kind, b * t_steps, h, w),
+            None => (spk, Vec::new()),
+        };
+        let activation = Activation::Separate {
+            bn: bn_cache,
+            lif: lif_cache,
+            relu_out,
+            pool_arg: arg,
+        };
+        (out, activation)
     }
 
     /// Backward pass from ∂L/∂logits; returns per-layer gradients.
