@@ -434,26 +434,8 @@ pub fn train(
     obs: &mut dyn Observer,
 ) -> Result<(), TrainError> {
     let cfg = ck.config.clone();
-    let (h, w, c) = ck.net.input;
-    if train_set.shape != (h as u32, w as u32, c as u32) {
-        return Err(TrainError::Data(format!(
-            "the dataset's images are {}×{}×{} but the architecture `{}` expects {h}×{w}×{c}",
-            train_set.shape.0, train_set.shape.1, train_set.shape.2, cfg.arch
-        )));
-    }
-    if let Some(&bad) = train_set
-        .labels
-        .iter()
-        .find(|&&l| l as usize >= ck.net.classes())
-    {
-        return Err(TrainError::Data(format!(
-            "label {bad} in the data, but the architecture's last layer has {} outputs",
-            ck.net.classes()
-        )));
-    }
-    let mut done = 0;
-    let cal_n = cfg.calibration.min(val_set.len());
-    let cal = val_set.take(cal_n.max(1));
+    check_data(ck, train_set)?;
+    let cal = val_set.take(cfg.calibration.min(val_set.len()).max(1));
     let calibration = Calibration {
         images: &cal.images,
         labels: &cal.labels,
@@ -464,55 +446,15 @@ pub fn train(
         obs.start(&decisions);
         ck.start_decisions = decisions;
     }
+    let mut done = 0;
     while ck.epoch < cfg.epochs && stop_after.is_none_or(|s| done < s) {
         let epoch = ck.epoch + 1;
         let t0 = Instant::now();
-        ck.net.fake_quant = epoch + cfg.qat_epochs > cfg.epochs;
-        let mut rng = ChaCha8Rng::seed_from_u64(
-            cfg.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-        );
-        let mut order: Vec<usize> = (0..train_set.len()).collect();
-        order.shuffle(&mut rng);
-        let steps = order.len().div_ceil(cfg.batch);
-        let lr0 = swa::learning_rate(&cfg, (epoch - 1) as f64);
-        let averaging = swa::first_epoch(&cfg).is_some_and(|first| epoch >= first);
-        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
-        let mut rates = Vec::new();
-        for (step, idx) in order.chunks(cfg.batch).enumerate() {
-            let (images, labels) = gather(train_set, idx, &cfg, &mut rng);
-            let lr = swa::learning_rate(&cfg, (epoch - 1) as f64 + step as f64 / steps as f64);
-            let done_step = train_step(ck, &images, &labels, lr);
-            rates = done_step.rates;
-            let (loss, corr) = (done_step.loss, done_step.correct);
-            if !loss.is_finite() {
-                return Err(diverged(ck, ckpt_path, "the loss", epoch, step + 1, loss));
-            }
-            if let Some(bad) = first_non_finite(&ck.net) {
-                return Err(diverged(ck, ckpt_path, "a weight", epoch, step + 1, bad));
-            }
-            loss_sum += loss as f64 * labels.len() as f64;
-            correct += corr;
-            seen += labels.len();
-            obs.step(
-                epoch,
-                step + 1,
-                steps,
-                (loss_sum / seen as f64) as f32,
-                correct as f32 / seen as f32,
-            );
-        }
+        let fit = train_epoch(ck, &cfg, train_set, epoch, ckpt_path, obs)?;
         let (val_loss, val_acc) = validate(&mut ck.net, &recalibration, val_set);
         let precision = ck.net.params.iter().map(|p| p.precision).collect();
-        if val_loss < ck.best_val_loss - 1e-4 {
-            ck.best_val_loss = val_loss;
-            ck.since_best = 0;
-        } else {
-            ck.since_best += 1;
-        }
-        let bwo_during = ck.bwo_active;
-        if !ck.bwo_active && cfg.bwo != BwoKind::Off && ck.since_best >= cfg.bwo_patience {
-            ck.bwo_active = true;
-        }
+        let bwo = plateau(ck, &cfg, val_loss);
+        let averaging = swa::first_epoch(&cfg).is_some_and(|first| epoch >= first);
         // The averaged networks must share their binary set, so no decisions while averaging.
         let frozen = (cfg.ale.freeze_with_bwo && ck.bwo_active) || averaging;
         let decisions =
@@ -527,27 +469,21 @@ pub fn train(
         }
         let log = EpochLog {
             epoch,
-            lr: lr0,
-            train_loss: (loss_sum / seen.max(1) as f64) as f32,
-            train_acc: correct as f32 / seen.max(1) as f32,
+            lr: swa::learning_rate(&cfg, (epoch - 1) as f64),
+            train_loss: fit.loss,
+            train_acc: fit.acc,
             val_loss,
             val_acc,
             precision,
             decisions,
-            bwo: bwo_during,
+            bwo,
             fake_quant: ck.net.fake_quant,
-            spike_rates: rates,
+            spike_rates: fit.rates,
             seconds: t0.elapsed().as_secs_f64(),
         };
         if !val_loss.is_finite() {
-            return Err(diverged(
-                ck,
-                ckpt_path,
-                "the validation loss",
-                epoch,
-                steps,
-                val_loss,
-            ));
+            let what = "the validation loss";
+            return Err(diverged(ck, ckpt_path, what, epoch, fit.steps, val_loss));
         }
         obs.epoch(&log);
         ck.log.push(log);
@@ -567,6 +503,94 @@ pub fn train(
         }
     }
     Ok(())
+}
+
+/// The training images must have the architecture's shape, and the labels fit its classes.
+fn check_data(ck: &Checkpoint, train_set: &Split) -> Result<(), TrainError> {
+    let (h, w, c) = ck.net.input;
+    if train_set.shape != (h as u32, w as u32, c as u32) {
+        return Err(TrainError::Data(format!(
+            "the dataset's images are {}×{}×{} but the architecture `{}` expects {h}×{w}×{c}",
+            train_set.shape.0, train_set.shape.1, train_set.shape.2, ck.config.arch
+        )));
+    }
+    let classes = ck.net.classes();
+    match train_set.labels.iter().find(|&&l| l as usize >= classes) {
+        Some(bad) => Err(TrainError::Data(format!(
+            "label {bad} in the data, but the architecture's last layer has {classes} outputs"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// What one epoch's training steps measured.
+struct EpochFit {
+    /// Mean training loss and accuracy over the epoch.
+    loss: f32,
+    acc: f32,
+    /// The last step's spike rates per hidden layer.
+    rates: Vec<f32>,
+    steps: usize,
+}
+
+/// One epoch of training steps over the shuffled (and augmented) training set. A loss or a
+/// weight that is not finite stops training with an error; the last checkpoint stays.
+fn train_epoch(
+    ck: &mut Checkpoint,
+    cfg: &TrainConfig,
+    train_set: &Split,
+    epoch: usize,
+    ckpt_path: Option<&Path>,
+    obs: &mut dyn Observer,
+) -> Result<EpochFit, TrainError> {
+    ck.net.fake_quant = epoch + cfg.qat_epochs > cfg.epochs;
+    let mut rng =
+        ChaCha8Rng::seed_from_u64(cfg.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mut order: Vec<usize> = (0..train_set.len()).collect();
+    order.shuffle(&mut rng);
+    let steps = order.len().div_ceil(cfg.batch);
+    let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+    let mut rates = Vec::new();
+    for (step, idx) in order.chunks(cfg.batch).enumerate() {
+        let (images, labels) = gather(train_set, idx, cfg, &mut rng);
+        let lr = swa::learning_rate(cfg, (epoch - 1) as f64 + step as f64 / steps as f64);
+        let done_step = train_step(ck, &images, &labels, lr);
+        rates = done_step.rates;
+        let loss = done_step.loss;
+        if !loss.is_finite() {
+            return Err(diverged(ck, ckpt_path, "the loss", epoch, step + 1, loss));
+        }
+        if let Some(bad) = first_non_finite(&ck.net) {
+            return Err(diverged(ck, ckpt_path, "a weight", epoch, step + 1, bad));
+        }
+        loss_sum += loss as f64 * labels.len() as f64;
+        correct += done_step.correct;
+        seen += labels.len();
+        let (mean_loss, acc) = (loss_sum / seen as f64, correct as f32 / seen as f32);
+        obs.step(epoch, step + 1, steps, mean_loss as f32, acc);
+    }
+    Ok(EpochFit {
+        loss: (loss_sum / seen.max(1) as f64) as f32,
+        acc: correct as f32 / seen.max(1) as f32,
+        rates,
+        steps,
+    })
+}
+
+/// Tracks the validation loss's plateau and starts BWO once it has lasted `bwo_patience`
+/// epochs. Returns whether BWO ran during this epoch (it starts with the next one).
+fn plateau(ck: &mut Checkpoint, cfg: &TrainConfig, val_loss: f32) -> bool {
+    if val_loss < ck.best_val_loss - 1e-4 {
+        ck.best_val_loss = val_loss;
+        ck.since_best = 0;
+    } else {
+        ck.since_best += 1;
+    }
+    let during = ck.bwo_active;
+    if !ck.bwo_active && cfg.bwo != BwoKind::Off && ck.since_best >= cfg.bwo_patience {
+        ck.bwo_active = true;
+    }
+    during
 }
 
 /// Replaces the network by the weight average, re-estimates its BatchNorm statistics and
