@@ -31,6 +31,7 @@ use thiserror::Error;
 pub use fold::{FoldError, FoldOverride, Folding, LayerFold};
 use names::Names;
 use rtl::LayerCtx;
+use vlog::Module;
 
 /// Name and version of this generator, written into every generated file.
 pub const GENERATOR: &str = concat!("spikeforge-hdl-gen ", env!("CARGO_PKG_VERSION"));
@@ -318,6 +319,12 @@ pub fn generate_with(
     options: GenOptions,
 ) -> Result<Design, GenError> {
     let widths: Widths = widths::analyse(model).map_err(|p| GenError::Model(p.to_string()))?;
+    if widths.classes > 256 {
+        return Err(GenError::Shell(format!(
+            "it sends the class as one byte, and this model has {} classes",
+            widths.classes
+        )));
+    }
     let geo = model_geometry(model);
     let names = Names::new(model);
     let hash = spikeforge_model::model_hash(model);
@@ -326,38 +333,16 @@ pub fn generate_with(
     let ppb = folding.pixels_per_beat;
     let in_bits = ppb * model.input.channels * model.input.pixel_bits;
     let last = ctxs.last().expect("a validated model has layers");
-    let signed_out = last.out_signed();
     let hw = stream::HeadWidths {
         logit: widths.logit_bits().max(last.out_value_bits() + 1),
         class: stream::class_bits(widths.classes),
     };
     let out_bits = hw.class + widths.classes * hw.logit;
-    let mut modules = Vec::new();
     let mut files = BTreeMap::new();
-    let mut rom_files = Vec::new();
-    for ctx in &ctxs {
-        modules.push(match top::front_kind(ctx) {
-            "collect" => rtl::collect(ctx, &names, if ctx.index == 0 { ppb } else { 1 }),
-            _ => window::window(ctx, &names),
-        });
-        modules.push(mvu::mvu(ctx, &names));
-        if let Some(p) = ctx.layer.pool {
-            modules.push(stream::pool(ctx, &names, p));
-        }
-        files.insert(names.weight_file(ctx.index), weight_rom(ctx));
-        files.insert(names.param_file(ctx.index), param_rom(ctx));
-        rom_files.push(names.weight_file(ctx.index));
-        rom_files.push(names.param_file(ctx.index));
-    }
-    modules.push(stream::head(last, &names, hw, signed_out));
+    let (mut modules, rom_files) = layer_modules(&ctxs, &names, ppb, &mut files);
+    modules.push(stream::head(last, &names, hw, last.out_signed()));
     modules.push(top::core(&ctxs, &names, in_bits, out_bits));
     modules.push(top::top(&ctxs, &names, in_bits, out_bits));
-    if widths.classes > 256 {
-        return Err(GenError::Shell(format!(
-            "it sends the class as one byte, and this model has {} classes",
-            widths.classes
-        )));
-    }
     let image_bytes = geo[0].input.positions() as u32 * model.input.channels;
     let shape = shell::ShellShape {
         image_bytes,
@@ -366,11 +351,7 @@ pub fn generate_with(
         out_bits,
         class_bits: hw.class,
     };
-    let default_clks = 104; // 12 MHz at 115 200 baud
-    modules.push(shell::uart_rx(&names, default_clks));
-    modules.push(shell::uart_tx(&names, default_clks));
-    modules.push(shell::byte_fifo(&names, image_bytes.next_power_of_two()));
-    modules.push(shell::uart_shell(&names, shape, in_bits, default_clks));
+    modules.extend(shell_modules(&names, shape, in_bits));
     let board = options.board.map(|b| {
         modules.push(shell::board_top(&names, &b.name, b.clks_per_bit()));
         files.insert(b.constraints.clone(), b.constraints_text().to_string());
@@ -389,7 +370,6 @@ pub fn generate_with(
         files.insert(file.clone(), vlog::print_module(m, &head_lines));
         sources.push(file);
     }
-    let t = model.time_steps;
     let layer_cycles: Vec<u64> = ctxs
         .iter()
         .map(|c| fold::layer_cycles(&c.geo, c.fold))
@@ -402,7 +382,7 @@ pub fn generate_with(
         core: names.core(),
         sources,
         rom_files,
-        time_steps: t,
+        time_steps: model.time_steps,
         clock: "clk: rising edge; rst: synchronous, active high".into(),
         input: InputStream {
             tdata_bits: in_bits,
@@ -422,21 +402,7 @@ pub fn generate_with(
         layers: ctxs
             .iter()
             .zip(&layer_cycles)
-            .map(|(c, &cycles)| LayerManifest {
-                name: c.layer.name.clone(),
-                front: top::front_kind(c).into(),
-                fold: c.fold,
-                fan_in: c.geo.fan_in as u32,
-                height: c.geo.output.height,
-                width: c.geo.output.width,
-                channels: c.geo.output.channels,
-                value_bits: c.out_value_bits(),
-                value_signed: c.out_signed(),
-                tap_bits: c.out_beat_bits(),
-                acc_bits: c.acc_bits(),
-                membrane_bits: if matches!(c.layer.neuron, Neuron::None { .. }) { 0 } else { c.value_bits() },
-                cycles_per_image: cycles,
-            })
+            .map(|(c, &cycles)| layer_manifest(c, cycles))
             .collect(),
         folding: folding.clone(),
         cycles_per_image: fold::pipeline_cycles(model, folding),
@@ -446,7 +412,7 @@ pub fn generate_with(
             top: names.uart_shell(),
             image_bytes,
             fifo_bytes: image_bytes.next_power_of_two(),
-            clks_per_bit: default_clks,
+            clks_per_bit: DEFAULT_CLKS_PER_BIT,
             protocol: format!(
                 "8N1 UART; send {image_bytes} bytes (raster order, channels innermost, value in the low {} bits), then read 1 byte: the class",
                 model.input.pixel_bits
@@ -460,6 +426,72 @@ pub fn generate_with(
     json.push('\n');
     files.insert("manifest.json".into(), json);
     Ok(Design { files, manifest })
+}
+
+/// The UART shell's bit time without a board: 12 MHz at 115 200 baud.
+const DEFAULT_CLKS_PER_BIT: u64 = 104;
+
+/// Each layer's modules (front, MVU, optional pool) and its two ROM images, which go into
+/// `files`; returns the modules and the ROM file names.
+fn layer_modules(
+    ctxs: &[LayerCtx],
+    names: &Names,
+    pixels_per_beat: u32,
+    files: &mut BTreeMap<String, String>,
+) -> (Vec<Module>, Vec<String>) {
+    let (mut modules, mut rom_files) = (Vec::new(), Vec::new());
+    for ctx in ctxs {
+        modules.push(match top::front_kind(ctx) {
+            "collect" => {
+                let per_beat = if ctx.index == 0 { pixels_per_beat } else { 1 };
+                rtl::collect(ctx, names, per_beat)
+            }
+            _ => window::window(ctx, names),
+        });
+        modules.push(mvu::mvu(ctx, names));
+        if let Some(p) = ctx.layer.pool {
+            modules.push(stream::pool(ctx, names, p));
+        }
+        files.insert(names.weight_file(ctx.index), weight_rom(ctx));
+        files.insert(names.param_file(ctx.index), param_rom(ctx));
+        rom_files.push(names.weight_file(ctx.index));
+        rom_files.push(names.param_file(ctx.index));
+    }
+    (modules, rom_files)
+}
+
+/// The UART shell around the network: receiver, transmitter, image FIFO and the shell.
+fn shell_modules(names: &Names, shape: shell::ShellShape, in_bits: u32) -> [Module; 4] {
+    let clks = DEFAULT_CLKS_PER_BIT;
+    [
+        shell::uart_rx(names, clks),
+        shell::uart_tx(names, clks),
+        shell::byte_fifo(names, shape.image_bytes.next_power_of_two()),
+        shell::uart_shell(names, shape, in_bits, clks),
+    ]
+}
+
+/// What the manifest says about one layer.
+fn layer_manifest(c: &LayerCtx, cycles: u64) -> LayerManifest {
+    LayerManifest {
+        name: c.layer.name.clone(),
+        front: top::front_kind(c).into(),
+        fold: c.fold,
+        fan_in: c.geo.fan_in as u32,
+        height: c.geo.output.height,
+        width: c.geo.output.width,
+        channels: c.geo.output.channels,
+        value_bits: c.out_value_bits(),
+        value_signed: c.out_signed(),
+        tap_bits: c.out_beat_bits(),
+        acc_bits: c.acc_bits(),
+        membrane_bits: if matches!(c.layer.neuron, Neuron::None { .. }) {
+            0
+        } else {
+            c.value_bits()
+        },
+        cycles_per_image: cycles,
+    }
 }
 
 /// Yosys scripts, `Makefile` and FuseSoC core file: every device target with the shell as
