@@ -14,6 +14,7 @@ use spikeforge_trainer::ops::{LifConfig, ResetKind, Surrogate};
 use spikeforge_trainer::optim::OptimKind;
 use spikeforge_trainer::swa::SwaLog;
 use spikeforge_trainer::train::{self, BwoKind, Checkpoint, EpochLog, Observer, TrainConfig};
+use spikeforge_trainer::Split;
 
 /// The default architecture per dataset (methods-spec §1.4 with max pooling, which is an OR gate
 /// on spikes in hardware). Fashion-MNIST gets the reference width: at half width the network
@@ -56,7 +57,7 @@ pub fn test_images(
     dataset: &str,
     dir: Option<&Path>,
     limit: Option<usize>,
-) -> Result<spikeforge_trainer::Split> {
+) -> Result<Split> {
     let data = DataArgs {
         dataset: dataset.into(),
         data: dir.map(Path::to_path_buf),
@@ -367,6 +368,33 @@ impl Args {
         self.epochs.unwrap_or(20)
     }
 
+    /// The options that may change when a run resumes (besides `--epochs`): the schedule's
+    /// peak, when BWO starts, regularisation and the weight averaging. `--swa-epochs` without
+    /// `--swa-lr` averages at a tenth of the (possibly new) peak rate.
+    fn apply_resume_overrides(&self, c: &mut TrainConfig) {
+        if let Some(lr) = self.lr {
+            c.lr = lr;
+        }
+        if let Some(p) = self.bwo_patience {
+            c.bwo_patience = p;
+        }
+        if let Some(eps) = self.label_smoothing {
+            c.label_smoothing = eps;
+        }
+        if let Some(p) = self.erase {
+            c.erase = p;
+        }
+        if let Some(freeze) = self.ale_freeze_with_bwo {
+            c.ale.freeze_with_bwo = freeze;
+        }
+        if let Some(n) = self.swa_epochs {
+            c.swa_epochs = n;
+            c.swa_lr = self.swa_lr.unwrap_or(c.lr / 10.0);
+        } else if let Some(lr) = self.swa_lr {
+            c.swa_lr = lr;
+        }
+    }
+
     /// `spikeforge train`'s own defaults, for commands that train on their behalf.
     pub fn defaults() -> Args {
         use clap::Parser;
@@ -585,92 +613,15 @@ pub fn train_run(a: &Args) -> Result<(Checkpoint, Dataset, usize)> {
     let ckpt_path = a.out.join("checkpoint.json");
     let config = a.config()?;
     let mut ck = if a.resume {
-        let mut c = Checkpoint::load(&ckpt_path)
-            .context("--resume needs the checkpoint of an earlier run in --out")?;
-        if c.config.arch != config.arch
-            || c.config.dataset != config.dataset
-            || c.config.time_steps != config.time_steps
-            || c.config.relu != config.relu
-        {
-            bail!(
-                "{}: the checkpoint is for {} `{}` at T = {}, not {} `{}` at T = {}",
-                ckpt_path.display(),
-                c.config.dataset,
-                c.config.arch,
-                c.config.time_steps,
-                config.dataset,
-                config.arch,
-                config.time_steps
-            );
-        }
-        if let Some(n) = a.epochs {
-            if n < c.epoch {
-                bail!(
-                    "{}: --epochs {n} is fewer than the {} epochs the checkpoint has done",
-                    ckpt_path.display(),
-                    c.epoch
-                );
-            }
-            c.config.epochs = n;
-        }
-        if let Some(lr) = a.lr {
-            c.config.lr = lr;
-        }
-        if let Some(p) = a.bwo_patience {
-            c.config.bwo_patience = p;
-        }
-        if let Some(eps) = a.label_smoothing {
-            c.config.label_smoothing = eps;
-        }
-        if let Some(p) = a.erase {
-            c.config.erase = p;
-        }
-        if let Some(freeze) = a.ale_freeze_with_bwo {
-            c.config.ale.freeze_with_bwo = freeze;
-        }
-        if let Some(n) = a.swa_epochs {
-            c.config.swa_epochs = n;
-            c.config.swa_lr = a.swa_lr.unwrap_or(c.config.lr / 10.0);
-        } else if let Some(lr) = a.swa_lr {
-            c.config.swa_lr = lr;
-        }
-        check_swa(&c.config).with_context(|| format!("resuming {}", ckpt_path.display()))?;
-        c
+        resumed(a, config, &ckpt_path)?
     } else {
         check_swa(&config)?;
         Checkpoint::new(config)?
     };
     let ds = a.data.load()?;
-    let (h, w, c) = ck.net.input;
-    if ds.train.shape != (h as u32, w as u32, c as u32) || ck.net.classes() != ds.classes {
-        bail!(
-            "architecture `{}` takes {h}×{w}×{c} images into {} classes; {} has {}×{}×{} images in {} classes",
-            ck.config.arch,
-            ck.net.classes(),
-            ds.name,
-            ds.train.shape.0,
-            ds.train.shape.1,
-            ds.train.shape.2,
-            ds.classes
-        );
-    }
+    check_fit(&ck, &ds)?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-    let full = match a.limit {
-        Some(n) => ds.train.take(n),
-        None => ds.train.clone(),
-    };
-    let val_n = a.val.unwrap_or(if a.limit.is_some() {
-        full.len() / 10
-    } else {
-        5000
-    });
-    if val_n >= full.len() {
-        bail!(
-            "--val {val_n} leaves no training images (the training set has {})",
-            full.len()
-        );
-    }
-    let (train_set, val_set) = full.split_last(val_n.max(1));
+    let (train_set, val_set) = split(a, &ds)?;
     println!(
         "train: {} on {} ({} train / {} validation images), T = {}, {} epochs, batch {}, {} thread(s)",
         ck.config.arch,
@@ -682,13 +633,14 @@ pub fn train_run(a: &Args) -> Result<(Checkpoint, Dataset, usize)> {
         ck.config.batch,
         rayon::current_num_threads()
     );
+    let log_path = a.out.join("log.jsonl");
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(a.resume)
         .write(true)
         .truncate(!a.resume)
-        .open(a.out.join("log.jsonl"))
-        .with_context(|| format!("creating {}", a.out.join("log.jsonl").display()))?;
+        .open(&log_path)
+        .with_context(|| format!("creating {}", log_path.display()))?;
     let mut console = Console {
         bar: None,
         quiet: a.quiet,
@@ -719,6 +671,82 @@ pub fn train_run(a: &Args) -> Result<(Checkpoint, Dataset, usize)> {
         );
     }
     Ok((ck, ds, train_set.len()))
+}
+
+/// The checkpoint of an earlier run, which must be of the same network and data, with the
+/// options that may change on resuming applied.
+fn resumed(a: &Args, config: TrainConfig, ckpt_path: &Path) -> Result<Checkpoint> {
+    let mut c = Checkpoint::load(ckpt_path)
+        .context("--resume needs the checkpoint of an earlier run in --out")?;
+    let old = &c.config;
+    if old.arch != config.arch
+        || old.dataset != config.dataset
+        || old.time_steps != config.time_steps
+        || old.relu != config.relu
+    {
+        bail!(
+            "{}: the checkpoint is for {} `{}` at T = {}, not {} `{}` at T = {}",
+            ckpt_path.display(),
+            old.dataset,
+            old.arch,
+            old.time_steps,
+            config.dataset,
+            config.arch,
+            config.time_steps
+        );
+    }
+    if let Some(n) = a.epochs {
+        if n < c.epoch {
+            bail!(
+                "{}: --epochs {n} is fewer than the {} epochs the checkpoint has done",
+                ckpt_path.display(),
+                c.epoch
+            );
+        }
+        c.config.epochs = n;
+    }
+    a.apply_resume_overrides(&mut c.config);
+    check_swa(&c.config).with_context(|| format!("resuming {}", ckpt_path.display()))?;
+    Ok(c)
+}
+
+/// The network must take the dataset's images and have one output per class.
+fn check_fit(ck: &Checkpoint, ds: &Dataset) -> Result<()> {
+    let (h, w, c) = ck.net.input;
+    if ds.train.shape != (h as u32, w as u32, c as u32) || ck.net.classes() != ds.classes {
+        bail!(
+            "architecture `{}` takes {h}×{w}×{c} images into {} classes; {} has {}×{}×{} images in {} classes",
+            ck.config.arch,
+            ck.net.classes(),
+            ds.name,
+            ds.train.shape.0,
+            ds.train.shape.1,
+            ds.train.shape.2,
+            ds.classes
+        );
+    }
+    Ok(())
+}
+
+/// The training images (the first `--limit`) split into training and validation sets: the
+/// last `--val` images (default 5000, or a tenth of `--limit`) are held out.
+fn split(a: &Args, ds: &Dataset) -> Result<(Split, Split)> {
+    let full = match a.limit {
+        Some(n) => ds.train.take(n),
+        None => ds.train.clone(),
+    };
+    let val_n = a.val.unwrap_or(if a.limit.is_some() {
+        full.len() / 10
+    } else {
+        5000
+    });
+    if val_n >= full.len() {
+        bail!(
+            "--val {val_n} leaves no training images (the training set has {})",
+            full.len()
+        );
+    }
+    Ok(full.split_last(val_n.max(1)))
 }
 
 pub fn run(a: Args) -> Result<()> {
