@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use spikeforge_model::ir::NegativeSpikes;
 use spikeforge_trainer::convert::{self, CssConfig};
+use spikeforge_trainer::data::Dataset;
 use spikeforge_trainer::{data, export, train, Checkpoint, Net};
 
 /// The default ANN per dataset: the demo's network with average pooling, INT8 layers.
@@ -113,33 +114,9 @@ pub fn run(a: Args) -> Result<()> {
         .arch
         .clone()
         .unwrap_or_else(|| default_arch(&a.data.dataset).into());
-    // Before any training: an architecture CSS cannot express.
-    convert::check_arch(&arch)?;
-    for &t in &a.sweep {
-        if !(1..=32).contains(&t) {
-            bail!("--sweep {t}: T must be in 1..=32");
-        }
-    }
-    if !(0.0..=100.0).contains(&a.percentile) || a.percentile <= 0.0 {
-        bail!("--percentile {} is not in (0, 100]", a.percentile);
-    }
+    check_args(&a, &arch)?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-    let targs = ann_args(&a, &arch);
-    let (ck, ds) = if a.reuse_ann {
-        let path = targs.out.join("checkpoint.json");
-        let ck = Checkpoint::load(&path).context("--reuse-ann needs an ANN trained in --out")?;
-        if !ck.net.relu || ck.config.arch != arch {
-            bail!(
-                "{}: not a ReLU ANN of `{arch}` (found `{}`)",
-                path.display(),
-                ck.config.arch
-            );
-        }
-        (ck, a.data.load()?)
-    } else {
-        let (ck, ds, _) = super::train::train_run(&targs)?;
-        (ck, ds)
-    };
+    let (ck, ds) = trained_ann(&a, &arch)?;
     let mut net = ck.net.clone();
     let test = ds.test.take(a.test_limit.unwrap_or(usize::MAX));
     let bar = super::spinner(format!("evaluating the ANN on {} test images", test.len()));
@@ -166,25 +143,10 @@ pub fn run(a: Args) -> Result<()> {
             .map(|l| format!("{:.3}", l.iter().sum::<f32>() / l.len().max(1) as f32))
             .collect::<Vec<_>>()
     );
-    let mut ts: Vec<u32> = a.sweep.clone();
-    if !ts.contains(&a.time_steps) {
-        ts.push(a.time_steps);
-    }
-    ts.sort_unstable();
     let mut rows = Vec::new();
     let mut exported = None;
-    for &t in &ts {
-        let config = CssConfig {
-            time_steps: t,
-            percentile: a.percentile,
-            silent: a.silent,
-            negative: if a.no_guard {
-                NegativeSpikes::Always
-            } else {
-                NegativeSpikes::AfterPositive
-            },
-        };
-        let (row, model) = evaluate_t(&net, &lambdas, config, &ds.name, &test, ann)?;
+    for t in time_steps(&a) {
+        let (row, model) = evaluate_t(&net, &lambdas, css_config(&a, t), &ds.name, &test, ann)?;
         println!(
             "T = {t:>2}: ANN {:.2} %, float SNN {:.2} %, integer (golden = RTL) {:.2} %, loss {:+.2} points",
             row.ann * 100.0,
@@ -230,6 +192,61 @@ pub fn run(a: Args) -> Result<()> {
         test.len()
     );
     Ok(())
+}
+
+/// Refuses, before any training, an architecture CSS cannot express and options out of range.
+fn check_args(a: &Args, arch: &str) -> Result<()> {
+    convert::check_arch(arch)?;
+    if let Some(t) = a.sweep.iter().find(|t| !(1..=32).contains(*t)) {
+        bail!("--sweep {t}: T must be in 1..=32");
+    }
+    if !(0.0..=100.0).contains(&a.percentile) || a.percentile <= 0.0 {
+        bail!("--percentile {} is not in (0, 100]", a.percentile);
+    }
+    Ok(())
+}
+
+/// The ReLU ANN: trained now, or with `--reuse-ann` the one an earlier run left in `--out`.
+fn trained_ann(a: &Args, arch: &str) -> Result<(Checkpoint, Dataset)> {
+    let targs = ann_args(a, arch);
+    if !a.reuse_ann {
+        let (ck, ds, _) = super::train::train_run(&targs)?;
+        return Ok((ck, ds));
+    }
+    let path = targs.out.join("checkpoint.json");
+    let ck = Checkpoint::load(&path).context("--reuse-ann needs an ANN trained in --out")?;
+    if !ck.net.relu || ck.config.arch != arch {
+        bail!(
+            "{}: not a ReLU ANN of `{arch}` (found `{}`)",
+            path.display(),
+            ck.config.arch
+        );
+    }
+    Ok((ck, a.data.load()?))
+}
+
+/// The time steps to evaluate, ascending: the sweep's and the exported model's.
+fn time_steps(a: &Args) -> Vec<u32> {
+    let mut ts = a.sweep.clone();
+    if !ts.contains(&a.time_steps) {
+        ts.push(a.time_steps);
+    }
+    ts.sort_unstable();
+    ts
+}
+
+/// The conversion's settings at `t` time steps.
+fn css_config(a: &Args, t: u32) -> CssConfig {
+    CssConfig {
+        time_steps: t,
+        percentile: a.percentile,
+        silent: a.silent,
+        negative: if a.no_guard {
+            NegativeSpikes::Always
+        } else {
+            NegativeSpikes::AfterPositive
+        },
+    }
 }
 
 fn write(path: &std::path::Path, text: &str) -> Result<()> {
