@@ -244,8 +244,6 @@ pub fn byte_fifo(names: &Names, depth: u32) -> Module {
 
 /// The shell: receiver → FIFO → beat packer → network top → class byte → transmitter.
 pub fn uart_shell(names: &Names, shape: ShellShape, in_bits: u32, clks: u64) -> Module {
-    let depth = shape.image_bytes.next_power_of_two();
-    let (vpb, pb) = (shape.values_per_beat, shape.pixel_bits);
     let mut m = Module::new(
         names.uart_shell(),
         vec![
@@ -254,8 +252,9 @@ pub fn uart_shell(names: &Names, shape: ShellShape, in_bits: u32, clks: u64) -> 
                 shape.image_bytes
             ),
             format!(
-                "{} = clock / baud; bytes wait in a {depth}-byte FIFO.",
-                names::CLKS_PER_BIT
+                "{} = clock / baud; bytes wait in a {}-byte FIFO.",
+                names::CLKS_PER_BIT,
+                shape.image_bytes.next_power_of_two()
             ),
         ],
     );
@@ -267,7 +266,6 @@ pub fn uart_shell(names: &Names, shape: ShellShape, in_bits: u32, clks: u64) -> 
     m.output(names::UART_TX, 1);
     let rx_valid = m.wire("rx_valid", 1);
     let rx_data = m.wire("rx_data", 8);
-    let clk_param = || vec![(names::CLKS_PER_BIT.to_string(), clks_per_bit())];
     instance(
         &mut m,
         names.uart_rx(),
@@ -279,6 +277,48 @@ pub fn uart_shell(names: &Names, shape: ShellShape, in_bits: u32, clks: u64) -> 
             ("out_data", rx_data.clone()),
         ],
     );
+    let beat = packer(&mut m, names, shape, in_bits, (rx_valid, rx_data));
+    let (res_valid, res_ready, res_data) = network(&mut m, names, shape, beat);
+    m.comment("The class index goes back as one byte; the logits stay inside.");
+    let cb = shape.class_bits.min(8);
+    let class = if cb == 8 {
+        res_data.slice(7, 0)
+    } else {
+        cat(vec![lit(8 - cb, 0), res_data.slice(cb - 1, 0)])
+    };
+    instance(
+        &mut m,
+        names.uart_tx(),
+        clk_param(),
+        "u_tx",
+        vec![
+            ("in_valid", res_valid),
+            ("in_ready", res_ready),
+            ("in_data", class),
+            ("tx", id(names::UART_TX)),
+        ],
+    );
+    m
+}
+
+/// The `CLKS_PER_BIT` parameter passed down to a UART.
+fn clk_param() -> Vec<(String, Expr)> {
+    vec![(names::CLKS_PER_BIT.to_string(), clks_per_bit())]
+}
+
+/// The beat packer's handshake towards the network: `(valid, ready)`.
+type Beat = (Expr, Expr);
+
+/// The received bytes' FIFO and the packer that shifts `values_per_beat` of them into one
+/// input beat (the low `pixel_bits` of each). Returns the beat's valid and ready wires.
+fn packer(
+    m: &mut Module,
+    names: &Names,
+    shape: ShellShape,
+    in_bits: u32,
+    (rx_valid, rx_data): (Expr, Expr),
+) -> Beat {
+    let (vpb, pb) = (shape.values_per_beat, shape.pixel_bits);
     m.comment("The packer takes one byte every other cycle while it has room for it.");
     let fifo_valid = m.wire("fifo_valid", 1);
     let fifo_data = m.wire("fifo_data", 8);
@@ -293,7 +333,7 @@ pub fn uart_shell(names: &Names, shape: ShellShape, in_bits: u32, clks: u64) -> 
         beat_valid.clone().not().and(fifo_valid.clone().not()),
     );
     instance(
-        &mut m,
+        m,
         names.byte_fifo(),
         vec![],
         "u_fifo",
@@ -339,6 +379,12 @@ pub fn uart_shell(names: &Names, shape: ShellShape, in_bits: u32, clks: u64) -> 
             ),
         ],
     )]);
+    (beat_valid, beat_ready)
+}
+
+/// The network top on the packed beats; returns its result's valid, ready and data.
+fn network(m: &mut Module, names: &Names, shape: ShellShape, beat: Beat) -> (Expr, Expr, Expr) {
+    let (beat_valid, beat_ready) = beat;
     m.comment("The network.");
     let res_valid = m.wire("result_valid", 1);
     let res_ready = m.wire("result_ready", 1);
@@ -349,7 +395,7 @@ pub fn uart_shell(names: &Names, shape: ShellShape, in_bits: u32, clks: u64) -> 
     m.items
         .push(Item::Comment("verilator lint_on UNUSEDSIGNAL".into()));
     instance(
-        &mut m,
+        m,
         names.top(),
         vec![("ROM_DIR".into(), id("ROM_DIR"))],
         "u_net",
@@ -362,26 +408,7 @@ pub fn uart_shell(names: &Names, shape: ShellShape, in_bits: u32, clks: u64) -> 
             (names::M_TDATA, res_data.clone()),
         ],
     );
-    m.comment("The class index goes back as one byte; the logits stay inside.");
-    let cb = shape.class_bits.min(8);
-    let class = if cb == 8 {
-        res_data.slice(7, 0)
-    } else {
-        cat(vec![lit(8 - cb, 0), res_data.slice(cb - 1, 0)])
-    };
-    instance(
-        &mut m,
-        names.uart_tx(),
-        clk_param(),
-        "u_tx",
-        vec![
-            ("in_valid", res_valid),
-            ("in_ready", res_ready),
-            ("in_data", class),
-            ("tx", id(names::UART_TX)),
-        ],
-    );
-    m
+    (res_valid, res_ready, res_data)
 }
 
 /// A board top: the board's clock and serial pins, a power-on reset, the shell.
