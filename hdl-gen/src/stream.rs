@@ -44,32 +44,14 @@ pub fn pool(ctx: &LayerCtx, names: &Names, kind: Pool) -> Module {
         x.clone().slice(index_bits((w / 2) as u64), 1)
     };
     let parked = m.wire_eq("parked", fields * pb, rowbuf.clone().idx(ri.clone()));
-    let (pair, quad) = match kind {
-        Pool::Or => (hold.clone().bor(id("in_data")), parked.bor(id("pair"))),
-        Pool::Sum => {
-            let f = |e: Expr, i: u32, b: u32| e.slice(i * b + b - 1, i * b);
-            let ext = |e: Expr, from: u32, to: u32| {
-                if signed {
-                    sext(e, from, to)
-                } else {
-                    zext(e, from, to)
-                }
-            };
-            let pairs = (0..fields)
-                .rev()
-                .map(|i| {
-                    ext(f(hold.clone(), i, ib), ib, pb).add(ext(f(id("in_data"), i, ib), ib, pb))
-                })
-                .collect();
-            let quads = (0..fields)
-                .rev()
-                .map(|i| {
-                    ext(f(parked.clone(), i, pb), pb, ob).add(ext(f(id("pair"), i, pb), pb, ob))
-                })
-                .collect();
-            (cat(pairs), cat(quads))
-        }
+    let widths = PoolWidths {
+        fields,
+        input: ib,
+        pair: pb,
+        quad: ob,
+        signed,
     };
+    let (pair, quad) = pool_sums(kind, &widths, &hold, &parked);
     let pair = m.wire_eq("pair", fields * pb, pair);
     let quad = m.wire_eq("quad", fields * ob, quad);
     m.assign(id("in_ready"), id("out_valid").not().or(id("out_ready")));
@@ -102,24 +84,72 @@ pub fn pool(ctx: &LayerCtx, names: &Names, kind: Pool) -> Module {
                             ],
                         )],
                     ),
-                    Stmt::If(
-                        x.clone().eq(lit(xw, (w - 1) as u64)),
-                        vec![
-                            Stmt::Nb(x.clone(), lit(xw, 0)),
-                            Stmt::Nb(
-                                y.clone(),
-                                y.clone()
-                                    .eq(lit(yw, (h - 1) as u64))
-                                    .cond(lit(yw, 0), y.clone().add(lit(yw, 1))),
-                            ),
-                        ],
-                        vec![Stmt::Nb(x.clone(), x.add(lit(xw, 1)))],
-                    ),
+                    raster_step((&x, xw, w), (&y, yw, h)),
                 ],
             ),
         ],
     )]);
     m
+}
+
+/// Field counts and widths of a pooling unit.
+struct PoolWidths {
+    /// Values per position (steps × channels).
+    fields: u32,
+    /// Bits of one input value, of one pair sum and of one quad sum.
+    input: u32,
+    pair: u32,
+    quad: u32,
+    /// Ternary spikes: the sums are signed.
+    signed: bool,
+}
+
+/// The pair (the held value with the input) and the quad (the parked pair with the `pair`
+/// wire), per field: OR for spikes, sums for SUM pooling.
+fn pool_sums(kind: Pool, pw: &PoolWidths, hold: &Expr, parked: &Expr) -> (Expr, Expr) {
+    if kind == Pool::Or {
+        return (
+            hold.clone().bor(id("in_data")),
+            parked.clone().bor(id("pair")),
+        );
+    }
+    let field = |e: Expr, i: u32, b: u32| e.slice(i * b + b - 1, i * b);
+    let ext = |e: Expr, from: u32, to: u32| {
+        if pw.signed {
+            sext(e, from, to)
+        } else {
+            zext(e, from, to)
+        }
+    };
+    // Sum of field `i` of `a` and of `b`, each `from` bits wide, in `to` bits.
+    let add = |a: &Expr, b: Expr, from: u32, to: u32| {
+        let terms = (0..pw.fields).rev().map(|i| {
+            ext(field(a.clone(), i, from), from, to).add(ext(field(b.clone(), i, from), from, to))
+        });
+        cat(terms.collect())
+    };
+    (
+        add(hold, id("in_data"), pw.input, pw.pair),
+        add(parked, id("pair"), pw.pair, pw.quad),
+    )
+}
+
+/// Steps a raster position `(x, y)` (each `(register, width, size)`) to the next one, back to
+/// the first after the last.
+fn raster_step((x, xw, w): (&Expr, u32, u32), (y, yw, h): (&Expr, u32, u32)) -> Stmt {
+    Stmt::If(
+        x.clone().eq(lit(xw, (w - 1) as u64)),
+        vec![
+            Stmt::Nb(x.clone(), lit(xw, 0)),
+            Stmt::Nb(
+                y.clone(),
+                y.clone()
+                    .eq(lit(yw, (h - 1) as u64))
+                    .cond(lit(yw, 0), y.clone().add(lit(yw, 1))),
+            ),
+        ],
+        vec![Stmt::Nb(x.clone(), x.clone().add(lit(xw, 1)))],
+    )
 }
 
 /// Widths of the head's output beat.
