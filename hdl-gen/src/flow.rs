@@ -138,6 +138,43 @@ fn s(v: &[&str]) -> Vec<String> {
     v.iter().map(|x| x.to_string()).collect()
 }
 
+/// How a family goes from nextpnr to a bitstream with the open tools.
+struct Backend {
+    nextpnr: Tool,
+    /// nextpnr's textual output: its option and the file's extension.
+    text: (&'static str, &'static str),
+    /// The pin constraints' option, and the option that places without them.
+    constraints: (&'static str, &'static str),
+    pack: Tool,
+    pack_flags: &'static [&'static str],
+    bitstream_ext: &'static str,
+}
+
+impl Backend {
+    /// `None` for families the open tools do not place and route (Xilinx: synthesis only).
+    fn of(family: Family) -> Option<Backend> {
+        match family {
+            Family::Ice40 => Some(Backend {
+                nextpnr: Tool::NextpnrIce40,
+                text: ("--asc", "asc"),
+                constraints: ("--pcf", "--pcf-allow-unconstrained"),
+                pack: Tool::Icepack,
+                pack_flags: &[],
+                bitstream_ext: "bin",
+            }),
+            Family::Ecp5 => Some(Backend {
+                nextpnr: Tool::NextpnrEcp5,
+                text: ("--textcfg", "config"),
+                constraints: ("--lpf", "--lpf-allow-unconstrained"),
+                pack: Tool::Ecppack,
+                pack_flags: &["--compress"],
+                bitstream_ext: "bit",
+            }),
+            Family::Xilinx => None,
+        }
+    }
+}
+
 /// The plan for `sources` with top `top` on `device`, with the board's pins when given.
 pub fn plan(
     device: &'static Device,
@@ -191,48 +228,28 @@ pub fn plan(
         "--timing-allow-fail".into(),
     ];
     pnr.extend(device.nextpnr_device.iter().cloned());
-    let (pnr_report, bitstream) = match device.family {
-        Family::Ice40 => {
-            let asc = format!("{dir}/{top}.asc");
-            let bin = format!("{dir}/{top}.bin");
-            pnr.extend(["--asc".into(), asc.clone()]);
+    let (pnr_report, bitstream) = match Backend::of(device.family) {
+        None => (None, None),
+        Some(be) => {
+            let text = format!("{dir}/{top}.{}", be.text.1);
+            let bit = format!("{dir}/{top}.{}", be.bitstream_ext);
+            pnr.extend([be.text.0.into(), text.clone()]);
             match board {
-                Some(b) => pnr.extend(["--pcf".into(), b.constraints.clone()]),
-                None => pnr.push("--pcf-allow-unconstrained".into()),
+                Some(b) => pnr.extend([be.constraints.0.into(), b.constraints.clone()]),
+                None => pnr.push(be.constraints.1.into()),
             }
             steps.push(Step {
-                tool: Tool::NextpnrIce40,
+                tool: be.nextpnr,
                 args: pnr,
                 what: "place and route",
             });
             steps.push(Step {
-                tool: Tool::Icepack,
-                args: vec![asc, bin.clone()],
-                what: "bitstream",
-            });
-            (Some(report), Some(bin))
-        }
-        Family::Ecp5 => {
-            let cfg = format!("{dir}/{top}.config");
-            let bit = format!("{dir}/{top}.bit");
-            pnr.extend(["--textcfg".into(), cfg.clone()]);
-            match board {
-                Some(b) => pnr.extend(["--lpf".into(), b.constraints.clone()]),
-                None => pnr.push("--lpf-allow-unconstrained".into()),
-            }
-            steps.push(Step {
-                tool: Tool::NextpnrEcp5,
-                args: pnr,
-                what: "place and route",
-            });
-            steps.push(Step {
-                tool: Tool::Ecppack,
-                args: [s(&["--compress"]), vec![cfg, bit.clone()]].concat(),
+                tool: be.pack,
+                args: [s(be.pack_flags), vec![text, bit.clone()]].concat(),
                 what: "bitstream",
             });
             (Some(report), Some(bit))
         }
-        Family::Xilinx => (None, None),
     };
     Plan {
         name,
