@@ -1,7 +1,7 @@
 //! Semantic validation of a parsed model. Every rejection names the field (a JSON path such as
 //! `layers[2].weights.values[17]`) and the reason; all problems are collected before failing.
 
-use crate::geometry::{layer_geometry, output_range, pixel_range, MapShape};
+use crate::geometry::{layer_geometry, output_range, pixel_range, LayerGeometry, MapShape};
 use crate::ir::{
     Coding, Encoding, Layer, Leak, Lif, Model, Neuron, Pool, Synapse, Tsa, Weights, FORMAT, VERSION,
 };
@@ -55,43 +55,12 @@ pub fn validate(model: &Model) -> Result<(), Vec<Problem>> {
     let mut c = Checker {
         problems: Vec::new(),
     };
-    if model.format != FORMAT {
-        c.fail(
-            "format",
-            format!("expected \"{FORMAT}\", found \"{}\"", model.format),
-        );
-    }
-    if model.version != VERSION {
-        c.fail(
-            "version",
-            format!(
-                "this build reads IR version {VERSION}, found {}",
-                model.version
-            ),
-        );
-    }
-    let inp = &model.input;
-    for (name, v) in [
-        ("height", inp.height),
-        ("width", inp.width),
-        ("channels", inp.channels),
-    ] {
-        c.range(format!("input.{name}"), v as i64, 1, MAX_DIM as i64);
-    }
-    c.range("input.pixel_bits".into(), inp.pixel_bits as i64, 1, 8);
-    c.range(
-        "time_steps".into(),
-        model.time_steps as i64,
-        1,
-        MAX_TIME_STEPS as i64,
-    );
-    if model.layers.is_empty() {
-        c.fail("layers", "a model needs at least one layer");
-    }
+    check_header(&mut c, model);
     if !c.problems.is_empty() {
         return Err(c.problems);
     }
     let mut names = std::collections::HashSet::new();
+    let inp = &model.input;
     let mut shape = MapShape {
         height: inp.height,
         width: inp.width,
@@ -137,26 +106,7 @@ pub fn validate(model: &Model) -> Result<(), Vec<Problem>> {
             );
         }
         if let Some(pool) = layer.pool {
-            if !matches!(layer.neuron, Neuron::Lif(_) | Neuron::Tsa(_)) {
-                c.fail(
-                    format!("{at}.pool"),
-                    "pooling needs spikes: give the layer a LIF or TSA neuron",
-                );
-            } else if coding == Coding::Tsa && pool == Pool::Or {
-                c.fail(
-                    format!("{at}.pool"),
-                    "max (OR) pooling of signed, weighted ternary spike trains is not defined \
-                     step by step; use sum (average) pooling",
-                );
-            } else if g.synaptic.height < 2 || g.synaptic.width < 2 {
-                c.fail(
-                    format!("{at}.pool"),
-                    format!(
-                        "2×2 pooling needs a map of at least 2×2, the layer produces {}×{}",
-                        g.synaptic.height, g.synaptic.width
-                    ),
-                );
-            }
+            check_pool(&mut c, &at, layer, pool, coding, &g);
         }
         shape = g.output;
         range = output_range(layer);
@@ -170,6 +120,74 @@ pub fn validate(model: &Model) -> Result<(), Vec<Problem>> {
         Ok(())
     } else {
         Err(c.problems)
+    }
+}
+
+/// The format, the version, the input and the time steps, and that there are layers.
+fn check_header(c: &mut Checker, model: &Model) {
+    if model.format != FORMAT {
+        c.fail(
+            "format",
+            format!("expected \"{FORMAT}\", found \"{}\"", model.format),
+        );
+    }
+    if model.version != VERSION {
+        c.fail(
+            "version",
+            format!(
+                "this build reads IR version {VERSION}, found {}",
+                model.version
+            ),
+        );
+    }
+    let inp = &model.input;
+    for (name, v) in [
+        ("height", inp.height),
+        ("width", inp.width),
+        ("channels", inp.channels),
+    ] {
+        c.range(format!("input.{name}"), v as i64, 1, MAX_DIM as i64);
+    }
+    c.range("input.pixel_bits".into(), inp.pixel_bits as i64, 1, 8);
+    c.range(
+        "time_steps".into(),
+        model.time_steps as i64,
+        1,
+        MAX_TIME_STEPS as i64,
+    );
+    if model.layers.is_empty() {
+        c.fail("layers", "a model needs at least one layer");
+    }
+}
+
+/// 2×2 pooling needs spikes, a map of at least 2×2, and for ternary spikes sum pooling.
+fn check_pool(
+    c: &mut Checker,
+    at: &str,
+    layer: &Layer,
+    pool: Pool,
+    coding: Coding,
+    g: &LayerGeometry,
+) {
+    if !matches!(layer.neuron, Neuron::Lif(_) | Neuron::Tsa(_)) {
+        c.fail(
+            format!("{at}.pool"),
+            "pooling needs spikes: give the layer a LIF or TSA neuron",
+        );
+    } else if coding == Coding::Tsa && pool == Pool::Or {
+        c.fail(
+            format!("{at}.pool"),
+            "max (OR) pooling of signed, weighted ternary spike trains is not defined \
+             step by step; use sum (average) pooling",
+        );
+    } else if g.synaptic.height < 2 || g.synaptic.width < 2 {
+        c.fail(
+            format!("{at}.pool"),
+            format!(
+                "2×2 pooling needs a map of at least 2×2, the layer produces {}×{}",
+                g.synaptic.height, g.synaptic.width
+            ),
+        );
     }
 }
 
