@@ -465,3 +465,34 @@ fn check_clamp(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arch::parse;
+    use crate::random::random_model;
+
+    fn pool_problem(model: &Model) -> Problem {
+        let problems = validate(model).unwrap_err();
+        problems
+            .into_iter()
+            .find(|p| p.field == "layers[0].pool")
+            .expect("a problem with layers[0].pool")
+    }
+
+    #[test]
+    fn pooling_without_spikes_is_refused() {
+        let mut m = random_model(&parse("8x8-4C3-MP2-3").unwrap(), 1, 1).unwrap();
+        m.layers[0].neuron = Neuron::None { bias: vec![0; 4] };
+        assert!(pool_problem(&m).reason.contains("pooling needs spikes"));
+    }
+
+    #[test]
+    fn pooling_a_map_smaller_than_2x2_is_refused() {
+        let mut m = random_model(&parse("8x8-4C3-MP2-3").unwrap(), 1, 1).unwrap();
+        m.input.height = 1;
+        let p = pool_problem(&m);
+        assert!(p.reason.contains("at least 2×2"), "{p:?}");
+        assert!(p.reason.contains("1×8"), "{p:?}");
+    }
+}
