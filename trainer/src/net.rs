@@ -753,35 +753,27 @@ impl Net {
 
     /// Backward pass from ∂L/∂logits; returns per-layer gradients.
     pub fn backward(&self, fwd: Forward, dlogits: &Array2<f32>) -> Vec<LayerGrads> {
-        let b = fwd.batch;
-        let t_steps = self.time_steps;
         let n = self.specs.len();
         let mut grads: Vec<LayerGrads> = vec![LayerGrads::default(); n];
-        let mut caches = fwd.caches;
-        // ∂L/∂(last layer output rows): the GAP mean spreads the logit gradient evenly.
-        let last = n - 1;
-        let lc = &caches[last];
-        let per = lc.rows / b;
-        let pos = per / if last == 0 { 1 } else { t_steps };
-        let scale = self.head_log_scale.exp();
-        grads[last].head_log_scale = (dlogits * &fwd.logits).sum();
-        let mut dy = Array2::zeros((lc.rows, self.specs[last].out));
-        for (r, mut row) in dy.rows_mut().into_iter().enumerate() {
-            let bi = (r / pos) % b;
-            row.assign(&(&dlogits.row(bi) * (scale / per as f32)));
-        }
-        grads[last].bias = dy.sum_axis(ndarray::Axis(0)).to_vec();
+        let (b, mut caches) = (fwd.batch, fwd.caches);
+        let last = caches.last().expect("one cache per layer");
+        let mut dy = self.head_backward(last.rows, b, &fwd.logits, dlogits, &mut grads[n - 1]);
         for l in (0..n).rev() {
             let spec = self.specs[l];
             let cache = caches.pop().expect("one cache per layer");
+            let bn = || {
+                self.params[l]
+                    .bn
+                    .as_ref()
+                    .expect("hidden layers have BatchNorm")
+            };
+            let g = &mut grads[l];
             match &cache.activation {
                 Activation::Head => {}
                 Activation::Fused(fc) => {
-                    let bn = self.params[l].bn.as_ref().expect("bn");
-                    let g = &mut grads[l];
                     g.gamma = vec![0.0; spec.out];
                     g.beta = vec![0.0; spec.out];
-                    dy = fused::backward(dy.view(), bn, &self.lif, fc, &mut g.gamma, &mut g.beta);
+                    dy = fused::backward(dy.view(), bn(), &self.lif, fc, &mut g.gamma, &mut g.beta);
                 }
                 Activation::Separate {
                     bn: bn_cache,
@@ -789,55 +781,11 @@ impl Net {
                     relu_out,
                     pool_arg,
                 } => {
-                    // dy here is ∂L/∂(pooled spikes) of layer l.
-                    let frames_all = b * t_steps;
-                    let dspk = match spec.pool {
-                        Some(kind) => ops::pool_backward(
-                            dy.view(),
-                            kind,
-                            pool_arg,
-                            frames_all,
-                            spec.out_hw.0,
-                            spec.out_hw.1,
-                        ),
-                        None => dy,
-                    };
-                    let mut dz = match relu_out {
-                        Some(a) => {
-                            let mut d = dspk;
-                            d.zip_mut_with(a, |g, &v| {
-                                if v <= 0.0 {
-                                    *g = 0.0
-                                }
-                            });
-                            d
-                        }
-                        None => ops::lif_backward(
-                            &dspk,
-                            t_steps,
-                            &self.lif,
-                            lif.as_ref().expect("lif cache"),
-                        ),
-                    };
-                    if l == 0 && t_steps > 1 {
-                        let rows = dz.nrows() / t_steps;
-                        let mut sum = dz.slice(s![..rows, ..]).to_owned();
-                        for t in 1..t_steps {
-                            sum += &dz.slice(s![t * rows..(t + 1) * rows, ..]);
-                        }
-                        dz = sum;
-                    }
-                    let bn = self.params[l].bn.as_ref().expect("bn");
-                    let g = &mut grads[l];
+                    let dz = self.neuron_backward(l, b, dy, pool_arg, relu_out, lif.as_ref());
                     g.gamma = vec![0.0; spec.out];
                     g.beta = vec![0.0; spec.out];
-                    dy = ops::bn_backward(
-                        &dz,
-                        bn,
-                        bn_cache.as_ref().expect("training-mode forward"),
-                        &mut g.gamma,
-                        &mut g.beta,
-                    );
+                    let bn_cache = bn_cache.as_ref().expect("training-mode forward");
+                    dy = ops::bn_backward(&dz, bn(), bn_cache, &mut g.gamma, &mut g.beta);
                 }
             }
             // dy: ∂L/∂(synaptic output) [rows, out].
@@ -859,6 +807,75 @@ impl Net {
             }
         }
         grads
+    }
+
+    /// ∂L/∂(the output layer's rows) from ∂L/∂logits: the GAP mean spreads each logit's
+    /// gradient evenly over its image's positions and steps. Also fills the head's scale and
+    /// bias gradients.
+    fn head_backward(
+        &self,
+        rows: usize,
+        b: usize,
+        logits: &Array2<f32>,
+        dlogits: &Array2<f32>,
+        g: &mut LayerGrads,
+    ) -> Array2<f32> {
+        let last = self.specs.len() - 1;
+        let per = rows / b;
+        let pos = per / if last == 0 { 1 } else { self.time_steps };
+        let scale = self.head_log_scale.exp();
+        g.head_log_scale = (dlogits * logits).sum();
+        let mut dy = Array2::zeros((rows, self.specs[last].out));
+        for (r, mut row) in dy.rows_mut().into_iter().enumerate() {
+            let bi = (r / pos) % b;
+            row.assign(&(&dlogits.row(bi) * (scale / per as f32)));
+        }
+        g.bias = dy.sum_axis(ndarray::Axis(0)).to_vec();
+        dy
+    }
+
+    /// From ∂L/∂(layer l's pooled spikes) back through pooling and the neuron (LIF, or ReLU
+    /// for ANNs) to ∂L/∂(BatchNorm output); the first layer's steps, which share one
+    /// synaptic current, are summed.
+    fn neuron_backward(
+        &self,
+        l: usize,
+        b: usize,
+        dy: Array2<f32>,
+        pool_arg: &[u8],
+        relu_out: &Option<Array2<f32>>,
+        lif: Option<&ops::LifCache>,
+    ) -> Array2<f32> {
+        let spec = self.specs[l];
+        let t_steps = self.time_steps;
+        let dspk = match spec.pool {
+            Some(kind) => {
+                let (h, w) = spec.out_hw;
+                ops::pool_backward(dy.view(), kind, pool_arg, b * t_steps, h, w)
+            }
+            None => dy,
+        };
+        let dz = match relu_out {
+            Some(a) => {
+                let mut d = dspk;
+                d.zip_mut_with(a, |g, &v| {
+                    if v <= 0.0 {
+                        *g = 0.0
+                    }
+                });
+                d
+            }
+            None => ops::lif_backward(&dspk, t_steps, &self.lif, lif.expect("lif cache")),
+        };
+        if l > 0 || t_steps == 1 {
+            return dz;
+        }
+        let rows = dz.nrows() / t_steps;
+        let mut sum = dz.slice(s![..rows, ..]).to_owned();
+        for t in 1..t_steps {
+            sum += &dz.slice(s![t * rows..(t + 1) * rows, ..]);
+        }
+        sum
     }
 
     /// Maps ∂L/∂W_eff to the latent weights: clipped STE scaled by α for binary layers (and
