@@ -131,6 +131,19 @@ pub fn training_png(
         ]
         .concat(),
     )?;
+    estimator_panel(&panels[2], log, threshold, n)?;
+    root.present()?;
+    Ok(())
+}
+
+/// The estimator's error per candidate layer and epoch (filled: binary in the next epoch),
+/// with the threshold dashed, over `n` epochs of axis.
+fn estimator_panel(
+    area: &DrawingArea<BitMapBackend, plotters::coord::Shift>,
+    log: &[EpochLog],
+    threshold: f64,
+    n: usize,
+) -> PlotResult {
     let layers: std::collections::BTreeSet<usize> = log
         .iter()
         .flat_map(|e| e.decisions.iter().map(|d| d.layer))
@@ -139,7 +152,7 @@ pub fn training_png(
         .iter()
         .flat_map(|e| e.decisions.iter().map(|d| d.error))
         .fold(threshold * 1.5, f64::max) as f32;
-    let mut chart = ChartBuilder::on(&panels[2])
+    let mut chart = ChartBuilder::on(area)
         .caption(
             "accuracy-loss estimator: error per candidate layer",
             ("sans-serif", 18),
@@ -184,6 +197,5 @@ pub fn training_png(
     if !layers.is_empty() {
         legend(&mut chart)?;
     }
-    root.present()?;
     Ok(())
 }
