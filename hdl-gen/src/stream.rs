@@ -96,9 +96,11 @@ pub fn pool(ctx: &LayerCtx, names: &Names, kind: Pool) -> Module {
 struct PoolWidths {
     /// Values per position (steps × channels).
     fields: u32,
-    /// Bits of one input value, of one pair sum and of one quad sum.
+    /// Bits of one input value.
     input: u32,
+    /// Bits of one pair sum (1 for OR).
     pair: u32,
+    /// Bits of one quad sum, the output value (1 for OR).
     quad: u32,
     /// Ternary spikes: the sums are signed.
     signed: bool,
