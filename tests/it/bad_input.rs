@@ -9,18 +9,24 @@ fn reference() -> serde_json::Value {
     util::read_json(&util::reference("ref_conv"))
 }
 
-/// Writes `text` as a model, runs `gen` on it, and checks the failure.
-fn gen_fails(text: &str, expect: &[&str]) {
-    let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("bad.json");
-    std::fs::write(&model, text).unwrap();
-    let out = dir.path().join("rtl");
+/// Runs `gen MODEL --out OUT`; returns whether it succeeded and its stderr.
+fn gen(model: &std::path::Path, out: &std::path::Path) -> (bool, String) {
     let (ok, _, err) = util::run(&[
         "gen",
         model.to_str().unwrap(),
         "--out",
         out.to_str().unwrap(),
     ]);
+    (ok, err)
+}
+
+/// Writes `text` as a model, runs `gen` on it, and checks the failure.
+fn gen_fails(text: &str, expect: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("bad.json");
+    std::fs::write(&model, text).unwrap();
+    let out = dir.path().join("rtl");
+    let (ok, err) = gen(&model, &out);
     assert!(!ok, "gen accepted a bad model");
     assert!(
         err.contains("bad.json"),
@@ -41,12 +47,7 @@ fn gen_fails(text: &str, expect: &[&str]) {
 fn a_missing_model_file_is_named_with_its_reason_once() {
     let d = tempfile::tempdir().unwrap();
     let (missing, out) = (d.path().join("absent.json"), d.path().join("rtl"));
-    let (ok, _, err) = util::run(&[
-        "gen",
-        missing.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let (ok, err) = gen(&missing, &out);
     assert!(!ok, "gen accepted a missing model");
     assert!(err.contains("absent.json"), "{err}");
     assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
