@@ -3,10 +3,12 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
+use spikeforge_constraints::Device;
 use spikeforge_hdl_gen::estimate;
+use spikeforge_hdl_gen::fold::Folding;
 use spikeforge_model::geometry::model_geometry;
-use spikeforge_model::ir::{Neuron, Weights};
-use spikeforge_model::widths;
+use spikeforge_model::ir::{Layer, Model, Neuron, Weights};
+use spikeforge_model::widths::{self, Widths};
 
 /// Arguments.
 #[derive(clap::Args)]
@@ -25,45 +27,60 @@ pub fn run(a: Args) -> Result<()> {
     let model = super::load_model(&a.model)?;
     let w = widths::analyse(&model).map_err(|p| anyhow::anyhow!("{p}"))?;
     let folding = super::folding(&model, &a.fold)?;
-    let geo = model_geometry(&model);
+    // Resolved before anything is printed: a bad `--target` fails with no partial report.
+    let device = spikeforge_constraints::device(&a.target).ok_or_else(|| {
+        anyhow::anyhow!(
+            "unknown target `{}`; known targets: {}",
+            a.target,
+            spikeforge_constraints::target_names()
+        )
+    })?;
+    print_header(&model);
+    let total_bits = print_layers(&model, &w, &folding);
+    println!(
+        "weights: {} bits ({:.1} KiB); logits {} bits; estimated {} cycles per image",
+        total_bits,
+        total_bits as f64 / 8192.0,
+        w.logit_bits(),
+        spikeforge_hdl_gen::fold::pipeline_cycles(&model, &folding)
+    );
+    print_estimate(&model, &folding, device);
+    Ok(())
+}
+
+fn print_header(model: &Model) {
     println!(
         "model \"{}\"  sha256 {}\ninput {}x{}x{} ({}-bit pixels), T = {}",
         model.name,
-        spikeforge_model::model_hash(&model),
+        spikeforge_model::model_hash(model),
         model.input.height,
         model.input.width,
         model.input.channels,
         model.input.pixel_bits,
         model.time_steps
     );
+}
+
+/// One row per layer; returns the model's weight storage in bits.
+fn print_layers(model: &Model, w: &Widths, folding: &Folding) -> u64 {
     println!(
         "{:<10} {:<22} {:>10} {:>9} {:>10} {:>5} {:>5} {:>5} {:>6} {:>6} {:>11}",
         "layer", "op", "out", "weights", "bits", "acc", "mem", "out", "PE", "SIMD", "cycles/img"
     );
     let mut total_bits = 0u64;
-    for (i, (l, g)) in model.layers.iter().zip(&geo).enumerate() {
+    for (i, (l, g)) in model.layers.iter().zip(&model_geometry(model)).enumerate() {
         let n = (g.fan_in * l.out_channels() as usize) as u64;
         let wbits = match &l.weights {
             Weights::Binary { .. } => 1,
             Weights::Integer { bits, .. } => *bits as u64,
         };
         total_bits += n * wbits;
-        let op = format!(
-            "{} {}",
-            spikeforge_model::arch::describe(l),
-            match &l.neuron {
-                Neuron::None { .. } => "no neuron",
-                Neuron::Lif(_) => "LIF",
-                Neuron::Tsa(_) => "TSA",
-                Neuron::TsaReadout { .. } => "TSA readout",
-            }
-        );
         let lw = &w.layers[i];
         let f = folding.layers[i];
         println!(
             "{:<10} {:<22} {:>10} {:>9} {:>10} {:>5} {:>5} {:>5} {:>6} {:>6} {:>11}",
             l.name,
-            op.chars().take(22).collect::<String>(),
+            op_name(l).chars().take(22).collect::<String>(),
             format!(
                 "{}x{}x{}",
                 g.output.height, g.output.width, g.output.channels
@@ -78,21 +95,23 @@ pub fn run(a: Args) -> Result<()> {
             spikeforge_hdl_gen::fold::layer_cycles(g, f)
         );
     }
-    println!(
-        "weights: {} bits ({:.1} KiB); logits {} bits; estimated {} cycles per image",
-        total_bits,
-        total_bits as f64 / 8192.0,
-        w.logit_bits(),
-        spikeforge_hdl_gen::fold::pipeline_cycles(&model, &folding)
-    );
-    let device = spikeforge_constraints::device(&a.target).ok_or_else(|| {
-        anyhow::anyhow!(
-            "unknown target `{}`; known targets: {}",
-            a.target,
-            spikeforge_constraints::target_names()
-        )
-    })?;
-    let e = estimate::estimate(&model, &folding, device.family);
+    total_bits
+}
+
+/// The layer in architecture notation and its neuron, e.g. `64C3 LIF`.
+fn op_name(l: &Layer) -> String {
+    let neuron = match &l.neuron {
+        Neuron::None { .. } => "no neuron",
+        Neuron::Lif(_) => "LIF",
+        Neuron::Tsa(_) => "TSA",
+        Neuron::TsaReadout { .. } => "TSA readout",
+    };
+    format!("{} {neuron}", spikeforge_model::arch::describe(l))
+}
+
+/// The pre-synthesis estimate on `device`, per layer, and a folding that fits when it does not.
+fn print_estimate(model: &Model, folding: &Folding, device: &Device) {
+    let e = estimate::estimate(model, folding, device.family);
     let pct = |n: f64, of: u64| 100.0 * n / of.max(1) as f64;
     println!(
         "estimate on {} ({}): {:.0} {} ({:.0} %), {:.0} flip-flops ({:.0} %), {:.0} block RAMs ({:.0} %, {:.0} bits), {} cycles per image",
@@ -114,18 +133,17 @@ pub fn run(a: Args) -> Result<()> {
             name, l.luts, device.logic_unit, l.ffs, l.ram_blocks
         );
     }
-    if e.total.luts > device.logic as f64 || e.total.ffs > device.ffs as f64 {
-        if let Some((f, fe)) = estimate::fitting_folding(&model, device, 0.9, 1.0) {
-            println!(
-                "does not fit; a folding estimated to fit 90 % ({:.0} {}, {} cycles per image): {}",
-                fe.total.luts,
-                device.logic_unit,
-                fe.cycles_per_image,
-                estimate::fold_args(&model, &f)
-            );
-        } else {
-            println!("does not fit, at any folding");
-        }
+    if e.total.luts <= device.logic as f64 && e.total.ffs <= device.ffs as f64 {
+        return;
     }
-    Ok(())
+    match estimate::fitting_folding(model, device, 0.9, 1.0) {
+        Some((f, fe)) => println!(
+            "does not fit; a folding estimated to fit 90 % ({:.0} {}, {} cycles per image): {}",
+            fe.total.luts,
+            device.logic_unit,
+            fe.cycles_per_image,
+            estimate::fold_args(model, &f)
+        ),
+        None => println!("does not fit, at any folding"),
+    }
 }

@@ -181,6 +181,18 @@ fn impossible_folding_says_what_would_fold() {
 }
 
 #[test]
+fn an_unknown_inspect_target_fails_before_any_report() {
+    let model = util::reference("ref_mlp");
+    let (ok, out, err) = util::run(&["inspect", model.to_str().unwrap(), "--target", "ice99"]);
+    assert!(!ok, "inspect accepted an unknown target");
+    assert!(
+        err.contains("unknown target `ice99`") && err.contains("ice40-up5k"),
+        "{err}"
+    );
+    assert!(out.is_empty(), "partial report before the error: {out}");
+}
+
+#[test]
 fn architecture_that_does_not_parse_points_at_the_token() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("m.json");
