@@ -8,6 +8,7 @@
 use thiserror::Error;
 
 use crate::ir::{Padding, Pool, Synapse};
+use crate::validate::MAX_DIM;
 
 /// Weight kind of an architecture layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -92,6 +93,8 @@ fn parse_input(tok: &str) -> Result<(u32, u32, u32), String> {
     .and_then(|d| {
         if d.0 == 0 || d.1 == 0 || d.2 == 0 {
             Err("input dimensions must be at least 1".into())
+        } else if d.0.max(d.1).max(d.2) > MAX_DIM {
+            Err(format!("input dimensions must be at most {MAX_DIM}"))
         } else {
             Ok(d)
         }
@@ -102,6 +105,11 @@ fn parse_layer(tok: &str) -> Result<ArchLayer, String> {
     let (count, rest) = parse_num(tok).ok_or_else(|| LAYER_HELP.to_string())?;
     if count == 0 {
         return Err("a layer needs at least one output".into());
+    }
+    if count > MAX_DIM {
+        return Err(format!(
+            "a layer has at most {MAX_DIM} outputs, not {count}"
+        ));
     }
     let (synapse, rest) = if let Some(conv) = rest.strip_prefix('C') {
         let (kernel, mut rest) =
@@ -275,5 +283,16 @@ mod tests {
         assert!(e.reason.contains("2..=16"), "{e}");
         assert!(parse("28x28x1-MP2-10").is_err());
         assert!(parse("28x28x1-10-MP2").is_err());
+    }
+
+    #[test]
+    fn sizes_beyond_the_ir_limits_are_refused_at_their_token() {
+        let e = parse("28x28x1-99999C3-10").unwrap_err();
+        assert_eq!((e.index, e.token.as_str()), (2, "99999C3"));
+        assert!(e.reason.contains("at most 4096 outputs"), "{e}");
+        let e = parse("5000x28x1-16C3-10").unwrap_err();
+        assert_eq!(e.index, 1);
+        assert!(e.reason.contains("at most 4096"), "{e}");
+        assert!(parse("4096x1-4096-10").is_ok());
     }
 }

@@ -13,7 +13,7 @@ use crate::ir::{
     Coding, Encoding, FireRule, Head, InputSpec, Layer, Leak, Lif, Model, NegativeSpikes, Neuron,
     Reset, Synapse, Tsa, Weights, FORMAT, VERSION,
 };
-use crate::validate::{validate, Problem, MAX_PARAM};
+use crate::validate::{validate, Problem, MAX_PARAM, MAX_TIME_STEPS};
 use crate::weights::pack_signs;
 use crate::widths::{channel_acc_ranges, tsa_input_bound};
 
@@ -72,6 +72,13 @@ pub fn random_coded_model(
     seed: u64,
     coding: Coding,
 ) -> Result<Model, Vec<Problem>> {
+    // Checked first: the threshold calibration below runs the golden model for T steps.
+    if !(1..=MAX_TIME_STEPS).contains(&time_steps) {
+        return Err(vec![Problem {
+            field: "time_steps".into(),
+            reason: format!("{time_steps} is out of range 1..={MAX_TIME_STEPS}"),
+        }]);
+    }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let (h, w, c) = arch.input;
     let mut model = Model {
@@ -336,6 +343,19 @@ mod tests {
             e[0].field == "layers[0].pool" && e[0].reason.contains("sum (average)"),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn time_steps_outside_the_ir_range_are_refused() {
+        let a = parse("8x8-4C3b-3").unwrap();
+        for t in [0, MAX_TIME_STEPS + 1] {
+            let e = random_model(&a, t, 1).unwrap_err();
+            assert!(
+                e[0].field == "time_steps" && e[0].reason.contains("out of range 1..="),
+                "{e:?}"
+            );
+        }
+        assert!(random_model(&a, MAX_TIME_STEPS, 1).is_ok());
     }
 
     #[test]
