@@ -15,7 +15,7 @@ pub struct Args {
     #[arg(long, default_value = "out/bench.json")]
     pub out: PathBuf,
     /// Images per measurement.
-    #[arg(long, default_value_t = 20000)]
+    #[arg(long, default_value_t = 20000, value_parser = super::at_least_one)]
     pub images: usize,
     /// Instead: the pre-synthesis estimate against Yosys and nextpnr on a device, for a set
     /// of designs (minutes; JSON to --out, default out/bench-flow.json).
@@ -27,13 +27,13 @@ pub struct Args {
     #[arg(long)]
     pub train: Option<String>,
     /// With --train: mini-batch size.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = super::at_least_one)]
     pub batch: usize,
     /// With --train: time steps.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=64))]
     pub time_steps: usize,
     /// With --train: timed steps.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, value_parser = super::at_least_one)]
     pub steps: usize,
     /// With --train: also time one whole epoch.
     #[arg(long)]
@@ -196,8 +196,8 @@ pub fn run(a: Args) -> Result<()> {
         let setup = super::bench_train::Setup {
             arch,
             time_steps: a.time_steps,
-            batch: a.batch.max(1),
-            steps: a.steps.max(1),
+            batch: a.batch,
+            steps: a.steps,
             epoch: a.epoch,
             full_precision: a.full_precision,
             data: &a.data,

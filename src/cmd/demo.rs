@@ -22,16 +22,16 @@ pub struct Args {
     #[arg(long, default_value = DEMO_ARCH)]
     pub arch: String,
     /// Time steps.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub time_steps: u32,
     /// Training epochs.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = super::at_least_one)]
     pub epochs: usize,
     /// Train on the first N training images only.
-    #[arg(long)]
+    #[arg(long, value_parser = super::at_least_one)]
     pub limit: Option<usize>,
     /// Test images to co-simulate through the RTL.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = super::at_least_one)]
     pub images: usize,
     /// Device for synthesis, place and route (see `spikeforge synth --target`).
     #[arg(long, default_value = "ecp5-85k")]
@@ -115,7 +115,6 @@ pub fn run(a: Args) -> Result<()> {
             spikeforge_constraints::target_names()
         );
     };
-    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let (ck, ds, n_train) = super::train::train_run(&train_args(&a))?;
     let model_path = a.out.join("model.json");
     let mut summary = super::train::finish(&ck, &ds, &model_path, None)?;

@@ -58,3 +58,13 @@ pub fn spinner(msg: String) -> indicatif::ProgressBar {
     s.enable_steady_tick(std::time::Duration::from_millis(120));
     s
 }
+
+/// A clap value parser for counts that must be positive (epochs, images, batch size): zero
+/// is refused when the arguments are parsed, before any work or output.
+pub fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}

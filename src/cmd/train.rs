@@ -93,16 +93,16 @@ pub struct Args {
     pub time_steps: u32,
     /// Epochs (default 20). With --resume: the new length of the run's schedule, longer or
     /// shorter, but not below the epochs already done (default: the checkpoint's).
-    #[arg(long)]
+    #[arg(long, value_parser = super::at_least_one)]
     pub epochs: Option<usize>,
     /// Mini-batch size.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     pub batch: u32,
     /// Train on the first N training images only (quick experiments).
-    #[arg(long)]
+    #[arg(long, value_parser = super::at_least_one)]
     pub limit: Option<usize>,
     /// Validation images held out from the end of the training set (for the plateau and the
-    /// estimator's calibration); default 5000, or a tenth of --limit.
+    /// estimator's calibration); default 5000, or a tenth of --limit; at least 1.
     #[arg(long)]
     pub val: Option<usize>,
     /// Output directory: checkpoint, log, plot, model.
@@ -620,8 +620,8 @@ pub fn train_run(a: &Args) -> Result<(Checkpoint, Dataset, usize)> {
     };
     let ds = a.data.load()?;
     check_fit(&ck, &ds)?;
-    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let (train_set, val_set) = split(a, &ds)?;
+    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     println!(
         "train: {} on {} ({} train / {} validation images), T = {}, {} epochs, batch {}, {} thread(s)",
         ck.config.arch,
@@ -735,18 +735,24 @@ fn split(a: &Args, ds: &Dataset) -> Result<(Split, Split)> {
         Some(n) => ds.train.take(n),
         None => ds.train.clone(),
     };
-    let val_n = a.val.unwrap_or(if a.limit.is_some() {
-        full.len() / 10
-    } else {
-        5000
-    });
+    // At least one validation image: the plateau and the estimator's calibration need one.
+    let val_n = a
+        .val
+        .unwrap_or(if a.limit.is_some() {
+            full.len() / 10
+        } else {
+            5000
+        })
+        .max(1);
     if val_n >= full.len() {
         bail!(
-            "--val {val_n} leaves no training images (the training set has {})",
-            full.len()
+            "{} validation image(s) leave no training images: the training set has {}{}",
+            val_n,
+            full.len(),
+            a.limit.map_or(String::new(), |n| format!(" (--limit {n})"))
         );
     }
-    Ok(full.split_last(val_n.max(1)))
+    Ok(full.split_last(val_n))
 }
 
 pub fn run(a: Args) -> Result<()> {

@@ -258,6 +258,56 @@ fn train_fails(dir: &std::path::Path, expect: &[&str]) {
 }
 
 #[test]
+fn zero_counts_and_time_steps_out_of_range_are_refused_before_any_work() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("out");
+    let cases: [&[&str]; 9] = [
+        &["demo", "--epochs", "0"],
+        &["demo", "--time-steps", "0"],
+        &["demo", "--images", "0"],
+        &["train", "--limit", "0"],
+        &["train", "--epochs", "0"],
+        &["train", "--time-steps", "65"],
+        &["random-model", "--arch", "8x8-4C3-3", "--time-steps", "0"],
+        &["bench", "--train", "8x8-4C3-3", "--batch", "0"],
+        &["bench", "--train", "8x8-4C3-3", "--time-steps", "0"],
+    ];
+    for args in cases {
+        let (ok, stdout, err) = util::run(&[args, &["--out", out.to_str().unwrap()]].concat());
+        assert!(!ok, "{args:?} accepted");
+        assert!(
+            err.contains(&format!("invalid value '{}'", args[args.len() - 1])),
+            "{args:?}: {err}"
+        );
+        assert!(stdout.is_empty(), "{args:?} printed {stdout}");
+        assert!(!out.exists(), "{args:?} wrote {}", out.display());
+    }
+}
+
+#[test]
+fn a_validation_split_that_leaves_no_training_images_is_refused_before_any_output() {
+    let d = dataset_dir(20, None);
+    let out = d.path().join("out");
+    let (ok, _, err) = util::run(&[
+        "train",
+        "--data",
+        d.path().to_str().unwrap(),
+        "--arch",
+        "28x28x1-4C3-MP2-10",
+        "--val",
+        "20",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("20 validation image(s) leave no training images: the training set has 20"),
+        "{err}"
+    );
+    assert!(!out.exists(), "the output directory was created");
+}
+
+#[test]
 fn bad_dataset_files_are_named_with_the_problem() {
     let truncated = {
         let mut v = idx(&[20, 28, 28], &[0u8; 784 * 20]);

@@ -263,6 +263,9 @@ pub enum NetError {
         /// Why.
         reason: String,
     },
+    /// T outside what the IR (and so the export) accepts.
+    #[error("T = {0} time steps: must be in 1..={max}", max = spikeforge_model::validate::MAX_TIME_STEPS)]
+    TimeSteps(usize),
 }
 
 fn specs_of(
@@ -352,6 +355,9 @@ impl Net {
         estimate_first_last: bool,
         seed: u64,
     ) -> Result<Net, NetError> {
+        if !(1..=spikeforge_model::validate::MAX_TIME_STEPS as usize).contains(&time_steps) {
+            return Err(NetError::TimeSteps(time_steps));
+        }
         let a = arch::parse(arch_str)?;
         let specs = specs_of(&a, arch_str, estimate_first_last)?;
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -947,4 +953,21 @@ pub fn quant_steps(w: ArrayView2<f32>, bits: u32, per_tensor: bool) -> Vec<f32> 
 pub fn random_images(n: usize, len: usize, seed: u64) -> Vec<u8> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     (0..n * len).map(|_| rng.gen()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_steps_outside_the_ir_range_are_refused() {
+        for t in [0, 65] {
+            let e = Net::new("8x8x1-4C3-10", t, LifConfig::default(), false, 1).unwrap_err();
+            assert!(
+                matches!(e, NetError::TimeSteps(x) if x == t) && e.to_string().contains("1..=64"),
+                "{e}"
+            );
+        }
+        assert!(Net::new("8x8x1-4C3-10", 64, LifConfig::default(), false, 1).is_ok());
+    }
 }
