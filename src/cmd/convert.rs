@@ -34,7 +34,7 @@ pub struct Args {
     #[arg(long, default_value_t = 10)]
     pub epochs: usize,
     /// Peak learning rate of the ANN (Adam, cosine schedule).
-    #[arg(long, default_value_t = 3e-3)]
+    #[arg(long, default_value_t = 3e-3, value_parser = super::train::parse_rate)]
     pub lr: f32,
     /// Train the ANN on the first N training images only.
     #[arg(long, value_parser = super::at_least_one)]

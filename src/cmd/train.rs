@@ -126,13 +126,13 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "adam")]
     pub optimizer: Optim,
     /// Peak learning rate (cosine schedule to zero, or to --swa-lr).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_rate)]
     pub lr: Option<f32>,
-    /// SGD momentum.
-    #[arg(long, default_value_t = 0.9)]
+    /// SGD momentum, 0 ≤ μ < 1.
+    #[arg(long, default_value_t = 0.9, value_parser = parse_smoothing)]
     pub momentum: f32,
-    /// Decoupled weight decay.
-    #[arg(long, default_value_t = 0.0)]
+    /// Decoupled weight decay, ≥ 0.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_non_negative)]
     pub weight_decay: f32,
     /// LIF threshold θ (A1).
     #[arg(long, default_value_t = 0.75)]
@@ -156,14 +156,14 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "weight")]
     pub ale_metric: MetricArg,
     /// Estimator threshold ε (A5; default per metric: 0.35 for E1/E2, 0.005 for accuracy).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_ale_margin)]
     pub ale_threshold: Option<f64>,
     /// Estimator hysteresis δ (A5).
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = 0.05, value_parser = parse_ale_margin)]
     pub ale_hysteresis: f64,
     /// Largest fraction of candidate layers that may be binary, smallest error first; a binary
     /// layer gives its place up only to one better by more than the hysteresis (A5).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = parse_fraction)]
     pub ale_cap: f64,
     /// Re-evaluate the estimator every N epochs.
     #[arg(long, default_value_t = 1)]
@@ -216,7 +216,7 @@ pub struct Args {
     pub swa_epochs: Option<usize>,
     /// The flat learning rate of --swa-epochs (default: a tenth of --lr). Also applies to a
     /// `--resume`d run when given.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_rate)]
     pub swa_lr: Option<f32>,
     /// Hide the per-epoch progress bar.
     #[arg(long)]
@@ -225,17 +225,49 @@ pub struct Args {
 
 /// `--erase`: the chance that an image gets a rectangle erased, so in [0, 1].
 fn parse_probability(s: &str) -> Result<f32, String> {
-    parse_f32_in(s, |v| (0.0..=1.0).contains(&v), "a probability in [0, 1]")
+    parse_in(
+        s,
+        |v: f32| (0.0..=1.0).contains(&v),
+        "a probability in [0, 1]",
+    )
 }
 
-/// `--label-smoothing`: a probability mass taken from the label, so in [0, 1).
+/// A learning rate: positive and finite (0 would train nothing, a negative one ascends).
+pub fn parse_rate(s: &str) -> Result<f32, String> {
+    parse_in(
+        s,
+        |v: f32| v > 0.0 && v.is_finite(),
+        "a positive finite learning rate",
+    )
+}
+
+/// `--weight-decay`: finite and not negative.
+fn parse_non_negative(s: &str) -> Result<f32, String> {
+    parse_in(s, |v: f32| v >= 0.0 && v.is_finite(), "a finite number ≥ 0")
+}
+
+/// The estimator's threshold and hysteresis: finite and not negative.
+fn parse_ale_margin(s: &str) -> Result<f64, String> {
+    parse_in(s, |v: f64| v >= 0.0 && v.is_finite(), "a finite number ≥ 0")
+}
+
+/// `--ale-cap`: a fraction of the candidate layers, in [0, 1].
+fn parse_fraction(s: &str) -> Result<f64, String> {
+    parse_in(s, |v: f64| (0.0..=1.0).contains(&v), "a fraction in [0, 1]")
+}
+
+/// `--label-smoothing` (a probability mass taken from the label) and `--momentum`: in [0, 1).
 fn parse_smoothing(s: &str) -> Result<f32, String> {
-    parse_f32_in(s, |v| (0.0..1.0).contains(&v), "in [0, 1)")
+    parse_in(s, |v: f32| (0.0..1.0).contains(&v), "in [0, 1)")
 }
 
 /// A number accepted only where `ok` holds; otherwise "{v} is not {what}". NaN fails every range.
-fn parse_f32_in(s: &str, ok: impl Fn(f32) -> bool, what: &str) -> Result<f32, String> {
-    let v: f32 = s.parse().map_err(|e| format!("`{s}`: {e}"))?;
+fn parse_in<T>(s: &str, ok: impl Fn(T) -> bool, what: &str) -> Result<T, String>
+where
+    T: std::str::FromStr + std::fmt::Display + Copy,
+    T::Err: std::fmt::Display,
+{
+    let v: T = s.parse().map_err(|e| format!("`{s}`: {e}"))?;
     if ok(v) {
         Ok(v)
     } else {

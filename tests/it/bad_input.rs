@@ -258,10 +258,10 @@ fn train_fails(dir: &std::path::Path, expect: &[&str]) {
 }
 
 #[test]
-fn zero_counts_and_time_steps_out_of_range_are_refused_before_any_work() {
+fn numbers_out_of_range_are_refused_before_any_work() {
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("out");
-    let cases: [&[&str]; 9] = [
+    let cases: [&[&str]; 16] = [
         &["demo", "--epochs", "0"],
         &["demo", "--time-steps", "0"],
         &["demo", "--images", "0"],
@@ -271,6 +271,13 @@ fn zero_counts_and_time_steps_out_of_range_are_refused_before_any_work() {
         &["random-model", "--arch", "8x8-4C3-3", "--time-steps", "0"],
         &["bench", "--train", "8x8-4C3-3", "--batch", "0"],
         &["bench", "--train", "8x8-4C3-3", "--time-steps", "0"],
+        &["train", "--lr", "0"],
+        &["train", "--lr", "nan"],
+        &["train", "--swa-lr", "inf"],
+        &["train", "--momentum", "1"],
+        &["train", "--weight-decay", "nan"],
+        &["train", "--ale-cap", "1.5"],
+        &["convert", "--lr", "0"],
     ];
     for args in cases {
         let (ok, stdout, err) = util::run(&[args, &["--out", out.to_str().unwrap()]].concat());
@@ -557,7 +564,7 @@ fn weight_averaging_that_cannot_work_is_refused_before_any_output() {
         ),
         (
             &["--swa-epochs", "1", "--swa-lr", "0"],
-            "--swa-lr 0 is not a positive learning rate",
+            "0 is not a positive finite learning rate",
         ),
     ];
     for (args, expect) in cases {
