@@ -545,6 +545,25 @@ fn label_smoothing_or_erasing_out_of_range_and_unaverageable_checkpoints_are_ref
 }
 
 #[test]
+fn exporting_a_hardware_model_instead_of_a_checkpoint_says_so() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("m.json");
+    let model = util::reference("ref_conv");
+    let (ok, _, err) = util::run(&[
+        "export",
+        model.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!ok, "export accepted a hardware model");
+    assert!(
+        err.contains("ref_conv.json") && err.contains("this is an exported hardware model"),
+        "{err}"
+    );
+    assert!(!out.exists(), "partial output left behind");
+}
+
+#[test]
 fn weight_averaging_that_cannot_work_is_refused_before_any_output() {
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("run");

@@ -262,15 +262,21 @@ impl Checkpoint {
             reason,
         };
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-        let c: Checkpoint = serde_json::from_str(&text)
-            .map_err(|e| err(format!("not a spikeforge checkpoint: {e}")))?;
-        if c.format != CHECKPOINT_FORMAT {
-            return Err(err(format!(
-                "format `{}`, expected `{CHECKPOINT_FORMAT}`",
-                c.format
-            )));
+        match serde_json::from_str::<Checkpoint>(&text) {
+            Ok(c) if c.format == CHECKPOINT_FORMAT => Ok(c),
+            Ok(c) => Err(err(wrong_format(&c.format))),
+            Err(e) => {
+                // A file of another kind (often the exported model) says what it is.
+                #[derive(Deserialize)]
+                struct Header {
+                    format: String,
+                }
+                Err(err(match serde_json::from_str::<Header>(&text) {
+                    Ok(h) if h.format != CHECKPOINT_FORMAT => wrong_format(&h.format),
+                    _ => format!("not a spikeforge checkpoint: {e}"),
+                }))
+            }
         }
-        Ok(c)
     }
 
     /// Writes the checkpoint atomically (temporary file, then rename).
@@ -284,6 +290,16 @@ impl Checkpoint {
         std::fs::write(&tmp, text).map_err(|e| err(e.to_string()))?;
         std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))
     }
+}
+
+/// Why a file of format `found` is not a checkpoint.
+fn wrong_format(found: &str) -> String {
+    let hint = if found == spikeforge_model::ir::FORMAT {
+        ": this is an exported hardware model; give the checkpoint.json its training run wrote"
+    } else {
+        ""
+    };
+    format!("format `{found}`, expected `{CHECKPOINT_FORMAT}`{hint}")
 }
 
 /// Loss and accuracy of the network in evaluation mode.
