@@ -57,6 +57,45 @@ pub struct Args {
     pub clks_per_bit: u32,
 }
 
+/// `--serial`: the images over the UART shell's (or the board top's) serial line; each class
+/// byte that comes back is compared with the golden model's.
+fn serial(
+    a: &Args,
+    model: &Model,
+    board: Option<&'static spikeforge_constraints::Board>,
+    images: &[u8],
+    n: usize,
+) -> Result<()> {
+    if a.vcd.is_some() {
+        bail!("--vcd traces the tapped core; leave out --serial to use it");
+    }
+    let kind = SimKind::Serial {
+        board: board.is_some(),
+        clks: a.clks_per_bit,
+    };
+    let sim = build(model, a.rtl.as_deref(), &a.fold, board, kind, false)?;
+    let gaps = if a.stall { a.seed.max(1) } else { 0 };
+    let bar = progress_bar(n);
+    let report =
+        spikeforge_cosim::cosimulate_serial(model, &sim, images, gaps, a.clks_per_bit, &|k| {
+            bar.inc(k as u64)
+        });
+    bar.finish_and_clear();
+    let r = report.with_context(|| format!("co-simulating {}", a.model.display()))?;
+    let top = match board {
+        Some(b) => format!("board top `{}`", b.name),
+        None => "UART shell".into(),
+    };
+    println!(
+        "{}/{} class bytes over the serial line equal the golden model ({top}, {} cycles per bit, {} cycles)",
+        r.agree, r.images, a.clks_per_bit, r.cycles
+    );
+    if let Some((i, want, got)) = r.first_mismatch {
+        bail!("image {i}: the shell sent class {got}, the golden model says {want}");
+    }
+    Ok(())
+}
+
 /// Which top a simulation is built around.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SimKind {
@@ -173,6 +212,11 @@ pub fn conclude(report: &Report) -> Result<()> {
 }
 
 pub fn run(a: Args) -> Result<()> {
+    if a.limit.is_some() && a.images.is_none() && a.dataset.is_none() {
+        bail!(
+            "--limit applies to --images or --dataset; the number of random images is --random N"
+        );
+    }
     let model = super::load_model(&a.model)?;
     let golden = Golden::new(&model);
     let mut labels = None;
@@ -191,38 +235,7 @@ pub fn run(a: Args) -> Result<()> {
     }
     let board = board(a.board.as_deref())?;
     if a.serial {
-        if a.vcd.is_some() {
-            bail!("--vcd traces the tapped core; leave out --serial to use it");
-        }
-        let kind = SimKind::Serial {
-            board: board.is_some(),
-            clks: a.clks_per_bit,
-        };
-        let sim = build(&model, a.rtl.as_deref(), &a.fold, board, kind, false)?;
-        let gaps = if a.stall { a.seed.max(1) } else { 0 };
-        let bar = progress_bar(n);
-        let report = spikeforge_cosim::cosimulate_serial(
-            &model,
-            &sim,
-            &images,
-            gaps,
-            a.clks_per_bit,
-            &|k| bar.inc(k as u64),
-        );
-        bar.finish_and_clear();
-        let r = report.with_context(|| format!("co-simulating {}", a.model.display()))?;
-        let top = match board {
-            Some(b) => format!("board top `{}`", b.name),
-            None => "UART shell".into(),
-        };
-        println!(
-            "{}/{} class bytes over the serial line equal the golden model ({top}, {} cycles per bit, {} cycles)",
-            r.agree, r.images, a.clks_per_bit, r.cycles
-        );
-        if let Some((i, want, got)) = r.first_mismatch {
-            bail!("image {i}: the shell sent class {got}, the golden model says {want}");
-        }
-        return Ok(());
+        return serial(&a, &model, board, &images, n);
     }
     let sim = build(
         &model,

@@ -193,6 +193,18 @@ fn an_unknown_inspect_target_fails_before_any_report() {
 }
 
 #[test]
+fn a_cosim_limit_without_images_to_limit_is_refused() {
+    let model = util::reference("ref_conv");
+    let (ok, out, err) = util::run(&["cosim", model.to_str().unwrap(), "--limit", "5"]);
+    assert!(!ok, "--limit was ignored: {out}");
+    assert!(
+        err.contains("--limit applies to --images or --dataset") && err.contains("--random N"),
+        "{err}"
+    );
+    assert!(out.is_empty(), "{out}");
+}
+
+#[test]
 fn architecture_that_does_not_parse_points_at_the_token() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("m.json");
