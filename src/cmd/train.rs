@@ -129,7 +129,7 @@ pub struct Args {
     #[arg(long, value_parser = parse_rate)]
     pub lr: Option<f32>,
     /// SGD momentum, 0 ≤ μ < 1.
-    #[arg(long, default_value_t = 0.9, value_parser = parse_smoothing)]
+    #[arg(long, default_value_t = 0.9, value_parser = parse_below_one)]
     pub momentum: f32,
     /// Decoupled weight decay, ≥ 0.
     #[arg(long, default_value_t = 0.0, value_parser = parse_non_negative)]
@@ -205,7 +205,7 @@ pub struct Args {
     pub erase: Option<f32>,
     /// Label smoothing ε of the training loss, 0 ≤ ε < 1 (default 0: plain cross-entropy).
     /// Also applies to a `--resume`d run when given.
-    #[arg(long, value_parser = parse_smoothing)]
+    #[arg(long, value_parser = parse_below_one)]
     pub label_smoothing: Option<f32>,
     /// Stochastic weight averaging: the cosine schedule anneals to --swa-lr, the last N epochs
     /// train at that flat rate, and the run ends with the mean of their end networks, its
@@ -256,8 +256,8 @@ fn parse_fraction(s: &str) -> Result<f64, String> {
     parse_in(s, |v: f64| (0.0..=1.0).contains(&v), "a fraction in [0, 1]")
 }
 
-/// `--label-smoothing` (a probability mass taken from the label) and `--momentum`: in [0, 1).
-fn parse_smoothing(s: &str) -> Result<f32, String> {
+/// In [0, 1): `--label-smoothing` (a probability mass taken from the label) and `--momentum`.
+fn parse_below_one(s: &str) -> Result<f32, String> {
     parse_in(s, |v: f32| (0.0..1.0).contains(&v), "in [0, 1)")
 }
 
