@@ -193,22 +193,22 @@ fn weight_averaging_ends_the_run_with_the_mean_and_resumes_exactly() {
 
 #[test]
 fn a_resumed_run_can_shorten_its_schedule_but_not_below_what_it_has_done() {
-    // A run planned for 3 epochs and cut to 2 after the first continues on the 2-epoch
-    // schedule: its second epoch starts at the learning rate of a run planned for 2.
+    // A run planned for 4 epochs and cut to 3 after the second continues on the 3-epoch
+    // schedule: its third epoch starts at the learning rate of a run planned for 3.
     let dir = tempfile::tempdir().unwrap();
     let (short, cut) = (dir.path().join("short"), dir.path().join("cut"));
     let qat = ["--qat-epochs", "1"];
-    let (ok, _, err) = train(&short, "2", &qat);
+    let (ok, _, err) = train(&short, "3", &qat);
     assert!(ok, "{err}");
-    let (ok, _, err) = train(&cut, "3", &[&qat[..], &["--stop-after", "1"]].concat());
+    let (ok, _, err) = train(&cut, "4", &[&qat[..], &["--stop-after", "2"]].concat());
     assert!(ok, "{err}");
-    let (ok, _, err) = train(&cut, "0", &["--resume"]);
+    let (ok, _, err) = train(&cut, "1", &["--resume"]);
     assert!(!ok);
     assert!(
-        err.contains("--epochs 0 is fewer than the 1 epochs the checkpoint has done"),
+        err.contains("--epochs 1 is fewer than the 2 epochs the checkpoint has done"),
         "{err}"
     );
-    let (ok, _, err) = train(&cut, "2", &["--resume"]);
+    let (ok, _, err) = train(&cut, "3", &["--resume"]);
     assert!(ok, "{err}");
     let lrs = |p: &Path| -> Vec<f64> {
         std::fs::read_to_string(p.join("log.jsonl"))
@@ -222,11 +222,15 @@ fn a_resumed_run_can_shorten_its_schedule_but_not_below_what_it_has_done() {
             .collect()
     };
     let (a, b) = (lrs(&short), lrs(&cut));
-    assert_eq!(a.len(), 2, "{a:?}");
-    assert_eq!(b.len(), 2, "{b:?}");
+    assert_eq!(a.len(), 3, "{a:?}");
+    assert_eq!(b.len(), 3, "{b:?}");
     assert_eq!(
+        a[2], b[2],
+        "the shortened run is not on the 3-epoch schedule"
+    );
+    assert_ne!(
         a[1], b[1],
-        "the shortened run is not on the 2-epoch schedule"
+        "the first two epochs were not on the 4-epoch schedule"
     );
     assert!(
         cut.join("model.json").exists(),
