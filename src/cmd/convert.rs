@@ -31,7 +31,7 @@ pub struct Args {
     #[arg(long)]
     pub arch: Option<String>,
     /// ANN training epochs.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = super::at_least_one)]
     pub epochs: usize,
     /// Peak learning rate of the ANN (Adam, cosine schedule).
     #[arg(long, default_value_t = 3e-3, value_parser = super::train::parse_rate)]

@@ -273,7 +273,7 @@ fn train_fails(dir: &std::path::Path, expect: &[&str]) {
 fn numbers_out_of_range_are_refused_before_any_work() {
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("out");
-    let cases: [&[&str]; 16] = [
+    let cases: [&[&str]; 17] = [
         &["demo", "--epochs", "0"],
         &["demo", "--time-steps", "0"],
         &["demo", "--images", "0"],
@@ -290,6 +290,7 @@ fn numbers_out_of_range_are_refused_before_any_work() {
         &["train", "--weight-decay", "nan"],
         &["train", "--ale-cap", "1.5"],
         &["convert", "--lr", "0"],
+        &["convert", "--epochs", "0"],
     ];
     for args in cases {
         let (ok, stdout, err) = util::run(&[args, &["--out", out.to_str().unwrap()]].concat());
