@@ -77,8 +77,7 @@ struct FlowRow {
 }
 
 fn flow_bench(target: &str, out: &std::path::Path) -> Result<()> {
-    let device = spikeforge_constraints::device(target)
-        .ok_or_else(|| anyhow::anyhow!("unknown target `{target}`"))?;
+    let device = super::target(target)?;
     let root = PathBuf::from("out/bench-flow");
     let mut rows = Vec::new();
     for (name, arch_s, fold) in FLOW_DESIGNS {

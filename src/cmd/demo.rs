@@ -108,13 +108,7 @@ fn train_args(a: &Args) -> super::train::Args {
 
 pub fn run(a: Args) -> Result<()> {
     // An unknown target fails now, not after training.
-    let Some(device) = spikeforge_constraints::device(&a.target) else {
-        bail!(
-            "unknown target `{}`; known targets: {}",
-            a.target,
-            spikeforge_constraints::target_names()
-        );
-    };
+    let device = super::target(&a.target)?;
     let (ck, ds, n_train) = super::train::train_run(&train_args(&a))?;
     let model_path = a.out.join("model.json");
     let mut summary = super::train::finish(&ck, &ds, &model_path, None)?;

@@ -28,13 +28,7 @@ pub fn run(a: Args) -> Result<()> {
     let w = widths::analyse(&model).map_err(|p| anyhow::anyhow!("{p}"))?;
     let folding = super::folding(&model, &a.fold)?;
     // Resolved before anything is printed: a bad `--target` fails with no partial report.
-    let device = spikeforge_constraints::device(&a.target).ok_or_else(|| {
-        anyhow::anyhow!(
-            "unknown target `{}`; known targets: {}",
-            a.target,
-            spikeforge_constraints::target_names()
-        )
-    })?;
+    let device = super::target(&a.target)?;
     print_header(&model);
     let total_bits = print_layers(&model, &w, &folding);
     println!(

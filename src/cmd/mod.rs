@@ -28,6 +28,16 @@ pub fn load_model(path: &Path) -> Result<Model> {
     Ok(spikeforge_model::load(path)?)
 }
 
+/// Looks up `--target`; an unknown one is an error that lists the known ones.
+pub fn target(name: &str) -> Result<&'static spikeforge_constraints::Device> {
+    spikeforge_constraints::device(name).with_context(|| {
+        format!(
+            "unknown target `{name}`; known targets: {}",
+            spikeforge_constraints::target_names()
+        )
+    })
+}
+
 /// Resolves `--fold` arguments against a model.
 pub fn folding(model: &Model, specs: &[String]) -> Result<Folding> {
     let overrides: Vec<FoldOverride> = specs

@@ -45,13 +45,7 @@ fn device(
             spikeforge_constraints::board_names()
         ),
     };
-    let d = spikeforge_constraints::device(&target).with_context(|| {
-        format!(
-            "unknown target `{target}`; known targets: {}",
-            spikeforge_constraints::target_names()
-        )
-    })?;
-    Ok((d, board))
+    Ok((super::target(&target)?, board))
 }
 
 /// What to suggest when the design does not fit: a folding whose estimate, calibrated by
