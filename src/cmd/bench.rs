@@ -30,8 +30,8 @@ pub struct Args {
     #[arg(long, default_value_t = 64, value_parser = super::at_least_one)]
     pub batch: usize,
     /// With --train: time steps.
-    #[arg(long, default_value_t = 1, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=64))]
-    pub time_steps: usize,
+    #[arg(long, default_value_t = 1, value_parser = super::time_steps())]
+    pub time_steps: u32,
     /// With --train: timed steps.
     #[arg(long, default_value_t = 50, value_parser = super::at_least_one)]
     pub steps: usize,
@@ -194,7 +194,7 @@ pub fn run(a: Args) -> Result<()> {
         };
         let setup = super::bench_train::Setup {
             arch,
-            time_steps: a.time_steps,
+            time_steps: a.time_steps as usize,
             batch: a.batch,
             steps: a.steps,
             epoch: a.epoch,

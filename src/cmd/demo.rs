@@ -22,7 +22,7 @@ pub struct Args {
     #[arg(long, default_value = DEMO_ARCH)]
     pub arch: String,
     /// Time steps.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    #[arg(long, default_value_t = 1, value_parser = super::time_steps())]
     pub time_steps: u32,
     /// Training epochs.
     #[arg(long, default_value_t = 3, value_parser = super::at_least_one)]

@@ -89,7 +89,7 @@ pub struct Args {
     #[arg(long)]
     pub arch: Option<String>,
     /// Time steps T.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    #[arg(long, default_value_t = 1, value_parser = super::time_steps())]
     pub time_steps: u32,
     /// Epochs (default 20). With --resume: the new length of the run's schedule, longer or
     /// shorter, but not below the epochs already done (default: the checkpoint's).
