@@ -13,7 +13,7 @@ use crate::ir::{
     Coding, Encoding, FireRule, Head, InputSpec, Layer, Leak, Lif, Model, NegativeSpikes, Neuron,
     Reset, Synapse, Tsa, Weights, FORMAT, VERSION,
 };
-use crate::validate::{validate, Problem, MAX_PARAM, MAX_TIME_STEPS};
+use crate::validate::{time_steps_problem, validate, Problem, MAX_PARAM};
 use crate::weights::pack_signs;
 use crate::widths::{channel_acc_ranges, tsa_input_bound};
 
@@ -73,11 +73,8 @@ pub fn random_coded_model(
     coding: Coding,
 ) -> Result<Model, Vec<Problem>> {
     // Checked first: the threshold calibration below runs the golden model for T steps.
-    if !(1..=MAX_TIME_STEPS).contains(&time_steps) {
-        return Err(vec![Problem {
-            field: "time_steps".into(),
-            reason: format!("{time_steps} is out of range 1..={MAX_TIME_STEPS}"),
-        }]);
+    if let Some(p) = time_steps_problem(time_steps) {
+        return Err(vec![p]);
     }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let (h, w, c) = arch.input;
@@ -287,6 +284,7 @@ fn random_tsa(
 mod tests {
     use super::*;
     use crate::arch::parse;
+    use crate::validate::MAX_TIME_STEPS;
 
     fn spike_rate(model: &Model, layer: usize) -> f64 {
         let imgs = random_images(model, 8, 99);

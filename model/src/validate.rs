@@ -149,15 +149,25 @@ fn check_header(c: &mut Checker, model: &Model) {
         c.range(format!("input.{name}"), v as i64, 1, MAX_DIM as i64);
     }
     c.range("input.pixel_bits".into(), inp.pixel_bits as i64, 1, 8);
-    c.range(
-        "time_steps".into(),
-        model.time_steps as i64,
-        1,
-        MAX_TIME_STEPS as i64,
-    );
+    c.problems.extend(time_steps_problem(model.time_steps));
     if model.layers.is_empty() {
         c.fail("layers", "a model needs at least one layer");
     }
+}
+
+/// The problem `validate` reports for a `time_steps` outside 1..=MAX_TIME_STEPS, if any; also
+/// for builders that must refuse T before they run anything with it.
+pub(crate) fn time_steps_problem(time_steps: u32) -> Option<Problem> {
+    let mut c = Checker {
+        problems: Vec::new(),
+    };
+    c.range(
+        "time_steps".into(),
+        time_steps as i64,
+        1,
+        MAX_TIME_STEPS as i64,
+    );
+    c.problems.pop()
 }
 
 /// 2×2 pooling needs spikes, a map of at least 2×2, and for ternary spikes sum pooling.
