@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use spikeforge_trainer::ale::{AleConfig, Decision, Metric};
 use spikeforge_trainer::data::{self, Dataset};
+use spikeforge_trainer::distill::{self, DistillConfig, TeacherFile, TeacherReport};
 use spikeforge_trainer::export;
 use spikeforge_trainer::net::Precision;
 use spikeforge_trainer::ops::{LifConfig, ResetKind, Surrogate};
@@ -218,9 +219,34 @@ pub struct Args {
     /// `--resume`d run when given.
     #[arg(long, value_parser = parse_rate)]
     pub swa_lr: Option<f32>,
+    /// Knowledge distillation: a checkpoint of an earlier run whose class probabilities the
+    /// network learns from besides the labels; repeat for an ensemble (their mean). The run
+    /// records each file's SHA-256 and refuses a changed one on --resume.
+    #[arg(long, value_name = "CKPT")]
+    pub teacher: Vec<PathBuf>,
+    /// With --teacher: λ, the weight of the teachers' term in the loss, 0 ≤ λ ≤ 1 (default 0.5).
+    #[arg(long, value_parser = parse_weight)]
+    pub distill_weight: Option<f32>,
+    /// With --teacher: τ, the softmax temperature of the teachers' term (default 1).
+    #[arg(long, value_parser = parse_temperature)]
+    pub distill_temperature: Option<f32>,
     /// Hide the per-epoch progress bar.
     #[arg(long)]
     pub quiet: bool,
+}
+
+/// `--distill-weight`: the share of the loss, in [0, 1].
+fn parse_weight(s: &str) -> Result<f32, String> {
+    parse_in(s, |v: f32| (0.0..=1.0).contains(&v), "a weight in [0, 1]")
+}
+
+/// `--distill-temperature`: positive and finite.
+fn parse_temperature(s: &str) -> Result<f32, String> {
+    parse_in(
+        s,
+        |v: f32| v > 0.0 && v.is_finite(),
+        "a positive finite temperature",
+    )
 }
 
 /// `--erase`: the chance that an image gets a rectangle erased, so in [0, 1].
@@ -390,7 +416,31 @@ impl Args {
             label_smoothing: self.label_smoothing.unwrap_or(0.0),
             swa_epochs: self.swa_epochs.unwrap_or(0),
             swa_lr: self.swa_lr.unwrap_or(lr / 10.0),
+            distill: self.distill()?,
         })
+    }
+
+    /// The distillation settings of a fresh run (`None` without --teacher).
+    fn distill(&self) -> Result<Option<DistillConfig>> {
+        if self.teacher.is_empty() {
+            if self.distill_weight.is_some() || self.distill_temperature.is_some() {
+                bail!("--distill-weight and --distill-temperature need --teacher");
+            }
+            return Ok(None);
+        }
+        if self.resume {
+            bail!("--teacher cannot change on --resume: the run's checkpoint names its teachers");
+        }
+        let teachers = self
+            .teacher
+            .iter()
+            .map(|p| TeacherFile::new(p))
+            .collect::<Result<_, _>>()?;
+        Ok(Some(DistillConfig {
+            teachers,
+            weight: self.distill_weight.unwrap_or(0.5),
+            temperature: self.distill_temperature.unwrap_or(1.0),
+        }))
     }
 }
 
@@ -516,6 +566,19 @@ impl Observer for Console {
         let _ = writeln!(self.log, "{}", serde_json::to_string(e).unwrap_or_default());
     }
 
+    fn teachers(&mut self, r: &TeacherReport) {
+        let alone: Vec<String> = r
+            .accuracy
+            .iter()
+            .map(|a| format!("{:.2} %", a * 100.0))
+            .collect();
+        println!(
+            "teachers' validation accuracy: {} alone, {:.2} % as the ensemble the network learns from",
+            alone.join(", "),
+            r.ensemble_accuracy * 100.0
+        );
+    }
+
     fn averaged(&mut self, s: &SwaLog) {
         let (first, last) = (s.epochs.first(), s.epochs.last());
         println!(
@@ -551,6 +614,9 @@ pub struct Summary {
     /// What the weight average gave on the validation images (runs with --swa-epochs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub swa: Option<SwaLog>,
+    /// The teachers and the distillation weight and temperature (runs with --teacher).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distill: Option<DistillConfig>,
     /// The float network's class for each evaluated test image.
     #[serde(skip)]
     pub float_classes: Vec<usize>,
@@ -598,6 +664,7 @@ pub fn finish(
         train_seconds: ck.log.iter().map(|e| e.seconds).sum(),
         model: model_path.to_path_buf(),
         swa: ck.swa_log.clone(),
+        distill: ck.config.distill.clone(),
         float_classes: float_pred,
         integer_classes: int_pred,
     })
@@ -650,6 +717,9 @@ pub fn train_run(a: &Args) -> Result<(Checkpoint, Dataset, usize)> {
         check_swa(&config)?;
         Checkpoint::new(config)?
     };
+    if let Some(d) = &ck.config.distill {
+        distill::check_teachers(d, &ck.net)?;
+    }
     let ds = a.data.load()?;
     check_fit(&ck, &ds)?;
     let (train_set, val_set) = split(a, &ds)?;
@@ -665,6 +735,19 @@ pub fn train_run(a: &Args) -> Result<(Checkpoint, Dataset, usize)> {
         ck.config.batch,
         rayon::current_num_threads()
     );
+    if let Some(d) = &ck.config.distill {
+        println!(
+            "distilling from {} teacher(s), λ = {}, τ = {}: {}",
+            d.teachers.len(),
+            d.weight,
+            d.temperature,
+            d.teachers
+                .iter()
+                .map(|t| t.path.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     let log_path = a.out.join("log.jsonl");
     let log = std::fs::OpenOptions::new()
         .create(true)

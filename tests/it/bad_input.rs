@@ -273,7 +273,7 @@ fn train_fails(dir: &std::path::Path, expect: &[&str]) {
 fn numbers_out_of_range_are_refused_before_any_work() {
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("out");
-    let cases: [&[&str]; 17] = [
+    let cases: [&[&str]; 19] = [
         &["demo", "--epochs", "0"],
         &["demo", "--time-steps", "0"],
         &["demo", "--images", "0"],
@@ -291,6 +291,8 @@ fn numbers_out_of_range_are_refused_before_any_work() {
         &["train", "--ale-cap", "1.5"],
         &["convert", "--lr", "0"],
         &["convert", "--epochs", "0"],
+        &["train", "--distill-weight", "1.5"],
+        &["train", "--distill-temperature", "0"],
     ];
     for args in cases {
         let (ok, stdout, err) = util::run(&[args, &["--out", out.to_str().unwrap()]].concat());
@@ -603,6 +605,63 @@ fn weight_averaging_that_cannot_work_is_refused_before_any_output() {
         let (ok, _, err) = train(args);
         assert!(!ok, "{args:?} accepted");
         assert!(err.contains(expect), "{args:?}: {err}");
+        assert!(!out.exists(), "{args:?} left output behind");
+    }
+}
+
+#[test]
+fn distillation_that_cannot_work_is_refused_before_any_output() {
+    let d = dataset_dir(20, None);
+    let dir = d.path().to_str().unwrap();
+    let out = d.path().join("out");
+    let train = |extra: &[&str]| {
+        let mut v = vec!["train", "--data", dir, "--arch", "28x28x1-4C3-MP2-10"];
+        v.extend_from_slice(&["--limit", "20", "--val", "5", "--epochs", "1", "--quiet"]);
+        v.extend_from_slice(extra);
+        util::run(&v)
+    };
+    // A teacher for 14×14 images: a real checkpoint whose input was edited.
+    let (ok, _, err) = train(&["--out", d.path().join("t").to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let mut ck = util::read_json(&d.path().join("t/checkpoint.json"));
+    ck["net"]["input"] = serde_json::json!([14, 14, 1]);
+    let small = d.path().join("small.json");
+    std::fs::write(&small, ck.to_string()).unwrap();
+    let missing = d.path().join("missing.json");
+    let model = util::reference("ref_conv");
+    let (small, missing, model) = (
+        small.to_str().unwrap(),
+        missing.to_str().unwrap(),
+        model.to_str().unwrap(),
+    );
+    let cases: [(&[&str], &[&str]); 5] = [
+        (
+            &["--teacher", missing],
+            &["missing.json: teacher checkpoint:"],
+        ),
+        (
+            &["--teacher", model],
+            &["ref_conv.json", "this is an exported hardware model"],
+        ),
+        (
+            &["--teacher", small],
+            &["small.json: this teacher takes (14, 14, 1) images into 10 classes, the student (28, 28, 1)"],
+        ),
+        (
+            &["--distill-weight", "0.5"],
+            &["--distill-weight and --distill-temperature need --teacher"],
+        ),
+        (
+            &["--teacher", small, "--resume"],
+            &["--teacher cannot change on --resume"],
+        ),
+    ];
+    for (args, expect) in cases {
+        let (ok, _, err) = train(&[args, &["--out", out.to_str().unwrap()]].concat());
+        assert!(!ok, "{args:?} accepted");
+        for e in expect {
+            assert!(err.contains(e), "{args:?}: error lacks `{e}`: {err}");
+        }
         assert!(!out.exists(), "{args:?} left output behind");
     }
 }

@@ -395,3 +395,48 @@ fn random_erasing_learns_changes_the_training_and_resumes_exactly() {
     let s = util::read_json(&whole.join("summary.json"));
     assert!(s["integer_accuracy"].as_f64().unwrap() > 0.6, "{s}");
 }
+
+#[test]
+fn distillation_learns_from_a_teacher_resumes_exactly_and_refuses_a_changed_teacher() {
+    let dir = tempfile::tempdir().unwrap();
+    let teacher = dir.path().join("teacher");
+    let (ok, _, err) = train(&teacher, "2", &[]);
+    assert!(ok, "{err}");
+    let ckpt = teacher.join("checkpoint.json");
+    let kd = [
+        "--teacher",
+        ckpt.to_str().unwrap(),
+        "--distill-weight",
+        "0.7",
+        "--distill-temperature",
+        "2",
+    ];
+    let (whole, parts, stdout) = whole_and_resumed(&dir.path().join("kd"), "2", "1", &kd, |ck| {
+        let t = &ck["config"]["distill"]["teachers"][0];
+        assert_eq!(t["sha256"].as_str().unwrap().len(), 64, "{t}");
+    });
+    assert!(
+        stdout.contains("distilling from 1 teacher(s), λ = 0.7, τ = 2")
+            && stdout.contains("as the ensemble the network learns from"),
+        "{stdout}"
+    );
+    // The teacher's own run had the same seed and options, so any difference is the teacher's.
+    assert_ne!(
+        model_bytes(&whole),
+        model_bytes(&teacher),
+        "distillation changed nothing"
+    );
+    let s = util::read_json(&whole.join("summary.json"));
+    assert!(s["integer_accuracy"].as_f64().unwrap() > 0.6, "{s}");
+    assert_eq!(s["distill"]["temperature"], 2.0);
+    // A teacher that changed since the run started is refused when the run resumes.
+    let mut bytes = std::fs::read(&ckpt).unwrap();
+    bytes.push(b'\n');
+    std::fs::write(&ckpt, bytes).unwrap();
+    let (ok, _, err) = train(&parts, "3", &["--resume"]);
+    assert!(!ok, "a changed teacher was accepted");
+    assert!(
+        err.contains("teacher/checkpoint.json: this teacher changed since the run started"),
+        "{err}"
+    );
+}

@@ -13,6 +13,7 @@ pub mod average;
 pub mod conv;
 pub mod convert;
 pub mod data;
+pub mod distill;
 pub mod export;
 pub mod fused;
 pub mod linalg;

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use ndarray::Array2;
+use ndarray::{Array2, ArrayView2, Axis};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -17,6 +17,7 @@ use thiserror::Error;
 
 use crate::ale::{self, AleConfig, Calibration, Decision};
 use crate::data::Split;
+use crate::distill::{self, DistillConfig, TeacherReport};
 use crate::net::{mean_abs_rows, Net, Precision};
 use crate::ops::{self, LifConfig};
 use crate::optim::{Hyper, OptimKind, Optimizer};
@@ -97,6 +98,10 @@ pub struct TrainConfig {
     /// The flat learning rate of the averaging phase, which the cosine schedule anneals to.
     #[serde(default)]
     pub swa_lr: f32,
+    /// Knowledge distillation from trained networks ([`crate::distill`]); `None`: off.
+    /// Checkpoints from before the option load with `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distill: Option<DistillConfig>,
 }
 
 impl Default for TrainConfig {
@@ -126,6 +131,7 @@ impl Default for TrainConfig {
             label_smoothing: 0.0,
             swa_epochs: 0,
             swa_lr: 0.0,
+            distill: None,
         }
     }
 }
@@ -432,6 +438,8 @@ pub trait Observer {
     fn epoch(&mut self, _log: &EpochLog) {}
     /// Called once a run with weight averaging has replaced its network by the mean.
     fn averaged(&mut self, _log: &SwaLog) {}
+    /// Called before the first epoch of this call when distilling, with the teachers' figures.
+    fn teachers(&mut self, _report: &TeacherReport) {}
 }
 
 /// An observer that shows nothing.
@@ -457,6 +465,14 @@ pub fn train(
         labels: &cal.labels,
     };
     let recalibration = train_set.take(cfg.bn_recalibrate);
+    let soft = match &cfg.distill {
+        Some(d) if ck.epoch < cfg.epochs => {
+            let targets = distill::soft_targets(d, &ck.net, train_set, val_set)?;
+            obs.teachers(&targets.report);
+            Some((targets.probs, (d.weight, d.temperature)))
+        }
+        _ => None,
+    };
     if ck.epoch == 0 && ck.log.is_empty() && cfg.ale.at_start {
         let decisions = ale::update(&mut ck.net, &cfg.ale, &calibration);
         obs.start(&decisions);
@@ -466,7 +482,8 @@ pub fn train(
     while ck.epoch < cfg.epochs && stop_after.is_none_or(|s| done < s) {
         let epoch = ck.epoch + 1;
         let t0 = Instant::now();
-        let fit = train_epoch(ck, &cfg, train_set, epoch, ckpt_path, obs)?;
+        let soft = soft.as_ref().map(|(p, w)| (p, *w));
+        let fit = train_epoch(ck, &cfg, (train_set, soft), epoch, ckpt_path, obs)?;
         let (val_loss, val_acc) = validate(&mut ck.net, &recalibration, val_set);
         let precision = ck.net.params.iter().map(|p| p.precision).collect();
         let bwo = plateau(ck, &cfg, val_loss);
@@ -549,12 +566,16 @@ struct EpochFit {
     steps: usize,
 }
 
-/// One epoch of training steps over the shuffled (and augmented) training set. A loss or a
-/// weight that is not finite stops training with an error; the last checkpoint stays.
+/// The teachers' probabilities for every training image and the soft term's (λ, τ).
+type Soft<'a> = Option<(&'a Array2<f32>, (f32, f32))>;
+
+/// One epoch of training steps over the shuffled (and augmented) training set, distilling
+/// when given the teachers' probabilities. A loss or a weight that is not finite stops
+/// training with an error; the last checkpoint stays.
 fn train_epoch(
     ck: &mut Checkpoint,
     cfg: &TrainConfig,
-    train_set: &Split,
+    (train_set, soft): (&Split, Soft),
     epoch: usize,
     ckpt_path: Option<&Path>,
     obs: &mut dyn Observer,
@@ -570,7 +591,9 @@ fn train_epoch(
     for (step, idx) in order.chunks(cfg.batch).enumerate() {
         let (images, labels) = gather(train_set, idx, cfg, &mut rng);
         let lr = swa::learning_rate(cfg, (epoch - 1) as f64 + step as f64 / steps as f64);
-        let done_step = train_step(ck, &images, &labels, lr);
+        let targets = soft.map(|(p, w)| (p.select(Axis(0), idx), w));
+        let targets = targets.as_ref().map(|(t, w)| (t.view(), *w));
+        let done_step = distilled_step(ck, &images, &labels, targets, lr);
         rates = done_step.rates;
         let loss = done_step.loss;
         if !loss.is_finite() {
@@ -702,10 +725,25 @@ pub struct StepResult {
 /// One training step on a batch: forward, loss, backward and the optimiser update at `lr`.
 /// A loss that is not a number leaves the weights untouched.
 pub fn train_step(ck: &mut Checkpoint, images: &[u8], labels: &[u8], lr: f32) -> StepResult {
+    distilled_step(ck, images, labels, None, lr)
+}
+
+/// [`train_step`], with the distillation loss when given the teachers' probabilities for the
+/// batch and (λ, τ).
+fn distilled_step(
+    ck: &mut Checkpoint,
+    images: &[u8],
+    labels: &[u8],
+    soft: Option<(ArrayView2<f32>, (f32, f32))>,
+    lr: f32,
+) -> StepResult {
     let f = ck.net.forward(images, true, false);
     let rates = f.rates.clone();
     let smoothing = ck.config.label_smoothing;
-    let (loss, correct, dlogits) = ops::softmax_ce_smoothed(&f.logits, labels, smoothing);
+    let (loss, correct, dlogits) = match soft {
+        Some((targets, w)) => distill::loss(&f.logits, labels, targets, smoothing, w),
+        None => ops::softmax_ce_smoothed(&f.logits, labels, smoothing),
+    };
     if loss.is_finite() {
         let grads = ck.net.backward(f, &dlogits);
         apply(ck, &grads, lr);
