@@ -34,9 +34,7 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<()> {
     let mut ck = Checkpoint::load(&a.checkpoint)?;
-    if !a.average.is_empty() {
-        average_into(&mut ck, &a)?;
-    }
+    // The dataset first: a missing one must fail before anything is printed.
     let ds = if a.eval > 0 || a.bn_recalibrate > 0 {
         Some(spikeforge_trainer::data::load(
             &ck.config.dataset,
@@ -45,6 +43,9 @@ pub fn run(a: Args) -> Result<()> {
     } else {
         None
     };
+    if !a.average.is_empty() {
+        average_into(&mut ck, &a)?;
+    }
     if let Some(ds) = ds.as_ref().filter(|_| a.bn_recalibrate > 0) {
         let images = ds.train.take(a.bn_recalibrate);
         ck.net.recalibrate_bn(&images.images);

@@ -97,8 +97,8 @@ pub struct Args {
     #[arg(long, value_parser = super::at_least_one)]
     pub epochs: Option<usize>,
     /// Mini-batch size.
-    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
-    pub batch: u32,
+    #[arg(long, default_value_t = 64, value_parser = super::at_least_one)]
+    pub batch: usize,
     /// Train on the first N training images only (quick experiments).
     #[arg(long, value_parser = super::at_least_one)]
     pub limit: Option<usize>,
@@ -375,7 +375,7 @@ impl Args {
             arch,
             time_steps: self.time_steps as usize,
             epochs: self.epochs(),
-            batch: self.batch as usize,
+            batch: self.batch,
             optimizer,
             lr,
             momentum: self.momentum,

@@ -273,12 +273,13 @@ fn train_fails(dir: &std::path::Path, expect: &[&str]) {
 fn numbers_out_of_range_are_refused_before_any_work() {
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("out");
-    let cases: [&[&str]; 19] = [
+    let cases: [&[&str]; 20] = [
         &["demo", "--epochs", "0"],
         &["demo", "--time-steps", "0"],
         &["demo", "--images", "0"],
         &["train", "--limit", "0"],
         &["train", "--epochs", "0"],
+        &["train", "--batch", "0"],
         &["train", "--time-steps", "65"],
         &["random-model", "--arch", "8x8-4C3-3", "--time-steps", "0"],
         &["bench", "--train", "8x8-4C3-3", "--batch", "0"],
@@ -556,6 +557,18 @@ fn label_smoothing_or_erasing_out_of_range_and_unaverageable_checkpoints_are_ref
         err.contains(&a) && err.contains(&b) && err.contains("network 1 cannot be averaged"),
         "{err}"
     );
+    assert!(!model.exists(), "partial output left behind");
+    // A missing dataset fails before the averaging prints anything.
+    let no_data = d.path().join("no-data");
+    let (ok, stdout, err) = export(&[
+        "--bn-recalibrate",
+        "100",
+        "--data",
+        no_data.to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(stdout.is_empty(), "printed before failing: {stdout}");
+    assert!(err.contains("no-data"), "{err}");
     assert!(!model.exists(), "partial output left behind");
 }
 
