@@ -91,11 +91,14 @@ pub fn parse_override(spec: &str) -> Result<FoldOverride, FoldError> {
     };
     let (lhs, rhs) = spec.split_once('=').ok_or_else(|| err("missing `=`"))?;
     let num = |s: &str| -> Result<u32, FoldError> {
-        s.trim()
-            .parse::<u32>()
-            .ok()
-            .filter(|&v| v > 0)
-            .ok_or_else(|| err("factors are positive integers"))
+        match s.trim().parse::<u32>() {
+            Ok(v) if v > 0 => Ok(v),
+            // All digits but too large for u32: no layer has that many channels either.
+            Err(_) if !s.trim().is_empty() && s.trim().bytes().all(|b| b.is_ascii_digit()) => {
+                Err(err(&format!("`{}` is larger than any layer", s.trim())))
+            }
+            _ => Err(err("factors are positive integers")),
+        }
     };
     if lhs == "input" {
         return Ok(FoldOverride::Input(num(rhs)?));
@@ -263,4 +266,39 @@ pub fn resolve(model: &Model, overrides: &[FoldOverride]) -> Result<Folding, Fol
         pixels_per_beat: ppb,
         layers,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The reason `parse_override` gives for `spec`.
+    fn reason(spec: &str) -> String {
+        match parse_override(spec) {
+            Err(FoldError::Syntax { reason, .. }) => reason,
+            other => panic!("{spec}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn overrides_parse_by_layer_and_for_the_input() {
+        assert_eq!(
+            parse_override("conv1=4, 9").unwrap(),
+            FoldOverride::Layer("conv1".into(), LayerFold { pe: 4, simd: 9 })
+        );
+        assert_eq!(parse_override("input=2").unwrap(), FoldOverride::Input(2));
+    }
+
+    #[test]
+    fn bad_overrides_say_what_is_wrong() {
+        assert_eq!(reason("conv1"), "missing `=`");
+        assert_eq!(reason("conv1=4"), "expected PE,SIMD after `=`");
+        for bad in ["1=0,1", "1=-2,1", "1=x,1", "input=", "input=1.5"] {
+            assert_eq!(reason(bad), "factors are positive integers", "{bad}");
+        }
+        assert_eq!(
+            reason("1=99999999999999,1"),
+            "`99999999999999` is larger than any layer"
+        );
+    }
 }
