@@ -15,7 +15,7 @@ pub struct Args {
     #[arg(long, default_value = "out/bench.json")]
     pub out: PathBuf,
     /// Images per measurement.
-    #[arg(long, default_value_t = 20000, value_parser = super::at_least_one)]
+    #[arg(long, default_value_t = 20000, value_parser = super::parse::at_least_one)]
     pub images: usize,
     /// Instead: the pre-synthesis estimate against Yosys and nextpnr on a device, for a set
     /// of designs (minutes; JSON to --out, default out/bench-flow.json).
@@ -27,13 +27,13 @@ pub struct Args {
     #[arg(long)]
     pub train: Option<String>,
     /// With --train: mini-batch size.
-    #[arg(long, default_value_t = 64, value_parser = super::at_least_one)]
+    #[arg(long, default_value_t = 64, value_parser = super::parse::at_least_one)]
     pub batch: usize,
     /// With --train: time steps.
-    #[arg(long, default_value_t = 1, value_parser = super::time_steps())]
+    #[arg(long, default_value_t = 1, value_parser = super::parse::time_steps())]
     pub time_steps: u32,
     /// With --train: timed steps.
-    #[arg(long, default_value_t = 50, value_parser = super::at_least_one)]
+    #[arg(long, default_value_t = 50, value_parser = super::parse::at_least_one)]
     pub steps: usize,
     /// With --train: also time one whole epoch.
     #[arg(long)]

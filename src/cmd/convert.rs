@@ -31,13 +31,13 @@ pub struct Args {
     #[arg(long)]
     pub arch: Option<String>,
     /// ANN training epochs.
-    #[arg(long, default_value_t = 10, value_parser = super::at_least_one)]
+    #[arg(long, default_value_t = 10, value_parser = super::parse::at_least_one)]
     pub epochs: usize,
     /// Peak learning rate of the ANN (Adam, cosine schedule).
-    #[arg(long, default_value_t = 3e-3, value_parser = super::train::parse_rate)]
+    #[arg(long, default_value_t = 3e-3, value_parser = super::parse::rate)]
     pub lr: f32,
     /// Train the ANN on the first N training images only.
-    #[arg(long, value_parser = super::at_least_one)]
+    #[arg(long, value_parser = super::parse::at_least_one)]
     pub limit: Option<usize>,
     /// Random shift augmentation of the ANN's training images, in pixels.
     #[arg(long, default_value_t = 0)]
@@ -70,10 +70,10 @@ pub struct Args {
     #[arg(long)]
     pub no_guard: bool,
     /// Calibration images (from the training set) for the percentiles.
-    #[arg(long, default_value_t = 1000, value_parser = super::at_least_one)]
+    #[arg(long, default_value_t = 1000, value_parser = super::parse::at_least_one)]
     pub calibration: usize,
     /// Evaluate on the first N test images only.
-    #[arg(long, value_parser = super::at_least_one)]
+    #[arg(long, value_parser = super::parse::at_least_one)]
     pub test_limit: Option<usize>,
     /// No per-epoch progress bar while training the ANN (logs only).
     #[arg(long)]

@@ -32,7 +32,7 @@ pub struct Args {
     #[arg(long, requires = "dataset")]
     pub data: Option<PathBuf>,
     /// At most this many images from --images or --dataset.
-    #[arg(long, value_parser = super::at_least_one)]
+    #[arg(long, value_parser = super::parse::at_least_one)]
     pub limit: Option<usize>,
     /// Insert random input gaps and output back-pressure.
     #[arg(long)]

@@ -22,16 +22,16 @@ pub struct Args {
     #[arg(long, default_value = DEMO_ARCH)]
     pub arch: String,
     /// Time steps.
-    #[arg(long, default_value_t = 1, value_parser = super::time_steps())]
+    #[arg(long, default_value_t = 1, value_parser = super::parse::time_steps())]
     pub time_steps: u32,
     /// Training epochs.
-    #[arg(long, default_value_t = 3, value_parser = super::at_least_one)]
+    #[arg(long, default_value_t = 3, value_parser = super::parse::at_least_one)]
     pub epochs: usize,
     /// Train on the first N training images only.
-    #[arg(long, value_parser = super::at_least_one)]
+    #[arg(long, value_parser = super::parse::at_least_one)]
     pub limit: Option<usize>,
     /// Test images to co-simulate through the RTL.
-    #[arg(long, default_value_t = 1000, value_parser = super::at_least_one)]
+    #[arg(long, default_value_t = 1000, value_parser = super::parse::at_least_one)]
     pub images: usize,
     /// Device for synthesis, place and route (see `spikeforge synth --target`).
     #[arg(long, default_value = "ecp5-85k")]

@@ -12,7 +12,7 @@ pub struct Args {
     #[command(flatten)]
     pub data: super::train::DataArgs,
     /// At most this many test images.
-    #[arg(long, value_parser = super::at_least_one)]
+    #[arg(long, value_parser = super::parse::at_least_one)]
     pub limit: Option<usize>,
 }
 

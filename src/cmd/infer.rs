@@ -14,7 +14,7 @@ pub struct Args {
     #[arg(long)]
     pub input: PathBuf,
     /// At most this many images.
-    #[arg(long, value_parser = super::at_least_one)]
+    #[arg(long, value_parser = super::parse::at_least_one)]
     pub limit: Option<usize>,
 }
 

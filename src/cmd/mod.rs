@@ -12,6 +12,7 @@ pub mod export;
 pub mod gen;
 pub mod infer;
 pub mod inspect;
+pub mod parse;
 pub mod random_model;
 pub mod synth;
 pub mod train;
@@ -67,20 +68,4 @@ pub fn spinner(msg: String) -> indicatif::ProgressBar {
     s.set_message(msg);
     s.enable_steady_tick(std::time::Duration::from_millis(120));
     s
-}
-
-/// A clap value parser for T: 1 up to the IR's limit, so that no command starts work on a T
-/// its model could not hold.
-pub fn time_steps() -> clap::builder::RangedI64ValueParser<u32> {
-    clap::value_parser!(u32).range(1..=spikeforge_model::validate::MAX_TIME_STEPS as i64)
-}
-
-/// A clap value parser for counts that must be positive (epochs, images, batch size): zero
-/// is refused when the arguments are parsed, before any work or output.
-pub fn at_least_one(s: &str) -> Result<usize, String> {
-    match s.parse::<usize>() {
-        Ok(0) => Err("must be at least 1".into()),
-        Ok(n) => Ok(n),
-        Err(e) => Err(e.to_string()),
-    }
 }

@@ -13,7 +13,7 @@ pub struct Args {
     #[arg(long)]
     pub arch: String,
     /// Time steps T.
-    #[arg(long, default_value_t = 1, value_parser = super::time_steps())]
+    #[arg(long, default_value_t = 1, value_parser = super::parse::time_steps())]
     pub time_steps: u32,
     /// Random seed.
     #[arg(long, default_value_t = 1)]

@@ -90,17 +90,17 @@ pub struct Args {
     #[arg(long)]
     pub arch: Option<String>,
     /// Time steps T.
-    #[arg(long, default_value_t = 1, value_parser = super::time_steps())]
+    #[arg(long, default_value_t = 1, value_parser = super::parse::time_steps())]
     pub time_steps: u32,
     /// Epochs (default 20). With --resume: the new length of the run's schedule, longer or
     /// shorter, but not below the epochs already done (default: the checkpoint's).
-    #[arg(long, value_parser = super::at_least_one)]
+    #[arg(long, value_parser = super::parse::at_least_one)]
     pub epochs: Option<usize>,
     /// Mini-batch size.
-    #[arg(long, default_value_t = 64, value_parser = super::at_least_one)]
+    #[arg(long, default_value_t = 64, value_parser = super::parse::at_least_one)]
     pub batch: usize,
     /// Train on the first N training images only (quick experiments).
-    #[arg(long, value_parser = super::at_least_one)]
+    #[arg(long, value_parser = super::parse::at_least_one)]
     pub limit: Option<usize>,
     /// Validation images held out from the end of the training set (for the plateau and the
     /// estimator's calibration); default 5000, or a tenth of --limit; at least 1.
@@ -127,13 +127,13 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "adam")]
     pub optimizer: Optim,
     /// Peak learning rate (cosine schedule to zero, or to --swa-lr).
-    #[arg(long, value_parser = parse_rate)]
+    #[arg(long, value_parser = super::parse::rate)]
     pub lr: Option<f32>,
     /// SGD momentum, 0 ≤ μ < 1.
-    #[arg(long, default_value_t = 0.9, value_parser = parse_below_one)]
+    #[arg(long, default_value_t = 0.9, value_parser = super::parse::below_one)]
     pub momentum: f32,
     /// Decoupled weight decay, ≥ 0.
-    #[arg(long, default_value_t = 0.0, value_parser = parse_non_negative)]
+    #[arg(long, default_value_t = 0.0, value_parser = super::parse::non_negative)]
     pub weight_decay: f32,
     /// LIF threshold θ (A1).
     #[arg(long, default_value_t = 0.75)]
@@ -157,14 +157,14 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "weight")]
     pub ale_metric: MetricArg,
     /// Estimator threshold ε (A5; default per metric: 0.35 for E1/E2, 0.005 for accuracy).
-    #[arg(long, value_parser = parse_ale_margin)]
+    #[arg(long, value_parser = super::parse::margin)]
     pub ale_threshold: Option<f64>,
     /// Estimator hysteresis δ (A5).
-    #[arg(long, default_value_t = 0.05, value_parser = parse_ale_margin)]
+    #[arg(long, default_value_t = 0.05, value_parser = super::parse::margin)]
     pub ale_hysteresis: f64,
     /// Largest fraction of candidate layers that may be binary, smallest error first; a binary
     /// layer gives its place up only to one better by more than the hysteresis (A5).
-    #[arg(long, default_value_t = 1.0, value_parser = parse_fraction)]
+    #[arg(long, default_value_t = 1.0, value_parser = super::parse::fraction)]
     pub ale_cap: f64,
     /// Re-evaluate the estimator every N epochs.
     #[arg(long, default_value_t = 1)]
@@ -202,11 +202,11 @@ pub struct Args {
     pub flip: Option<bool>,
     /// Random erasing: the probability that a training image has a rectangle of 2–40 % of its
     /// area overwritten with noise (default 0: off). Also applies to a `--resume`d run when given.
-    #[arg(long, value_parser = parse_probability)]
+    #[arg(long, value_parser = super::parse::probability)]
     pub erase: Option<f32>,
     /// Label smoothing ε of the training loss, 0 ≤ ε < 1 (default 0: plain cross-entropy).
     /// Also applies to a `--resume`d run when given.
-    #[arg(long, value_parser = parse_below_one)]
+    #[arg(long, value_parser = super::parse::below_one)]
     pub label_smoothing: Option<f32>,
     /// Stochastic weight averaging: the cosine schedule anneals to --swa-lr, the last N epochs
     /// train at that flat rate, and the run ends with the mean of their end networks, its
@@ -217,7 +217,7 @@ pub struct Args {
     pub swa_epochs: Option<usize>,
     /// The flat learning rate of --swa-epochs (default: a tenth of --lr). Also applies to a
     /// `--resume`d run when given.
-    #[arg(long, value_parser = parse_rate)]
+    #[arg(long, value_parser = super::parse::rate)]
     pub swa_lr: Option<f32>,
     /// Knowledge distillation: a checkpoint of an earlier run whose class probabilities the
     /// network learns from besides the labels; repeat for an ensemble (their mean). The run
@@ -225,80 +225,14 @@ pub struct Args {
     #[arg(long, value_name = "CKPT")]
     pub teacher: Vec<PathBuf>,
     /// With --teacher: λ, the weight of the teachers' term in the loss, 0 ≤ λ ≤ 1 (default 0.5).
-    #[arg(long, value_parser = parse_weight)]
+    #[arg(long, value_parser = super::parse::weight)]
     pub distill_weight: Option<f32>,
     /// With --teacher: τ, the softmax temperature of the teachers' term (default 1).
-    #[arg(long, value_parser = parse_temperature)]
+    #[arg(long, value_parser = super::parse::temperature)]
     pub distill_temperature: Option<f32>,
     /// Hide the per-epoch progress bar.
     #[arg(long)]
     pub quiet: bool,
-}
-
-/// `--distill-weight`: the share of the loss, in [0, 1].
-fn parse_weight(s: &str) -> Result<f32, String> {
-    parse_in(s, |v: f32| (0.0..=1.0).contains(&v), "a weight in [0, 1]")
-}
-
-/// `--distill-temperature`: positive and finite.
-fn parse_temperature(s: &str) -> Result<f32, String> {
-    parse_in(
-        s,
-        |v: f32| v > 0.0 && v.is_finite(),
-        "a positive finite temperature",
-    )
-}
-
-/// `--erase`: the chance that an image gets a rectangle erased, so in [0, 1].
-fn parse_probability(s: &str) -> Result<f32, String> {
-    parse_in(
-        s,
-        |v: f32| (0.0..=1.0).contains(&v),
-        "a probability in [0, 1]",
-    )
-}
-
-/// A learning rate: positive and finite (0 would train nothing, a negative one ascends).
-pub fn parse_rate(s: &str) -> Result<f32, String> {
-    parse_in(
-        s,
-        |v: f32| v > 0.0 && v.is_finite(),
-        "a positive finite learning rate",
-    )
-}
-
-/// `--weight-decay`: finite and not negative.
-fn parse_non_negative(s: &str) -> Result<f32, String> {
-    parse_in(s, |v: f32| v >= 0.0 && v.is_finite(), "a finite number ≥ 0")
-}
-
-/// The estimator's threshold and hysteresis: finite and not negative.
-fn parse_ale_margin(s: &str) -> Result<f64, String> {
-    parse_in(s, |v: f64| v >= 0.0 && v.is_finite(), "a finite number ≥ 0")
-}
-
-/// `--ale-cap`: a fraction of the candidate layers, in [0, 1].
-fn parse_fraction(s: &str) -> Result<f64, String> {
-    parse_in(s, |v: f64| (0.0..=1.0).contains(&v), "a fraction in [0, 1]")
-}
-
-/// In [0, 1): `--label-smoothing` (a probability mass taken from the label) and `--momentum`.
-fn parse_below_one(s: &str) -> Result<f32, String> {
-    parse_in(s, |v: f32| (0.0..1.0).contains(&v), "in [0, 1)")
-}
-
-/// A number accepted only where `ok` holds; otherwise "{v} is not {what}". NaN fails every range.
-fn parse_in<T>(s: &str, ok: impl Fn(T) -> bool, what: &str) -> Result<T, String>
-where
-    T: std::str::FromStr + std::fmt::Display + Copy,
-    T::Err: std::fmt::Display,
-{
-    let v: T = s.parse().map_err(|e| format!("`{s}`: {e}"))?;
-    if ok(v) {
-        Ok(v)
-    } else {
-        Err(format!("{v} is not {what}"))
-    }
 }
 
 #[derive(clap::ValueEnum, Clone, Copy)]
