@@ -465,14 +465,7 @@ pub fn train(
         labels: &cal.labels,
     };
     let recalibration = train_set.take(cfg.bn_recalibrate);
-    let soft = match &cfg.distill {
-        Some(d) if ck.epoch < cfg.epochs => {
-            let targets = distill::soft_targets(d, &ck.net, train_set, val_set)?;
-            obs.teachers(&targets.report);
-            Some((targets.probs, (d.weight, d.temperature)))
-        }
-        _ => None,
-    };
+    let soft = teacher_targets(ck, train_set, val_set, obs)?;
     if ck.epoch == 0 && ck.log.is_empty() && cfg.ale.at_start {
         let decisions = ale::update(&mut ck.net, &cfg.ale, &calibration);
         obs.start(&decisions);
@@ -488,14 +481,7 @@ pub fn train(
         let precision = ck.net.params.iter().map(|p| p.precision).collect();
         let bwo = plateau(ck, &cfg, val_loss);
         let averaging = swa::first_epoch(&cfg).is_some_and(|first| epoch >= first);
-        // The averaged networks must share their binary set, so no decisions while averaging.
-        let frozen = (cfg.ale.freeze_with_bwo && ck.bwo_active) || averaging;
-        let decisions =
-            if epoch.is_multiple_of(cfg.ale.every.max(1)) && epoch < cfg.epochs && !frozen {
-                ale::update(&mut ck.net, &cfg.ale, &calibration)
-            } else {
-                Vec::new()
-            };
+        let decisions = epoch_end_decisions(ck, epoch, averaging, &calibration);
         sync_alpha(ck, cfg.bwo);
         if averaging {
             swa::accumulate(&mut ck.swa, &ck.net, epoch);
@@ -538,6 +524,40 @@ pub fn train(
     Ok(())
 }
 
+/// The teachers' probabilities for the training images and the soft term's (λ, τ), when the
+/// run distils and has epochs left to train.
+fn teacher_targets(
+    ck: &Checkpoint,
+    train_set: &Split,
+    val_set: &Split,
+    obs: &mut dyn Observer,
+) -> Result<Option<Targets>, TrainError> {
+    let cfg = &ck.config;
+    let Some(d) = cfg.distill.as_ref().filter(|_| ck.epoch < cfg.epochs) else {
+        return Ok(None);
+    };
+    let targets = distill::soft_targets(d, &ck.net, train_set, val_set)?;
+    obs.teachers(&targets.report);
+    Ok(Some((targets.probs, (d.weight, d.temperature))))
+}
+
+/// The estimator's decisions at the end of `epoch`: every `ale.every` epochs but the last, and
+/// none once the binary set is frozen by BWO or by the averaging, whose networks must share it.
+fn epoch_end_decisions(
+    ck: &mut Checkpoint,
+    epoch: usize,
+    averaging: bool,
+    calibration: &Calibration,
+) -> Vec<Decision> {
+    let cfg = &ck.config;
+    let frozen = (cfg.ale.freeze_with_bwo && ck.bwo_active) || averaging;
+    if epoch.is_multiple_of(cfg.ale.every.max(1)) && epoch < cfg.epochs && !frozen {
+        ale::update(&mut ck.net, &cfg.ale, calibration)
+    } else {
+        Vec::new()
+    }
+}
+
 /// The training images must have the architecture's shape, and the labels fit its classes.
 fn check_data(ck: &Checkpoint, train_set: &Split) -> Result<(), TrainError> {
     let (h, w, c) = ck.net.input;
@@ -567,6 +587,8 @@ struct EpochFit {
 }
 
 /// The teachers' probabilities for every training image and the soft term's (λ, τ).
+type Targets = (Array2<f32>, (f32, f32));
+/// [`Targets`] borrowed for an epoch, when the run distils.
 type Soft<'a> = Option<(&'a Array2<f32>, (f32, f32))>;
 
 /// One epoch of training steps over the shuffled (and augmented) training set, distilling
