@@ -287,6 +287,75 @@ mod tests {
         assert_eq!((a.0, &a.2), (b.0, &b.2));
     }
 
+    /// A random split of `n` 12×12 images.
+    fn split(n: usize, seed: u64) -> Split {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        Split {
+            images: (0..n * 144).map(|_| rng.gen()).collect(),
+            labels: (0..n).map(|_| rng.gen_range(0..4)).collect(),
+            shape: (12, 12, 1),
+        }
+    }
+
+    /// A checkpoint of a fresh network with `seed`, written to `dir`.
+    fn teacher(dir: &Path, seed: u64) -> TeacherFile {
+        let cfg = crate::TrainConfig {
+            arch: "12x12x1-4C3-MP2-4".into(),
+            seed,
+            ..crate::TrainConfig::default()
+        };
+        let path = dir.join(format!("t{seed}.json"));
+        Checkpoint::new(cfg).unwrap().save(&path).unwrap();
+        TeacherFile::new(&path).unwrap()
+    }
+
+    #[test]
+    fn the_targets_are_the_mean_of_the_teachers_probabilities() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (teacher(dir.path(), 1), teacher(dir.path(), 2));
+        let (train, val) = (split(30, 7), split(40, 8));
+        let student = Checkpoint::load(&a.path).unwrap().net;
+        let targets = |teachers: Vec<TeacherFile>| {
+            let cfg = DistillConfig {
+                teachers,
+                weight: 0.5,
+                temperature: 2.0,
+            };
+            soft_targets(&cfg, &student, &train, &val).unwrap()
+        };
+        let (ta, tb, both) = (
+            targets(vec![a.clone()]),
+            targets(vec![b.clone()]),
+            targets(vec![a.clone(), b.clone()]),
+        );
+        let mean = (&ta.probs + &tb.probs) * 0.5;
+        let worst = (&both.probs - &mean).fold(0.0f32, |m, d| m.max(d.abs()));
+        assert!(worst < 1e-6, "{worst}");
+        for row in both.probs.rows() {
+            assert!((row.sum() - 1.0).abs() < 1e-5);
+        }
+        // A teacher's own figure is its accuracy on the validation images.
+        let mut net = Checkpoint::load(&b.path).unwrap().net;
+        let (_, acc) = crate::train::evaluate(&mut net, &val);
+        assert_eq!(tb.report.accuracy, vec![acc]);
+        assert_eq!(both.report.accuracy, vec![ta.report.accuracy[0], acc]);
+    }
+
+    #[test]
+    fn a_teacher_changed_on_disk_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = teacher(dir.path(), 1);
+        let mut bytes = std::fs::read(&t.path).unwrap();
+        bytes.push(b' ');
+        std::fs::write(&t.path, bytes).unwrap();
+        let err = t.load().unwrap_err().to_string();
+        assert!(
+            err.contains("this teacher changed since the run started"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn softmax_rows_sum_to_one_at_any_temperature() {
         for tau in [0.5, 1.0, 4.0] {

@@ -178,7 +178,9 @@ pub struct Checkpoint {
     pub optimizer: Optimizer,
     /// Epochs completed.
     pub epoch: usize,
-    /// Best validation loss so far.
+    /// Best validation loss so far: infinite before the first epoch, which JSON writes as
+    /// `null`, so `null` reads back as infinite.
+    #[serde(deserialize_with = "infinite_if_null")]
     pub best_val_loss: f32,
     /// Epochs since it improved.
     pub since_best: usize,
@@ -195,6 +197,10 @@ pub struct Checkpoint {
     /// What the weight average gave, once the run has ended with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub swa_log: Option<SwaLog>,
+}
+
+fn infinite_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f32, D::Error> {
+    Ok(Option::<f32>::deserialize(d)?.unwrap_or(f32::INFINITY))
 }
 
 /// `format` of checkpoint files.
@@ -879,6 +885,20 @@ mod tests {
             (0.16..0.26).contains(&mean),
             "mean area {mean}, uniform 0.02–0.4 gives 0.21"
         );
+    }
+
+    #[test]
+    fn a_fresh_checkpoint_reads_back_equal() {
+        // Its best validation loss is infinite, which JSON can only write as null.
+        let cfg = TrainConfig {
+            arch: "8x8x1-4C3-MP2-4".into(),
+            ..TrainConfig::default()
+        };
+        let ck = Checkpoint::new(cfg).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("checkpoint.json");
+        ck.save(&path).unwrap();
+        assert_eq!(Checkpoint::load(&path).unwrap(), ck);
     }
 
     #[test]
