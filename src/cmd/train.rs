@@ -219,9 +219,9 @@ pub struct Args {
     /// `--resume`d run when given.
     #[arg(long, value_parser = super::parse::rate)]
     pub swa_lr: Option<f32>,
-    /// Knowledge distillation: a checkpoint of an earlier run whose class probabilities the
-    /// network learns from besides the labels; repeat for an ensemble (their mean). The run
-    /// records each file's SHA-256 and refuses a changed one on --resume.
+    /// Knowledge distillation: a checkpoint of an earlier run (or its --out directory) whose
+    /// class probabilities the network learns from besides the labels; repeat for an ensemble
+    /// (their mean). The run records each file's SHA-256 and refuses a changed one on --resume.
     #[arg(long, value_name = "CKPT")]
     pub teacher: Vec<PathBuf>,
     /// With --teacher: λ, the weight of the teachers' term in the loss, 0 ≤ λ ≤ 1 (default 0.5).

@@ -403,9 +403,10 @@ fn distillation_learns_from_a_teacher_resumes_exactly_and_refuses_a_changed_teac
     let (ok, _, err) = train(&teacher, "2", &[]);
     assert!(ok, "{err}");
     let ckpt = teacher.join("checkpoint.json");
+    // The run directory stands for its checkpoint.
     let kd = [
         "--teacher",
-        ckpt.to_str().unwrap(),
+        teacher.to_str().unwrap(),
         "--distill-weight",
         "0.7",
         "--distill-temperature",
@@ -414,6 +415,13 @@ fn distillation_learns_from_a_teacher_resumes_exactly_and_refuses_a_changed_teac
     let (whole, parts, stdout) = whole_and_resumed(&dir.path().join("kd"), "2", "1", &kd, |ck| {
         let t = &ck["config"]["distill"]["teachers"][0];
         assert_eq!(t["sha256"].as_str().unwrap().len(), 64, "{t}");
+        assert!(
+            t["path"]
+                .as_str()
+                .unwrap()
+                .ends_with("teacher/checkpoint.json"),
+            "{t}"
+        );
     });
     assert!(
         stdout.contains("distilling from 1 teacher(s), λ = 0.7, τ = 2")

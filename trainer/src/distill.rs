@@ -47,8 +47,11 @@ pub struct TeacherFile {
 }
 
 impl TeacherFile {
-    /// Records a teacher checkpoint by its absolute path and content hash.
+    /// Records a teacher checkpoint by its absolute path and content hash; a run directory
+    /// stands for the `checkpoint.json` in it.
     pub fn new(path: &Path) -> Result<TeacherFile, TrainError> {
+        let file = path.join("checkpoint.json");
+        let path = if path.is_dir() { &file } else { path };
         let bytes = read(path)?;
         let path = std::fs::canonicalize(path).map_err(|e| checkpoint_error(path, e))?;
         Ok(TeacherFile {
