@@ -150,7 +150,16 @@ pub fn soft_targets(
     for t in &cfg.teachers {
         let mut net = t.load()?;
         fits(t, &net, student)?;
-        probs.scaled_add(share, &probabilities(&mut net, train, cfg.temperature));
+        let own_train = probabilities(&mut net, train, cfg.temperature);
+        if own_train.iter().any(|p| !p.is_finite()) {
+            return Err(TrainError::Checkpoint {
+                path: t.path.clone(),
+                reason: "this teacher's outputs are not finite numbers on the training images \
+                         (its weights overflow)"
+                    .into(),
+            });
+        }
+        probs.scaled_add(share, &own_train);
         let own = probabilities(&mut net, val, 1.0);
         accuracy.push(accuracy_of(own.view(), &val.labels));
         val_probs.scaled_add(share, &probabilities(&mut net, val, cfg.temperature));
@@ -343,6 +352,30 @@ mod tests {
         let (_, acc) = crate::train::evaluate(&mut net, &val);
         assert_eq!(tb.report.accuracy, vec![acc]);
         assert_eq!(both.report.accuracy, vec![ta.report.accuracy[0], acc]);
+    }
+
+    #[test]
+    fn a_teacher_whose_outputs_overflow_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("huge.json");
+        let mut ck = Checkpoint::load(&teacher(dir.path(), 1).path).unwrap();
+        for p in &mut ck.net.params {
+            p.w.iter_mut().for_each(|w| *w = 3e38);
+        }
+        ck.save(&path).unwrap();
+        let cfg = DistillConfig {
+            teachers: vec![TeacherFile::new(&path).unwrap()],
+            weight: 0.5,
+            temperature: 1.0,
+        };
+        let err = soft_targets(&cfg, &ck.net, &split(8, 1), &split(8, 2))
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(
+            err.contains("huge.json: this teacher's outputs are not finite"),
+            "{err}"
+        );
     }
 
     #[test]
