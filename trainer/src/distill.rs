@@ -17,7 +17,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ndarray::{Array2, ArrayView2};
+use ndarray::{Array2, ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -105,7 +105,7 @@ pub struct SoftTargets {
 pub struct TeacherReport {
     /// Each teacher's accuracy, in the order given.
     pub accuracy: Vec<f32>,
-    /// The accuracy of their mean probabilities.
+    /// The accuracy of their mean probabilities at τ.
     pub ensemble_accuracy: f32,
 }
 
@@ -150,7 +150,7 @@ pub fn soft_targets(
     for t in &cfg.teachers {
         let mut net = t.load()?;
         fits(t, &net, student)?;
-        let own_train = probabilities(&mut net, train, cfg.temperature);
+        let own_train = softmax_rows(&logits(&mut net, train), cfg.temperature);
         if own_train.iter().any(|p| !p.is_finite()) {
             return Err(TrainError::Checkpoint {
                 path: t.path.clone(),
@@ -160,9 +160,11 @@ pub fn soft_targets(
             });
         }
         probs.scaled_add(share, &own_train);
-        let own = probabilities(&mut net, val, 1.0);
-        accuracy.push(accuracy_of(own.view(), &val.labels));
-        val_probs.scaled_add(share, &probabilities(&mut net, val, cfg.temperature));
+        // One pass over the validation images gives both the teacher's own accuracy (softmax
+        // does not change the argmax) and its share of the ensemble.
+        let own_val = logits(&mut net, val);
+        accuracy.push(accuracy_of(own_val.view(), &val.labels));
+        val_probs.scaled_add(share, &softmax_rows(&own_val, cfg.temperature));
     }
     let ensemble_accuracy = accuracy_of(val_probs.view(), &val.labels);
     Ok(SoftTargets {
@@ -174,21 +176,22 @@ pub fn soft_targets(
     })
 }
 
-/// `softmax(z/τ)` of the network (evaluation mode) for every image of the split.
-fn probabilities(net: &mut Net, split: &Split, temperature: f32) -> Array2<f32> {
-    const CHUNK: usize = 500;
-    let n = split.image_len();
-    let mut out = Array2::zeros((split.len(), net.classes()));
-    for start in (0..split.len()).step_by(CHUNK) {
-        let end = (start + CHUNK).min(split.len());
-        let logits = net
-            .forward(&split.images[start * n..end * n], false, false)
-            .logits;
-        for (i, row) in logits.rows().into_iter().enumerate() {
-            let p = softmax(&row.to_vec(), temperature);
-            out.row_mut(start + i)
-                .assign(&ndarray::ArrayView1::from(&p));
-        }
+/// The network's logits (evaluation mode) for every image of the split, `[images, classes]`.
+fn logits(net: &mut Net, split: &Split) -> Array2<f32> {
+    let mut out = Array2::zeros((0, net.classes()));
+    crate::train::eval_chunks(net, split, |chunk, _| {
+        out.append(Axis(0), chunk.view())
+            .expect("chunks have the classes' width")
+    });
+    out
+}
+
+/// `softmax(z/τ)` of every row.
+fn softmax_rows(logits: &Array2<f32>, temperature: f32) -> Array2<f32> {
+    let mut out = logits.clone();
+    for mut row in out.rows_mut() {
+        let p = softmax(&row.to_vec(), temperature);
+        row.assign(&ndarray::ArrayView1::from(&p));
     }
     out
 }

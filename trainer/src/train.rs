@@ -336,7 +336,7 @@ pub fn predict(net: &mut Net, split: &Split) -> Vec<usize> {
 
 /// Runs the network in evaluation mode over a split in chunks of 500 images, handing each
 /// chunk's logits and labels to `f`.
-fn eval_chunks(net: &mut Net, split: &Split, mut f: impl FnMut(&Array2<f32>, &[u8])) {
+pub(crate) fn eval_chunks(net: &mut Net, split: &Split, mut f: impl FnMut(&Array2<f32>, &[u8])) {
     const CHUNK: usize = 500;
     let n = split.image_len();
     for start in (0..split.len()).step_by(CHUNK) {
