@@ -210,8 +210,8 @@ fn check_args(a: &Args, arch: &str) -> Result<()> {
 fn trained_ann(a: &Args, arch: &str) -> Result<(Checkpoint, Dataset)> {
     let targs = ann_args(a, arch);
     if !a.reuse_ann {
-        let (ck, ds, _) = super::train::train_run(&targs)?;
-        return Ok((ck, ds));
+        let t = super::train::train_run(&targs)?;
+        return Ok((t.ck, t.ds));
     }
     let path = targs.out.join("checkpoint.json");
     let ck = Checkpoint::load(&path).context("--reuse-ann needs an ANN trained in --out")?;

@@ -109,10 +109,9 @@ fn train_args(a: &Args) -> super::train::Args {
 pub fn run(a: Args) -> Result<()> {
     // An unknown target fails now, not after training.
     let device = super::target(&a.target)?;
-    let (ck, ds, n_train) = super::train::train_run(&train_args(&a))?;
     let model_path = a.out.join("model.json");
-    let mut summary = super::train::finish(&ck, &ds, &model_path, None)?;
-    summary.train_images = n_train;
+    let trained = super::train::train_run(&train_args(&a))?;
+    let summary = trained.finish(&model_path)?;
     super::train::print_summary(&summary);
     let model = super::load_model(&model_path)?;
     let folding = demo_folding(&model, device)?;
@@ -140,7 +139,7 @@ pub fn run(a: Args) -> Result<()> {
         super::cosim::SimKind::Core,
         false,
     )?;
-    let test = ds.test.take(a.images);
+    let test = trained.ds.test.take(a.images);
     let images = &test.images;
     let bar = super::cosim::progress_bar(test.len());
     let report =

@@ -428,6 +428,8 @@ struct Console {
     bar: Option<ProgressBar>,
     quiet: bool,
     log: std::fs::File,
+    /// Kept for the summary, which names how good the teachers were.
+    teachers: Option<TeacherReport>,
 }
 
 impl Observer for Console {
@@ -511,6 +513,7 @@ impl Observer for Console {
             alone.join(", "),
             r.ensemble_accuracy * 100.0
         );
+        self.teachers = Some(r.clone());
     }
 
     fn averaged(&mut self, s: &SwaLog) {
@@ -551,6 +554,9 @@ pub struct Summary {
     /// The teachers and the distillation weight and temperature (runs with --teacher).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub distill: Option<DistillConfig>,
+    /// The teachers' validation accuracy, alone and as the ensemble (runs with --teacher).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub teachers: Option<TeacherReport>,
     /// The float network's class for each evaluated test image.
     #[serde(skip)]
     pub float_classes: Vec<usize>,
@@ -599,6 +605,7 @@ pub fn finish(
         model: model_path.to_path_buf(),
         swa: ck.swa_log.clone(),
         distill: ck.config.distill.clone(),
+        teachers: None,
         float_classes: float_pred,
         integer_classes: int_pred,
     })
@@ -642,7 +649,25 @@ fn check_swa(c: &TrainConfig) -> Result<()> {
 }
 
 /// Trains per the arguments; returns the final checkpoint, the dataset and the train size.
-pub fn train_run(a: &Args) -> Result<(Checkpoint, Dataset, usize)> {
+/// A finished training run: its checkpoint, the data, and what only the run itself knows.
+pub struct Trained {
+    pub ck: Checkpoint,
+    pub ds: Dataset,
+    pub train_images: usize,
+    pub teachers: Option<TeacherReport>,
+}
+
+impl Trained {
+    /// Exports the run's network to `model_path` and summarises it on the whole test set.
+    pub fn finish(&self, model_path: &Path) -> Result<Summary> {
+        let mut s = finish(&self.ck, &self.ds, model_path, None)?;
+        s.train_images = self.train_images;
+        s.teachers = self.teachers.clone();
+        Ok(s)
+    }
+}
+
+pub fn train_run(a: &Args) -> Result<Trained> {
     let ckpt_path = a.out.join("checkpoint.json");
     let config = a.config()?;
     let mut ck = if a.resume {
@@ -694,6 +719,7 @@ pub fn train_run(a: &Args) -> Result<(Checkpoint, Dataset, usize)> {
         bar: None,
         quiet: a.quiet,
         log,
+        teachers: None,
     };
     let result = train::train(
         &mut ck,
@@ -719,7 +745,12 @@ pub fn train_run(a: &Args) -> Result<(Checkpoint, Dataset, usize)> {
             png.display()
         );
     }
-    Ok((ck, ds, train_set.len()))
+    Ok(Trained {
+        ck,
+        ds,
+        train_images: train_set.len(),
+        teachers: console.teachers,
+    })
 }
 
 /// The checkpoint of an earlier run, which must be of the same network and data, with the
@@ -805,9 +836,7 @@ fn split(a: &Args, ds: &Dataset) -> Result<(Split, Split)> {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let (ck, ds, n_train) = train_run(&a)?;
-    let mut s = finish(&ck, &ds, &a.out.join("model.json"), None)?;
-    s.train_images = n_train;
+    let s = train_run(&a)?.finish(&a.out.join("model.json"))?;
     print_summary(&s);
     let path = a.out.join("summary.json");
     std::fs::write(&path, serde_json::to_string_pretty(&s)?)

@@ -437,6 +437,20 @@ fn distillation_learns_from_a_teacher_resumes_exactly_and_refuses_a_changed_teac
     let s = util::read_json(&whole.join("summary.json"));
     assert!(s["integer_accuracy"].as_f64().unwrap() > 0.6, "{s}");
     assert_eq!(s["distill"]["temperature"], 2.0);
+    // The summary names how good the teacher was: its own last validation figure, and as an
+    // ensemble of one the same (a temperature does not move the argmax).
+    let teacher_log = util::read_json(&ckpt)["log"].as_array().unwrap().clone();
+    let teacher_val = teacher_log.last().unwrap()["val_acc"].as_f64().unwrap();
+    assert_eq!(
+        s["teachers"]["accuracy"][0].as_f64(),
+        Some(teacher_val),
+        "{s}"
+    );
+    assert_eq!(
+        s["teachers"]["ensemble_accuracy"].as_f64(),
+        Some(teacher_val),
+        "{s}"
+    );
     // A teacher that changed since the run started is refused when the run resumes.
     let mut bytes = std::fs::read(&ckpt).unwrap();
     bytes.push(b'\n');
