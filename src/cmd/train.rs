@@ -648,7 +648,6 @@ fn check_swa(c: &TrainConfig) -> Result<()> {
     Ok(())
 }
 
-/// Trains per the arguments; returns the final checkpoint, the dataset and the train size.
 /// A finished training run: its checkpoint, the data, and what only the run itself knows.
 pub struct Trained {
     pub ck: Checkpoint,
@@ -667,6 +666,8 @@ impl Trained {
     }
 }
 
+/// Trains per the arguments: checks everything it can before any output, then trains with a
+/// progress bar, the log and a checkpoint per epoch, and draws the training plot.
 pub fn train_run(a: &Args) -> Result<Trained> {
     let ckpt_path = a.out.join("checkpoint.json");
     let config = a.config()?;
