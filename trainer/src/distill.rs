@@ -21,9 +21,9 @@ use ndarray::{Array2, ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::data::Split;
+use crate::data::{self, Split};
 use crate::net::Net;
-use crate::ops::argmax;
+use crate::ops;
 use crate::train::{Checkpoint, TrainError};
 
 /// The distillation settings of a run (in its checkpoint).
@@ -163,10 +163,10 @@ pub fn soft_targets(
         // One pass over the validation images gives both the teacher's own accuracy (softmax
         // does not change the argmax) and its share of the ensemble.
         let own_val = logits(&mut net, val);
-        accuracy.push(accuracy_of(own_val.view(), &val.labels));
+        accuracy.push(accuracy_of(&own_val, &val.labels));
         val_probs.scaled_add(share, &softmax_rows(&own_val, cfg.temperature));
     }
-    let ensemble_accuracy = accuracy_of(val_probs.view(), &val.labels);
+    let ensemble_accuracy = accuracy_of(&val_probs, &val.labels);
     Ok(SoftTargets {
         probs,
         report: TeacherReport {
@@ -196,14 +196,9 @@ fn softmax_rows(logits: &Array2<f32>, temperature: f32) -> Array2<f32> {
     out
 }
 
-fn accuracy_of(probs: ArrayView2<f32>, labels: &[u8]) -> f32 {
-    let correct = probs
-        .rows()
-        .into_iter()
-        .zip(labels)
-        .filter(|(r, &l)| argmax(&r.to_vec()) == l as usize)
-        .count();
-    correct as f32 / labels.len().max(1) as f32
+/// The share of rows whose argmax is the label, rounded to f32 the way `evaluate()` rounds.
+fn accuracy_of(scores: &Array2<f32>, labels: &[u8]) -> f32 {
+    data::accuracy(&ops::classes(scores), labels) as f32
 }
 
 /// `softmax(z/τ)`, shifted by the maximum for range.
@@ -400,7 +395,7 @@ mod tests {
         for tau in [0.5, 1.0, 4.0] {
             let p = softmax(&[3.0, -1.0, 0.5, 80.0], tau);
             assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-6, "{p:?}");
-            assert_eq!(argmax(&p), 3);
+            assert_eq!(ops::argmax(&p), 3);
         }
     }
 }
