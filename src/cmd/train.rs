@@ -708,14 +708,7 @@ pub fn train_run(a: &Args) -> Result<Trained> {
                 .join(", ")
         );
     }
-    let log_path = a.out.join("log.jsonl");
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(a.resume)
-        .write(true)
-        .truncate(!a.resume)
-        .open(&log_path)
-        .with_context(|| format!("creating {}", log_path.display()))?;
+    let log = open_log(&a.out.join("log.jsonl"), &ck.log)?;
     let mut console = Console {
         bar: None,
         quiet: a.quiet,
@@ -752,6 +745,18 @@ pub fn train_run(a: &Args) -> Result<Trained> {
         train_images: train_set.len(),
         teachers: console.teachers,
     })
+}
+
+/// Creates the JSON log, holding the lines of the epochs a resumed checkpoint has done. Written
+/// from the checkpoint rather than appended to: a run stopped after an epoch's log line but
+/// before its checkpoint would otherwise log that epoch twice.
+fn open_log(path: &Path, done: &[EpochLog]) -> Result<std::fs::File> {
+    let context = || format!("writing {}", path.display());
+    let mut log = std::fs::File::create(path).with_context(context)?;
+    for e in done {
+        writeln!(log, "{}", serde_json::to_string(e)?).with_context(context)?;
+    }
+    Ok(log)
 }
 
 /// The checkpoint of an earlier run, which must be of the same network and data, with the

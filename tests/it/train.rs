@@ -160,6 +160,36 @@ fn a_resumed_run_equals_an_uninterrupted_one() {
 }
 
 #[test]
+fn a_resume_logs_each_epoch_once_even_after_a_stop_between_log_line_and_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let (ok, _, err) = train(&out, "2", &["--stop-after", "1"]);
+    assert!(ok, "{err}");
+    // As if the run died after logging epoch 2 but before saving its checkpoint.
+    let log_path = out.join("log.jsonl");
+    let first = std::fs::read_to_string(&log_path).unwrap();
+    let orphan = first.replacen("\"epoch\":1,", "\"epoch\":2,", 1);
+    std::fs::write(&log_path, format!("{first}{orphan}")).unwrap();
+    let (ok, _, err) = train(&out, "2", &["--resume"]);
+    assert!(ok, "{err}");
+    let epochs: Vec<u64> = std::fs::read_to_string(&log_path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["epoch"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(epochs, [1, 2]);
+    let kept = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        kept.starts_with(&first),
+        "the resumed log rewrote epoch 1's line"
+    );
+}
+
+#[test]
 fn weight_averaging_ends_the_run_with_the_mean_and_resumes_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let swa = ["--swa-epochs", "2", "--swa-lr", "1e-3"];
