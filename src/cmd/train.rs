@@ -499,7 +499,7 @@ impl Observer for Console {
             );
         }
         // A failed log write must not stop a long run; the checkpoint holds the same log.
-        let _ = writeln!(self.log, "{}", serde_json::to_string(e).unwrap_or_default());
+        let _ = write_log_line(&mut self.log, e);
     }
 
     fn teachers(&mut self, r: &TeacherReport) {
@@ -754,9 +754,14 @@ fn open_log(path: &Path, done: &[EpochLog]) -> Result<std::fs::File> {
     let context = || format!("writing {}", path.display());
     let mut log = std::fs::File::create(path).with_context(context)?;
     for e in done {
-        writeln!(log, "{}", serde_json::to_string(e)?).with_context(context)?;
+        write_log_line(&mut log, e).with_context(context)?;
     }
     Ok(log)
+}
+
+/// One epoch's line of `log.jsonl`, the same whether written live or from a checkpoint.
+fn write_log_line(log: &mut impl Write, e: &EpochLog) -> std::io::Result<()> {
+    writeln!(log, "{}", serde_json::to_string(e)?)
 }
 
 /// The checkpoint of an earlier run, which must be of the same network and data, with the

@@ -172,14 +172,9 @@ fn a_resume_logs_each_epoch_once_even_after_a_stop_between_log_line_and_checkpoi
     std::fs::write(&log_path, format!("{first}{orphan}")).unwrap();
     let (ok, _, err) = train(&out, "2", &["--resume"]);
     assert!(ok, "{err}");
-    let epochs: Vec<u64> = std::fs::read_to_string(&log_path)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["epoch"]
-                .as_u64()
-                .unwrap()
-        })
+    let epochs: Vec<u64> = log_lines(&out)
+        .iter()
+        .map(|e| e["epoch"].as_u64().unwrap())
         .collect();
     assert_eq!(epochs, [1, 2]);
     let kept = std::fs::read_to_string(&log_path).unwrap();
@@ -241,14 +236,9 @@ fn a_resumed_run_can_shorten_its_schedule_but_not_below_what_it_has_done() {
     let (ok, _, err) = train(&cut, "3", &["--resume"]);
     assert!(ok, "{err}");
     let lrs = |p: &Path| -> Vec<f64> {
-        std::fs::read_to_string(p.join("log.jsonl"))
-            .unwrap()
-            .lines()
-            .map(|l| {
-                serde_json::from_str::<serde_json::Value>(l).unwrap()["lr"]
-                    .as_f64()
-                    .unwrap()
-            })
+        log_lines(p)
+            .iter()
+            .map(|e| e["lr"].as_f64().unwrap())
             .collect()
     };
     let (a, b) = (lrs(&short), lrs(&cut));
@@ -296,13 +286,20 @@ fn bwo_patience_given_on_resume_starts_bwo_and_freezes_the_binary_set() {
     assert_eq!(ck["config"]["bwo_patience"], 0);
 }
 
-/// Per epoch of `log.jsonl`: the layers' precisions and how many estimator decisions it logged.
-fn precisions_and_decisions(out: &Path) -> Vec<(Vec<String>, usize)> {
+/// The lines of a run's `log.jsonl`, one JSON object per epoch.
+fn log_lines(out: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(out.join("log.jsonl"))
         .unwrap()
         .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Per epoch of `log.jsonl`: the layers' precisions and how many estimator decisions it logged.
+fn precisions_and_decisions(out: &Path) -> Vec<(Vec<String>, usize)> {
+    log_lines(out)
+        .iter()
+        .map(|v| {
             let p = v["precision"].as_array().unwrap();
             let p = p.iter().map(|x| x.as_str().unwrap().to_string()).collect();
             (p, v["decisions"].as_array().unwrap().len())
