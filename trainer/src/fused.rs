@@ -1,10 +1,12 @@
-//! The one-time-step fast path of a spiking hidden layer followed by 2×2 max pooling: BatchNorm,
-//! the LIF step and the pooling in one pass over the layer's map, forward and backward.
+//! The one-time-step fast path of a spiking hidden layer followed by 2×2 pooling (max or
+//! average): BatchNorm, the LIF step and the pooling in one pass over the layer's map, forward
+//! and backward.
 //!
 //! At T = 1 a LIF neuron is a threshold on its BatchNorm output, so neither the normalised
-//! map nor the spike map needs to exist: the forward pass writes only the pooled spikes and
-//! which tap of each window won, and the backward pass recomputes the membrane of a window's
-//! winner from the BatchNorm input it keeps anyway. A map-sized buffer is read or written three
+//! map nor the spike map needs to exist: the forward pass writes only the pooled spikes (and,
+//! for max pooling, which tap of each window won), and the backward pass recomputes the
+//! membranes it needs (a window's winner, or all four taps for average pooling) from the
+//! BatchNorm input it keeps anyway. A map-sized buffer is read or written three
 //! times forward and four times backward instead of seven and nine, which matters because
 //! these passes are bound by memory bandwidth (one step of the default network at batch 64:
 //! about 10 ms less). The results are bit for bit those of the general path (`bn_forward`,
@@ -13,43 +15,48 @@
 use ndarray::{Array2, ArrayView2};
 use rayon::prelude::*;
 
-use crate::ops::{self, BatchNorm, BnCache, LifConfig, Surrogate};
+use crate::ops::{self, BatchNorm, BnCache, LifConfig, PoolKind, Surrogate};
 
 /// What the backward pass needs.
 pub struct FusedCache {
     bn: BnCache,
-    /// The winning tap of every pooled element (0 top left … 3 bottom right).
+    pool: PoolKind,
+    /// Max pooling: the winning tap of every pooled element (0 top left … 3 bottom right).
+    /// Empty for average pooling, whose four taps share the gradient alike.
     arg: Vec<u8>,
     h: usize,
     w: usize,
 }
 
 /// Whether the fast path applies: training mode at one time step, a hard threshold (not the
-/// relaxed one of the gradient checks) and max pooling over a map of even size.
-pub fn applies(t_steps: usize, relaxed: bool, max_pool: bool, h: usize, w: usize) -> bool {
-    t_steps == 1 && !relaxed && max_pool && h.is_multiple_of(2) && w.is_multiple_of(2)
+/// relaxed one of the gradient checks) and 2×2 pooling over a map of even size.
+pub fn applies(t_steps: usize, relaxed: bool, pool: Option<PoolKind>, h: usize, w: usize) -> bool {
+    t_steps == 1 && !relaxed && pool.is_some() && h.is_multiple_of(2) && w.is_multiple_of(2)
 }
 
-/// BatchNorm (training mode), the LIF step and 2×2 max pooling of `y` (`[frames·H·W, C]`,
+/// BatchNorm (training mode), the LIF step and 2×2 pooling of `y` (`[frames·H·W, C]`,
 /// consumed). Returns the pooled spikes, the number of spikes before pooling, and the cache.
 pub fn forward(
     y: Array2<f32>,
     bn: &mut BatchNorm,
     lif: &LifConfig,
+    pool: PoolKind,
     frames: usize,
     h: usize,
     w: usize,
 ) -> (Array2<f32>, usize, FusedCache) {
     let cache = ops::bn_train_stats(y, bn);
     let vth = lif.vth;
+    let map = Map { frames, h, w };
     // One instance per comparison, so that the channel loop vectorises.
     let (pooled, arg, spikes) = if lif.strict {
-        pool_spikes(&cache, bn, frames, h, w, move |u| u8::from(u > vth))
+        pool_spikes(&cache, bn, pool, map, move |u| u8::from(u > vth))
     } else {
-        pool_spikes(&cache, bn, frames, h, w, move |u| u8::from(u >= vth))
+        pool_spikes(&cache, bn, pool, map, move |u| u8::from(u >= vth))
     };
     let cache = FusedCache {
         bn: cache,
+        pool,
         arg,
         h,
         w,
@@ -57,14 +64,21 @@ pub fn forward(
     (pooled, spikes, cache)
 }
 
-/// The pooled spikes, the winning taps and the spike count of [`forward`], for the step
-/// `fire(u)` (0 or 1).
-fn pool_spikes(
-    cache: &BnCache,
-    bn: &BatchNorm,
+/// The shape of a layer's map: `frames` frames of `h × w` pixels.
+#[derive(Clone, Copy)]
+struct Map {
     frames: usize,
     h: usize,
     w: usize,
+}
+
+/// The pooled spikes, the winning taps (max pooling; empty for average) and the spike count
+/// of [`forward`], for the step `fire(u)` (0 or 1).
+fn pool_spikes(
+    cache: &BnCache,
+    bn: &BatchNorm,
+    pool: PoolKind,
+    Map { frames, h, w }: Map,
     fire: impl Fn(f32) -> u8 + Sync,
 ) -> (Array2<f32>, Vec<u8>, usize) {
     let (k, shift) = cache.affine(bn);
@@ -73,10 +87,16 @@ fn pool_spikes(
     let (ho, wo) = (h / 2, w / 2);
     let (per_in, per_out) = (h * w * c, ho * wo * c);
     let mut out = vec![0.0f32; frames * per_out];
-    let mut arg = vec![0u8; frames * per_out];
+    let max = pool == PoolKind::Max;
+    let mut arg = vec![0u8; if max { frames * per_out } else { 0 }];
+    // Each frame's taps; average pooling keeps none.
+    let mut won: Vec<&mut [u8]> = match max {
+        true => arg.chunks_mut(per_out.max(1)).collect(),
+        false => (0..frames).map(|_| Default::default()).collect(),
+    };
     let counts: Vec<u64> = out
         .par_chunks_mut(per_out)
-        .zip(arg.par_chunks_mut(per_out))
+        .zip(won.par_iter_mut())
         .enumerate()
         .map(|(f, (dst, won))| {
             let src = &xs[f * per_in..(f + 1) * per_in];
@@ -84,12 +104,27 @@ fn pool_spikes(
             for o in 0..ho * wo {
                 let (oy, ox) = (o / wo, o % wo);
                 let taps = ops::window_taps(src, oy, ox, w, c);
+                let params = k.iter().zip(&shift);
+                let dst = &mut dst[o * c..(o + 1) * c];
+                if !max {
+                    let mut window = 0u32;
+                    for ((d, ((&x0, &x1), (&x2, &x3))), (&k, &s)) in
+                        dst.iter_mut().zip(taps).zip(params)
+                    {
+                        let n = [x0, x1, x2, x3].map(|x| fire(x * k + s)).iter().sum::<u8>();
+                        // The general path's (s0 + s1 + s2 + s3)·¼, exact in either order.
+                        *d = f32::from(n) * 0.25;
+                        window += u32::from(n);
+                    }
+                    count += u64::from(window);
+                    continue;
+                }
                 let mut window = 0u32;
-                for (((d, a), ((&x0, &x1), (&x2, &x3))), (&k, &s)) in dst[o * c..(o + 1) * c]
+                for (((d, a), ((&x0, &x1), (&x2, &x3))), (&k, &s)) in dst
                     .iter_mut()
                     .zip(&mut won[o * c..(o + 1) * c])
                     .zip(taps)
-                    .zip(k.iter().zip(&shift))
+                    .zip(params)
                 {
                     let [s0, s1, s2, s3] = [x0, x1, x2, x3].map(|x| fire(x * k + s));
                     // The first spiking tap wins, as the first of equal maxima does; with
@@ -118,26 +153,51 @@ pub fn backward(
     dbeta: &mut [f32],
 ) -> Array2<f32> {
     let (vth, a) = (lif.vth, lif.width);
+    let (g, d) = ((dpooled, bn, cache), (dgamma, dbeta));
     // One instance per surrogate shape, so that the element loops vectorise.
-    let (du, xc) = match lif.surrogate {
-        Surrogate::Rectangular => winner_grads(dpooled, bn, cache, move |u| {
-            Surrogate::Rectangular.grad(u - vth, a)
-        }),
-        Surrogate::Triangle => winner_grads(dpooled, bn, cache, move |u| {
-            Surrogate::Triangle.grad(u - vth, a)
-        }),
-        Surrogate::Sigmoid => winner_grads(dpooled, bn, cache, move |u| {
-            Surrogate::Sigmoid.grad(u - vth, a)
-        }),
-    };
-    let rows = WinnerRows {
-        du: &du,
-        xc: &xc,
-        arg: &cache.arg,
-        h: cache.h,
-        w: cache.w,
-    };
-    ops::bn_backward_rows(bn, &cache.bn, dgamma, dbeta, &rows)
+    match lif.surrogate {
+        Surrogate::Rectangular => {
+            backward_with(g, d, move |u| Surrogate::Rectangular.grad(u - vth, a))
+        }
+        Surrogate::Triangle => backward_with(g, d, move |u| Surrogate::Triangle.grad(u - vth, a)),
+        Surrogate::Sigmoid => backward_with(g, d, move |u| Surrogate::Sigmoid.grad(u - vth, a)),
+    }
+}
+
+/// [`backward`] with the surrogate `sg(u)` of the membrane.
+fn backward_with(
+    (dpooled, bn, cache): (ArrayView2<f32>, &BatchNorm, &FusedCache),
+    (dgamma, dbeta): (&mut [f32], &mut [f32]),
+    sg: impl Fn(f32) -> f32 + Sync,
+) -> Array2<f32> {
+    match cache.pool {
+        PoolKind::Max => {
+            let (du, xc) = winner_grads(dpooled, bn, cache, sg);
+            let rows = WinnerRows {
+                du: &du,
+                xc: &xc,
+                arg: &cache.arg,
+                h: cache.h,
+                w: cache.w,
+            };
+            ops::bn_backward_rows(bn, &cache.bn, dgamma, dbeta, &rows)
+        }
+        PoolKind::Avg => {
+            let dpooled = dpooled.as_standard_layout();
+            let (k, shift) = cache.bn.affine(bn);
+            let rows = SharedRows {
+                g: dpooled.as_slice().expect("standard layout"),
+                xs: cache.bn.xs(),
+                mean: cache.bn.mean(),
+                k: &k,
+                shift: &shift,
+                h: cache.h,
+                w: cache.w,
+                sg,
+            };
+            ops::bn_backward_rows(bn, &cache.bn, dgamma, dbeta, &rows)
+        }
+    }
 }
 
 /// ∂L/∂u and the centred input `x − μ` of every window's winning neuron, pooled-map sized
@@ -209,19 +269,18 @@ struct WinnerRows<'a> {
     w: usize,
 }
 
-impl WinnerRows<'_> {
-    /// The pooled elements of map row `r` and its tap in their windows.
-    fn window(&self, r: usize, c: usize) -> (std::ops::Range<usize>, u8) {
-        let (f, p) = (r / (self.h * self.w), r % (self.h * self.w));
-        let (iy, ix) = (p / self.w, p % self.w);
-        let o = ((f * (self.h / 2) + iy / 2) * (self.w / 2) + ix / 2) * c;
-        (o..o + c, ((iy & 1) * 2 + (ix & 1)) as u8)
-    }
+/// The pooled elements (`c` channels) of the window holding row `r` of an `h × w` map, and
+/// the row's tap in it.
+fn window(r: usize, c: usize, h: usize, w: usize) -> (std::ops::Range<usize>, u8) {
+    let (f, p) = (r / (h * w), r % (h * w));
+    let (iy, ix) = (p / w, p % w);
+    let o = ((f * (h / 2) + iy / 2) * (w / 2) + ix / 2) * c;
+    (o..o + c, ((iy & 1) * 2 + (ix & 1)) as u8)
 }
 
 impl ops::BnGradRows for WinnerRows<'_> {
     fn dy<'a>(&'a self, r: usize, buf: &'a mut [f32]) -> &'a [f32] {
-        let (o, tap) = self.window(r, buf.len());
+        let (o, tap) = window(r, buf.len(), self.h, self.w);
         for ((d, &won), &g) in buf.iter_mut().zip(&self.arg[o.clone()]).zip(&self.du[o]) {
             *d = if won == tap { g } else { 0.0 };
         }
@@ -234,7 +293,48 @@ impl ops::BnGradRows for WinnerRows<'_> {
         buf: &'a mut [f32],
         _xc: &'a mut [f32],
     ) -> (&'a [f32], &'a [f32]) {
-        let (o, _) = self.window(r, buf.len());
+        let (o, _) = window(r, buf.len(), self.h, self.w);
         (self.dy(r, buf), &self.xc[o])
+    }
+}
+
+/// The rows of ∂L/∂u under average pooling: each tap gets a quarter of its window's gradient
+/// times the surrogate at its own membrane, recomputed from the BatchNorm input (the general
+/// path's `(¼·g)·sg(u)`, in the same order).
+struct SharedRows<'a, F> {
+    g: &'a [f32],
+    xs: &'a [f32],
+    mean: &'a [f32],
+    k: &'a [f32],
+    shift: &'a [f32],
+    h: usize,
+    w: usize,
+    sg: F,
+}
+
+impl<F: Fn(f32) -> f32 + Sync> ops::BnGradRows for SharedRows<'_, F> {
+    fn dy<'a>(&'a self, r: usize, buf: &'a mut [f32]) -> &'a [f32] {
+        let c = buf.len();
+        let (o, _) = window(r, c, self.h, self.w);
+        let x = &self.xs[r * c..(r + 1) * c];
+        let params = self.k.iter().zip(self.shift);
+        for ((d, (&g, &x)), (&k, &s)) in buf.iter_mut().zip(self.g[o].iter().zip(x)).zip(params) {
+            *d = (0.25 * g) * (self.sg)(x * k + s);
+        }
+        buf
+    }
+
+    fn dy_centred<'a>(
+        &'a self,
+        r: usize,
+        buf: &'a mut [f32],
+        xc: &'a mut [f32],
+    ) -> (&'a [f32], &'a [f32]) {
+        let c = buf.len();
+        let x = &self.xs[r * c..(r + 1) * c];
+        for ((xc, &x), &m) in xc.iter_mut().zip(x).zip(self.mean) {
+            *xc = x - m;
+        }
+        (self.dy(r, buf), xc)
     }
 }

@@ -711,14 +711,13 @@ impl Net {
             .as_mut()
             .expect("hidden layers have BatchNorm");
         let (h, w) = spec.out_hw;
-        let max_pool = spec.pool == Some(PoolKind::Max);
-        if train
+        let fast = train
             && !self.relu
             && !self.unfused
             && trace.hidden.is_none()
-            && fused::applies(t_steps, self.relaxed, max_pool, h, w)
-        {
-            let (out, spikes, cache) = fused::forward(y, bn, &self.lif, b, h, w);
+            && fused::applies(t_steps, self.relaxed, spec.pool, h, w);
+        if let (true, Some(pool)) = (fast, spec.pool) {
+            let (out, spikes, cache) = fused::forward(y, bn, &self.lif, pool, b, h, w);
             trace
                 .rates
                 .push(spikes as f32 / (b * h * w * spec.out).max(1) as f32);
