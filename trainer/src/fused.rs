@@ -106,34 +106,10 @@ fn pool_spikes(
                 let taps = ops::window_taps(src, oy, ox, w, c);
                 let params = k.iter().zip(&shift);
                 let dst = &mut dst[o * c..(o + 1) * c];
-                if !max {
-                    let mut window = 0u32;
-                    for ((d, ((&x0, &x1), (&x2, &x3))), (&k, &s)) in
-                        dst.iter_mut().zip(taps).zip(params)
-                    {
-                        let n = [x0, x1, x2, x3].map(|x| fire(x * k + s)).iter().sum::<u8>();
-                        // The general path's (s0 + s1 + s2 + s3)·¼, exact in either order.
-                        *d = f32::from(n) * 0.25;
-                        window += u32::from(n);
-                    }
-                    count += u64::from(window);
-                    continue;
-                }
-                let mut window = 0u32;
-                for (((d, a), ((&x0, &x1), (&x2, &x3))), (&k, &s)) in dst
-                    .iter_mut()
-                    .zip(&mut won[o * c..(o + 1) * c])
-                    .zip(taps)
-                    .zip(params)
-                {
-                    let [s0, s1, s2, s3] = [x0, x1, x2, x3].map(|x| fire(x * k + s));
-                    // The first spiking tap wins, as the first of equal maxima does; with
-                    // none spiking, tap 0 (all four are equal).
-                    let (n0, n1, n2) = (1 - s0, 1 - s1, 1 - s2);
-                    *a = n0 * s1 + 2 * n0 * n1 * s2 + 3 * n0 * n1 * n2 * s3;
-                    *d = f32::from(s0 | s1 | s2 | s3);
-                    window += u32::from(s0 + s1 + s2 + s3);
-                }
+                let window = match max {
+                    true => max_window(dst, &mut won[o * c..(o + 1) * c], taps, params, &fire),
+                    false => sum_window(dst, taps, params, &fire),
+                };
                 count += u64::from(window);
             }
             count
@@ -141,6 +117,53 @@ fn pool_spikes(
         .collect();
     let pooled = Array2::from_shape_vec((frames * ho * wo, c), out).expect("shape");
     (pooled, arg, counts.iter().sum::<u64>() as usize)
+}
+
+/// The four taps of a window, one channel.
+type Taps<'a> = ((&'a f32, &'a f32), (&'a f32, &'a f32));
+
+/// One window of max pooling over its channels: writes the pooled spikes and the winning
+/// taps; returns the window's spike count before pooling.
+#[inline(always)]
+fn max_window<'a>(
+    dst: &mut [f32],
+    won: &mut [u8],
+    taps: impl Iterator<Item = Taps<'a>>,
+    params: impl Iterator<Item = (&'a f32, &'a f32)>,
+    fire: &impl Fn(f32) -> u8,
+) -> u32 {
+    let mut window = 0u32;
+    for (((d, a), ((&x0, &x1), (&x2, &x3))), (&k, &s)) in
+        dst.iter_mut().zip(won).zip(taps).zip(params)
+    {
+        let [s0, s1, s2, s3] = [x0, x1, x2, x3].map(|x| fire(x * k + s));
+        // The first spiking tap wins, as the first of equal maxima does; with none spiking,
+        // tap 0 (all four are equal).
+        let (n0, n1, n2) = (1 - s0, 1 - s1, 1 - s2);
+        *a = n0 * s1 + 2 * n0 * n1 * s2 + 3 * n0 * n1 * n2 * s3;
+        *d = f32::from(s0 | s1 | s2 | s3);
+        window += u32::from(s0 + s1 + s2 + s3);
+    }
+    window
+}
+
+/// One window of average pooling over its channels: writes the pooled spikes (the spike
+/// count times ¼); returns the window's spike count.
+#[inline(always)]
+fn sum_window<'a>(
+    dst: &mut [f32],
+    taps: impl Iterator<Item = Taps<'a>>,
+    params: impl Iterator<Item = (&'a f32, &'a f32)>,
+    fire: &impl Fn(f32) -> u8,
+) -> u32 {
+    let mut window = 0u32;
+    for ((d, ((&x0, &x1), (&x2, &x3))), (&k, &s)) in dst.iter_mut().zip(taps).zip(params) {
+        let n = [x0, x1, x2, x3].map(|x| fire(x * k + s)).iter().sum::<u8>();
+        // The general path's (s0 + s1 + s2 + s3)·¼: exact, whatever the order.
+        *d = f32::from(n) * 0.25;
+        window += u32::from(n);
+    }
+    window
 }
 
 /// Backward of [`forward`] from ∂L/∂(pooled spikes): returns ∂L/∂y and accumulates dγ, dβ.
