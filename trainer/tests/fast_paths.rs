@@ -1,7 +1,7 @@
 //! The fast paths against the general per-operation path: the fused one-time-step path
-//! (BatchNorm, LIF step and max or average pooling in one pass) gives the same logits, spike rates,
-//! running statistics and gradients, bit for bit; the popcount product of binary layers on
-//! spikes the same logits to rounding.
+//! (BatchNorm, LIF step and max or average pooling in one pass) gives the same logits, spike
+//! rates, running statistics and gradients, bit for bit; the popcount product of binary layers
+//! on spikes the same logits to rounding.
 
 use spikeforge_trainer::net::{random_images, LayerGrads, Net, Precision};
 use spikeforge_trainer::ops::{self, LifConfig, ResetKind, Surrogate};
