@@ -353,11 +353,6 @@ impl<F: Fn(f32) -> f32 + Sync> ops::BnGradRows for SharedRows<'_, F> {
         buf: &'a mut [f32],
         xc: &'a mut [f32],
     ) -> (&'a [f32], &'a [f32]) {
-        let c = buf.len();
-        let x = &self.xs[r * c..(r + 1) * c];
-        for ((xc, &x), &m) in xc.iter_mut().zip(x).zip(self.mean) {
-            *xc = x - m;
-        }
-        (self.dy(r, buf), xc)
+        (self.dy(r, buf), ops::centre_row(self.xs, self.mean, r, xc))
     }
 }

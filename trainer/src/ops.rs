@@ -515,15 +515,20 @@ impl BnGradRows for MaterialRows<'_> {
         xc: &'a mut [f32],
     ) -> (&'a [f32], &'a [f32]) {
         let c = buf.len();
-        for ((xc, &x), &m) in xc
-            .iter_mut()
-            .zip(&self.xs[r * c..(r + 1) * c])
-            .zip(self.mean)
-        {
-            *xc = x - m;
-        }
-        (&self.dy[r * c..(r + 1) * c], xc)
+        (
+            &self.dy[r * c..(r + 1) * c],
+            centre_row(self.xs, self.mean, r, xc),
+        )
     }
+}
+
+/// Row `r` of the `[rows, C]` input `xs` centred, `x − μ`, written into `xc` (`C` long).
+pub(crate) fn centre_row<'a>(xs: &[f32], mean: &[f32], r: usize, xc: &'a mut [f32]) -> &'a [f32] {
+    let c = xc.len();
+    for ((xc, &x), &m) in xc.iter_mut().zip(&xs[r * c..(r + 1) * c]).zip(mean) {
+        *xc = x - m;
+    }
+    xc
 }
 
 /// The rows the BatchNorm backward pass reads, computed on the fly by its caller instead of
