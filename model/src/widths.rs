@@ -2,8 +2,9 @@
 //! giving every accumulator, membrane, output and logit a range that no input can leave.
 //!
 //! The bounds are exact for the accumulator of the pixel layer (any pixel may be at its
-//! maximum), and safe (possibly loose) deeper in the network. `tests/widths.rs` drives
-//! adversarial inputs that reach them.
+//! maximum), and safe (possibly loose) deeper in the network. The tests at the end of this file
+//! drive saturated weights and inputs that reach the pixel layer's bound and check that no
+//! traced value leaves any range.
 
 use crate::geometry::{bits_signed, bits_unsigned, output_range, try_model_geometry};
 use crate::ir::{FireRule, Layer, Leak, Lif, Model, Neuron, Reset, Tsa};
