@@ -23,7 +23,7 @@ pub fn source(m: &Manifest) -> String {
     let img_bytes = m.input.beats_per_image * m.input.pixels_per_beat * m.input.channels;
     let mut taps = String::new();
     for (l, layer) in m.layers.iter().enumerate() {
-        let beats = layer.height * layer.width;
+        let beats = layer.beats_per_image;
         taps.push_str(&format!(
             "        if (d->{v}) {{ if (tc[{l}] >= (uint64_t)n * {beats}u) return -2; \
              get(d->{data}, taps[{l}] + tc[{l}] * {w}u, {w}); tc[{l}]++; }}\n",
@@ -38,7 +38,7 @@ pub fn source(m: &Manifest) -> String {
         .layers
         .iter()
         .enumerate()
-        .map(|(l, layer)| format!("tc[{l}] == (uint64_t)n * {}u", layer.height * layer.width))
+        .map(|(l, layer)| format!("tc[{l}] == (uint64_t)n * {}u", layer.beats_per_image))
         .collect();
     let taps_done = if taps_done.is_empty() {
         "true".to_string()

@@ -317,7 +317,7 @@ impl Simulator {
             .map(|l| {
                 vec![
                     0u32;
-                    n as usize * (l.height * l.width) as usize * l.tap_bits.div_ceil(32) as usize
+                    n as usize * l.beats_per_image as usize * l.tap_bits.div_ceil(32) as usize
                 ]
             })
             .collect();
@@ -645,16 +645,19 @@ fn compare_image(
         .as_ref()
         .expect("golden inferences for comparison carry traces");
     for (l, (lm, tr)) in manifest.layers.iter().zip(trace).enumerate() {
-        let positions = (lm.height * lm.width) as usize;
+        let beats = lm.beats_per_image as usize;
+        let groups = (lm.channels / lm.beat_channels) as usize;
+        let g = lm.beat_channels as usize;
         let tw = lm.tap_bits.div_ceil(32) as usize;
-        let c = lm.channels as usize;
-        for pos in 0..positions {
-            let beat = &rtl.taps[l][(image * positions + pos) * tw..][..tw];
+        for b in 0..beats {
+            let beat = &rtl.taps[l][(image * beats + b) * tw..][..tw];
+            let (pos, group) = (b / groups, b % groups);
             for step in 0..tr.steps as usize {
-                for ch in 0..c {
+                for e in 0..g {
+                    let ch = group * g + e;
                     let actual = field(
                         beat,
-                        (step * c + ch) * lm.value_bits as usize,
+                        (step * g + e) * lm.value_bits as usize,
                         lm.value_bits,
                         lm.value_signed,
                     );

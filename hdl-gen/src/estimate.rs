@@ -1,19 +1,21 @@
 //! Pre-synthesis estimates: logic, flip-flops and block RAM of a design on a device family,
 //! from the same layer contexts the generator uses, in seconds instead of Yosys' minutes.
 //!
-//! The model counts what the generator builds: register-file window stores and their read
-//! multiplexers, adder trees per lane, neuron arithmetic, ROMs (block RAM when deep enough,
-//! else logic). Its coefficients are fitted to `synth_ice40` on reference designs; the
+//! The model counts what the generator builds: window-unit buffers (block RAM), synapse
+//! lanes at their per-kind cost, pipeline registers, neuron arithmetic, ROMs (block RAM when
+//! deep enough, else logic). Its coefficients are fitted to `synth_ice40` on reference designs; the
 //! `bench flow` command reports its error against Yosys and nextpnr.
 
 use serde::Serialize;
 use spikeforge_constraints::{Device, Family};
 use spikeforge_model::geometry::model_geometry;
-use spikeforge_model::ir::{Model, Neuron, Synapse};
+use spikeforge_model::ir::{Model, Neuron};
 use spikeforge_model::widths;
 
 use crate::fold::{self, Folding};
+use crate::lanes::{lane_kind, LaneKind};
 use crate::rtl::LayerCtx;
+use crate::swg::SwgShape;
 
 /// Estimated resources of one part of a design.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
@@ -94,111 +96,80 @@ fn memory(f: Family, width: u64, depth: u64) -> Estimate {
     }
 }
 
-/// LUT4s of an N:1 multiplexer, per bit.
-fn mux_luts(n: u64) -> f64 {
-    if n <= 1 {
-        0.0
-    } else {
-        (n - 1) as f64 * 0.75
-    }
+/// The window unit: one buffer RAM, address arithmetic, a registered read.
+fn front(ctx: &LayerCtx, f: Family) -> Estimate {
+    let s = SwgShape::of(ctx);
+    let word = s.word as f64;
+    let mut e = Estimate {
+        luts: 150.0 + word,
+        ffs: 80.0 + 2.0 * word,
+        ..Default::default()
+    };
+    e += memory(f, s.word as u64, s.depth() as u64);
+    e
 }
 
-fn front(ctx: &LayerCtx, f: Family) -> Estimate {
-    let g = &ctx.geo;
-    let e = ctx.entry_bits() as f64;
-    let win = ctx.window_bits() as f64;
-    match ctx.layer.synapse {
-        Synapse::Dense { .. } => Estimate {
-            luts: 20.0,
-            ffs: win + 20.0,
-            ..Default::default()
-        },
-        Synapse::Conv { kernel: 1, .. } => {
-            let mut m = memory(f, e as u64, g.input.width as u64);
-            m.luts += 60.0 + 2.0 * e;
-            m.ffs += 40.0 + 2.0 * e;
-            m
-        }
-        Synapse::Conv { kernel, .. } => {
-            let k = kernel as f64;
-            let stored = k * g.input.width as f64;
-            Estimate {
-                luts: k * k * e * stored / 3.0 + 100.0,
-                ffs: stored * e + win + 60.0,
-                ..Default::default()
-            }
-        }
+/// LUT4 per synapse lane of each kind (HARDWARE.md §2: about 3 per bit-product, streamed
+/// weights, trees registered every two levels).
+fn lane_luts(ctx: &LayerCtx) -> f64 {
+    let (xb, wb) = (ctx.geo.input_bits as f64, ctx.weight_bits() as f64);
+    match lane_kind(ctx) {
+        LaneKind::BinarySpike => 4.2,
+        LaneKind::BinaryUnsigned => 3.6 * xb,
+        LaneKind::BinaryTernary => 4.5,
+        LaneKind::BinarySigned => 3.8 * xb,
+        LaneKind::IntegerSpike => 2.6 * wb,
+        LaneKind::IntegerUnsigned => 3.0 * xb * wb,
+        LaneKind::IntegerTernary => 2.8 * wb + 2.0,
+        LaneKind::IntegerSigned => 3.2 * xb * wb,
     }
 }
 
 fn mvu(ctx: &LayerCtx, f: Family) -> Estimate {
     let g = &ctx.geo;
     let (pe, simd) = (ctx.fold.pe as f64, ctx.fold.simd as f64);
-    let (xb, wb) = (g.input_bits as f64, ctx.weight_bits() as f64);
+    let steps = g.input_steps as f64;
     let (aw, vw) = (ctx.acc_bits() as f64, ctx.value_bits() as f64);
-    let entries = (g.input_steps * ctx.sf()) as u64;
-    let slice = simd * xb;
-    let (nf, sf) = (ctx.nf() as u64, ctx.sf() as u64);
-    // A weight ROM of one word is a constant: Yosys folds the weights into the logic.
-    let constant = nf * sf == 1;
-    // A ternary spike (2 bits) costs like a spike plus its sign.
-    let ternary = g.input_min < 0 && g.input_bits == 2;
-    let per_term = match (
-        ctx.layer.is_binary(),
-        g.input_bits == 1 || ternary,
-        constant,
-    ) {
-        (true, true, _) if ternary => 2.2,
-        (false, true, _) if ternary => 2.0 * wb + 2.0,
-        (true, true, _) => 1.6,
-        (true, false, true) => xb + 2.0,
-        (true, false, false) => 3.0 * xb,
-        (false, true, true) => 1.1 * wb,
-        (false, true, false) => 2.0 * wb,
-        // Shift-and-add: constant weight bits drop their partial products.
-        (false, false, true) => wb * (xb + 1.0),
-        (false, false, false) => wb * (2.0 * xb + 2.0),
-    };
-    // Binary layers share one Σx tree.
-    let shared = if ctx.layer.is_binary() {
-        simd * (xb + 1.0)
-    } else {
-        0.0
-    };
-    let out_w = ctx.neuron_beat_bits() as f64;
+    let wb = ctx.weight_bits() as f64;
+    let lanes = pe * steps * simd;
     let neuron = match ctx.layer.neuron {
         Neuron::Lif(_) => 4.0 * vw + aw,
         // Double and add, clamp (two compares), two threshold compares, reset add.
         Neuron::Tsa(_) => 8.0 * vw + aw,
         Neuron::None { .. } | Neuron::TsaReadout { .. } => 2.0 * vw + aw,
     };
+    let shared = if ctx.layer.is_binary() {
+        steps * simd * g.input_bits as f64
+    } else {
+        0.0
+    };
     let mut e = Estimate {
-        luts: slice * mux_luts(entries) + pe * simd * per_term + shared + pe * neuron + 60.0,
-        ffs: ctx.window_bits() as f64
-            + if constant { 0.0 } else { pe * simd * wb }
-            + slice
-            + out_w
-            + pe * (aw + vw)
-            + 40.0,
+        luts: lanes * lane_luts(ctx) + shared + pe * steps * 2.0 * aw + pe * neuron + 80.0,
+        ffs: ctx.in_word_bits() as f64
+            + pe * simd * wb
+            + lanes * 1.5
+            + pe * steps * 3.0 * aw
+            + pe * ctx.lane_param_bits() as f64
+            + ctx.group_bits() as f64
+            + 60.0,
         ..Default::default()
     };
+    let (nf, sf) = (ctx.nf() as u64, ctx.sf() as u64);
     e += memory(f, (pe * simd * wb) as u64, nf * sf);
-    // The parameter ROM is read asynchronously: always logic.
-    if nf > 1 {
-        let width = ctx.fold.pe as u64 * ctx.lane_param_bits() as u64;
-        e.luts += (width * nf.div_ceil(16)) as f64 * 1.5;
-    }
+    e += memory(f, ctx.fold.pe as u64 * ctx.lane_param_bits() as u64, nf);
     e
 }
 
-fn pool(ctx: &LayerCtx) -> Estimate {
-    let fields = (ctx.steps * ctx.geo.synaptic.channels * ctx.neuron_bits()) as f64;
-    let w = ctx.geo.synaptic.width as f64;
-    Estimate {
-        luts: 40.0 + 3.0 * fields + fields * w / 2.0 * 0.5,
-        ffs: 20.0 + 2.0 * fields + fields * w / 2.0,
+fn pool(ctx: &LayerCtx, f: Family) -> Estimate {
+    let fields = (ctx.out_steps() * ctx.fold.pe * ctx.neuron_bits()) as f64;
+    let pairs = ctx.geo.synaptic.width.div_ceil(2) as u64 * ctx.nf() as u64;
+    let mut e = Estimate {
+        luts: 40.0 + 3.0 * fields,
+        ffs: 30.0 + 3.0 * fields,
         ..Default::default()
-    }
+    };
+    e += memory(f, (fields * 1.5) as u64, pairs);
+    e
 }
 
 /// Estimates a validated model's design with `folding` on a device family.
@@ -211,7 +182,7 @@ pub fn estimate(model: &Model, folding: &Folding, family: Family) -> DesignEstim
         let mut e = front(&ctx, family);
         e += mvu(&ctx, family);
         if ctx.layer.pool.is_some() {
-            e += pool(&ctx);
+            e += pool(&ctx, family);
         }
         total += e;
         layers.push((ctx.layer.name.clone(), e));

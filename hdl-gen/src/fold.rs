@@ -1,7 +1,10 @@
 //! Folding: how much of each layer is computed per clock cycle. A layer with `PE` output
-//! channels and `SIMD` inputs per cycle needs `⌈Cout/PE⌉·T·⌈N/SIMD⌉` cycles per output
-//! position (as in FINN's MVAU, `PE` must divide `Cout` and `SIMD` must divide the fan-in
-//! `N`). The input stream carries `pixels_per_beat` pixels per beat.
+//! channels and `SIMD` inputs per cycle needs `NF·max(SF, L)` cycles per output position,
+//! `NF = Cout/PE` neuron folds of `SF = N/SIMD` synapse folds (all input steps of a word at
+//! once), `L` the neuron's local steps. As in FINN's MVAU, `PE` divides `Cout`; `SIMD` divides
+//! the input channels of a convolution (its window unit reads one channel group of one tap per
+//! cycle) and the fan-in `N` of a dense layer. The input stream carries `pixels_per_beat` pixels
+//! per beat; `tree_levels` adder levels lie between register ranks in the MVUs.
 
 use serde::{Deserialize, Serialize};
 use spikeforge_model::geometry::{model_geometry, LayerGeometry};
@@ -9,9 +12,8 @@ use spikeforge_model::ir::Synapse;
 use spikeforge_model::Model;
 use thiserror::Error;
 
-/// Cycles a layer spends per output position beyond its multiply-accumulate cycles
-/// (accept, operand registers, dot-product register, hand-over).
-pub const MVU_OVERHEAD: u64 = 4;
+/// Default adder-tree levels between register ranks: short enough for 100 MHz on ECP5.
+pub const DEFAULT_TREE_LEVELS: u32 = 2;
 /// The default folding never spends more than this many synapses per cycle on one layer.
 pub const DEFAULT_MAX_SYNAPSES: u64 = 4096;
 
@@ -31,13 +33,22 @@ pub struct Folding {
     pub pixels_per_beat: u32,
     /// Per layer.
     pub layers: Vec<LayerFold>,
+    /// Adder-tree levels between register ranks in the MVUs (1 or more).
+    #[serde(default = "default_tree_levels")]
+    pub tree_levels: u32,
+}
+
+fn default_tree_levels() -> u32 {
+    DEFAULT_TREE_LEVELS
 }
 
 /// A folding request that cannot be honoured.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum FoldError {
     /// A `--fold` argument that does not parse.
-    #[error("--fold `{spec}`: {reason} (expected `LAYER=PE,SIMD` or `input=PIXELS`)")]
+    #[error(
+        "--fold `{spec}`: {reason} (expected `LAYER=PE,SIMD`, `input=PIXELS` or `tree=LEVELS`)"
+    )]
     Syntax {
         /// The argument.
         spec: String,
@@ -81,9 +92,11 @@ pub enum FoldOverride {
     Layer(String, LayerFold),
     /// `input=PIXELS`.
     Input(u32),
+    /// `tree=LEVELS`: adder levels between register ranks.
+    TreeLevels(u32),
 }
 
-/// Parses `LAYER=PE,SIMD` or `input=PIXELS`.
+/// Parses `LAYER=PE,SIMD`, `input=PIXELS` or `tree=LEVELS`.
 pub fn parse_override(spec: &str) -> Result<FoldOverride, FoldError> {
     let err = |reason: &str| FoldError::Syntax {
         spec: spec.into(),
@@ -103,6 +116,9 @@ pub fn parse_override(spec: &str) -> Result<FoldOverride, FoldError> {
     if lhs == "input" {
         return Ok(FoldOverride::Input(num(rhs)?));
     }
+    if lhs == "tree" {
+        return Ok(FoldOverride::TreeLevels(num(rhs)?));
+    }
     let (pe, simd) = rhs
         .split_once(',')
         .ok_or_else(|| err("expected PE,SIMD after `=`"))?;
@@ -120,33 +136,43 @@ pub fn divisors(n: u32) -> Vec<u32> {
     (1..=n).filter(|d| n.is_multiple_of(*d)).collect()
 }
 
-/// Cycles layer `geo` needs per image with folding `f` (over its local steps).
+/// The values `SIMD` may take in a layer: divisors of the input channels (convolution) or of
+/// the fan-in (dense).
+pub fn simd_choices(geo: &LayerGeometry) -> Vec<u32> {
+    if geo.is_dense() {
+        divisors(geo.fan_in as u32)
+    } else {
+        divisors(geo.input.channels)
+    }
+}
+
+/// Cycles layer `geo` needs per image with folding `f`: the slowest of its window unit, its
+/// MVU and neuron stage, and its pooling unit.
 pub fn layer_cycles(geo: &LayerGeometry, f: LayerFold) -> u64 {
     let nf = (geo.synaptic.channels / f.pe) as u64;
     let sf = (geo.fan_in as u32 / f.simd) as u64;
-    let t = geo.local_steps as u64;
-    geo.synaptic.positions() as u64 * (nf * t * sf + MVU_OVERHEAD)
+    let l = geo.local_steps as u64;
+    let mvu = geo.synaptic.positions() as u64 * nf * sf.max(l);
+    let swg = crate::swg::SwgShape::from_geometry(geo, f).cycles();
+    mvu.max(swg).max(geo.synaptic.positions() as u64 * nf)
 }
 
-/// Cycles per image of the whole pipeline: its slowest stage.
+/// Cycles per image of the whole pipeline: its slowest stage (the input stream, a layer,
+/// the head).
 pub fn pipeline_cycles(model: &Model, folding: &Folding) -> u64 {
     let geo = model_geometry(model);
     let input = (geo[0].input.positions() as u64).div_ceil(folding.pixels_per_beat as u64);
-    geo.iter()
+    let layers = geo
+        .iter()
         .zip(&folding.layers)
-        .enumerate()
-        .map(|(i, (g, f))| {
-            // A window generator takes one input position per cycle.
-            let feed = if i == 0 {
-                input
-            } else {
-                g.input.positions() as u64
-            };
-            layer_cycles(g, *f).max(feed)
-        })
+        .map(|(g, f)| layer_cycles(g, *f))
         .max()
-        .unwrap_or(0)
-        .max(input)
+        .unwrap_or(0);
+    let head = match (geo.last(), folding.layers.last()) {
+        (Some(g), Some(f)) => g.output.positions() as u64 * (g.output.channels / f.pe) as u64,
+        _ => 0,
+    };
+    layers.max(input).max(head)
 }
 
 /// The smallest folding (fewest synapses per cycle) of one layer meeting `target` cycles,
@@ -154,7 +180,7 @@ pub fn pipeline_cycles(model: &Model, folding: &Folding) -> u64 {
 fn default_layer_fold(geo: &LayerGeometry, target: u64) -> LayerFold {
     let mut best: Option<(u64, u64, LayerFold)> = None;
     for pe in divisors(geo.synaptic.channels) {
-        for simd in divisors(geo.fan_in as u32) {
+        for simd in simd_choices(geo) {
             let f = LayerFold { pe, simd };
             let area = pe as u64 * simd as u64;
             if area > DEFAULT_MAX_SYNAPSES && (pe, simd) != (1, 1) {
@@ -178,6 +204,7 @@ pub fn for_cycles(model: &Model, target: u64) -> Folding {
     Folding {
         pixels_per_beat: 1,
         layers: geo.iter().map(|g| default_layer_fold(g, target)).collect(),
+        tree_levels: DEFAULT_TREE_LEVELS,
     }
 }
 
@@ -186,6 +213,7 @@ pub fn slowest_cycles(model: &Model) -> u64 {
     let f = Folding {
         pixels_per_beat: 1,
         layers: vec![LayerFold { pe: 1, simd: 1 }; model.layers.len()],
+        tree_levels: DEFAULT_TREE_LEVELS,
     };
     pipeline_cycles(model, &f)
 }
@@ -195,9 +223,12 @@ pub fn slowest_cycles(model: &Model) -> u64 {
 pub fn resolve(model: &Model, overrides: &[FoldOverride]) -> Result<Folding, FoldError> {
     let geo = model_geometry(model);
     let mut ppb = 1;
+    let mut tree_levels = DEFAULT_TREE_LEVELS;
     for o in overrides {
-        if let FoldOverride::Input(p) = o {
-            ppb = *p;
+        match o {
+            FoldOverride::Input(p) => ppb = *p,
+            FoldOverride::TreeLevels(t) => tree_levels = *t,
+            FoldOverride::Layer(..) => {}
         }
     }
     let positions = geo[0].input.positions() as u32;
@@ -251,20 +282,26 @@ pub fn resolve(model: &Model, overrides: &[FoldOverride]) -> Result<Folding, Fol
                 valid: divisors(cout),
             });
         }
-        if !(g.fan_in as u32).is_multiple_of(f.simd) {
+        let simds = simd_choices(g);
+        if !simds.contains(&f.simd) {
             return Err(FoldError::NotDivisor {
                 layer: i,
                 name,
                 what: "SIMD",
                 value: f.simd,
-                of: format!("fan-in N = {}", g.fan_in),
-                valid: divisors(g.fan_in as u32),
+                of: if g.is_dense() {
+                    format!("fan-in N = {}", g.fan_in)
+                } else {
+                    format!("input channels Cin = {}", g.input.channels)
+                },
+                valid: simds,
             });
         }
     }
     Ok(Folding {
         pixels_per_beat: ppb,
         layers,
+        tree_levels,
     })
 }
 

@@ -5,17 +5,21 @@
 //! Output is a pure function of (model, folding, generator version): same input, same bytes.
 #![warn(missing_docs)]
 
+pub mod dwc;
 pub mod estimate;
 pub mod flow;
 pub mod fold;
+pub mod lanes;
 pub mod mvu;
 pub mod names;
+pub mod neuron;
 pub mod rtl;
 pub mod shell;
 pub mod stream;
+pub mod swg;
 pub mod top;
+pub mod tree;
 pub mod vlog;
-pub mod window;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -35,6 +39,13 @@ use vlog::Module;
 
 /// Name and version of this generator, written into every generated file.
 pub const GENERATOR: &str = concat!("spikeforge-hdl-gen ", env!("CARGO_PKG_VERSION"));
+
+/// Default of every module's `ROM_DIR` parameter: the directory `$readmemh` reads ROM images
+/// from, ending in `/`. Not empty: Icarus rejects the file name an empty string prefix makes.
+pub const ROM_DIR_DEFAULT: &str = "./";
+
+/// The beat layout of every stream between layers, as the manifest states it.
+pub const STREAM_LAYOUT: &str = "a layer's output is a stream of elements (one position and channel, with its steps) in raster order, channels fastest; a beat carries beat_channels consecutive elements: value of element e at step s at bits [(s*beat_channels + e)*value_bits +: value_bits]; beats_per_image beats per image";
 
 /// Why a design could not be generated or written.
 #[derive(Debug, Error)]
@@ -96,7 +107,7 @@ pub struct OutputStream {
 pub struct LayerManifest {
     /// Layer name.
     pub name: String,
-    /// `collect` (dense) or `window` (convolution).
+    /// `window` (convolution) or `dense`: what the layer's window unit walks.
     pub front: String,
     /// Folding.
     pub fold: LayerFold,
@@ -112,8 +123,16 @@ pub struct LayerManifest {
     pub value_bits: u32,
     /// Whether output values are signed.
     pub value_signed: bool,
-    /// Width of the tap (one beat: steps × channels × value bits).
+    /// Channels (elements) per output beat: the layer's `PE`.
+    pub beat_channels: u32,
+    /// Steps per element on the output stream (`T`, or 1 for the TSA readout).
+    pub steps: u32,
+    /// Output beats per image.
+    pub beats_per_image: u64,
+    /// Width of the tap (one beat: steps × beat channels × value bits).
     pub tap_bits: u32,
+    /// Elements per beat the layer's window unit takes (its `SIMD`).
+    pub input_beat_channels: u32,
     /// Accumulator width used.
     pub acc_bits: u32,
     /// Membrane width used (0 without a neuron).
@@ -191,6 +210,8 @@ pub struct Manifest {
     pub layers: Vec<LayerManifest>,
     /// Folding used.
     pub folding: Folding,
+    /// The beat layout of the streams between layers (and of the taps).
+    pub stream_layout: String,
     /// Estimated cycles per image in steady state (the slowest stage).
     pub cycles_per_image: u64,
     /// Estimated cycles from the first pixel to the result (an upper bound: stages in series).
@@ -331,7 +352,12 @@ pub fn generate_with(
     let head_lines = header(model, &hash);
     let ctxs = LayerCtx::all(model, folding, &geo, &widths);
     let ppb = folding.pixels_per_beat;
-    let in_bits = ppb * model.input.channels * model.input.pixel_bits;
+    let input_beat = dwc::Beat {
+        elems: ppb * model.input.channels,
+        steps: 1,
+        bits: model.input.pixel_bits,
+    };
+    let in_bits = input_beat.width();
     let last = ctxs.last().expect("a validated model has layers");
     let hw = stream::HeadWidths {
         logit: widths.logit_bits().max(last.out_value_bits() + 1),
@@ -339,9 +365,9 @@ pub fn generate_with(
     };
     let out_bits = hw.class + widths.classes * hw.logit;
     let mut files = BTreeMap::new();
-    let (mut modules, rom_files) = layer_modules(&ctxs, &names, ppb, &mut files);
+    let (mut modules, rom_files) = layer_modules(&ctxs, &names, input_beat, &mut files);
     modules.push(stream::head(last, &names, hw, last.out_signed()));
-    modules.push(top::core(&ctxs, &names, in_bits, out_bits));
+    modules.push(top::core(&ctxs, &names, input_beat, out_bits));
     modules.push(top::top(&ctxs, &names, in_bits, out_bits));
     let image_bytes = geo[0].input.positions() as u32 * model.input.channels;
     let shape = shell::ShellShape {
@@ -405,6 +431,7 @@ pub fn generate_with(
             .map(|(c, &cycles)| layer_manifest(c, cycles))
             .collect(),
         folding: folding.clone(),
+        stream_layout: STREAM_LAYOUT.into(),
         cycles_per_image: fold::pipeline_cycles(model, folding),
         latency_cycles: layer_cycles.iter().sum::<u64>()
             + (geo[0].input.positions() as u64).div_ceil(ppb as u64),
@@ -431,23 +458,24 @@ pub fn generate_with(
 /// The UART shell's bit time without a board: 12 MHz at 115 200 baud.
 const DEFAULT_CLKS_PER_BIT: u64 = 104;
 
-/// Each layer's modules (front, MVU, optional pool) and its two ROM images, which go into
-/// `files`; returns the modules and the ROM file names.
+/// Each layer's modules (width converters, window unit, MVU, optional pool) and its two ROM
+/// images, which go into `files`; returns the modules and the ROM file names.
 fn layer_modules(
     ctxs: &[LayerCtx],
     names: &Names,
-    pixels_per_beat: u32,
+    input: dwc::Beat,
     files: &mut BTreeMap<String, String>,
 ) -> (Vec<Module>, Vec<String>) {
     let (mut modules, mut rom_files) = (Vec::new(), Vec::new());
+    let mut beat = input;
     for ctx in ctxs {
-        modules.push(match top::front_kind(ctx) {
-            "collect" => {
-                let per_beat = if ctx.index == 0 { pixels_per_beat } else { 1 };
-                rtl::collect(ctx, names, per_beat)
-            }
-            _ => window::window(ctx, names),
-        });
+        modules.extend(dwc::converters(
+            names,
+            ctx.index,
+            beat,
+            top::swg_beat(ctx).elems,
+        ));
+        modules.push(swg::swg(ctx, names));
         modules.push(mvu::mvu(ctx, names));
         if let Some(p) = ctx.layer.pool {
             modules.push(stream::pool(ctx, names, p));
@@ -456,6 +484,7 @@ fn layer_modules(
         files.insert(names.param_file(ctx.index), param_rom(ctx));
         rom_files.push(names.weight_file(ctx.index));
         rom_files.push(names.param_file(ctx.index));
+        beat = top::out_beat(ctx);
     }
     (modules, rom_files)
 }
@@ -483,7 +512,11 @@ fn layer_manifest(c: &LayerCtx, cycles: u64) -> LayerManifest {
         channels: c.geo.output.channels,
         value_bits: c.out_value_bits(),
         value_signed: c.out_signed(),
+        beat_channels: c.fold.pe,
+        steps: c.out_steps(),
+        beats_per_image: c.out_beats(),
         tap_bits: c.out_beat_bits(),
+        input_beat_channels: c.fold.simd,
         acc_bits: c.acc_bits(),
         membrane_bits: if matches!(c.layer.neuron, Neuron::None { .. }) {
             0

@@ -13,7 +13,7 @@ use spikeforge_model::ir::{Layer, Neuron};
 use spikeforge_model::widths::LayerWidths;
 
 use crate::fold::LayerFold;
-use crate::names::{self, Names};
+use crate::names;
 use crate::vlog::*;
 
 /// Everything the generator needs to know about one layer.
@@ -30,6 +30,8 @@ pub struct LayerCtx<'a> {
     pub fold: LayerFold,
     /// Time steps of the model.
     pub steps: u32,
+    /// Adder-tree levels between register ranks in the MVU.
+    pub tree_levels: u32,
 }
 
 impl<'a> LayerCtx<'a> {
@@ -40,6 +42,7 @@ impl<'a> LayerCtx<'a> {
         geo: &[LayerGeometry],
         widths: &'a spikeforge_model::widths::Widths,
     ) -> Vec<LayerCtx<'a>> {
+        let tree_levels = folding.tree_levels;
         model
             .layers
             .iter()
@@ -51,6 +54,7 @@ impl<'a> LayerCtx<'a> {
                 widths: &widths.layers[i],
                 fold: folding.layers[i],
                 steps: model.time_steps,
+                tree_levels,
             })
             .collect()
     }
@@ -115,6 +119,54 @@ pub(crate) fn sext(e: Expr, from: u32, to: u32) -> Expr {
     }
 }
 
+/// `$readmemh({ROM_DIR, file}, mem)`: the directory parameter ends in `/` (default `./`, so
+/// that Icarus, which rejects the NUL byte an empty string contributes, reads it too).
+pub(crate) fn rom_load(file: &str, mem: &Expr) -> Stmt {
+    Stmt::Task(
+        "$readmemh".into(),
+        vec![
+            cat(vec![id("ROM_DIR"), Expr::Str(file.into())]),
+            mem.clone(),
+        ],
+    )
+}
+
+/// A counter over `n` values, `None` when `n == 1`.
+pub(crate) fn counter(m: &mut Module, name: &str, n: u32) -> Option<(Expr, u32)> {
+    (n > 1).then(|| {
+        let w = index_bits(n as u64);
+        (m.reg(name, w), w)
+    })
+}
+
+/// `counter == n − 1` (always true without a counter).
+pub(crate) fn at_last(c: &Option<(Expr, u32)>, n: u32) -> Expr {
+    match c {
+        Some((r, w)) => r.clone().eq(lit(*w, (n - 1) as u64)),
+        None => one(),
+    }
+}
+
+/// `counter == 0` (always true without a counter).
+pub(crate) fn at_first(c: &Option<(Expr, u32)>) -> Expr {
+    match c {
+        Some((r, w)) => r.clone().eq(lit(*w, 0)),
+        None => one(),
+    }
+}
+
+/// Steps `c`, wrapping after `n − 1`.
+pub(crate) fn step_counter(c: &Option<(Expr, u32)>, n: u32) -> Option<Stmt> {
+    c.as_ref().map(|(r, w)| {
+        Stmt::Nb(
+            r.clone(),
+            r.clone()
+                .eq(lit(*w, (n - 1) as u64))
+                .cond(lit(*w, 0), r.clone().add(lit(*w, 1))),
+        )
+    })
+}
+
 pub(crate) fn stream_ports(m: &mut Module, in_w: u32, out_w: u32, out_reg: bool) {
     m.input(names::CLK, 1);
     m.input(names::RST, 1);
@@ -135,13 +187,27 @@ pub(crate) fn stream_ports(m: &mut Module, in_w: u32, out_w: u32, out_reg: bool)
 }
 
 impl LayerCtx<'_> {
-    /// Bits of one input position: steps × channels × value bits.
-    pub fn entry_bits(&self) -> u32 {
-        self.geo.input_steps * self.geo.input.channels * self.geo.input_bits
+    /// Bits of one word of the window unit (the MVU's input beat): `SIMD` inputs × input
+    /// steps × value bits, `[step][input]`.
+    pub fn in_word_bits(&self) -> u32 {
+        self.geo.input_steps * self.fold.simd * self.geo.input_bits
     }
-    /// Bits of one window.
-    pub fn window_bits(&self) -> u32 {
-        self.geo.input_steps * self.geo.fan_in as u32 * self.geo.input_bits
+    /// Bits of one MVU output beat: `PE` channels × output steps × neuron bits.
+    pub fn group_bits(&self) -> u32 {
+        self.out_steps() * self.fold.pe * self.neuron_bits()
+    }
+    /// Input groups of `SIMD` channels per input position (conv); 1 for dense layers, whose
+    /// window unit sees the flattened input as one row of `N/SIMD` words.
+    pub fn in_groups(&self) -> u32 {
+        match self.layer.synapse {
+            spikeforge_model::ir::Synapse::Conv { .. } => self.geo.input.channels / self.fold.simd,
+            spikeforge_model::ir::Synapse::Dense { .. } => 1,
+        }
+    }
+    /// Cycles the MVU spends per output position: `NF` folds of `max(SF, local steps)`
+    /// (the neuron stage runs a fold's local steps while the next fold accumulates).
+    pub fn position_cycles(&self) -> u64 {
+        self.nf() as u64 * (self.sf() as u64).max(self.geo.local_steps as u64)
     }
     /// Bits of one value leaving the neuron (before pooling): a spike (1 bit binary, 2 bits
     /// ternary) or a signed value.
@@ -173,13 +239,14 @@ impl LayerCtx<'_> {
             _ => self.steps,
         }
     }
-    /// Bits of one beat of the neuron's output (before pooling).
-    pub fn neuron_beat_bits(&self) -> u32 {
-        self.out_steps() * self.geo.synaptic.channels * self.neuron_bits()
-    }
-    /// Bits of one beat of the layer's output stream.
+    /// Bits of one beat of the layer's output stream (after pooling): `PE` channels × output
+    /// steps × value bits.
     pub fn out_beat_bits(&self) -> u32 {
-        self.out_steps() * self.geo.output.channels * self.out_value_bits()
+        self.out_steps() * self.fold.pe * self.out_value_bits()
+    }
+    /// Beats of the layer's output stream per image.
+    pub fn out_beats(&self) -> u64 {
+        self.geo.output.positions() as u64 * self.nf() as u64
     }
     /// Accumulator width used in the RTL: the analysed width, widened so that one input or
     /// one weight always fits (the arithmetic is modular, the analysed width is exact).
@@ -200,6 +267,11 @@ impl LayerCtx<'_> {
             }
             Neuron::None { .. } => self.widths.output_bits(),
         }
+    }
+    /// Bits of a current in the hand-off register: the neuron's width, or the accumulator's
+    /// when narrower (the low bits of a modular sum are all a narrow output needs).
+    pub fn slot_bits(&self) -> u32 {
+        self.acc_bits().min(self.value_bits())
     }
     /// Bits of one weight (1 for binary).
     pub fn weight_bits(&self) -> u32 {
@@ -225,77 +297,4 @@ impl LayerCtx<'_> {
             Neuron::None { .. } | Neuron::TsaReadout { .. } => self.value_bits(),
         }
     }
-}
-
-/// The dense front: collects every position of the input map into one window.
-pub fn collect(ctx: &LayerCtx, names: &Names, per_beat: u32) -> Module {
-    let g = &ctx.geo;
-    let ew = ctx.entry_bits();
-    let pos = g.input.positions() as u32;
-    let beats = pos / per_beat;
-    let total = pos * ew;
-    let mut m = Module::new(
-        names.layer_module(ctx.index, "collect"),
-        vec![format!(
-            "Dense front of layer {} ({}): shifts in {pos} positions, {per_beat} per beat, \
-             and presents them as one window.",
-            ctx.index, ctx.layer.name
-        )],
-    );
-    stream_ports(&mut m, per_beat * ew, ctx.window_bits(), false);
-    let sr = m.reg("sr", total);
-    let full = m.reg("full", 1);
-    m.assign(id("in_ready"), full.clone().not());
-    m.assign(id("out_valid"), full.clone());
-    // Window layout is [step][position][channel]; the shift register holds [position][step][channel].
-    let steps = g.input_steps;
-    let cb = g.input.channels * g.input_bits;
-    let mut parts = Vec::new();
-    for t in (0..steps).rev() {
-        for p in (0..pos).rev() {
-            parts.push(sr.clone().slice(p * ew + t * cb + cb - 1, p * ew + t * cb));
-        }
-    }
-    m.assign(
-        id("out_data"),
-        if steps == 1 { sr.clone() } else { cat(parts) },
-    );
-    let accept = m.wire_eq("accept", 1, id("in_valid").and(full.clone().not()));
-    let shift = if beats == 1 {
-        id("in_data")
-    } else {
-        cat(vec![
-            id("in_data"),
-            sr.clone().slice(total - 1, per_beat * ew),
-        ])
-    };
-    let mut on_accept = vec![Stmt::Nb(sr, shift)];
-    let mut reset = vec![Stmt::Nb(full.clone(), zero())];
-    if beats == 1 {
-        on_accept.push(Stmt::Nb(full.clone(), one()));
-    } else {
-        let cw = index_bits(beats as u64);
-        let count = m.reg("count", cw);
-        reset.push(Stmt::Nb(count.clone(), lit(cw, 0)));
-        on_accept.push(Stmt::If(
-            count.clone().eq(lit(cw, (beats - 1) as u64)),
-            vec![
-                Stmt::Nb(count.clone(), lit(cw, 0)),
-                Stmt::Nb(full.clone(), one()),
-            ],
-            vec![Stmt::Nb(count.clone(), count.add(lit(cw, 1)))],
-        ));
-    }
-    m.seq(vec![Stmt::If(
-        id(names::RST),
-        reset,
-        vec![
-            when(
-                full.clone().and(id("out_ready")),
-                vec![Stmt::Nb(full, zero())],
-            ),
-            when(accept, on_accept),
-        ],
-    )]);
-    m
 }

@@ -259,7 +259,8 @@ pub fn uart_shell(names: &Names, shape: ShellShape, in_bits: u32, clks: u64) -> 
         ],
     );
     clks_param(&mut m, clks);
-    m.params.push(("ROM_DIR".into(), Expr::Str(String::new())));
+    m.params
+        .push(("ROM_DIR".into(), Expr::Str(crate::ROM_DIR_DEFAULT.into())));
     m.input(names::CLK, 1);
     m.input(names::RST, 1);
     m.input(names::UART_RX, 1);
@@ -422,7 +423,8 @@ pub fn board_top(names: &Names, board: &str, clks: u64) -> Module {
         )],
     );
     clks_param(&mut m, clks);
-    m.params.push(("ROM_DIR".into(), Expr::Str(String::new())));
+    m.params
+        .push(("ROM_DIR".into(), Expr::Str(crate::ROM_DIR_DEFAULT.into())));
     m.input(names::CLK, 1);
     m.input(names::UART_RX, 1);
     m.output(names::UART_TX, 1);

@@ -4,17 +4,20 @@ use spikeforge_model::geometry::bits_unsigned;
 use spikeforge_model::ir::Pool;
 
 use crate::names::{self, Names};
-use crate::rtl::{index_bits, sext, stream_ports, zext, LayerCtx};
+use crate::rtl::{at_last, counter, index_bits, sext, stream_ports, zext, LayerCtx};
 use crate::vlog::*;
 
-/// 2×2 stride-2 pooling (OR or SUM) of a `[step][channel]` spike stream in raster order.
-/// Even columns are held, odd columns pair up; even rows park their pairs in a row buffer,
-/// odd rows complete them. An odd last row or column is consumed and dropped. Ternary spikes
-/// (2-bit two's complement) sum to signed pairs and quads.
+/// 2×2 stride-2 pooling (OR or SUM) of a spike stream in raster order whose beats carry `PE`
+/// channels × steps (`[step][channel]`), `NF` beats per position. Even columns are held per
+/// channel group; odd columns pair up; even rows park their pairs in a row buffer (block RAM
+/// when large: its read is registered and prefetched for the next beat), odd rows complete
+/// them. An odd last row or column is consumed and dropped. Ternary spikes (2-bit two's
+/// complement) sum to signed pairs and quads.
 pub fn pool(ctx: &LayerCtx, names: &Names, kind: Pool) -> Module {
     let syn = ctx.geo.synaptic;
     let (h, w) = (syn.height, syn.width);
-    let fields = ctx.steps * syn.channels;
+    let ng = ctx.nf();
+    let fields = ctx.out_steps() * ctx.fold.pe;
     let ib = ctx.neuron_bits();
     let signed = ctx.layer.is_tsa();
     // Bits of one pair sum and of one quad sum.
@@ -25,7 +28,7 @@ pub fn pool(ctx: &LayerCtx, names: &Names, kind: Pool) -> Module {
     let mut m = Module::new(
         names.layer_module(ctx.index, "pool"),
         vec![format!(
-            "Layer {} ({}): 2x2 {} pooling of a {h}x{w} spike map, {fields} {}spikes per position.",
+            "Layer {} ({}): 2x2 {} pooling of a {h}x{w} spike map, {ng} beat(s) of {fields} {}spikes per position.",
             ctx.index,
             ctx.layer.name,
             if kind == Pool::Or { "OR" } else { "SUM" },
@@ -33,17 +36,15 @@ pub fn pool(ctx: &LayerCtx, names: &Names, kind: Pool) -> Module {
         )],
     );
     stream_ports(&mut m, fields * ib, fields * ob, true);
-    let (xw, yw) = (index_bits(w as u64), index_bits(h as u64));
-    let x = m.reg("x", xw);
-    let y = m.reg("y", yw);
-    let hold = m.reg("hold", fields * ib);
-    let rowbuf = m.mem("rowbuf", fields * pb, w / 2);
-    let ri = if w / 2 == 1 {
-        lit(1, 0)
-    } else {
-        x.clone().slice(index_bits((w / 2) as u64), 1)
-    };
-    let parked = m.wire_eq("parked", fields * pb, rowbuf.clone().idx(ri.clone()));
+    let g = counter(&mut m, "g", ng);
+    let x = counter(&mut m, "x", w);
+    let y = counter(&mut m, "y", h);
+    let hold = m.mem("hold", fields * ib, ng);
+    let pairs = w.div_ceil(2) * ng;
+    let rowbuf = m.mem("rowbuf", fields * pb, pairs);
+    let rb_q = m.reg("rb_q", fields * pb);
+    let gi = |c: &Option<(Expr, u32)>| c.as_ref().map_or(lit(1, 0), |(r, _)| r.clone());
+    let held = m.wire_eq("held", fields * ib, hold.clone().idx(gi(&g)));
     let widths = PoolWidths {
         fields,
         input: ib,
@@ -51,42 +52,79 @@ pub fn pool(ctx: &LayerCtx, names: &Names, kind: Pool) -> Module {
         quad: ob,
         signed,
     };
-    let (pair, quad) = pool_sums(kind, &widths, &hold, &parked);
+    let (pair, quad) = pool_sums(kind, &widths, &held, &rb_q);
     let pair = m.wire_eq("pair", fields * pb, pair);
     let quad = m.wire_eq("quad", fields * ob, quad);
     m.assign(id("in_ready"), id("out_valid").not().or(id("out_ready")));
     let accept = m.wire_eq("accept", 1, id("in_valid").and(id("in_ready")));
-    let odd = |e: &Expr| e.clone().bit(0);
+    // The counters after this beat, and the row-buffer address of a beat.
+    let next = |m: &mut Module, c: &Option<(Expr, u32)>, n: u32, carry: &Expr, name: &str| {
+        c.as_ref().map(|(r, cw)| {
+            let wrapped = r
+                .clone()
+                .eq(lit(*cw, (n - 1) as u64))
+                .cond(lit(*cw, 0), r.clone().add(lit(*cw, 1)));
+            m.wire_eq(name, *cw, carry.clone().cond(wrapped, r.clone()))
+        })
+    };
+    let g_last = m.wire_eq("g_last", 1, at_last(&g, ng));
+    let x_last = m.wire_eq("x_last", 1, g_last.clone().and(at_last(&x, w)));
+    let g_n = next(&mut m, &g, ng, &one(), "g_n");
+    let x_n = next(&mut m, &x, w, &g_last, "x_n");
+    let y_n = next(&mut m, &y, h, &x_last, "y_n");
+    let aw = index_bits(pairs as u64);
+    let addr = |xv: &Option<Expr>, gv: &Option<Expr>| {
+        let col = match (xv, &x) {
+            (Some(e), Some((_, cw))) if w > 2 => {
+                crate::rtl::resize(e.clone().slice(*cw - 1, 1), *cw - 1, aw)
+            }
+            _ => lit(aw, 0),
+        };
+        let gg = match gv {
+            Some(e) => crate::rtl::resize(e.clone(), index_bits(ng as u64), aw),
+            None => lit(aw, 0),
+        };
+        col.mul(lit(aw, ng as u64)).add(gg)
+    };
+    let cur = (
+        x.as_ref().map(|c| c.0.clone()),
+        g.as_ref().map(|c| c.0.clone()),
+    );
+    let a_cur = m.wire_eq("rb_addr", aw, addr(&cur.0, &cur.1));
+    let a_next = m.wire_eq("rb_next", aw, addr(&x_n, &g_n));
+    let odd = |c: &Option<(Expr, u32)>| c.as_ref().map_or(zero(), |(r, _)| r.clone().bit(0));
+    let mut on_accept = vec![Stmt::If(
+        odd(&x).not(),
+        vec![Stmt::Nb(hold.idx(gi(&g)), id("in_data"))],
+        vec![Stmt::If(
+            odd(&y).not(),
+            vec![Stmt::Nb(rowbuf.clone().idx(a_cur.clone()), pair)],
+            vec![
+                Stmt::Nb(id("out_valid"), one()),
+                Stmt::Nb(id("out_data"), quad),
+            ],
+        )],
+    )];
+    let mut reset = vec![Stmt::Nb(id("out_valid"), zero())];
+    for (c, n) in [(&g, &g_n), (&x, &x_n), (&y, &y_n)] {
+        if let (Some((r, cw)), Some(nv)) = (c, n) {
+            on_accept.push(Stmt::Nb(r.clone(), nv.clone()));
+            reset.push(Stmt::Nb(r.clone(), lit(*cw, 0)));
+        }
+    }
+    m.seq(vec![Stmt::Nb(
+        rb_q,
+        rowbuf.idx(accept.clone().cond(a_next, a_cur)),
+    )]);
     m.seq(vec![Stmt::If(
         id(names::RST),
-        vec![
-            Stmt::Nb(x.clone(), lit(xw, 0)),
-            Stmt::Nb(y.clone(), lit(yw, 0)),
-            Stmt::Nb(id("out_valid"), zero()),
-        ],
+        reset,
         vec![
             when(
                 id("out_valid").and(id("out_ready")),
                 vec![Stmt::Nb(id("out_valid"), zero())],
             ),
-            when(
-                accept,
-                vec![
-                    Stmt::If(
-                        odd(&x).not(),
-                        vec![Stmt::Nb(hold, id("in_data"))],
-                        vec![Stmt::If(
-                            odd(&y).not(),
-                            vec![Stmt::Nb(rowbuf.idx(ri), pair)],
-                            vec![
-                                Stmt::Nb(id("out_valid"), one()),
-                                Stmt::Nb(id("out_data"), quad),
-                            ],
-                        )],
-                    ),
-                    raster_step((&x, xw, w), (&y, yw, h)),
-                ],
-            ),
+            when(accept, on_accept),
         ],
     )]);
     m
@@ -136,24 +174,6 @@ fn pool_sums(kind: Pool, pw: &PoolWidths, hold: &Expr, parked: &Expr) -> (Expr, 
     )
 }
 
-/// Steps a raster position `(x, y)` (each `(register, width, size)`) to the next one, back to
-/// the first after the last.
-fn raster_step((x, xw, w): (&Expr, u32, u32), (y, yw, h): (&Expr, u32, u32)) -> Stmt {
-    Stmt::If(
-        x.clone().eq(lit(xw, (w - 1) as u64)),
-        vec![
-            Stmt::Nb(x.clone(), lit(xw, 0)),
-            Stmt::Nb(
-                y.clone(),
-                y.clone()
-                    .eq(lit(yw, (h - 1) as u64))
-                    .cond(lit(yw, 0), y.clone().add(lit(yw, 1))),
-            ),
-        ],
-        vec![Stmt::Nb(x.clone(), x.clone().add(lit(xw, 1)))],
-    )
-}
-
 /// Widths of the head's output beat.
 #[derive(Debug, Clone, Copy)]
 pub struct HeadWidths {
@@ -170,27 +190,31 @@ pub fn head(last: &LayerCtx, names: &Names, hw: HeadWidths, signed_in: bool) -> 
     let classes = out.channels;
     let ob = last.out_value_bits();
     let steps = last.out_steps();
-    let positions = out.positions() as u32;
+    let g = last.fold.pe;
+    let ng = last.nf();
+    let beats = out.positions() as u32 * ng;
     let (lw, cb) = (hw.logit, hw.class);
     let mut m = Module::new(
         names.head(),
         vec![format!(
-            "GAP/argmax head: {classes} logits summed over {positions} positions x {steps} steps; \
-             ties go to the lowest class index."
+            "GAP/argmax head: {classes} logits summed over {} positions x {steps} steps, \
+             {g} classes per beat; ties go to the lowest class index.",
+            out.positions()
         )],
     );
-    stream_ports(&mut m, steps * classes * ob, cb + classes * lw, true);
+    stream_ports(&mut m, steps * g * ob, cb + classes * lw, true);
     // A finished image waits in `fin` until the output takes it.
     let fin_valid = m.reg("fin_valid", 1);
     m.assign(id("in_ready"), fin_valid.clone().not());
     let accept = m.wire_eq("accept", 1, id("in_valid").and(id("in_ready")));
+    let group = counter(&mut m, "grp", ng);
     let mut logits = vec![];
     let mut next = vec![];
     for c in 0..classes {
         let lg = m.sreg(&format!("lg{c}"), lw);
-        let mut sum = lg.clone();
+        let mut sum = lit(lw, 0);
         for t in 0..steps {
-            let lo = (t * classes + c) * ob;
+            let lo = (t * g + c % g) * ob;
             let f = id("in_data").slice(lo + ob - 1, lo);
             sum = sum.add(if signed_in {
                 sext(f, ob, lw)
@@ -198,7 +222,11 @@ pub fn head(last: &LayerCtx, names: &Names, hw: HeadWidths, signed_in: bool) -> 
                 zext(f, ob, lw)
             });
         }
-        next.push(m.swire_eq(&format!("nl{c}"), lw, sum));
+        let sum = match &group {
+            Some((r, w)) => r.clone().eq(lit(*w, (c / g) as u64)).cond(sum, slit(lw, 0)),
+            None => sum,
+        };
+        next.push(m.swire_eq(&format!("nl{c}"), lw, lg.clone().add(sum)));
         logits.push(lg);
     }
     // The final logits are registered; the argmax runs on the registers next cycle, as a
@@ -230,22 +258,24 @@ pub fn head(last: &LayerCtx, names: &Names, hw: HeadWidths, signed_in: bool) -> 
         .collect();
     reset.push(Stmt::Nb(id("out_valid"), zero()));
     reset.push(Stmt::Nb(fin_valid.clone(), zero()));
-    let on_accept = if positions == 1 {
+    let mut on_accept = if beats == 1 {
         finish
     } else {
-        let pw = index_bits(positions as u64);
+        let pw = index_bits(beats as u64);
         let count = m.reg("count", pw);
         reset.push(Stmt::Nb(count.clone(), lit(pw, 0)));
         let mut fin = finish;
         fin.push(Stmt::Nb(count.clone(), lit(pw, 0)));
         let mut cont = keep;
         cont.push(Stmt::Nb(count.clone(), count.clone().add(lit(pw, 1))));
-        vec![Stmt::If(
-            count.eq(lit(pw, (positions - 1) as u64)),
-            fin,
-            cont,
-        )]
+        vec![Stmt::If(count.eq(lit(pw, (beats - 1) as u64)), fin, cont)]
     };
+    if let Some(step) = crate::rtl::step_counter(&group, ng) {
+        on_accept.push(step);
+        if let Some((r, w)) = &group {
+            reset.push(Stmt::Nb(r.clone(), lit(*w, 0)));
+        }
+    }
     m.seq(vec![Stmt::If(
         id(names::RST),
         reset,

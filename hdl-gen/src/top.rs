@@ -1,6 +1,7 @@
 //! The network core (every layer chained by streams, one tap per layer for co-simulation)
 //! and the synthesis top (stream ports only, wrapping the core).
 
+use crate::dwc::Beat;
 use crate::names::{self, tap_data, tap_valid, Names};
 use crate::rtl::LayerCtx;
 use crate::vlog::*;
@@ -64,9 +65,28 @@ fn axis_ports(m: &mut Module, in_bits: u32, out_bits: u32) {
     m.output(names::M_TDATA, out_bits);
 }
 
+/// The beat a layer's window unit consumes: `SIMD` input elements (channels, or values of the
+/// flattened input for a dense layer) with their input steps.
+pub fn swg_beat(ctx: &LayerCtx) -> Beat {
+    Beat {
+        elems: ctx.fold.simd,
+        steps: ctx.geo.input_steps,
+        bits: ctx.geo.input_bits,
+    }
+}
+
+/// The beat a layer's output stream carries: `PE` channels with their output steps.
+pub fn out_beat(ctx: &LayerCtx) -> Beat {
+    Beat {
+        elems: ctx.fold.pe,
+        steps: ctx.out_steps(),
+        bits: ctx.out_value_bits(),
+    }
+}
+
 /// The core: layers and head chained; `tapL_valid`/`tapL_data` show every beat of layer L's
-/// output stream.
-pub fn core(layers: &[LayerCtx], names: &Names, in_bits: u32, out_bits: u32) -> Module {
+/// output stream. Each layer is `[width converters] → window unit → MVU → [pool]`.
+pub fn core(layers: &[LayerCtx], names: &Names, input: Beat, out_bits: u32) -> Module {
     let mut m = Module::new(
         names.core(),
         vec![format!(
@@ -74,33 +94,58 @@ pub fn core(layers: &[LayerCtx], names: &Names, in_bits: u32, out_bits: u32) -> 
             layers.len()
         )],
     );
-    m.params.push(("ROM_DIR".into(), Expr::Str(String::new())));
-    axis_ports(&mut m, in_bits, out_bits);
+    m.params
+        .push(("ROM_DIR".into(), Expr::Str(crate::ROM_DIR_DEFAULT.into())));
+    axis_ports(&mut m, input.width(), out_bits);
     for ctx in layers {
         m.output(&tap_valid(ctx.index), 1);
         m.output(&tap_data(ctx.index), ctx.out_beat_bits());
     }
-    let mut input = Stream {
+    let mut prev = Stream {
         valid: id(names::S_TVALID),
         ready: id(names::S_TREADY),
         data: id(names::S_TDATA),
     };
+    let mut beat = input;
     for ctx in layers {
         let l = ctx.index;
         m.comment(format!("Layer {l}: {}", ctx.layer.name));
-        let win = stream(&mut m, &format!("l{l}_win"), ctx.window_bits());
+        let want = swg_beat(ctx);
+        let convs = crate::dwc::converters(names, l, beat, want.elems);
+        for (k, conv) in convs.iter().enumerate() {
+            let width = if k + 1 == convs.len() {
+                want.width()
+            } else {
+                // The intermediate beat of a two-step conversion.
+                conv.ports
+                    .iter()
+                    .find(|p| p.name == "out_data")
+                    .map(|p| p.width)
+                    .expect("a converter has out_data")
+            };
+            let next = stream(&mut m, &format!("l{l}_dwc{k}"), width);
+            instance(
+                &mut m,
+                conv.name.clone(),
+                format!("u_l{l}_dwc{k}"),
+                false,
+                &prev,
+                &next,
+            );
+            prev = next;
+        }
+        let win = stream(&mut m, &format!("l{l}_win"), ctx.in_word_bits());
         let syn = ctx
             .layer
             .pool
-            .map(|_| stream(&mut m, &format!("l{l}_syn"), ctx.neuron_beat_bits()));
+            .map(|_| stream(&mut m, &format!("l{l}_syn"), ctx.group_bits()));
         let out = stream(&mut m, &format!("l{l}_out"), ctx.out_beat_bits());
-        let front = front_kind(ctx);
         instance(
             &mut m,
-            names.layer_module(l, front),
-            format!("u_l{l}_{front}"),
+            names.layer_module(l, "swg"),
+            format!("u_l{l}_swg"),
             false,
-            &input,
+            &prev,
             &win,
         );
         let mvu_out = syn.as_ref().unwrap_or(&out);
@@ -124,7 +169,8 @@ pub fn core(layers: &[LayerCtx], names: &Names, in_bits: u32, out_bits: u32) -> 
         }
         m.assign(id(tap_valid(l)), out.valid.clone().and(out.ready.clone()));
         m.assign(id(tap_data(l)), out.data.clone());
-        input = out;
+        prev = out;
+        beat = out_beat(ctx);
     }
     m.comment("Head");
     let result = Stream {
@@ -132,21 +178,14 @@ pub fn core(layers: &[LayerCtx], names: &Names, in_bits: u32, out_bits: u32) -> 
         ready: id(names::M_TREADY),
         data: id(names::M_TDATA),
     };
-    instance(
-        &mut m,
-        names.head(),
-        "u_head".into(),
-        false,
-        &input,
-        &result,
-    );
+    instance(&mut m, names.head(), "u_head".into(), false, &prev, &result);
     m
 }
 
-/// `collect` for dense layers, `window` for convolutions.
+/// `window` for convolutions, `dense` for dense layers: what the window unit walks.
 pub fn front_kind(ctx: &LayerCtx) -> &'static str {
     match ctx.layer.synapse {
-        spikeforge_model::ir::Synapse::Dense { .. } => "collect",
+        spikeforge_model::ir::Synapse::Dense { .. } => "dense",
         spikeforge_model::ir::Synapse::Conv { .. } => "window",
     }
 }
@@ -160,7 +199,8 @@ pub fn top(layers: &[LayerCtx], names: &Names, in_bits: u32, out_bits: u32) -> M
             "Layouts and timing are in manifest.json.".into(),
         ],
     );
-    m.params.push(("ROM_DIR".into(), Expr::Str(String::new())));
+    m.params
+        .push(("ROM_DIR".into(), Expr::Str(crate::ROM_DIR_DEFAULT.into())));
     axis_ports(&mut m, in_bits, out_bits);
     let mut conns: Vec<(String, Expr)> = [
         names::CLK,

@@ -63,6 +63,15 @@ pub struct LayerGeometry {
     pub local_steps: u32,
     /// Whether this is the first layer, which reads pixels.
     pub is_pixel_layer: bool,
+    /// Whether the synaptic op is dense (fully connected) rather than a convolution.
+    pub dense: bool,
+}
+
+impl LayerGeometry {
+    /// Whether the synaptic op is dense.
+    pub fn is_dense(&self) -> bool {
+        self.dense
+    }
 }
 
 /// Output size of a convolution along one axis, or `None` if the window does not fit.
@@ -157,6 +166,7 @@ pub fn layer_geometry(
             _ => time_steps,
         },
         is_pixel_layer,
+        dense: matches!(layer.synapse, Synapse::Dense { .. }),
     })
 }
 

@@ -31,7 +31,7 @@ fn random_model_then_gen_twice_gives_identical_bytes() {
             "--out",
             d.to_str().unwrap(),
             "--fold",
-            "0=3,9",
+            "0=3,1",
         ]);
         assert!(ok, "{err}");
         assert!(out.contains("cycles per image"));

@@ -36,7 +36,7 @@ fn other_folding(model: &Model, seed: u64) -> Folding {
         .enumerate()
         .map(|(i, g)| {
             let pes = divisors(g.synaptic.channels);
-            let simds = divisors(g.fan_in as u32);
+            let simds = fold::simd_choices(g);
             FoldOverride::Layer(
                 i.to_string(),
                 LayerFold {

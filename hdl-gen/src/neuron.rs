@@ -1,0 +1,231 @@
+//! The neuron of a lane, one local step per cycle: the hardware of each neuron kind, described
+//! once, in [`step`]'s exhaustive match. The MVU hands over a neuron fold's currents (all input
+//! steps of its `PE` lanes) with the fold's parameters; the neuron stage then runs the
+//! `local_steps` steps of those lanes, `k = 0 … L−1`, with each lane's membrane in a register.
+//!
+//! Per kind (the golden model's semantics, `spikeforge_model::golden`):
+//! * LIF: `I = (neg ? −a : a) + bias`, `v = leak(v') + I`, fire on `v ≥ θ` (or `>`), reset;
+//! * TSA: `u ← 2u + I` (bias at the first step), clamp, then after the silent steps fire
+//!   ±1 and subtract `±2θ`; the 1-bit guard allows −1 only after a +1;
+//! * TSA readout: `u ← 2u + a` (bias at the first step), output `u` after the last step;
+//! * none: output `a + bias` at every step.
+
+use spikeforge_model::ir::{FireRule, Leak, NegativeSpikes, Neuron, Reset};
+
+use crate::rtl::{fit, index_bits, LayerCtx};
+use crate::vlog::*;
+
+/// What the neuron of lane `p` sees at local step `k`.
+pub struct StepIn<'a> {
+    /// The lane.
+    pub p: u32,
+    /// The local step counter (`None` with a single local step).
+    pub k: Option<&'a Expr>,
+    /// The lane's synaptic current at this step, `value_bits` wide, signed, before polarity.
+    pub current: Expr,
+    /// The parameter word of the neuron fold (`PE` lanes of [`LayerCtx::lane_param_bits`]).
+    pub prm: &'a Expr,
+}
+
+/// One local step of a lane.
+pub struct StepOut {
+    /// Register updates made when the step runs.
+    pub updates: Vec<Stmt>,
+    /// The value this step emits (`neuron_bits` wide).
+    pub value: Expr,
+    /// Whether this step emits an output value (a 1-bit expression).
+    pub emits: Expr,
+}
+
+impl StepIn<'_> {
+    /// Field `f` of the lane's parameters, `w` bits wide (field 0, the bias, at the bottom).
+    fn param(&self, ctx: &LayerCtx, f: u32, w: u32) -> Expr {
+        let at = self.p * ctx.lane_param_bits() + f * ctx.value_bits();
+        self.prm.clone().slice(at + w - 1, at)
+    }
+    /// Whether this is the first local step.
+    fn first(&self, ctx: &LayerCtx) -> Expr {
+        let kw = index_bits(ctx.geo.local_steps as u64);
+        match self.k {
+            Some(k) => k.clone().eq(lit(kw, 0)),
+            None => one(),
+        }
+    }
+    /// Whether this is the last local step.
+    fn last(&self, ctx: &LayerCtx) -> Expr {
+        let l = ctx.geo.local_steps;
+        match self.k {
+            Some(k) => k.clone().eq(lit(index_bits(l as u64), (l - 1) as u64)),
+            None => one(),
+        }
+    }
+}
+
+/// The membrane register carried across local steps (`None` with one step) and its value
+/// entering this step: 0 at the first step of a position.
+fn carried(m: &mut Module, ctx: &LayerCtx, io: &StepIn, name: &str) -> (Option<Expr>, Expr) {
+    let (p, vw) = (io.p, ctx.value_bits());
+    match io.k {
+        None => (None, slit(vw, 0)),
+        Some(_) => {
+            let v = m.sreg(&format!("{name}{p}"), vw);
+            let first = io.first(ctx);
+            let prev = m.swire_eq(&format!("prev{p}"), vw, first.cond(slit(vw, 0), v.clone()));
+            (Some(v), prev)
+        }
+    }
+}
+
+/// Whether the pixel layer's current enters at the first local step only (TSA coding) rather
+/// than at every step (direct encoding).
+pub fn current_once(neuron: &Neuron) -> bool {
+    match neuron {
+        Neuron::Tsa(_) | Neuron::TsaReadout { .. } => true,
+        Neuron::Lif(_) | Neuron::None { .. } => false,
+    }
+}
+
+/// The lane's hardware for one local step.
+pub fn step(m: &mut Module, ctx: &LayerCtx, io: &StepIn) -> StepOut {
+    let (p, vw) = (io.p, ctx.value_bits());
+    let bias = m.swire_eq(&format!("bias{p}"), vw, io.param(ctx, 0, vw));
+    match &ctx.layer.neuron {
+        Neuron::Lif(lif) => {
+            let thr = m.swire_eq(&format!("thr{p}"), vw, io.param(ctx, 1, vw));
+            let pol = m.wire_eq(&format!("pol{p}"), 1, io.param(ctx, 2, 1));
+            let cur = m.swire_eq(
+                &format!("cur{p}"),
+                vw,
+                pol.cond(io.current.clone().neg(), io.current.clone())
+                    .add(bias),
+            );
+            let (v, prev) = carried(m, ctx, io, "v");
+            let leaked = match lif.leak {
+                Leak::None => prev,
+                Leak::Shift { shift } => prev.ashr(Expr::Int(shift as i64)),
+                Leak::Decay { shift } => prev.clone().sub(prev.ashr(Expr::Int(shift as i64))),
+            };
+            let vn = m.swire_eq(&format!("vn{p}"), vw, leaked.add(cur));
+            let fire = match lif.fire {
+                FireRule::Ge => vn.clone().ge(thr.clone()),
+                FireRule::Gt => vn.clone().gt(thr.clone()),
+            };
+            let fire = m.wire_eq(&format!("fire{p}"), 1, fire);
+            let after = match lif.reset {
+                Reset::Hard => slit(vw, 0),
+                Reset::Subtract => vn.clone().sub(thr),
+            };
+            StepOut {
+                updates: v
+                    .map(|v| vec![Stmt::Nb(v, fire.clone().cond(after, vn))])
+                    .unwrap_or_default(),
+                value: fire,
+                emits: one(),
+            }
+        }
+        Neuron::Tsa(tsa) => tsa_step(m, ctx, io, tsa, bias),
+        Neuron::TsaReadout { .. } => {
+            let first = io.first(ctx);
+            let (u, prev) = carried(m, ctx, io, "u");
+            let un = m.swire_eq(
+                &format!("un{p}"),
+                vw,
+                prev.shl(Expr::Int(1))
+                    .add(io.current.clone())
+                    .add(first.cond(bias, slit(vw, 0))),
+            );
+            StepOut {
+                updates: u.map(|u| vec![Stmt::Nb(u, un.clone())]).unwrap_or_default(),
+                value: fit(un, vw, ctx.neuron_bits()),
+                emits: io.last(ctx),
+            }
+        }
+        Neuron::None { .. } => {
+            let val = m.swire_eq(&format!("val{p}"), vw, io.current.clone().add(bias));
+            StepOut {
+                updates: vec![],
+                value: val,
+                emits: one(),
+            }
+        }
+    }
+}
+
+/// The TSA step (see [`spikeforge_model::ir::Tsa`]): double, integrate (bias at the first
+/// step), clamp, then — after the silent steps — fire +1/−1 and subtract `±2θ`.
+fn tsa_step(
+    m: &mut Module,
+    ctx: &LayerCtx,
+    io: &StepIn,
+    tsa: &spikeforge_model::ir::Tsa,
+    bias: Expr,
+) -> StepOut {
+    let (p, vw) = (io.p, ctx.value_bits());
+    let kw = index_bits(ctx.geo.local_steps as u64);
+    let thr = m.swire_eq(&format!("thr{p}"), vw, io.param(ctx, 1, vw));
+    let clamp = m.swire_eq(&format!("clamp{p}"), vw, io.param(ctx, 2, vw));
+    let pol = m.wire_eq(&format!("pol{p}"), 1, io.param(ctx, 3, 1));
+    let first = io.first(ctx);
+    let cur = m.swire_eq(
+        &format!("cur{p}"),
+        vw,
+        pol.cond(io.current.clone().neg(), io.current.clone())
+            .add(first.clone().cond(bias, slit(vw, 0))),
+    );
+    let (u, prev) = carried(m, ctx, io, "u");
+    let un = m.swire_eq(&format!("un{p}"), vw, prev.shl(Expr::Int(1)).add(cur));
+    let low = clamp.clone().neg();
+    let uc = m.swire_eq(
+        &format!("uc{p}"),
+        vw,
+        un.clone()
+            .gt(clamp.clone())
+            .cond(clamp, un.clone().lt(low.clone()).cond(low, un)),
+    );
+    let speaks = match (tsa.silent, io.k) {
+        (0, _) | (_, None) => one(),
+        (d, Some(k)) => k.clone().ge(lit(kw, d as u64)),
+    };
+    let speaks = m.wire_eq(&format!("speaks{p}"), 1, speaks);
+    // The 1-bit ReLU guard: set by the first +1 of the position.
+    let (fired, may_negate) = match (tsa.negative, io.k) {
+        (NegativeSpikes::Always, _) => (None, one()),
+        (NegativeSpikes::AfterPositive, None) => (None, zero()),
+        (NegativeSpikes::AfterPositive, Some(_)) => {
+            let f = m.reg(&format!("fired{p}"), 1);
+            let fin = m.wire_eq(&format!("fired_in{p}"), 1, first.cond(zero(), f.clone()));
+            (Some((f, fin.clone())), fin)
+        }
+    };
+    let pos = m.wire_eq(
+        &format!("fire_pos{p}"),
+        1,
+        speaks.clone().and(uc.clone().ge(thr.clone())),
+    );
+    let neg = m.wire_eq(
+        &format!("fire_neg{p}"),
+        1,
+        speaks
+            .clone()
+            .and(uc.clone().lt(thr.clone().neg()))
+            .and(may_negate),
+    );
+    let two = thr.shl(Expr::Int(1));
+    let after = pos.clone().cond(
+        uc.clone().sub(two.clone()),
+        neg.clone().cond(uc.clone().add(two), uc),
+    );
+    let mut updates = vec![];
+    if let Some(u) = u {
+        updates.push(Stmt::Nb(u, after));
+    }
+    if let Some((f, fin)) = fired {
+        updates.push(Stmt::Nb(f, fin.or(pos.clone())));
+    }
+    StepOut {
+        updates,
+        // Ternary spike, 2 bits: {negative, non-zero}.
+        value: cat(vec![neg.clone(), pos.or(neg)]),
+        emits: speaks,
+    }
+}
