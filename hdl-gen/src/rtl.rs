@@ -119,6 +119,26 @@ pub(crate) fn sext(e: Expr, from: u32, to: u32) -> Expr {
     }
 }
 
+/// `e · k` (`e` a name or select of `width` bits, the product taken in `width` bits) as a sum
+/// of shifted copies of `e`, one per set bit of `k`: address arithmetic stays in LUTs and
+/// carry chains (Yosys maps a `*` by a constant to a DSP block on ECP5).
+pub(crate) fn mul_const(e: Expr, width: u32, k: u64) -> Expr {
+    let terms: Vec<Expr> = (0..width.min(63))
+        .filter(|b| (k >> b) & 1 == 1)
+        .map(|b| {
+            if b == 0 {
+                e.clone()
+            } else {
+                e.clone().shl(Expr::Int(b as i64))
+            }
+        })
+        .collect();
+    terms
+        .into_iter()
+        .reduce(|a, b| a.add(b))
+        .unwrap_or(lit(width, 0))
+}
+
 /// `$readmemh({ROM_DIR, file}, mem)`: the directory parameter ends in `/` (default `./`, so
 /// that Icarus, which rejects the NUL byte an empty string contributes, reads it too).
 pub(crate) fn rom_load(file: &str, mem: &Expr) -> Stmt {

@@ -84,7 +84,7 @@ pub fn pool(ctx: &LayerCtx, names: &Names, kind: Pool) -> Module {
             Some(e) => crate::rtl::resize(e.clone(), index_bits(ng as u64), aw),
             None => lit(aw, 0),
         };
-        col.mul(lit(aw, ng as u64)).add(gg)
+        crate::rtl::mul_const(col, aw, ng as u64).add(gg)
     };
     let cur = (
         x.as_ref().map(|c| c.0.clone()),

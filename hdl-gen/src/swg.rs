@@ -22,7 +22,7 @@ use spikeforge_model::geometry::LayerGeometry;
 use crate::fold::LayerFold;
 
 use crate::names::{self, Names};
-use crate::rtl::{at_last, counter, index_bits, step_counter, stream_ports, LayerCtx};
+use crate::rtl::{at_last, counter, index_bits, mul_const, step_counter, stream_ports, LayerCtx};
 use crate::vlog::*;
 
 /// The geometry a window unit walks.
@@ -408,9 +408,9 @@ fn read_side(m: &mut Module, s: &SwgShape, avail: &Expr, en: &Expr, cw: u32) -> 
     let slot = m.wire_eq("slot", sw, crate::rtl::resize(wrapped, sum_w, sw));
     let aw = index_bits(s.depth() as u64);
     let col = m.wire_eq("col", qw, ixp.sub(lit(qw, pad_x)));
-    let scaled = |e: Expr, k: u32| if k == 1 { e } else { e.mul(lit(aw, k as u64)) };
-    let mut addr = scaled(crate::rtl::resize(slot, sw, aw), s.w * s.ng)
-        .add(scaled(crate::rtl::resize(col, qw, aw), s.ng));
+    let slot = m.wire_eq("slot_a", aw, crate::rtl::resize(slot, sw, aw));
+    let col = m.wire_eq("col_a", aw, crate::rtl::resize(col, qw, aw));
+    let mut addr = mul_const(slot, aw, (s.w * s.ng) as u64).add(mul_const(col, aw, s.ng as u64));
     if g.is_some() {
         addr = addr.add(zx(&g, aw));
     }

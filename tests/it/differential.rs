@@ -69,6 +69,10 @@ pub(crate) fn check_model(model: &Model, seed: u64, images: usize) -> usize {
             lint.trim().is_empty(),
             "seed {seed}, folding {folding:?}: verilator -Wall:\n{lint}"
         );
+        let what = format!("seed {seed}, folding {folding:?}");
+        util::assert_no_latch(dir.path(), &design, &what);
+        let two = 2 * imgs.len() / images;
+        util::assert_icarus_matches_golden(dir.path(), &design, model, &imgs[..two], &what);
         let sim = util::simulator(&design);
         let report =
             spikeforge_cosim::cosimulate(model, &sim, &imgs, seed.max(1) + k as u64, None, &|_| {})

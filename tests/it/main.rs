@@ -5,6 +5,7 @@ mod cli;
 mod differential;
 mod flow;
 mod golden_files;
+mod icarus;
 mod train;
 mod tsa;
 mod util;

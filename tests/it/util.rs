@@ -113,3 +113,117 @@ pub fn synth_ice40(dir: &Path, top: &str, what: &str) -> u64 {
         })
         .unwrap_or_else(|| panic!("{what}: no LUTs in the yosys report"))
 }
+
+/// Yosys elaborates a written design's synthesis top and finds no latch (`proc` turns every
+/// process into flip-flops and multiplexers, or into latches where an assignment is missing).
+pub fn assert_no_latch(dir: &Path, design: &Design, what: &str) {
+    let script = format!(
+        "read_verilog {}; hierarchy -top {}; proc; select -assert-none t:$dlatch t:$adlatch t:$dlatchsr",
+        design.manifest.sources.join(" "),
+        design.manifest.top
+    );
+    let out = Command::new("yosys")
+        .current_dir(dir)
+        .args(["-q", "-p", &script])
+        .output()
+        .expect("yosys runs");
+    assert!(
+        out.status.success(),
+        "{what}: yosys found a latch or failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs `n` images through a written design's synthesis top in Icarus Verilog
+/// (`tests/it/icarus_tb.v`); returns each result beat as little-endian 32-bit words.
+pub fn icarus_run(dir: &Path, design: &Design, images: &[u8], n: usize) -> Vec<Vec<u32>> {
+    let m = &design.manifest;
+    let hex: String = images.iter().map(|p| format!("{p:02x}\n")).collect();
+    std::fs::write(dir.join("images.hex"), hex).unwrap();
+    std::fs::write(dir.join("icarus_tb.v"), include_str!("icarus_tb.v")).unwrap();
+    let img = images.len() / n;
+    let beat = m.input.pixels_per_beat * m.input.channels;
+    let mut args: Vec<String> = vec![
+        "-g2005".into(),
+        "-o".into(),
+        "icarus.vvp".into(),
+        "-s".into(),
+        "tb".into(),
+        format!("-DDUT={}", m.top),
+        format!("-Ptb.N={n}"),
+        format!("-Ptb.IMG={img}"),
+        format!("-Ptb.BEAT={beat}"),
+        format!("-Ptb.PIX_BITS={}", m.input.pixel_bits),
+        format!("-Ptb.OUT_BITS={}", m.output.tdata_bits),
+        "icarus_tb.v".into(),
+    ];
+    args.extend(m.sources.iter().cloned());
+    let out = Command::new("iverilog")
+        .current_dir(dir)
+        .args(&args)
+        .output()
+        .expect("iverilog runs");
+    assert!(
+        out.status.success(),
+        "iverilog rejects the design:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new("vvp")
+        .current_dir(dir)
+        .args(["-n", "icarus.vvp"])
+        .output()
+        .expect("vvp runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && !text.contains("TIMEOUT"),
+        "Icarus run failed:\n{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let words = m.output.tdata_bits.div_ceil(32) as usize;
+    text.lines()
+        .filter_map(|l| l.strip_prefix("R "))
+        .map(|h| {
+            let h = h.trim();
+            (0..words)
+                .map(|w| {
+                    let end = h.len().saturating_sub(8 * w);
+                    let start = end.saturating_sub(8);
+                    u32::from_str_radix(&h[start..end], 16).unwrap_or(0)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Runs `images` through the design in Icarus and asserts that every class and logit equals
+/// the golden model's.
+pub fn assert_icarus_matches_golden(
+    dir: &Path,
+    design: &Design,
+    model: &Model,
+    images: &[u8],
+    what: &str,
+) {
+    let golden = spikeforge_model::Golden::new(model);
+    let n = golden.check_images(images).unwrap();
+    let expected = golden.run_batch(images, false).unwrap();
+    let got = icarus_run(dir, design, images, n);
+    assert_eq!(
+        got.len(),
+        n,
+        "{what}: Icarus gave {} of {n} results",
+        got.len()
+    );
+    let o = &design.manifest.output;
+    for (i, (beat, e)) in got.iter().zip(&expected).enumerate() {
+        let class = spikeforge_cosim::field(beat, 0, o.class_bits, false);
+        assert_eq!(class, e.class as i64, "{what}: image {i}: class");
+        for (c, &l) in e.logits.iter().enumerate() {
+            let at = (o.class_bits + c as u32 * o.logit_bits) as usize;
+            let a = spikeforge_cosim::field(beat, at, o.logit_bits, true);
+            assert_eq!(a, l, "{what}: image {i}: logit {c}");
+        }
+    }
+}
