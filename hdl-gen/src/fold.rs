@@ -152,9 +152,8 @@ pub fn layer_cycles(geo: &LayerGeometry, f: LayerFold) -> u64 {
     let nf = (geo.synaptic.channels / f.pe) as u64;
     let sf = (geo.fan_in as u32 / f.simd) as u64;
     let l = geo.local_steps as u64;
-    let mvu = geo.synaptic.positions() as u64 * nf * sf.max(l);
-    let swg = crate::swg::SwgShape::from_geometry(geo, f).cycles();
-    mvu.max(swg).max(geo.synaptic.positions() as u64 * nf)
+    let swg = crate::swg::SwgShape::from_geometry(geo, f).cycles(nf * sf.max(l));
+    swg.max(geo.synaptic.positions() as u64 * nf)
 }
 
 /// Cycles per image of the whole pipeline: its slowest stage (the input stream, a layer,

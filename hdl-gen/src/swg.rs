@@ -13,9 +13,10 @@
 //! current output row needs); an output row is issued once the rows it needs are in. `occ`
 //! counts complete rows not yet retired; a row is retired when the last word that needed it has
 //! left the read pipeline, and the write side starts a row only into a free slot
-//! (`occ < R`), so a slot is never written while a read of it is in flight. `R = KH + 1`
-//! rows let the last output rows of an image (with stride 2, up to `KH + 1` rows) coexist
-//! with no deadlock.
+//! (`occ < R`), so a slot is never written while a read of it is in flight. `R = KH + 2·stride
+//! − 1` rows (`KH + 1` at stride 1) hold an output row's rows while the next output row's are
+//! written, so reading and writing overlap, and the last rows of an image (up to
+//! `KH + stride − 1`) fit with no deadlock.
 
 use spikeforge_model::geometry::LayerGeometry;
 
@@ -92,7 +93,7 @@ impl SwgShape {
                 oh: g.synaptic.height,
                 ow: g.synaptic.width,
                 nf,
-                rows: g.window_height + 1,
+                rows: g.window_height + 2 * g.stride - 1,
                 word,
             }
         }
@@ -141,21 +142,64 @@ impl SwgShape {
         }
     }
 
-    /// Write-side cycles the read side waits at the start of an image in steady state: the
-    /// first output row's rows that could not be written while the previous image's last row
-    /// held its slots.
-    pub fn image_bubble(&self) -> u64 {
-        let held = self.need(self.oh - 1);
-        let free = self.rows - held;
-        (self.need(0).saturating_sub(free) * self.w * self.ng) as u64
-    }
-
-    /// Cycles per image in steady state: the read side's words plus its wait for rows, or
-    /// the write side's words.
-    pub fn cycles(&self) -> u64 {
-        (self.words_out() + self.image_bubble()).max(self.words_in())
+    /// Cycles per image in steady state of the unit and the MVU behind it, when the MVU
+    /// spends `position_cycles` per output position and input words arrive one per cycle: a
+    /// row-level timing model of the protocol. A row is written into a slot once the row `R`
+    /// before it has retired; an output row starts once `need` rows are complete; its words
+    /// issue one per cycle while the MVU's pipeline has room (it holds [`MVU_SLACK`] words
+    /// beyond the one it works on), and its last word retires `release` rows two cycles later.
+    pub fn cycles(&self, position_cycles: u64) -> u64 {
+        const IMAGES: usize = 4;
+        let (h, oh) = (self.h as usize, self.oh as usize);
+        let row_write = (self.w * self.ng) as u64;
+        let row_words = (self.ow * self.nf * self.kh * self.kw * self.ng) as u64;
+        let row_mvu = self.ow as u64 * position_cycles;
+        // MVU cycles per word, at least one.
+        let per_word = row_mvu as f64 / row_words as f64;
+        let rows = self.rows as usize;
+        let mut complete: Vec<u64> = Vec::with_capacity(IMAGES * h);
+        let mut retire: Vec<u64> = Vec::with_capacity(IMAGES * h);
+        let (mut write_free, mut issue_free, mut mvu_free) = (0u64, 0u64, 0u64);
+        let mut image_end = Vec::with_capacity(IMAGES);
+        let mut write_rows = |upto: usize, complete: &mut Vec<u64>, retire: &[u64]| {
+            while complete.len() < upto {
+                let j = complete.len();
+                // The slot is free once the row R before it has retired.
+                let start = match j.checked_sub(rows) {
+                    Some(r) => write_free.max(retire[r]),
+                    None => write_free,
+                };
+                write_free = start + row_write;
+                complete.push(write_free);
+            }
+        };
+        for img in 0..IMAGES {
+            let mut base = img * h;
+            for oy in 0..oh {
+                let need = self.need(oy as u32) as usize;
+                write_rows(base + need, &mut complete, &retire);
+                // A row completed by the write in cycle t is counted from cycle t + 1.
+                let start = issue_free.max(complete[base + need - 1]);
+                mvu_free = mvu_free.max(start + 2) + row_mvu;
+                let slack = (MVU_SLACK as f64 * per_word) as u64;
+                issue_free = (start + row_words).max(mvu_free.saturating_sub(slack));
+                // The row's last word (issued in cycle issue_free − 1) leaves the two-stage
+                // read pipeline two cycles later; the freed slots count from the cycle after.
+                for _ in 0..self.release(oy as u32) {
+                    retire.push(issue_free + 2);
+                }
+                base += self.release(oy as u32) as usize;
+            }
+            image_end.push(mvu_free);
+        }
+        let period = image_end[IMAGES - 1] - image_end[IMAGES - 2];
+        period.max(self.words_in())
     }
 }
+
+/// Words the MVU's pipeline (operand register, adder-tree ranks, combine rank, hand-off)
+/// takes in beyond the one it works on before it stalls the window unit.
+pub const MVU_SLACK: u64 = 4;
 
 /// A per-output-row constant as an expression of the row counter: the most common value,
 /// with the exceptions selected by comparison.

@@ -82,8 +82,30 @@ pub(crate) fn check_model(model: &Model, seed: u64, images: usize) -> usize {
             "seed {seed}, folding {folding:?}: first divergence: {:?}",
             report.first_mismatch
         );
+        assert_cycles_match(&sim, &imgs, &what);
     }
     2 * images
+}
+
+/// The manifest's `cycles_per_image` equals the steady-state cycles measured without stalls
+/// (the difference between runs of `n` and `2n` images, so the pipeline's fill cancels)
+/// within 2 %.
+fn assert_cycles_match(sim: &spikeforge_cosim::Simulator, imgs: &[u8], what: &str) {
+    let n = 3usize;
+    let i = &sim.manifest().input;
+    let len = (i.beats_per_image * i.pixels_per_beat * i.channels) as usize;
+    let batch: Vec<u8> = imgs.iter().copied().cycle().take(2 * n * len).collect();
+    let once = sim
+        .run(&batch[..n * len], n as u32, 0, None)
+        .unwrap()
+        .cycles;
+    let twice = sim.run(&batch, 2 * n as u32, 0, None).unwrap().cycles;
+    let measured = (twice - once) as f64 / n as f64;
+    let stated = sim.manifest().cycles_per_image as f64;
+    assert!(
+        (measured - stated).abs() <= 0.02 * measured,
+        "{what}: manifest says {stated} cycles per image, measured {measured}"
+    );
 }
 
 #[test]
