@@ -44,8 +44,8 @@ pub fn mvu(ctx: &LayerCtx, names: &Names) -> Module {
     let mut ranks = Ranks::default();
     let mut valid = ValidChain::default();
     let tags = accept_stage(&mut m, ctx, &mut ranks, &mut valid, &wrom, &accept);
-    let d = dot_stages(&mut m, ctx, &mut ranks, &mut valid, tags);
-    let hs = handoff(&mut m, ctx, &d, &prm, &en);
+    let d = dot_stages(&mut m, ctx, &mut ranks, &mut valid, tags, &prm);
+    let hs = handoff(&mut m, ctx, &d, &en);
     neuron_stage(&mut m, ctx, &hs);
     m.comment("The pipeline registers advance together.");
     m.seq(vec![when(en.clone(), ranks.updates)]);
@@ -171,8 +171,10 @@ fn accept_stage(
 /// The registered dot products `dot{p}_{s}` of every lane and step, and their tags.
 struct Dots {
     tags: Tags,
-    /// `[lane][step]`, `acc_bits` wide.
+    /// `[lane][step]`, `mac_bits` wide: the signed dot products (polarity applied).
     dots: Vec<Vec<Expr>>,
+    /// The neuron fold's parameter word, aligned with `dots`.
+    prm: Expr,
 }
 
 /// Adder trees and the combine rank.
@@ -182,8 +184,10 @@ fn dot_stages(
     ranks: &mut Ranks,
     valid: &mut ValidChain,
     (tags, x_q, w_q): (Tags, Expr, Expr),
+    prm: &Expr,
 ) -> Dots {
     let (pe, steps, aw) = (ctx.fold.pe, ctx.geo.input_steps, ctx.acc_bits());
+    let mw = ctx.mac_bits();
     let every = ctx.tree_levels;
     m.comment(format!(
         "Lanes: {pe} x {} inputs x {steps} step(s), adder trees registered every {every} level(s).",
@@ -232,7 +236,33 @@ fn dot_stages(
         })
         .collect();
     let nf_w = index_bits(ctx.nf() as u64);
-    let tags = delay_tags_nf(m, ranks, valid, tags, depth + 1, nf_w);
+    // The parameter ROM is read a rank ahead, so the fold's polarity meets the tree outputs.
+    let tags = delay_tags_nf(m, ranks, valid, tags, 0, depth - 1, nf_w);
+    let lpb = ctx.lane_param_bits();
+    let prm_t = ranks.reg(
+        m,
+        "prm_t",
+        pe * lpb,
+        prm.clone().idx(tags.nf.clone().unwrap_or(lit(1, 0))),
+    );
+    // Past the read, the fold travels in the parameters, not in a tag.
+    let tags = Tags { nf: None, ..tags };
+    let tags = delay_tags_nf(m, ranks, valid, tags, depth - 1, 2, nf_w);
+    // What later stages need of the parameters: per lane the bias, then the stage fields.
+    let vw = ctx.value_bits();
+    let fields = crate::neuron::stage_fields(&ctx.layer.neuron);
+    let kept: Vec<Expr> = (0..pe)
+        .rev()
+        .flat_map(|p| {
+            std::iter::once(0)
+                .chain(fields.iter().copied())
+                .rev()
+                .map(move |f| (p * lpb + f * vw, vw))
+        })
+        .map(|(at, w)| prm_t.clone().slice(at + w - 1, at))
+        .collect();
+    let prm_d = ranks.reg(m, "prm_d", pe * (1 + fields.len() as u32) * vw, cat(kept));
+    let folded = crate::neuron::folded(&ctx.layer.neuron);
     let mut dots = Vec::new();
     for (p, lane) in plans.into_iter().enumerate() {
         let mut row = Vec::new();
@@ -259,12 +289,23 @@ fn dot_stages(
                 e = if c > 0 { e.add(t) } else { e.sub(t) };
             }
             // Without an accumulator a narrow output uses only the low bits of the sum.
-            let trimmed = ctx.sf() == 1 && ctx.slot_bits() < aw;
+            let trimmed = ctx.sf() == 1 && ctx.slot_bits() < mw;
             if trimmed {
                 m.items
                     .push(Item::Comment("verilator lint_off UNUSEDSIGNAL".into()));
             }
-            row.push(ranks.reg(m, &format!("dot{p}_{s}"), aw, e));
+            // The trees are exact modulo 2^acc_bits, where the dot product fits as a signed
+            // value: sign-extend it, then a negative polarity negates it.
+            let raw = m.wire_eq(&format!("raw{p}_{s}"), aw, e);
+            let wide = crate::rtl::sext(raw, aw, mw);
+            let e = match folded.polarity {
+                Some(f) => {
+                    let neg = prm_t.clone().bit(p as u32 * lpb + f * ctx.value_bits());
+                    neg.cond(lit(mw, 0).sub(wide.clone()), wide)
+                }
+                None => wide,
+            };
+            row.push(ranks.reg(m, &format!("dot{p}_{s}"), mw, e));
             if trimmed {
                 m.items
                     .push(Item::Comment("verilator lint_on UNUSEDSIGNAL".into()));
@@ -272,20 +313,26 @@ fn dot_stages(
         }
         dots.push(row);
     }
-    Dots { tags, dots }
+    Dots {
+        tags,
+        dots,
+        prm: prm_d,
+    }
 }
 
-/// Delays tags by `n` ranks, the neuron fold `nf_w` bits wide.
+/// Delays tags by `n` ranks, the neuron fold `nf_w` bits wide; the new registers are numbered
+/// from `from + 1`.
 fn delay_tags_nf(
     m: &mut Module,
     ranks: &mut Ranks,
     valid: &mut ValidChain,
     t: Tags,
+    from: u32,
     n: u32,
     nf_w: u32,
 ) -> Tags {
     let mut t = t;
-    for k in 0..n {
+    for k in from..from + n {
         t = Tags {
             valid: valid.push(m, &format!("vld{}", k + 1), t.valid),
             first: t
@@ -306,22 +353,35 @@ struct Handoff {
     ready: Expr,
     /// `[lane][step]` currents, `acc_bits` each; stepped currents shift down.
     cur: Expr,
-    /// The fold's parameter word.
-    prm: Expr,
+    /// The fold's neuron-stage parameters ([`crate::neuron::stage_fields`]), if any.
+    prm: Option<Expr>,
     /// The neuron stage runs a step this cycle.
     go: Expr,
 }
 
 /// Accumulators, the hand-off register and the pipeline enable.
-fn handoff(m: &mut Module, ctx: &LayerCtx, d: &Dots, prm: &Expr, en: &Expr) -> Handoff {
-    let (pe, steps, aw) = (ctx.fold.pe, ctx.geo.input_steps, ctx.acc_bits());
+fn handoff(m: &mut Module, ctx: &LayerCtx, d: &Dots, en: &Expr) -> Handoff {
+    let (pe, steps, mw, vw) = (
+        ctx.fold.pe,
+        ctx.geo.input_steps,
+        ctx.mac_bits(),
+        ctx.value_bits(),
+    );
+    let sw = ctx.slot_bits();
     let t = &d.tags;
-    m.comment("Accumulate; a neuron fold's currents wait in the hand-off register.");
+    m.comment(
+        "Accumulate from the bias (the current is finished here); a neuron fold's currents wait in the hand-off register.",
+    );
     let hs = Handoff {
         valid: m.reg("hs_v", 1),
         ready: m.wire("hs_ready", 1),
-        cur: m.reg("cur_q", pe * steps * ctx.slot_bits()),
-        prm: m.reg("prm_q", pe * ctx.lane_param_bits()),
+        cur: m.reg("cur_q", pe * steps * sw),
+        prm: (!crate::neuron::stage_fields(&ctx.layer.neuron).is_empty()).then(|| {
+            m.reg(
+                "prm_q",
+                pe * crate::neuron::stage_fields(&ctx.layer.neuron).len() as u32 * ctx.value_bits(),
+            )
+        }),
         go: m.wire("go", 1),
     };
     let arriving = t.valid.clone().and(t.last.clone());
@@ -334,38 +394,57 @@ fn handoff(m: &mut Module, ctx: &LayerCtx, d: &Dots, prm: &Expr, en: &Expr) -> H
             .not(),
     );
     let load = m.wire_eq("load", 1, en.clone().and(arriving));
+    let folded = crate::neuron::folded(&ctx.layer.neuron);
+    let fields = crate::neuron::stage_fields(&ctx.layer.neuron);
     let mut sums = Vec::new();
     let mut acc_updates = Vec::new();
     for (p, row) in d.dots.iter().enumerate() {
+        let at = p as u32 * (1 + fields.len() as u32) * vw;
+        let bias = m.wire_eq(
+            &format!("b{p}"),
+            mw,
+            crate::rtl::sext(d.prm.clone().slice(at + vw - 1, at), vw, mw),
+        );
         for (s, dot) in row.iter().enumerate() {
-            let sum = if ctx.sf() == 1 {
-                dot.clone()
+            let init = if folded.bias_every_step || s == 0 {
+                bias.clone()
             } else {
-                let acc = m.reg(&format!("acc{p}_{s}"), aw);
-                let sum = m.wire_eq(
-                    &format!("sum{p}_{s}"),
-                    aw,
-                    t.first
-                        .clone()
-                        .expect("several synapse folds have a first tag")
-                        .cond(lit(aw, 0), acc.clone())
-                        .add(dot.clone()),
-                );
-                acc_updates.push(Stmt::Nb(acc, sum.clone()));
-                sum
+                lit(mw, 0)
             };
+            // Without an accumulator a narrow output uses only the low bits of the sum.
+            let trimmed = ctx.sf() == 1 && sw < mw;
+            if trimmed {
+                m.items
+                    .push(Item::Comment("verilator lint_off UNUSEDSIGNAL".into()));
+            }
+            let sum = match &t.first {
+                None => m.wire_eq(&format!("sum{p}_{s}"), mw, init.add(dot.clone())),
+                Some(first) => {
+                    let acc = m.reg(&format!("acc{p}_{s}"), mw);
+                    let sum = m.wire_eq(
+                        &format!("sum{p}_{s}"),
+                        mw,
+                        first.clone().cond(init, acc.clone()).add(dot.clone()),
+                    );
+                    acc_updates.push(Stmt::Nb(acc, sum.clone()));
+                    sum
+                }
+            };
+            if trimmed {
+                m.items
+                    .push(Item::Comment("verilator lint_on UNUSEDSIGNAL".into()));
+            }
             sums.push(sum);
         }
     }
     if !acc_updates.is_empty() {
         m.seq(vec![when(en.clone().and(t.valid.clone()), acc_updates)]);
     }
-    // Lane p's step s at [(p·steps + s)·aw +: aw]; stepping shifts each lane's steps down.
-    let sw = ctx.slot_bits();
+    // Lane p's step s at [(p·steps + s)·sw +: sw]; stepping shifts each lane's steps down.
     let loaded = cat(sums
         .into_iter()
         .rev()
-        .map(|e| if sw < aw { e.slice(sw - 1, 0) } else { e })
+        .map(|e| if sw < mw { e.slice(sw - 1, 0) } else { e })
         .collect());
     let go = hs.go.clone();
     let mut update = vec![];
@@ -382,13 +461,23 @@ fn handoff(m: &mut Module, ctx: &LayerCtx, d: &Dots, prm: &Expr, en: &Expr) -> H
             .collect();
         update.push(when(go, vec![Stmt::Nb(hs.cur.clone(), cat(shifted))]));
     }
-    let prm_addr = t.nf.clone().unwrap_or(lit(1, 0));
     m.seq(vec![Stmt::If(
         load.clone(),
-        vec![
-            Stmt::Nb(hs.cur.clone(), loaded),
-            Stmt::Nb(hs.prm.clone(), prm.clone().idx(prm_addr)),
-        ],
+        {
+            let mut on_load = vec![Stmt::Nb(hs.cur.clone(), loaded)];
+            if let Some(q) = &hs.prm {
+                let f = fields.len() as u32;
+                let stage: Vec<Expr> = (0..pe)
+                    .rev()
+                    .map(|p| {
+                        let lo = (p * (1 + f) + 1) * vw;
+                        d.prm.clone().slice(lo + f * vw - 1, lo)
+                    })
+                    .collect();
+                on_load.push(Stmt::Nb(q.clone(), cat(stage)));
+            }
+            on_load
+        },
         update,
     )]);
     m.seq(vec![Stmt::If(
@@ -453,7 +542,7 @@ fn neuron_stage(m: &mut Module, ctx: &LayerCtx, hs: &Handoff) {
                 p,
                 k: k.as_ref(),
                 current,
-                prm: &hs.prm,
+                prm: hs.prm.as_ref(),
             },
         );
         updates.extend(out.updates);

@@ -9,11 +9,55 @@
 //!   ±1 and subtract `±2θ`; the 1-bit guard allows −1 only after a +1;
 //! * TSA readout: `u ← 2u + a` (bias at the first step), output `u` after the last step;
 //! * none: output `a + bias` at every step.
+//!
+//! The current `I` arrives finished: [`folded`] says where each kind's polarity and bias enter
+//! (the MVU's combine rank and accumulator start), which keeps the neuron's path short.
 
 use spikeforge_model::ir::{FireRule, Leak, NegativeSpikes, Neuron, Reset};
 
 use crate::rtl::{fit, index_bits, LayerCtx};
 use crate::vlog::*;
+
+/// What the MVU applies before the neuron stage: the polarity (a negated current) in the
+/// combine rank, the bias as the accumulator's starting value.
+pub struct Folded {
+    /// The parameter field holding the polarity bit, if the kind has one.
+    pub polarity: Option<u32>,
+    /// The bias enters every step's current (else the first step's only).
+    pub bias_every_step: bool,
+}
+
+/// The parameter fields (indices into a lane's ROM word, `value_bits` each) the neuron stage
+/// itself reads: the threshold, and the TSA clamp bound.
+pub fn stage_fields(neuron: &Neuron) -> &'static [u32] {
+    match neuron {
+        Neuron::Lif(_) => &[1],
+        Neuron::Tsa(_) => &[1, 2],
+        Neuron::TsaReadout { .. } | Neuron::None { .. } => &[],
+    }
+}
+
+/// How a neuron kind's polarity and bias fold into the MVU.
+pub fn folded(neuron: &Neuron) -> Folded {
+    match neuron {
+        Neuron::Lif(_) => Folded {
+            polarity: Some(2),
+            bias_every_step: true,
+        },
+        Neuron::Tsa(_) => Folded {
+            polarity: Some(3),
+            bias_every_step: false,
+        },
+        Neuron::TsaReadout { .. } => Folded {
+            polarity: None,
+            bias_every_step: false,
+        },
+        Neuron::None { .. } => Folded {
+            polarity: None,
+            bias_every_step: true,
+        },
+    }
+}
 
 /// What the neuron of lane `p` sees at local step `k`.
 pub struct StepIn<'a> {
@@ -21,10 +65,11 @@ pub struct StepIn<'a> {
     pub p: u32,
     /// The local step counter (`None` with a single local step).
     pub k: Option<&'a Expr>,
-    /// The lane's synaptic current at this step, `value_bits` wide, signed, before polarity.
+    /// The lane's current at this step, `value_bits` wide, signed: the synaptic current with
+    /// the polarity and the bias applied ([`folded`]).
     pub current: Expr,
-    /// The parameter word of the neuron fold (`PE` lanes of [`LayerCtx::lane_param_bits`]).
-    pub prm: &'a Expr,
+    /// The neuron fold's [`stage_fields`], `PE` lanes of them (none without fields).
+    pub prm: Option<&'a Expr>,
 }
 
 /// One local step of a lane.
@@ -38,10 +83,17 @@ pub struct StepOut {
 }
 
 impl StepIn<'_> {
-    /// Field `f` of the lane's parameters, `w` bits wide (field 0, the bias, at the bottom).
-    fn param(&self, ctx: &LayerCtx, f: u32, w: u32) -> Expr {
-        let at = self.p * ctx.lane_param_bits() + f * ctx.value_bits();
-        self.prm.clone().slice(at + w - 1, at)
+    /// Stage field `j` of the lane (see [`stage_fields`]), `value_bits` wide.
+    fn param(&self, ctx: &LayerCtx, j: u32) -> Expr {
+        let (f, vw) = (
+            stage_fields(&ctx.layer.neuron).len() as u32,
+            ctx.value_bits(),
+        );
+        let at = (self.p * f + j) * vw;
+        self.prm
+            .expect("a kind with stage fields gets them")
+            .clone()
+            .slice(at + vw - 1, at)
     }
     /// Whether this is the first local step.
     fn first(&self, ctx: &LayerCtx) -> Expr {
@@ -88,17 +140,10 @@ pub fn current_once(neuron: &Neuron) -> bool {
 /// The lane's hardware for one local step.
 pub fn step(m: &mut Module, ctx: &LayerCtx, io: &StepIn) -> StepOut {
     let (p, vw) = (io.p, ctx.value_bits());
-    let bias = m.swire_eq(&format!("bias{p}"), vw, io.param(ctx, 0, vw));
     match &ctx.layer.neuron {
         Neuron::Lif(lif) => {
-            let thr = m.swire_eq(&format!("thr{p}"), vw, io.param(ctx, 1, vw));
-            let pol = m.wire_eq(&format!("pol{p}"), 1, io.param(ctx, 2, 1));
-            let cur = m.swire_eq(
-                &format!("cur{p}"),
-                vw,
-                pol.cond(io.current.clone().neg(), io.current.clone())
-                    .add(bias),
-            );
+            let thr = m.swire_eq(&format!("thr{p}"), vw, io.param(ctx, 0));
+            let cur = io.current.clone();
             let (v, prev) = carried(m, ctx, io, "v");
             let leaked = match lif.leak {
                 Leak::None => prev,
@@ -123,16 +168,13 @@ pub fn step(m: &mut Module, ctx: &LayerCtx, io: &StepIn) -> StepOut {
                 emits: one(),
             }
         }
-        Neuron::Tsa(tsa) => tsa_step(m, ctx, io, tsa, bias),
+        Neuron::Tsa(tsa) => tsa_step(m, ctx, io, tsa),
         Neuron::TsaReadout { .. } => {
-            let first = io.first(ctx);
             let (u, prev) = carried(m, ctx, io, "u");
             let un = m.swire_eq(
                 &format!("un{p}"),
                 vw,
-                prev.shl(Expr::Int(1))
-                    .add(io.current.clone())
-                    .add(first.cond(bias, slit(vw, 0))),
+                prev.shl(Expr::Int(1)).add(io.current.clone()),
             );
             StepOut {
                 updates: u.map(|u| vec![Stmt::Nb(u, un.clone())]).unwrap_or_default(),
@@ -140,14 +182,11 @@ pub fn step(m: &mut Module, ctx: &LayerCtx, io: &StepIn) -> StepOut {
                 emits: io.last(ctx),
             }
         }
-        Neuron::None { .. } => {
-            let val = m.swire_eq(&format!("val{p}"), vw, io.current.clone().add(bias));
-            StepOut {
-                updates: vec![],
-                value: val,
-                emits: one(),
-            }
-        }
+        Neuron::None { .. } => StepOut {
+            updates: vec![],
+            value: io.current.clone(),
+            emits: one(),
+        },
     }
 }
 
@@ -158,20 +197,13 @@ fn tsa_step(
     ctx: &LayerCtx,
     io: &StepIn,
     tsa: &spikeforge_model::ir::Tsa,
-    bias: Expr,
 ) -> StepOut {
     let (p, vw) = (io.p, ctx.value_bits());
     let kw = index_bits(ctx.geo.local_steps as u64);
-    let thr = m.swire_eq(&format!("thr{p}"), vw, io.param(ctx, 1, vw));
-    let clamp = m.swire_eq(&format!("clamp{p}"), vw, io.param(ctx, 2, vw));
-    let pol = m.wire_eq(&format!("pol{p}"), 1, io.param(ctx, 3, 1));
+    let thr = m.swire_eq(&format!("thr{p}"), vw, io.param(ctx, 0));
+    let clamp = m.swire_eq(&format!("clamp{p}"), vw, io.param(ctx, 1));
     let first = io.first(ctx);
-    let cur = m.swire_eq(
-        &format!("cur{p}"),
-        vw,
-        pol.cond(io.current.clone().neg(), io.current.clone())
-            .add(first.clone().cond(bias, slit(vw, 0))),
-    );
+    let cur = io.current.clone();
     let (u, prev) = carried(m, ctx, io, "u");
     let un = m.swire_eq(&format!("un{p}"), vw, prev.shl(Expr::Int(1)).add(cur));
     let low = clamp.clone().neg();

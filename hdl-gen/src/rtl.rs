@@ -288,10 +288,15 @@ impl LayerCtx<'_> {
             Neuron::None { .. } => self.widths.output_bits(),
         }
     }
-    /// Bits of a current in the hand-off register: the neuron's width, or the accumulator's
-    /// when narrower (the low bits of a modular sum are all a narrow output needs).
+    /// Width of the MVU's dot products and accumulators: the accumulator's or the neuron's,
+    /// whichever is wider (the bias and the polarity are applied there).
+    pub fn mac_bits(&self) -> u32 {
+        self.acc_bits().max(self.value_bits())
+    }
+    /// Bits of a current in the hand-off register: the neuron's width (the low bits of the
+    /// modular sum are all a narrow output needs).
     pub fn slot_bits(&self) -> u32 {
-        self.acc_bits().min(self.value_bits())
+        self.value_bits()
     }
     /// Bits of one weight (1 for binary).
     pub fn weight_bits(&self) -> u32 {
