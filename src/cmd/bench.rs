@@ -21,6 +21,12 @@ pub struct Args {
     /// of designs (minutes; JSON to --out, default out/bench-flow.json).
     #[arg(long)]
     pub flow: Option<String>,
+    /// Instead: Yosys area of the dataflow's reference designs against their targets (the
+    /// small conv net at minimal folding on iCE40, the selected Fashion-MNIST network's window
+    /// units and the whole network at minimal folding on ECP5-85F; minutes; JSON to --out,
+    /// default out/bench-area.json).
+    #[arg(long)]
+    pub area: bool,
     /// Instead: training speed of this architecture (step time and, with --epoch, one epoch;
     /// JSON to --out, default out/bench-train.json). `bench/torch_train_step.py` measures
     /// PyTorch and snnTorch on the same network.
@@ -55,7 +61,7 @@ const FLOW_DESIGNS: &[(&str, &str, &[&str])] = &[
     (
         "conv-i2-folded",
         "8x8x1-32C3i2-10C1i2-GAP",
-        &["l0=8,9", "l1=2,32"],
+        &["l0=8,1", "l1=2,32"],
     ),
     ("mlp3", "256-64b-64b-10", &[]),
     ("demo-conv", "28x28x1-8C3b-MP2-16C3i4-SP2-10C1i8-GAP", &[]),
@@ -185,6 +191,14 @@ pub fn run(a: Args) -> Result<()> {
             a.out.clone()
         };
         return flow_bench(target, &out);
+    }
+    if a.area {
+        let out = if a.out == std::path::Path::new("out/bench.json") {
+            PathBuf::from("out/bench-area.json")
+        } else {
+            a.out.clone()
+        };
+        return super::bench_area::run(&out);
     }
     if let Some(arch) = &a.train {
         let out = if a.out == std::path::Path::new("out/bench.json") {

@@ -1,6 +1,7 @@
 //! One module per subcommand, plus the helpers they share.
 
 pub mod bench;
+pub mod bench_area;
 pub mod bench_train;
 pub mod convert;
 pub mod cosim;
