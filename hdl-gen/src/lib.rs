@@ -518,10 +518,9 @@ fn layer_manifest(c: &LayerCtx, cycles: u64) -> LayerManifest {
         tap_bits: c.out_beat_bits(),
         input_beat_channels: c.fold.simd,
         acc_bits: c.acc_bits(),
-        membrane_bits: if matches!(c.layer.neuron, Neuron::None { .. }) {
-            0
-        } else {
-            c.value_bits()
+        membrane_bits: match c.layer.neuron {
+            Neuron::None { .. } => 0,
+            Neuron::Lif(_) | Neuron::Tsa(_) | Neuron::TsaReadout { .. } => c.value_bits(),
         },
         cycles_per_image: cycles,
     }

@@ -15,10 +15,8 @@
 
 use crate::lanes::{lane_dot, shared_trees, Operands};
 use crate::names::{self, Names};
-use crate::neuron::{self, current_once, StepIn};
 use crate::rtl::{
-    at_first, at_last, counter, fit, index_bits, rom_load, step_counter, stream_ports, zext,
-    LayerCtx,
+    at_first, at_last, counter, index_bits, rom_load, step_counter, stream_ports, zext, LayerCtx,
 };
 use crate::tree::{ranks_for, Ranks};
 use crate::vlog::*;
@@ -46,7 +44,7 @@ pub fn mvu(ctx: &LayerCtx, names: &Names) -> Module {
     let tags = accept_stage(&mut m, ctx, &mut ranks, &mut valid, &wrom, &accept);
     let d = dot_stages(&mut m, ctx, &mut ranks, &mut valid, tags, &prm);
     let hs = handoff(&mut m, ctx, &d, &en);
-    neuron_stage(&mut m, ctx, &hs);
+    crate::neuron::stage(&mut m, ctx, &hs);
     m.comment("The pipeline registers advance together.");
     m.seq(vec![when(en.clone(), ranks.updates)]);
     valid.emit(&mut m, &en);
@@ -174,7 +172,7 @@ struct Dots {
     /// `[lane][step]`, `mac_bits` wide: the signed dot products (polarity applied).
     dots: Vec<Vec<Expr>>,
     /// The neuron fold's parameter word, aligned with `dots`.
-    prm: Expr,
+    pub(crate) prm: Expr,
 }
 
 /// Adder trees and the combine rank.
@@ -346,17 +344,17 @@ fn delay_tags_nf(
 }
 
 /// The hand-off register between the accumulators and the neuron stage.
-struct Handoff {
+pub(crate) struct Handoff {
     /// A fold's currents are waiting or being stepped.
-    valid: Expr,
+    pub(crate) valid: Expr,
     /// Set by the neuron stage when it finishes the fold this cycle.
-    ready: Expr,
-    /// `[lane][step]` currents, `acc_bits` each; stepped currents shift down.
-    cur: Expr,
+    pub(crate) ready: Expr,
+    /// `[lane][step]` currents, `slot_bits` each; stepped currents shift down.
+    pub(crate) cur: Expr,
     /// The fold's neuron-stage parameters ([`crate::neuron::stage_fields`]), if any.
-    prm: Option<Expr>,
+    pub(crate) prm: Option<Expr>,
     /// The neuron stage runs a step this cycle.
-    go: Expr,
+    pub(crate) go: Expr,
 }
 
 /// Accumulators, the hand-off register and the pipeline enable.
@@ -493,108 +491,4 @@ fn handoff(m: &mut Module, ctx: &LayerCtx, d: &Dots, en: &Expr) -> Handoff {
         )],
     )]);
     hs
-}
-
-/// The neuron stage: `local_steps` cycles per neuron fold, one output beat per fold.
-fn neuron_stage(m: &mut Module, ctx: &LayerCtx, hs: &Handoff) {
-    let (pe, steps, vw) = (ctx.fold.pe, ctx.geo.input_steps, ctx.value_bits());
-    let l = ctx.geo.local_steps;
-    let t_out = ctx.out_steps();
-    let g = pe * ctx.neuron_bits();
-    m.comment(format!(
-        "Neuron stage: {l} local step(s) per neuron fold, {t_out} output step(s) per beat."
-    ));
-    let kw = index_bits(l as u64);
-    let k = (l > 1).then(|| m.reg("k", kw));
-    let k_last = match &k {
-        Some(k) => k.clone().eq(lit(kw, (l - 1) as u64)),
-        None => one(),
-    };
-    let k_last = m.wire_eq("k_last", 1, k_last);
-    let blocked = id("out_valid").and(id("out_ready").not());
-    let go = hs.go.clone();
-    m.assign(
-        go.clone(),
-        hs.valid.clone().and(k_last.clone().and(blocked).not()),
-    );
-    m.assign(hs.ready.clone(), go.clone().and(k_last.clone()));
-    let once = current_once(&ctx.layer.neuron) && steps == 1 && l > 1;
-    let mut updates = Vec::new();
-    let mut values = Vec::new();
-    let mut emits = one();
-    for p in 0..pe {
-        let cw = ctx.slot_bits();
-        let lo = p * steps * cw;
-        let a = m.wire_eq(&format!("a{p}"), cw, hs.cur.clone().slice(lo + cw - 1, lo));
-        let a = match (&k, once) {
-            (Some(k), true) => m.wire_eq(
-                &format!("ag{p}"),
-                cw,
-                k.clone().eq(lit(kw, 0)).cond(a, lit(cw, 0)),
-            ),
-            _ => a,
-        };
-        let current = m.swire_eq(&format!("i{p}"), vw, fit(a, cw, vw));
-        let out = neuron::step(
-            m,
-            ctx,
-            &StepIn {
-                p,
-                k: k.as_ref(),
-                current,
-                prm: hs.prm.as_ref(),
-            },
-        );
-        updates.extend(out.updates);
-        values.push(out.value);
-        emits = out.emits;
-    }
-    let vals = m.wire_eq("vals", g, cat(values.into_iter().rev().collect()));
-    let mut on_go = updates;
-    if let Some(k) = &k {
-        on_go.push(Stmt::Nb(
-            k.clone(),
-            k_last.clone().cond(lit(kw, 0), k.clone().add(lit(kw, 1))),
-        ));
-    }
-    let beat = if t_out > 1 {
-        let obuf = m.reg("obuf", (t_out - 1) * g);
-        let pushed = if t_out == 2 {
-            vals.clone()
-        } else {
-            cat(vec![
-                vals.clone(),
-                obuf.clone().slice((t_out - 1) * g - 1, g),
-            ])
-        };
-        on_go.push(when(
-            k_last.clone().not().and(emits),
-            vec![Stmt::Nb(obuf.clone(), pushed)],
-        ));
-        cat(vec![vals, obuf])
-    } else {
-        vals
-    };
-    on_go.push(when(
-        k_last,
-        vec![
-            Stmt::Nb(id("out_valid"), one()),
-            Stmt::Nb(id("out_data"), beat),
-        ],
-    ));
-    let mut reset = vec![Stmt::Nb(id("out_valid"), zero())];
-    if let Some(k) = &k {
-        reset.push(Stmt::Nb(k.clone(), lit(kw, 0)));
-    }
-    m.seq(vec![Stmt::If(
-        id(names::RST),
-        reset,
-        vec![
-            when(
-                id("out_valid").and(id("out_ready")),
-                vec![Stmt::Nb(id("out_valid"), zero())],
-            ),
-            when(go, on_go),
-        ],
-    )]);
 }

@@ -15,6 +15,8 @@
 
 use spikeforge_model::ir::{FireRule, Leak, NegativeSpikes, Neuron, Reset};
 
+use crate::mvu::Handoff;
+use crate::names;
 use crate::rtl::{fit, index_bits, LayerCtx};
 use crate::vlog::*;
 
@@ -260,4 +262,108 @@ fn tsa_step(
         value: cat(vec![neg.clone(), pos.or(neg)]),
         emits: speaks,
     }
+}
+
+/// The neuron stage: `local_steps` cycles per neuron fold, one output beat per fold.
+pub(crate) fn stage(m: &mut Module, ctx: &LayerCtx, hs: &Handoff) {
+    let (pe, steps, vw) = (ctx.fold.pe, ctx.geo.input_steps, ctx.value_bits());
+    let l = ctx.geo.local_steps;
+    let t_out = ctx.out_steps();
+    let g = pe * ctx.neuron_bits();
+    m.comment(format!(
+        "Neuron stage: {l} local step(s) per neuron fold, {t_out} output step(s) per beat."
+    ));
+    let kw = index_bits(l as u64);
+    let k = (l > 1).then(|| m.reg("k", kw));
+    let k_last = match &k {
+        Some(k) => k.clone().eq(lit(kw, (l - 1) as u64)),
+        None => one(),
+    };
+    let k_last = m.wire_eq("k_last", 1, k_last);
+    let blocked = id("out_valid").and(id("out_ready").not());
+    let go = hs.go.clone();
+    m.assign(
+        go.clone(),
+        hs.valid.clone().and(k_last.clone().and(blocked).not()),
+    );
+    m.assign(hs.ready.clone(), go.clone().and(k_last.clone()));
+    let once = current_once(&ctx.layer.neuron) && steps == 1 && l > 1;
+    let mut updates = Vec::new();
+    let mut values = Vec::new();
+    let mut emits = one();
+    for p in 0..pe {
+        let cw = ctx.slot_bits();
+        let lo = p * steps * cw;
+        let a = m.wire_eq(&format!("a{p}"), cw, hs.cur.clone().slice(lo + cw - 1, lo));
+        let a = match (&k, once) {
+            (Some(k), true) => m.wire_eq(
+                &format!("ag{p}"),
+                cw,
+                k.clone().eq(lit(kw, 0)).cond(a, lit(cw, 0)),
+            ),
+            _ => a,
+        };
+        let current = m.swire_eq(&format!("i{p}"), vw, fit(a, cw, vw));
+        let out = step(
+            m,
+            ctx,
+            &StepIn {
+                p,
+                k: k.as_ref(),
+                current,
+                prm: hs.prm.as_ref(),
+            },
+        );
+        updates.extend(out.updates);
+        values.push(out.value);
+        emits = out.emits;
+    }
+    let vals = m.wire_eq("vals", g, cat(values.into_iter().rev().collect()));
+    let mut on_go = updates;
+    if let Some(k) = &k {
+        on_go.push(Stmt::Nb(
+            k.clone(),
+            k_last.clone().cond(lit(kw, 0), k.clone().add(lit(kw, 1))),
+        ));
+    }
+    let beat = if t_out > 1 {
+        let obuf = m.reg("obuf", (t_out - 1) * g);
+        let pushed = if t_out == 2 {
+            vals.clone()
+        } else {
+            cat(vec![
+                vals.clone(),
+                obuf.clone().slice((t_out - 1) * g - 1, g),
+            ])
+        };
+        on_go.push(when(
+            k_last.clone().not().and(emits),
+            vec![Stmt::Nb(obuf.clone(), pushed)],
+        ));
+        cat(vec![vals, obuf])
+    } else {
+        vals
+    };
+    on_go.push(when(
+        k_last,
+        vec![
+            Stmt::Nb(id("out_valid"), one()),
+            Stmt::Nb(id("out_data"), beat),
+        ],
+    ));
+    let mut reset = vec![Stmt::Nb(id("out_valid"), zero())];
+    if let Some(k) = &k {
+        reset.push(Stmt::Nb(k.clone(), lit(kw, 0)));
+    }
+    m.seq(vec![Stmt::If(
+        id(names::RST),
+        reset,
+        vec![
+            when(
+                id("out_valid").and(id("out_ready")),
+                vec![Stmt::Nb(id("out_valid"), zero())],
+            ),
+            when(go, on_go),
+        ],
+    )]);
 }

@@ -256,7 +256,7 @@ impl LayerCtx<'_> {
     pub fn out_steps(&self) -> u32 {
         match self.layer.neuron {
             Neuron::TsaReadout { .. } => 1,
-            _ => self.steps,
+            Neuron::Lif(_) | Neuron::Tsa(_) | Neuron::None { .. } => self.steps,
         }
     }
     /// Bits of one beat of the layer's output stream (after pooling): `PE` channels × output

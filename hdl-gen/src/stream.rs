@@ -1,7 +1,7 @@
 //! Stream stages after the neurons: 2×2 pooling of spike maps and the GAP/argmax head.
 
 use spikeforge_model::geometry::bits_unsigned;
-use spikeforge_model::ir::Pool;
+use spikeforge_model::ir::{Neuron, Pool};
 
 use crate::names::{self, Names};
 use crate::rtl::{at_last, counter, index_bits, sext, stream_ports, zext, LayerCtx};
@@ -19,7 +19,11 @@ pub fn pool(ctx: &LayerCtx, names: &Names, kind: Pool) -> Module {
     let ng = ctx.nf();
     let fields = ctx.out_steps() * ctx.fold.pe;
     let ib = ctx.neuron_bits();
-    let signed = ctx.layer.is_tsa();
+    // Ternary spikes pool to signed sums.
+    let signed = match ctx.layer.neuron {
+        Neuron::Tsa(_) => true,
+        Neuron::Lif(_) | Neuron::None { .. } | Neuron::TsaReadout { .. } => false,
+    };
     // Bits of one pair sum and of one quad sum.
     let (pb, ob) = match kind {
         Pool::Or => (1, 1),

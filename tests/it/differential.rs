@@ -53,11 +53,34 @@ fn other_folding(model: &Model, seed: u64) -> Folding {
     fold::resolve(model, &overrides).expect("divisors always fold")
 }
 
-/// Co-simulates one model under two foldings on random images, with stalls; returns pairs run.
+/// The widest folding: every layer fully parallel in PE and SIMD, and an adder-tree register
+/// after every level.
+fn widest_folding(model: &Model) -> Folding {
+    let geo = model_geometry(model);
+    let mut overrides: Vec<FoldOverride> = geo
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            FoldOverride::Layer(
+                i.to_string(),
+                LayerFold {
+                    pe: g.synaptic.channels,
+                    simd: *fold::simd_choices(g).last().expect("1 divides everything"),
+                },
+            )
+        })
+        .collect();
+    overrides.push(FoldOverride::TreeLevels(1));
+    fold::resolve(model, &overrides).expect("the widest folding is valid")
+}
+
+/// Co-simulates one model under three foldings (the default, a random one, the widest) on
+/// random images, with stalls; returns the model × image pairs run.
 pub(crate) fn check_model(model: &Model, seed: u64, images: usize) -> usize {
     let foldings = [
         fold::resolve(model, &[]).unwrap(),
         other_folding(model, seed),
+        widest_folding(model),
     ];
     let imgs = random_images(model, images, seed);
     for (k, folding) in foldings.iter().enumerate() {
@@ -84,7 +107,7 @@ pub(crate) fn check_model(model: &Model, seed: u64, images: usize) -> usize {
         );
         assert_cycles_match(&sim, &imgs, &what);
     }
-    2 * images
+    foldings.len() * images
 }
 
 /// The manifest's `cycles_per_image` equals the steady-state cycles measured without stalls
@@ -109,11 +132,11 @@ fn assert_cycles_match(sim: &spikeforge_cosim::Simulator, imgs: &[u8], what: &st
 }
 
 #[test]
-fn coverage_models_are_bit_exact_at_t_1_2_4() {
+fn coverage_models_are_bit_exact_at_t_1_2_4_8() {
     let seed = util::seed();
     let mut pairs = 0;
     for (i, a) in COVERAGE.iter().enumerate() {
-        for t in [1, 2, 4] {
+        for t in [1, 2, 4, 8] {
             let s = seed + 31 * i as u64 + t as u64;
             let model = random_model(&arch::parse(a).unwrap(), t, s).unwrap();
             pairs += check_model(&model, s, 6);
