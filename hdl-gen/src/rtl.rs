@@ -1,12 +1,13 @@
-//! Lowering of one model to modules of the typed AST: per layer a window front (line-buffer
-//! `window` for convolutions, `collect` for dense layers), a matrix-vector unit `mvu` with the
-//! neuron, an optional `pool`; then the GAP/argmax `head`, the `core` (with one tap per layer
-//! for co-simulation) and the synthesis `top`.
+//! What every module generator shares: the per-layer context ([`LayerCtx`]) with the widths
+//! and beat shapes derived from the model and the folding, and small AST helpers (extensions,
+//! counters, constant multiplies, ROM loading, stream ports).
 //!
 //! Stream convention between modules: `*_valid`, `*_ready`, `*_data`; a beat moves when
-//! valid && ready. A beat carries one map position: `[step][channel]` values, step-major,
-//! value `v` at bits `[(step·C + c)·B +: B]`. A window is `[step][j]` with
-//! `j = (ky·k + kx)·Cin + cin` (dense: `j = (y·W + x)·Cin + cin`), matching the IR's weight order.
+//! valid && ready. A beat carries `G` elements (one position and channel, or for a dense layer's
+//! input consecutive values of the flattened map) with all their steps, step-major: element
+//! `e` of step `s` at bits `[(s·G + e)·B +: B]` (docs/hardware.md). The window unit's words
+//! walk a window in `j = (ky·k + kx)·Cin + cin` order (dense: `j = (y·W + x)·Cin + cin`),
+//! `SIMD` consecutive `j` per word, matching the IR's weight order.
 
 use spikeforge_model::geometry::{bits_unsigned, output_range, value_bits, LayerGeometry};
 use spikeforge_model::ir::{Layer, Neuron};
