@@ -6,7 +6,7 @@
 //! the channel count when both do), an up-converter followed by a down-converter.
 
 use crate::names::{self, Names};
-use crate::rtl::{index_bits, stream_ports};
+use crate::rtl::{index_bits, output_process, stream_ports};
 use crate::vlog::*;
 
 /// One stream's beat shape.
@@ -115,16 +115,9 @@ fn up(name: String, from: Beat, to: Beat) -> Module {
         ],
         vec![Stmt::Nb(cnt.clone(), cnt.clone().add(lit(cw, 1)))],
     ));
-    m.seq(vec![Stmt::If(
-        id(names::RST),
+    m.seq(vec![output_process(
         vec![Stmt::Nb(cnt, lit(cw, 0)), Stmt::Nb(id("out_valid"), zero())],
-        vec![
-            when(
-                id("out_valid").and(id("out_ready")),
-                vec![Stmt::Nb(id("out_valid"), zero())],
-            ),
-            when(accept, on_accept),
-        ],
+        vec![when(accept, on_accept)],
     )]);
     m
 }

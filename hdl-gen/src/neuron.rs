@@ -16,8 +16,7 @@
 use spikeforge_model::ir::{FireRule, Leak, NegativeSpikes, Neuron, Reset};
 
 use crate::mvu::Handoff;
-use crate::names;
-use crate::rtl::{fit, index_bits, LayerCtx};
+use crate::rtl::{fit, index_bits, output_process, LayerCtx};
 use crate::vlog::*;
 
 /// What the MVU applies before the neuron stage: the polarity (a negated current) in the
@@ -355,15 +354,5 @@ pub(crate) fn stage(m: &mut Module, ctx: &LayerCtx, hs: &Handoff) {
     if let Some(k) = &k {
         reset.push(Stmt::Nb(k.clone(), lit(kw, 0)));
     }
-    m.seq(vec![Stmt::If(
-        id(names::RST),
-        reset,
-        vec![
-            when(
-                id("out_valid").and(id("out_ready")),
-                vec![Stmt::Nb(id("out_valid"), zero())],
-            ),
-            when(go, on_go),
-        ],
-    )]);
+    m.seq(vec![output_process(reset, vec![when(go, on_go)])]);
 }

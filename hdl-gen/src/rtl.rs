@@ -188,6 +188,18 @@ pub(crate) fn step_counter(c: &Option<(Expr, u32)>, n: u32) -> Option<Stmt> {
     })
 }
 
+/// The clocked process of a module with a registered output (`out_valid`, `out_data`): on
+/// reset `reset`; otherwise a beat the consumer takes clears `out_valid`, then `body` runs
+/// (and may set it again for the next beat).
+pub(crate) fn output_process(reset: Vec<Stmt>, body: Vec<Stmt>) -> Stmt {
+    let mut run = vec![when(
+        id("out_valid").and(id("out_ready")),
+        vec![Stmt::Nb(id("out_valid"), zero())],
+    )];
+    run.extend(body);
+    Stmt::If(id(names::RST), reset, run)
+}
+
 pub(crate) fn stream_ports(m: &mut Module, in_w: u32, out_w: u32, out_reg: bool) {
     m.input(names::CLK, 1);
     m.input(names::RST, 1);

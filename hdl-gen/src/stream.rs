@@ -3,8 +3,10 @@
 use spikeforge_model::geometry::bits_unsigned;
 use spikeforge_model::ir::{Neuron, Pool};
 
-use crate::names::{self, Names};
-use crate::rtl::{at_last, counter, index_bits, sext, stream_ports, zext, LayerCtx};
+use crate::names::Names;
+use crate::rtl::{
+    at_last, counter, index_bits, output_process, sext, stream_ports, zext, LayerCtx,
+};
 use crate::vlog::*;
 
 /// 2×2 stride-2 pooling (OR or SUM) of a spike stream in raster order whose beats carry `PE`
@@ -120,17 +122,7 @@ pub fn pool(ctx: &LayerCtx, names: &Names, kind: Pool) -> Module {
         rb_q,
         rowbuf.idx(accept.clone().cond(a_next, a_cur)),
     )]);
-    m.seq(vec![Stmt::If(
-        id(names::RST),
-        reset,
-        vec![
-            when(
-                id("out_valid").and(id("out_ready")),
-                vec![Stmt::Nb(id("out_valid"), zero())],
-            ),
-            when(accept, on_accept),
-        ],
-    )]);
+    m.seq(vec![output_process(reset, vec![when(accept, on_accept)])]);
     m
 }
 
@@ -280,14 +272,9 @@ pub fn head(last: &LayerCtx, names: &Names, hw: HeadWidths, signed_in: bool) -> 
             reset.push(Stmt::Nb(r.clone(), lit(*w, 0)));
         }
     }
-    m.seq(vec![Stmt::If(
-        id(names::RST),
+    m.seq(vec![output_process(
         reset,
         vec![
-            when(
-                id("out_valid").and(id("out_ready")),
-                vec![Stmt::Nb(id("out_valid"), zero())],
-            ),
             when(
                 fin_valid
                     .clone()
