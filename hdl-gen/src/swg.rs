@@ -442,13 +442,15 @@ fn read_side(m: &mut Module, s: &SwgShape, avail: &Expr, en: &Expr, cw: u32) -> 
     let raw = m.wire_eq("slot_raw", sum_w, ext(bslot.clone(), sw).add(ext(dist, pw)));
     // The wrapped sums are below R: their high bits are unused by design.
     m.comment("verilator lint_off UNUSEDSIGNAL");
-    let wrapped = m.wire_eq(
-        "slot_wrapped",
-        sum_w,
-        raw.clone()
-            .ge(lit(sum_w, s.rows as u64))
-            .cond(raw.clone().sub(lit(sum_w, s.rows as u64)), raw),
-    );
+    let wrap = |m: &mut Module, name: &str, v: Expr| {
+        let r = lit(sum_w, s.rows as u64);
+        m.wire_eq(
+            name,
+            sum_w,
+            v.clone().ge(r.clone()).cond(v.clone().sub(r), v),
+        )
+    };
+    let wrapped = wrap(m, "slot_wrapped", raw);
     let slot = m.wire_eq("slot", sw, crate::rtl::resize(wrapped, sum_w, sw));
     let aw = index_bits(s.depth() as u64);
     let col = m.wire_eq("col", qw, ixp.sub(lit(qw, pad_x)));
@@ -464,14 +466,7 @@ fn read_side(m: &mut Module, s: &SwgShape, avail: &Expr, en: &Expr, cw: u32) -> 
         sum_w,
         ext(bslot.clone(), sw).add(ext(rel.clone(), cw)),
     );
-    let moved = m.wire_eq(
-        "bslot_wrapped",
-        sum_w,
-        moved
-            .clone()
-            .ge(lit(sum_w, s.rows as u64))
-            .cond(moved.clone().sub(lit(sum_w, s.rows as u64)), moved),
-    );
+    let moved = wrap(m, "bslot_wrapped", moved);
     m.comment("verilator lint_on UNUSEDSIGNAL");
     let new_bslot = m.wire_eq("bslot_next", sw, crate::rtl::resize(moved, sum_w, sw));
     let levels = vec![
