@@ -114,6 +114,22 @@ pub fn synth_ice40(dir: &Path, top: &str, what: &str) -> u64 {
         .unwrap_or_else(|| panic!("{what}: no LUTs in the yosys report"))
 }
 
+/// Runs an external tool in `dir` and asserts that it succeeds; returns its standard output.
+fn run_tool(dir: &Path, program: &str, args: &[String], what: &str) -> String {
+    let out = Command::new(program)
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} runs: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{what}:\n{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// Yosys elaborates a written design's synthesis top and finds no latch (`proc` turns every
 /// process into flip-flops and multiplexers, or into latches where an assignment is missing).
 pub fn assert_no_latch(dir: &Path, design: &Design, what: &str) {
@@ -122,16 +138,11 @@ pub fn assert_no_latch(dir: &Path, design: &Design, what: &str) {
         design.manifest.sources.join(" "),
         design.manifest.top
     );
-    let out = Command::new("yosys")
-        .current_dir(dir)
-        .args(["-q", "-p", &script])
-        .output()
-        .expect("yosys runs");
-    assert!(
-        out.status.success(),
-        "{what}: yosys found a latch or failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    run_tool(
+        dir,
+        "yosys",
+        &["-q".into(), "-p".into(), script],
+        &format!("{what}: yosys found a latch or failed"),
     );
 }
 
@@ -159,28 +170,14 @@ pub fn icarus_run(dir: &Path, design: &Design, images: &[u8], n: usize) -> Vec<V
         "icarus_tb.v".into(),
     ];
     args.extend(m.sources.iter().cloned());
-    let out = Command::new("iverilog")
-        .current_dir(dir)
-        .args(&args)
-        .output()
-        .expect("iverilog runs");
-    assert!(
-        out.status.success(),
-        "iverilog rejects the design:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    run_tool(dir, "iverilog", &args, "iverilog rejects the design");
+    let text = run_tool(
+        dir,
+        "vvp",
+        &["-n".into(), "icarus.vvp".into()],
+        "Icarus run failed",
     );
-    let out = Command::new("vvp")
-        .current_dir(dir)
-        .args(["-n", "icarus.vvp"])
-        .output()
-        .expect("vvp runs");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && !text.contains("TIMEOUT"),
-        "Icarus run failed:\n{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(!text.contains("TIMEOUT"), "Icarus run timed out:\n{text}");
     let words = m.output.tdata_bits.div_ceil(32) as usize;
     text.lines()
         .filter_map(|l| l.strip_prefix("R "))
