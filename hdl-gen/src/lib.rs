@@ -365,9 +365,9 @@ pub fn generate_with(
     };
     let out_bits = hw.class + widths.classes * hw.logit;
     let mut files = BTreeMap::new();
-    let (mut modules, rom_files) = layer_modules(&ctxs, &names, input_beat, &mut files);
+    let (mut modules, converters, rom_files) = layer_modules(&ctxs, &names, input_beat, &mut files);
     modules.push(stream::head(last, &names, hw, last.out_signed()));
-    modules.push(top::core(&ctxs, &names, input_beat, out_bits));
+    modules.push(top::core(&ctxs, &names, &converters, in_bits, out_bits));
     modules.push(top::top(&ctxs, &names, in_bits, out_bits));
     let image_bytes = geo[0].input.positions() as u32 * model.input.channels;
     let shape = shell::ShellShape {
@@ -459,22 +459,28 @@ pub fn generate_with(
 const DEFAULT_CLKS_PER_BIT: u64 = 104;
 
 /// Each layer's modules (width converters, window unit, MVU, optional pool) and its two ROM
-/// images, which go into `files`; returns the modules and the ROM file names.
+/// images, which go into `files`; returns the modules, per layer its converters' names and
+/// output beat widths (for the core), and the ROM file names.
 fn layer_modules(
     ctxs: &[LayerCtx],
     names: &Names,
     input: dwc::Beat,
     files: &mut BTreeMap<String, String>,
-) -> (Vec<Module>, Vec<String>) {
-    let (mut modules, mut rom_files) = (Vec::new(), Vec::new());
+) -> (Vec<Module>, Vec<Vec<top::Converter>>, Vec<String>) {
+    let (mut modules, mut converters, mut rom_files) = (Vec::new(), Vec::new(), Vec::new());
     let mut beat = input;
     for ctx in ctxs {
-        modules.extend(dwc::converters(
-            names,
-            ctx.index,
-            beat,
-            top::swg_beat(ctx).elems,
-        ));
+        let convs = dwc::converters(names, ctx.index, beat, top::swg_beat(ctx).elems);
+        converters.push(
+            convs
+                .iter()
+                .map(|c| {
+                    let out = c.ports.iter().find(|p| p.name == "out_data");
+                    (c.name.clone(), out.expect("a converter has out_data").width)
+                })
+                .collect(),
+        );
+        modules.extend(convs);
         modules.push(swg::swg(ctx, names));
         modules.push(mvu::mvu(ctx, names));
         if let Some(p) = ctx.layer.pool {
@@ -486,7 +492,7 @@ fn layer_modules(
         rom_files.push(names.param_file(ctx.index));
         beat = top::out_beat(ctx);
     }
-    (modules, rom_files)
+    (modules, converters, rom_files)
 }
 
 /// The UART shell around the network: receiver, transmitter, image FIFO and the shell.

@@ -84,9 +84,19 @@ pub fn out_beat(ctx: &LayerCtx) -> Beat {
     }
 }
 
+/// A width converter as the core instantiates it: module name and output beat width.
+pub type Converter = (String, u32);
+
 /// The core: layers and head chained; `tapL_valid`/`tapL_data` show every beat of layer L's
-/// output stream. Each layer is `[width converters] → window unit → MVU → [pool]`.
-pub fn core(layers: &[LayerCtx], names: &Names, input: Beat, out_bits: u32) -> Module {
+/// output stream. Each layer is `[width converters] → window unit → MVU → [pool]`;
+/// `converters[l]` names layer `l`'s converters with the width of their output beats.
+pub fn core(
+    layers: &[LayerCtx],
+    names: &Names,
+    converters: &[Vec<Converter>],
+    in_bits: u32,
+    out_bits: u32,
+) -> Module {
     let mut m = Module::new(
         names.core(),
         vec![format!(
@@ -96,7 +106,7 @@ pub fn core(layers: &[LayerCtx], names: &Names, input: Beat, out_bits: u32) -> M
     );
     m.params
         .push(("ROM_DIR".into(), Expr::Str(crate::ROM_DIR_DEFAULT.into())));
-    axis_ports(&mut m, input.width(), out_bits);
+    axis_ports(&mut m, in_bits, out_bits);
     for ctx in layers {
         m.output(&tap_valid(ctx.index), 1);
         m.output(&tap_data(ctx.index), ctx.out_beat_bits());
@@ -106,27 +116,14 @@ pub fn core(layers: &[LayerCtx], names: &Names, input: Beat, out_bits: u32) -> M
         ready: id(names::S_TREADY),
         data: id(names::S_TDATA),
     };
-    let mut beat = input;
     for ctx in layers {
         let l = ctx.index;
         m.comment(format!("Layer {l}: {}", ctx.layer.name));
-        let want = swg_beat(ctx);
-        let convs = crate::dwc::converters(names, l, beat, want.elems);
-        for (k, conv) in convs.iter().enumerate() {
-            let width = if k + 1 == convs.len() {
-                want.width()
-            } else {
-                // The intermediate beat of a two-step conversion.
-                conv.ports
-                    .iter()
-                    .find(|p| p.name == "out_data")
-                    .map(|p| p.width)
-                    .expect("a converter has out_data")
-            };
-            let next = stream(&mut m, &format!("l{l}_dwc{k}"), width);
+        for (k, (conv, width)) in converters[l].iter().enumerate() {
+            let next = stream(&mut m, &format!("l{l}_dwc{k}"), *width);
             instance(
                 &mut m,
-                conv.name.clone(),
+                conv.clone(),
                 format!("u_l{l}_dwc{k}"),
                 false,
                 &prev,
@@ -170,7 +167,6 @@ pub fn core(layers: &[LayerCtx], names: &Names, input: Beat, out_bits: u32) -> M
         m.assign(id(tap_valid(l)), out.valid.clone().and(out.ready.clone()));
         m.assign(id(tap_data(l)), out.data.clone());
         prev = out;
-        beat = out_beat(ctx);
     }
     m.comment("Head");
     let result = Stream {
