@@ -10,7 +10,7 @@ use spikeforge_model::random::random_model;
 use crate::util;
 
 /// The first `n` Fashion-MNIST test images, from the Debian package's files.
-fn fashion_mnist_test_images(n: usize) -> Vec<u8> {
+pub fn fashion_mnist_test_images(n: usize) -> Vec<u8> {
     let dir = std::path::Path::new("/usr/share/datasets/fashion-mnist");
     let split = spikeforge_trainer::data::read_idx_split(
         &dir.join("t10k-images-idx3-ubyte.gz"),

@@ -6,6 +6,7 @@ mod differential;
 mod flow;
 mod golden_files;
 mod icarus;
+mod netlist;
 mod train;
 mod tsa;
 mod util;

@@ -115,7 +115,7 @@ pub fn synth_ice40(dir: &Path, top: &str, what: &str) -> u64 {
 }
 
 /// Runs an external tool in `dir` and asserts that it succeeds; returns its standard output.
-fn run_tool(dir: &Path, program: &str, args: &[String], what: &str) -> String {
+pub fn run_tool(dir: &Path, program: &str, args: &[String], what: &str) -> String {
     let out = Command::new(program)
         .current_dir(dir)
         .args(args)
@@ -146,9 +146,16 @@ pub fn assert_no_latch(dir: &Path, design: &Design, what: &str) {
     );
 }
 
-/// Runs `n` images through a written design's synthesis top in Icarus Verilog
-/// (`tests/it/icarus_tb.v`); returns each result beat as little-endian 32-bit words.
-pub fn icarus_run(dir: &Path, design: &Design, images: &[u8], n: usize) -> Vec<Vec<u32>> {
+/// Runs `images` through a design in Icarus: the manifest's top, simulated from `sources`
+/// (Icarus arguments: the RTL, or a synthesised netlist and cell models); returns the output
+/// beats as 32-bit words, least significant first.
+pub fn icarus_run_sources(
+    dir: &Path,
+    design: &Design,
+    sources: &[String],
+    images: &[u8],
+    n: usize,
+) -> Vec<Vec<u32>> {
     let m = &design.manifest;
     let hex: String = images.iter().map(|p| format!("{p:02x}\n")).collect();
     std::fs::write(dir.join("images.hex"), hex).unwrap();
@@ -169,7 +176,7 @@ pub fn icarus_run(dir: &Path, design: &Design, images: &[u8], n: usize) -> Vec<V
         format!("-Ptb.OUT_BITS={}", m.output.tdata_bits),
         "icarus_tb.v".into(),
     ];
-    args.extend(m.sources.iter().cloned());
+    args.extend(sources.iter().cloned());
     run_tool(dir, "iverilog", &args, "iverilog rejects the design");
     let text = run_tool(
         dir,
@@ -203,10 +210,22 @@ pub fn assert_icarus_matches_golden(
     images: &[u8],
     what: &str,
 ) {
+    assert_sources_match_golden(dir, design, &design.manifest.sources, model, images, what)
+}
+
+/// As [`assert_icarus_matches_golden`], simulating `sources` in place of the design's RTL.
+pub fn assert_sources_match_golden(
+    dir: &Path,
+    design: &Design,
+    sources: &[String],
+    model: &Model,
+    images: &[u8],
+    what: &str,
+) {
     let golden = spikeforge_model::Golden::new(model);
     let n = golden.check_images(images).unwrap();
     let expected = golden.run_batch(images, false).unwrap();
-    let got = icarus_run(dir, design, images, n);
+    let got = icarus_run_sources(dir, design, sources, images, n);
     assert_eq!(
         got.len(),
         n,
