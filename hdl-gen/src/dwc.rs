@@ -46,19 +46,32 @@ fn gcd(a: u32, b: u32) -> u32 {
 /// The converters from `from` to `to` elements per beat (none when equal), named
 /// `{stem}_dwc0`, `{stem}_dwc1`.
 pub fn converters(names: &Names, layer: usize, from: Beat, to_elems: u32) -> Vec<Module> {
+    let name = |k: usize| names.layer_module(layer, &format!("dwc{k}"));
+    stages(from, to_elems)
+        .into_iter()
+        .enumerate()
+        .map(|(k, (a, b))| {
+            if b.elems > a.elems {
+                up(name(k), a, b)
+            } else {
+                down(name(k), a, b)
+            }
+        })
+        .collect()
+}
+
+/// The `(from, to)` beats of each converter stage from `from` to `to_elems` elements per
+/// beat: none, one up- or down-converter, or up to the lcm and down from it.
+pub fn stages(from: Beat, to_elems: u32) -> Vec<(Beat, Beat)> {
     let to = from.with(to_elems);
     if from.elems == to.elems {
-        return vec![];
-    }
-    let name = |k: usize| names.layer_module(layer, &format!("dwc{k}"));
-    if to.elems.is_multiple_of(from.elems) {
-        vec![up(name(0), from, to)]
-    } else if from.elems.is_multiple_of(to.elems) {
-        vec![down(name(0), from, to)]
+        vec![]
+    } else if to.elems.is_multiple_of(from.elems) || from.elems.is_multiple_of(to.elems) {
+        vec![(from, to)]
     } else {
         let lcm = from.elems / gcd(from.elems, to.elems) * to.elems;
         let mid = from.with(lcm);
-        vec![up(name(0), from, mid), down(name(1), mid, to)]
+        vec![(from, mid), (mid, to)]
     }
 }
 

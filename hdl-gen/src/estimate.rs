@@ -1,21 +1,21 @@
 //! Pre-synthesis estimates: logic, flip-flops and block RAM of a design on a device family,
-//! from the same layer contexts the generator uses, in seconds instead of Yosys' minutes.
+//! in milliseconds instead of Yosys' minutes.
 //!
-//! The model counts what the generator builds: window-unit buffers (block RAM), synapse
-//! lanes at their per-kind cost, pipeline registers, neuron arithmetic, ROMs (block RAM when
-//! deep enough, else logic). Its coefficients are fitted to `synth_ice40` on reference designs; the
-//! `bench flow` command reports its error against Yosys and nextpnr.
+//! The estimate builds the design's modules exactly as `gen` does, counts their operators on
+//! the typed AST ([`crate::cost`]), and weighs them with per-family coefficients fitted to
+//! Yosys 0.23 (`spikeforge bench --estimate`, data in docs/calibration/). Memories are placed
+//! by the same cost search Yosys' `memory_libmap` runs ([`crate::memmap`]), after dropping the
+//! ROM bit lanes that are constant, as Yosys' `opt_mem` does; so block RAM counts are exact.
 
 use serde::Serialize;
 use spikeforge_constraints::{Device, Family};
-use spikeforge_model::geometry::model_geometry;
-use spikeforge_model::ir::{Model, Neuron};
-use spikeforge_model::widths;
+use spikeforge_model::ir::Model;
 
+use std::collections::BTreeMap;
+
+use crate::cost::{self, Counts};
 use crate::fold::{self, Folding};
-use crate::lanes::{lane_kind, LaneKind};
-use crate::rtl::LayerCtx;
-use crate::swg::SwgShape;
+use crate::memmap::{self, Mapped};
 
 /// Estimated resources of one part of a design.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
@@ -28,6 +28,8 @@ pub struct Estimate {
     pub ram_blocks: f64,
     /// Bits held in block RAM.
     pub ram_bits: f64,
+    /// DSP blocks (ECP5 `MULT18X18D`, iCE40 `SB_MAC16`).
+    pub dsps: f64,
 }
 
 impl std::ops::AddAssign for Estimate {
@@ -36,17 +38,33 @@ impl std::ops::AddAssign for Estimate {
         self.ffs += o.ffs;
         self.ram_blocks += o.ram_blocks;
         self.ram_bits += o.ram_bits;
+        self.dsps += o.dsps;
     }
+}
+
+/// One module's estimate.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModuleEstimate {
+    /// Module name, as generated.
+    pub module: String,
+    /// The operator counts it was weighed from.
+    pub counts: Counts,
+    /// Where its memories go.
+    pub memories: MemoryUse,
+    /// Estimate.
+    pub estimate: Estimate,
 }
 
 /// The estimate of a whole design.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DesignEstimate {
-    /// Per layer: name and estimate.
+    /// Every module (layers' modules, head, core, top, UART shell).
+    pub modules: Vec<ModuleEstimate>,
+    /// Per layer: name and the sum of its modules.
     pub layers: Vec<(String, Estimate)>,
-    /// Head and UART shell.
-    pub rest: Estimate,
-    /// Sum.
+    /// The network without the UART shell (the `top` module and below).
+    pub network: Estimate,
+    /// Everything, UART shell included (what `synth` places).
     pub total: Estimate,
     /// Cycles per image.
     pub cycles_per_image: u64,
@@ -67,7 +85,8 @@ fn ram_shapes(f: Family) -> &'static [(u64, u64)] {
     }
 }
 
-/// Blocks a `width × depth` memory needs in its cheapest shape.
+/// Blocks a `width × depth` memory needs in its cheapest single shape (a bound; the estimate
+/// itself places memories with [`memmap::map`]).
 pub fn ram_blocks(f: Family, width: u64, depth: u64) -> u64 {
     ram_shapes(f)
         .iter()
@@ -76,134 +95,244 @@ pub fn ram_blocks(f: Family, width: u64, depth: u64) -> u64 {
         .unwrap_or(0)
 }
 
-/// A read-only or read-write memory: block RAM when it is deep enough to be worth one,
-/// else logic (a LUT4 holds 16 bits of one output).
-fn memory(f: Family, width: u64, depth: u64) -> Estimate {
-    if depth <= 1 {
-        return Estimate::default(); // a constant
+/// Per-family weights of the operator counts (LUT4 per bit), fitted by non-negative least
+/// squares to the per-module Yosys 0.23 cells of the `bench --estimate` designs (residuals
+/// weighted by 1/√LUT4; docs/results.md has the fit's error per design).
+struct Weights {
+    add: f64,
+    cmp: f64,
+    eq: f64,
+    mux: f64,
+    logic: f64,
+    /// Per bit of a ROM built from logic.
+    rom_bit: f64,
+    /// Per bit of a RAM built from flip-flops (write decode and read multiplexer).
+    ram_bit: f64,
+    /// Per module of each kind: control logic the operator counts do not see (the head's
+    /// argmax and output register, the MVU's enable and valid chain).
+    base: fn(ModuleKind) -> f64,
+    /// Flattened synthesis shares logic across module boundaries: the flat design was
+    /// this fraction of its modules' sum.
+    flatten: f64,
+}
+
+/// What a generated module is, from its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ModuleKind {
+    Window,
+    Mvu,
+    Pool,
+    Converter,
+    Head,
+    /// Core, top, UART shell.
+    Glue,
+}
+
+fn module_kind(name: &str) -> ModuleKind {
+    let last = name.rsplit('_').next().unwrap_or("");
+    match last {
+        "swg" => ModuleKind::Window,
+        "mvu" => ModuleKind::Mvu,
+        "pool" => ModuleKind::Pool,
+        "head" => ModuleKind::Head,
+        l if l.starts_with("dwc") => ModuleKind::Converter,
+        _ => ModuleKind::Glue,
     }
-    if depth >= 32 {
-        Estimate {
-            ram_blocks: ram_blocks(f, width, depth) as f64,
-            ram_bits: (width * depth) as f64,
-            ..Default::default()
+}
+
+fn weights(f: Family) -> Weights {
+    match f {
+        Family::Ice40 | Family::Xilinx => Weights {
+            add: 0.353,
+            cmp: 1.038,
+            eq: 0.036,
+            mux: 0.672,
+            logic: 2.133,
+            // The fitted designs' logic ROMs are shallow weight and parameter ROMs whose bits
+            // merge into the lanes' LUTs, and their logic RAMs are a few pool registers.
+            rom_bit: 0.0,
+            ram_bit: 0.0,
+            base: |k| match k {
+                ModuleKind::Window => 0.0,
+                ModuleKind::Mvu => 18.5,
+                ModuleKind::Pool => 28.1,
+                ModuleKind::Converter => 3.3,
+                ModuleKind::Head => 476.6,
+                ModuleKind::Glue => 2.1,
+            },
+            flatten: 0.992,
+        },
+        Family::Ecp5 => Weights {
+            add: 1.252,
+            cmp: 0.0,
+            eq: 0.036,
+            mux: 0.583,
+            logic: 0.0,
+            rom_bit: 0.106,
+            ram_bit: 1.0,
+            base: |k| match k {
+                ModuleKind::Window => 0.0,
+                ModuleKind::Mvu => 84.3,
+                ModuleKind::Pool => 0.0,
+                ModuleKind::Converter => 22.2,
+                ModuleKind::Head => 317.7,
+                ModuleKind::Glue => 0.9,
+            },
+            flatten: 0.980,
+        },
+    }
+}
+
+/// The bits of a ROM image's words that are not the same in every word (`opt_mem` removes
+/// the others).
+fn varying_bits(image: &str) -> u32 {
+    let mut lines = image.lines().filter(|l| !l.trim().is_empty());
+    let Some(first) = lines.next() else { return 0 };
+    let first: Vec<u8> = first.bytes().map(hex_value).collect();
+    let mut differ = vec![0u8; first.len()];
+    for l in lines {
+        for ((d, a), b) in differ.iter_mut().zip(&first).zip(l.bytes()) {
+            *d |= a ^ hex_value(b);
         }
-    } else {
-        Estimate {
-            luts: (width * depth.div_ceil(16)) as f64 * 1.5,
-            ..Default::default()
+    }
+    differ.iter().map(|d| d.count_ones()).sum()
+}
+
+fn hex_value(c: u8) -> u8 {
+    (c as char).to_digit(16).unwrap_or(0) as u8
+}
+
+/// Where a module's memories go, in the quantities the weights apply to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct MemoryUse {
+    /// Bits of ROMs built from logic (after constant lanes are dropped).
+    pub rom_logic_bits: f64,
+    /// Bits of RAMs built from flip-flops.
+    pub ram_logic_bits: f64,
+    /// ECP5 `TRELLIS_DPR16X4` cells.
+    pub distributed_cells: f64,
+    /// Read-multiplexer bits over distributed cells stacked in depth.
+    pub distributed_mux: f64,
+    /// Block RAM cells.
+    pub blocks: f64,
+    /// Bits held in block RAM.
+    pub block_bits: f64,
+}
+
+/// Places a module's memories as Yosys would ([`memmap::map`]); ROM widths after `opt_mem`
+/// drops the bit lanes that are constant in the image (`files`).
+fn memories(f: Family, c: &Counts, files: &BTreeMap<String, String>) -> MemoryUse {
+    let mut u = MemoryUse::default();
+    for mem in &c.mems {
+        let width = match (&mem.init, mem.written) {
+            (Some(file), false) => files.get(file).map_or(mem.width, |img| varying_bits(img)),
+            _ => mem.width,
+        };
+        let bits = width as f64 * mem.depth as f64;
+        match memmap::map(f, width, mem.depth, mem.written) {
+            Mapped::Logic if mem.written => u.ram_logic_bits += bits,
+            Mapped::Logic => u.rom_logic_bits += bits,
+            Mapped::Block(n) => {
+                u.blocks += n as f64;
+                u.block_bits += bits;
+            }
+            Mapped::Distributed(n) => {
+                u.distributed_cells += n as f64;
+                u.distributed_mux += (mem.depth as f64 / 16.0 - 1.0).max(0.0) * width as f64;
+            }
         }
     }
+    u
 }
 
-/// The window unit: one buffer RAM, address arithmetic, a registered read.
-fn front(ctx: &LayerCtx, f: Family) -> Estimate {
-    let s = SwgShape::of(ctx);
-    let word = s.word as f64;
-    let mut e = Estimate {
-        luts: 150.0 + word,
-        ffs: 80.0 + 2.0 * word,
-        ..Default::default()
+/// A module's estimate from its operator counts and memories.
+fn weigh(f: Family, kind: ModuleKind, c: &Counts, mem: &MemoryUse) -> Estimate {
+    let w = weights(f);
+    // One DSP block per product up to its multiplier's width (18 × 18 on ECP5, 16 × 16 on
+    // iCE40, 25 × 18 on 7-series), four beyond.
+    let fits = match f {
+        Family::Ice40 => 16,
+        Family::Ecp5 => 18,
+        Family::Xilinx => 25,
     };
-    e += memory(f, s.word as u64, s.depth() as u64);
-    e
-}
-
-/// LUT4 per synapse lane of each kind (HARDWARE.md §2: about 3 per bit-product, streamed
-/// weights, trees registered every two levels).
-fn lane_luts(ctx: &LayerCtx) -> f64 {
-    let (xb, wb) = (ctx.geo.input_bits as f64, ctx.weight_bits() as f64);
-    match lane_kind(ctx) {
-        LaneKind::BinarySpike => 4.2,
-        LaneKind::BinaryUnsigned => 3.6 * xb,
-        LaneKind::BinaryTernary => 4.5,
-        LaneKind::BinarySigned => 3.8 * xb,
-        LaneKind::IntegerSpike => 2.6 * wb,
-        LaneKind::IntegerUnsigned => 3.0 * xb * wb,
-        LaneKind::IntegerTernary => 2.8 * wb + 2.0,
-        LaneKind::IntegerSigned => 3.2 * xb * wb,
+    let dsps = c
+        .products
+        .iter()
+        .map(|&pw| if pw <= fits { 1.0 } else { 4.0 })
+        .sum();
+    Estimate {
+        luts: w.flatten
+            * ((w.base)(kind)
+                + w.add * c.add
+                + w.cmp * c.cmp
+                + w.eq * c.eq
+                + w.mux * (c.mux + mem.distributed_mux)
+                + w.logic * c.logic
+                + w.rom_bit * mem.rom_logic_bits
+                + w.ram_bit * mem.ram_logic_bits
+                // Each TRELLIS_DPR16X4 counts as two LUT4 (`spikeforge synth`).
+                + 2.0 * mem.distributed_cells),
+        ffs: c.ff + mem.ram_logic_bits,
+        ram_blocks: mem.blocks,
+        ram_bits: mem.block_bits,
+        dsps,
     }
-}
-
-fn mvu(ctx: &LayerCtx, f: Family) -> Estimate {
-    let g = &ctx.geo;
-    let (pe, simd) = (ctx.fold.pe as f64, ctx.fold.simd as f64);
-    let steps = g.input_steps as f64;
-    let (aw, vw) = (ctx.acc_bits() as f64, ctx.value_bits() as f64);
-    let wb = ctx.weight_bits() as f64;
-    let lanes = pe * steps * simd;
-    let neuron = match ctx.layer.neuron {
-        Neuron::Lif(_) => 4.0 * vw + aw,
-        // Double and add, clamp (two compares), two threshold compares, reset add.
-        Neuron::Tsa(_) => 8.0 * vw + aw,
-        Neuron::None { .. } | Neuron::TsaReadout { .. } => 2.0 * vw + aw,
-    };
-    let shared = if ctx.layer.is_binary() {
-        steps * simd * g.input_bits as f64
-    } else {
-        0.0
-    };
-    let mut e = Estimate {
-        luts: lanes * lane_luts(ctx) + shared + pe * steps * 2.0 * aw + pe * neuron + 80.0,
-        ffs: ctx.in_word_bits() as f64
-            + pe * simd * wb
-            + lanes * 1.5
-            + pe * steps * 3.0 * aw
-            + pe * ctx.lane_param_bits() as f64
-            + ctx.group_bits() as f64
-            + 60.0,
-        ..Default::default()
-    };
-    let (nf, sf) = (ctx.nf() as u64, ctx.sf() as u64);
-    e += memory(f, (pe * simd * wb) as u64, nf * sf);
-    e += memory(f, ctx.fold.pe as u64 * ctx.lane_param_bits() as u64, nf);
-    e
-}
-
-fn pool(ctx: &LayerCtx, f: Family) -> Estimate {
-    let fields = (ctx.out_steps() * ctx.fold.pe * ctx.neuron_bits()) as f64;
-    let pairs = ctx.geo.synaptic.width.div_ceil(2) as u64 * ctx.nf() as u64;
-    let mut e = Estimate {
-        luts: 40.0 + 3.0 * fields,
-        ffs: 30.0 + 3.0 * fields,
-        ..Default::default()
-    };
-    e += memory(f, (fields * 1.5) as u64, pairs);
-    e
 }
 
 /// Estimates a validated model's design with `folding` on a device family.
 pub fn estimate(model: &Model, folding: &Folding, family: Family) -> DesignEstimate {
-    let w = widths::analyse(model).expect("a validated model has widths");
-    let geo = model_geometry(model);
-    let mut layers = Vec::new();
+    let built = crate::build(model, folding).expect("a validated model builds");
+    let names = crate::names::Names::new(model);
+    let shell = [
+        names.uart_shell(),
+        names.uart_rx(),
+        names.uart_tx(),
+        names.byte_fifo(),
+    ];
+    let modules: Vec<ModuleEstimate> = built
+        .modules
+        .iter()
+        .map(|m| {
+            let counts = cost::count(m);
+            let memories = memories(family, &counts, &built.files);
+            let mut estimate = weigh(family, module_kind(&m.name), &counts, &memories);
+            if family == Family::Xilinx {
+                // A LUT6 holds about 1.6 LUT4s of this logic.
+                estimate.luts /= 1.6;
+            }
+            ModuleEstimate {
+                module: m.name.clone(),
+                counts,
+                memories,
+                estimate,
+            }
+        })
+        .collect();
+    let mut network = Estimate::default();
     let mut total = Estimate::default();
-    for ctx in LayerCtx::all(model, folding, &geo, &w) {
-        let mut e = front(&ctx, family);
-        e += mvu(&ctx, family);
-        if ctx.layer.pool.is_some() {
-            e += pool(&ctx, family);
+    for m in &modules {
+        total += m.estimate;
+        if !shell.contains(&m.module) {
+            network += m.estimate;
         }
-        total += e;
-        layers.push((ctx.layer.name.clone(), e));
     }
-    let classes = w.classes as f64;
-    let logit = w.logit_bits() as f64;
-    let image_bytes = (geo[0].input.positions() as u64) * model.input.channels as u64;
-    let mut rest = Estimate {
-        luts: classes * logit * 3.0 + 130.0,
-        ffs: classes * logit + 125.0,
-        ..Default::default()
-    };
-    rest += memory(family, 8, image_bytes.next_power_of_two());
-    total += rest;
-    if family == Family::Xilinx {
-        // A LUT6 holds about 1.6 LUT4s of this logic.
-        total.luts /= 1.6;
-    }
+    let layers = model
+        .layers
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let prefix = names.layer_module(i, "");
+            let mut e = Estimate::default();
+            for m in modules.iter().filter(|m| m.module.starts_with(&prefix)) {
+                e += m.estimate;
+            }
+            (l.name.clone(), e)
+        })
+        .collect();
     DesignEstimate {
+        modules,
         layers,
-        rest,
+        network,
         total,
         cycles_per_image: fold::pipeline_cycles(model, folding),
     }
@@ -226,7 +355,8 @@ pub fn fitting_folding(
         let e = estimate(model, &folding, device.family);
         let fits = e.total.luts * calibration <= fill * device.logic as f64
             && e.total.ffs <= fill * device.ffs as f64
-            && e.total.ram_blocks <= device.ram_blocks as f64;
+            && e.total.ram_blocks <= device.ram_blocks as f64
+            && e.total.dsps <= device.dsps as f64;
         if fits {
             return Some((folding, e));
         }

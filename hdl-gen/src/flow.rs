@@ -175,19 +175,25 @@ impl Backend {
     }
 }
 
-/// The plan for `sources` with top `top` on `device`, with the board's pins when given.
+/// The plan for `sources` with top `top` on `device`, with the board's pins when given;
+/// `dsp`: the design has DSP lanes (the folding's `dsp`), which iCE40 synthesis maps to
+/// `SB_MAC16` only with `-dsp` (ECP5 infers `MULT18X18D` by default).
 pub fn plan(
     device: &'static Device,
     board: Option<&'static Board>,
     top: &str,
     sources: &[String],
+    dsp: bool,
 ) -> Plan {
     let name = board.map_or(device.target.clone(), |b| b.name.clone());
     let dir = format!("build/{name}");
     let synth_json = format!("{dir}/synth.json");
     let stat_file = format!("{dir}/stat.json");
     let synth = match device.family {
-        Family::Ice40 => format!("synth_ice40 -top {top} -json {synth_json}"),
+        Family::Ice40 => format!(
+            "synth_ice40{} -top {top} -json {synth_json}",
+            if dsp { " -dsp" } else { "" }
+        ),
         // LUT4-only mapping: wide-LUT muxes make popcount trees larger, not smaller.
         Family::Ecp5 => format!("synth_ecp5 -nowidelut -top {top} -json {synth_json}"),
         Family::Xilinx => format!("synth_xilinx -flatten -top {top}"),

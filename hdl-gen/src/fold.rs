@@ -36,6 +36,11 @@ pub struct Folding {
     /// Adder-tree levels between register ranks in the MVUs (1 or more).
     #[serde(default = "default_tree_levels")]
     pub tree_levels: u32,
+    /// Multi-bit × multi-bit synapses (integer weights on pixels or sum-pooled values) as
+    /// multiplier products, which Yosys maps to DSP blocks (ECP5 `MULT18X18D`, iCE40
+    /// `SB_MAC16` with `-dsp`), instead of shift-and-add LUT lanes.
+    #[serde(default)]
+    pub dsp: bool,
 }
 
 fn default_tree_levels() -> u32 {
@@ -47,7 +52,7 @@ fn default_tree_levels() -> u32 {
 pub enum FoldError {
     /// A `--fold` argument that does not parse.
     #[error(
-        "--fold `{spec}`: {reason} (expected `LAYER=PE,SIMD`, `input=PIXELS` or `tree=LEVELS`)"
+        "--fold `{spec}`: {reason} (expected `LAYER=PE,SIMD`, `input=PIXELS`, `tree=LEVELS` or `dsp=on|off`)"
     )]
     Syntax {
         /// The argument.
@@ -94,9 +99,11 @@ pub enum FoldOverride {
     Input(u32),
     /// `tree=LEVELS`: adder levels between register ranks.
     TreeLevels(u32),
+    /// `dsp=on|off`: multi-bit × multi-bit synapses on DSP multipliers.
+    Dsp(bool),
 }
 
-/// Parses `LAYER=PE,SIMD`, `input=PIXELS` or `tree=LEVELS`.
+/// Parses `LAYER=PE,SIMD`, `input=PIXELS`, `tree=LEVELS` or `dsp=on|off`.
 pub fn parse_override(spec: &str) -> Result<FoldOverride, FoldError> {
     let err = |reason: &str| FoldError::Syntax {
         spec: spec.into(),
@@ -118,6 +125,13 @@ pub fn parse_override(spec: &str) -> Result<FoldOverride, FoldError> {
     }
     if lhs == "tree" {
         return Ok(FoldOverride::TreeLevels(num(rhs)?));
+    }
+    if lhs == "dsp" {
+        return match rhs.trim() {
+            "on" => Ok(FoldOverride::Dsp(true)),
+            "off" => Ok(FoldOverride::Dsp(false)),
+            _ => Err(err("`dsp` is `on` or `off`")),
+        };
     }
     let (pe, simd) = rhs
         .split_once(',')
@@ -204,6 +218,7 @@ pub fn for_cycles(model: &Model, target: u64) -> Folding {
         pixels_per_beat: 1,
         layers: geo.iter().map(|g| default_layer_fold(g, target)).collect(),
         tree_levels: DEFAULT_TREE_LEVELS,
+        dsp: false,
     }
 }
 
@@ -213,6 +228,7 @@ pub fn slowest_cycles(model: &Model) -> u64 {
         pixels_per_beat: 1,
         layers: vec![LayerFold { pe: 1, simd: 1 }; model.layers.len()],
         tree_levels: DEFAULT_TREE_LEVELS,
+        dsp: false,
     };
     pipeline_cycles(model, &f)
 }
@@ -223,10 +239,12 @@ pub fn resolve(model: &Model, overrides: &[FoldOverride]) -> Result<Folding, Fol
     let geo = model_geometry(model);
     let mut ppb = 1;
     let mut tree_levels = DEFAULT_TREE_LEVELS;
+    let mut dsp = false;
     for o in overrides {
         match o {
             FoldOverride::Input(p) => ppb = *p,
             FoldOverride::TreeLevels(t) => tree_levels = *t,
+            FoldOverride::Dsp(d) => dsp = *d,
             FoldOverride::Layer(..) => {}
         }
     }
@@ -301,6 +319,7 @@ pub fn resolve(model: &Model, overrides: &[FoldOverride]) -> Result<Folding, Fol
         pixels_per_beat: ppb,
         layers,
         tree_levels,
+        dsp,
     })
 }
 

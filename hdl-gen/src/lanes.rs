@@ -10,7 +10,7 @@
 //! inverted), the offsets coming off in the constant. Each synapse kind is one arm of
 //! [`lane_dot`]'s match, which the compiler checks for exhaustiveness.
 
-use crate::rtl::{sext, LayerCtx};
+use crate::rtl::{sext, zext, LayerCtx};
 use crate::vlog::*;
 
 /// How a layer's input values are coded on its stream.
@@ -250,6 +250,7 @@ pub fn lane_dot(m: &mut Module, ctx: &LayerCtx, ops: &Operands) -> Dot {
                 constant: -n * (1 << (s.wb - 1)),
             }
         }
+        LaneKind::IntegerUnsigned if ctx.dsp => products(m, ops, &s, false),
         LaneKind::IntegerUnsigned => integer_unsigned(ops, &s),
         LaneKind::IntegerTernary => {
             // valid ? (negative ? ~w : w) : 0 in wb + 1 bits; the +1 of each −w = ~w + 1 is
@@ -271,7 +272,40 @@ pub fn lane_dot(m: &mut Module, ctx: &LayerCtx, ops: &Operands) -> Dot {
                 constant: -n * (1 << (tw - 1)),
             }
         }
+        LaneKind::IntegerSigned if ctx.dsp => products(m, ops, &s, true),
         LaneKind::IntegerSigned => integer_signed(m, ops, &s),
+    }
+}
+
+/// Integer weights on multi-bit values as multiplier products (DSP lanes): each `x·w` is one
+/// signed `*` (an unsigned `x` gets a zero sign bit), which Yosys maps to a DSP block. Written
+/// as a product of zero- and sign-extended unsigned operands instead, Yosys 0.23's
+/// `synth_ice40 -dsp` builds `SB_MAC16`s whose netlist disagrees with the RTL on about half
+/// the cycles (HARDWARE.md §5 saw it for registered products; that form fails whether the
+/// product is registered or not); signed operands map correctly, which the netlist rung
+/// checks for both families.
+fn products(m: &mut Module, ops: &Operands, s: &Shape, signed_x: bool) -> Dot {
+    let xw = if signed_x { s.xb } else { s.xb + 1 };
+    // The exact product fits xw + wb bits; modulo the accumulator width is all the sum needs.
+    let pw = (xw + s.wb).min(s.aw);
+    let pre = &ops.prefix;
+    let terms = (0..s.simd)
+        .map(|i| {
+            let x = if signed_x {
+                ops.x(s, i)
+            } else {
+                zext(ops.x(s, i), s.xb, xw)
+            };
+            let xs = m.swire_eq(&format!("{pre}_xs{i}"), xw, x);
+            let ws = m.swire_eq(&format!("{pre}_ws{i}"), s.wb, ops.w(s, i));
+            let p = m.swire_eq(&format!("{pre}_p{i}"), pw, xs.mul(ws));
+            offset(&p, pw)
+        })
+        .collect();
+    Dot {
+        own: vec![(1, terms)],
+        shared: vec![],
+        constant: -(s.simd as i64) * (1 << (pw - 1)),
     }
 }
 

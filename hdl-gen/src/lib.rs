@@ -5,11 +5,13 @@
 //! Output is a pure function of (model, folding, generator version): same input, same bytes.
 #![warn(missing_docs)]
 
+pub mod cost;
 pub mod dwc;
 pub mod estimate;
 pub mod flow;
 pub mod fold;
 pub mod lanes;
+pub mod memmap;
 pub mod mvu;
 pub mod names;
 pub mod neuron;
@@ -333,12 +335,23 @@ pub fn generate(model: &Model, folding: &Folding) -> Result<Design, GenError> {
     generate_with(model, folding, GenOptions::default())
 }
 
-/// Generates the design of a validated model with a resolved folding and options.
-pub fn generate_with(
-    model: &Model,
-    folding: &Folding,
-    options: GenOptions,
-) -> Result<Design, GenError> {
+/// Every module of a design without a board top, and its ROM images.
+pub struct Built {
+    /// Layers' modules, head, core, top and UART shell.
+    pub modules: Vec<vlog::Module>,
+    /// ROM images by file name.
+    pub files: BTreeMap<String, String>,
+    /// The ROM image names in layer order.
+    pub rom_files: Vec<String>,
+    hw: stream::HeadWidths,
+    in_bits: u32,
+    out_bits: u32,
+    image_bytes: u32,
+}
+
+/// Builds the modules of a validated model's design with a resolved folding (what
+/// [`generate_with`] prints; the estimate counts their operators).
+pub fn build(model: &Model, folding: &Folding) -> Result<Built, GenError> {
     let widths: Widths = widths::analyse(model).map_err(|p| GenError::Model(p.to_string()))?;
     if widths.classes > 256 {
         return Err(GenError::Shell(format!(
@@ -348,8 +361,6 @@ pub fn generate_with(
     }
     let geo = model_geometry(model);
     let names = Names::new(model);
-    let hash = spikeforge_model::model_hash(model);
-    let head_lines = header(model, &hash);
     let ctxs = LayerCtx::all(model, folding, &geo, &widths);
     let ppb = folding.pixels_per_beat;
     let input_beat = dwc::Beat {
@@ -378,6 +389,39 @@ pub fn generate_with(
         class_bits: hw.class,
     };
     modules.extend(shell_modules(&names, shape, in_bits));
+    Ok(Built {
+        modules,
+        files,
+        rom_files,
+        hw,
+        in_bits,
+        out_bits,
+        image_bytes,
+    })
+}
+
+/// Generates the design of a validated model with a resolved folding and options.
+pub fn generate_with(
+    model: &Model,
+    folding: &Folding,
+    options: GenOptions,
+) -> Result<Design, GenError> {
+    let Built {
+        mut modules,
+        mut files,
+        rom_files,
+        hw,
+        in_bits,
+        out_bits,
+        image_bytes,
+    } = build(model, folding)?;
+    let widths: Widths = widths::analyse(model).map_err(|p| GenError::Model(p.to_string()))?;
+    let geo = model_geometry(model);
+    let names = Names::new(model);
+    let hash = spikeforge_model::model_hash(model);
+    let head_lines = header(model, &hash);
+    let ctxs = LayerCtx::all(model, folding, &geo, &widths);
+    let ppb = folding.pixels_per_beat;
     let board = options.board.map(|b| {
         modules.push(shell::board_top(&names, &b.name, b.clks_per_bit()));
         files.insert(b.constraints.clone(), b.constraints_text().to_string());
@@ -542,13 +586,19 @@ fn flow_files(
 ) {
     let mut plans: Vec<flow::Plan> = spikeforge_constraints::devices()
         .iter()
-        .map(|d| flow::plan(d, None, &m.shell.top, &m.sources))
+        .map(|d| flow::plan(d, None, &m.shell.top, &m.sources, m.folding.dsp))
         .collect();
     let mut board_targets = Vec::new();
     if let (Some(b), Some(bm)) = (board, &m.board) {
         let device = spikeforge_constraints::device(&b.target)
             .expect("boards name known devices (checked by a test)");
-        plans.push(flow::plan(device, Some(b), &bm.top, &m.sources));
+        plans.push(flow::plan(
+            device,
+            Some(b),
+            &bm.top,
+            &m.sources,
+            m.folding.dsp,
+        ));
         board_targets.push((b, device, bm.top.clone()));
     }
     for p in &plans {

@@ -33,6 +33,8 @@ pub struct LayerCtx<'a> {
     pub steps: u32,
     /// Adder-tree levels between register ranks in the MVU.
     pub tree_levels: u32,
+    /// Multi-bit × multi-bit synapses as multiplier products (DSP blocks).
+    pub dsp: bool,
 }
 
 impl<'a> LayerCtx<'a> {
@@ -56,6 +58,7 @@ impl<'a> LayerCtx<'a> {
                 fold: folding.layers[i],
                 steps: model.time_steps,
                 tree_levels,
+                dsp: folding.dsp,
             })
             .collect()
     }

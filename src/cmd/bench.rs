@@ -27,6 +27,11 @@ pub struct Args {
     /// default out/bench-area.json).
     #[arg(long)]
     pub area: bool,
+    /// Instead: the pre-synthesis estimate against Yosys, whole designs and per module, on
+    /// eight reference designs (the selected network and the CSS T = 8 network among them;
+    /// minutes; JSON to --out, default out/bench-estimate.json).
+    #[arg(long)]
+    pub estimate: bool,
     /// Instead: training speed of this architecture (step time and, with --epoch, one epoch;
     /// JSON to --out, default out/bench-train.json). `bench/torch_train_step.py` measures
     /// PyTorch and snnTorch on the same network.
@@ -99,6 +104,7 @@ fn flow_bench(target: &str, out: &std::path::Path) -> Result<()> {
             None,
             &design.manifest.shell.top,
             &design.manifest.sources,
+            folding.dsp,
         );
         eprintln!("{name}: {target} flow ...");
         let t0 = Instant::now();
@@ -199,6 +205,14 @@ pub fn run(a: Args) -> Result<()> {
             a.out.clone()
         };
         return super::bench_area::run(&out);
+    }
+    if a.estimate {
+        let out = if a.out == std::path::Path::new("out/bench.json") {
+            PathBuf::from("out/bench-estimate.json")
+        } else {
+            a.out.clone()
+        };
+        return super::bench_estimate::run(&out);
     }
     if let Some(arch) = &a.train {
         let out = if a.out == std::path::Path::new("out/bench.json") {

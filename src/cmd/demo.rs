@@ -48,7 +48,13 @@ fn synth(
     device: &'static spikeforge_constraints::Device,
 ) -> Result<String> {
     let target = &device.target;
-    let plan = spikeforge_hdl_gen::flow::plan(device, None, &manifest.shell.top, &manifest.sources);
+    let plan = spikeforge_hdl_gen::flow::plan(
+        device,
+        None,
+        &manifest.shell.top,
+        &manifest.sources,
+        manifest.folding.dsp,
+    );
     match spikeforge_flow::run(rtl, &plan, manifest, &mut |_| {}) {
         Ok(r) => Ok(format!(
             "synth: {target}: {} {} ({:.1} %), {} FFs, {} block RAMs, Fmax {:.1} MHz, {:.0} images/s; bitstream {}",

@@ -108,7 +108,7 @@ fn print_estimate(model: &Model, folding: &Folding, device: &Device) {
     let e = estimate::estimate(model, folding, device.family);
     let pct = |n: f64, of: u64| 100.0 * n / of.max(1) as f64;
     println!(
-        "estimate on {} ({}): {:.0} {} ({:.0} %), {:.0} flip-flops ({:.0} %), {:.0} block RAMs ({:.0} %, {:.0} bits), {} cycles per image",
+        "estimate on {} ({}): {:.0} {} ({:.0} %), {:.0} flip-flops ({:.0} %), {:.0} block RAMs ({:.0} %, {:.0} bits), {:.0} DSPs ({:.0} %), {} cycles per image",
         device.target,
         device.part,
         e.total.luts,
@@ -119,12 +119,14 @@ fn print_estimate(model: &Model, folding: &Folding, device: &Device) {
         e.total.ram_blocks,
         pct(e.total.ram_blocks, device.ram_blocks),
         e.total.ram_bits,
+        e.total.dsps,
+        pct(e.total.dsps, device.dsps),
         e.cycles_per_image
     );
     for (name, l) in &e.layers {
         println!(
-            "  {:<10} {:>8.0} {} {:>8.0} FF {:>4.0} RAM",
-            name, l.luts, device.logic_unit, l.ffs, l.ram_blocks
+            "  {:<10} {:>8.0} {} {:>8.0} FF {:>4.0} RAM {:>4.0} DSP",
+            name, l.luts, device.logic_unit, l.ffs, l.ram_blocks, l.dsps
         );
     }
     if e.total.luts <= device.logic as f64 && e.total.ffs <= device.ffs as f64 {

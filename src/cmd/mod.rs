@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod bench_area;
+pub mod bench_estimate;
 pub mod bench_train;
 pub mod convert;
 pub mod cosim;

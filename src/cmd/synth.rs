@@ -85,7 +85,7 @@ pub fn run(a: Args) -> Result<()> {
         ),
         (None, _) => m.shell.top.clone(),
     };
-    let plan = flow::plan(device, board, &top, &m.sources);
+    let plan = flow::plan(device, board, &top, &m.sources, m.folding.dsp);
     let script = a.rtl.join(&plan.script_file);
     if !script.exists() {
         std::fs::write(&script, &plan.script)

@@ -26,8 +26,8 @@ const COVERAGE: &[&str] = &[
     "12x12-3C3s2i3-MP2-2C3vb-3C1b",
 ];
 
-/// A folding other than the default: random divisors, and several pixels per beat when the
-/// first layer is dense.
+/// A folding other than the default: random divisors, DSP lanes on or off at random, and
+/// several pixels per beat when the first layer is dense.
 fn other_folding(model: &Model, seed: u64) -> Folding {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let geo = model_geometry(model);
@@ -50,11 +50,12 @@ fn other_folding(model: &Model, seed: u64) -> Folding {
         let ps = divisors(geo[0].input.positions() as u32);
         overrides.push(FoldOverride::Input(ps[rng.gen_range(0..ps.len())]));
     }
+    overrides.push(FoldOverride::Dsp(rng.gen_bool(0.5)));
     fold::resolve(model, &overrides).expect("divisors always fold")
 }
 
-/// The widest folding: every layer fully parallel in PE and SIMD, and an adder-tree register
-/// after every level.
+/// The widest folding: every layer fully parallel in PE and SIMD, an adder-tree register
+/// after every level, and DSP lanes (multiplier products) for multi-bit × multi-bit synapses.
 fn widest_folding(model: &Model) -> Folding {
     let geo = model_geometry(model);
     let mut overrides: Vec<FoldOverride> = geo
@@ -71,6 +72,7 @@ fn widest_folding(model: &Model) -> Folding {
         })
         .collect();
     overrides.push(FoldOverride::TreeLevels(1));
+    overrides.push(FoldOverride::Dsp(true));
     fold::resolve(model, &overrides).expect("the widest folding is valid")
 }
 

@@ -37,8 +37,9 @@ fn yosys_datdir() -> PathBuf {
 /// Synthesises the design's top in `dir` for `family` and returns the Icarus arguments that
 /// simulate the netlist: the netlist and the family's cell models (the iCE40 models' port
 /// defaults are SystemVerilog, which `NO_ICE40_DEFAULT_ASSIGNMENTS` leaves out).
-fn netlist(dir: &Path, top: &str, sources: &[String], family: &str) -> Vec<String> {
+fn netlist(dir: &Path, top: &str, sources: &[String], family: &str, dsp: bool) -> Vec<String> {
     let synth = match family {
+        "ice40" if dsp => format!("synth_ice40 -dsp -top {top}"),
         "ice40" => format!("synth_ice40 -top {top}"),
         "ecp5" => format!("synth_ecp5 -nowidelut -top {top}"),
         _ => unreachable!("a family this rung covers"),
@@ -55,11 +56,20 @@ fn netlist(dir: &Path, top: &str, sources: &[String], family: &str) -> Vec<Strin
     );
     let cells = yosys_datdir().join(family).join("cells_sim.v");
     assert!(cells.exists(), "{} exists", cells.display());
-    vec![
+    let mut args = vec![
         "-DNO_ICE40_DEFAULT_ASSIGNMENTS".into(),
+        // The ECP5 models include their flip-flop file from beside them.
+        format!("-I{}", cells.parent().unwrap().display()),
         "netlist.v".into(),
         cells.display().to_string(),
-    ]
+    ];
+    if family == "ecp5" {
+        // Yosys ships no MULT18X18D simulation model; this one is ours.
+        let model = dir.join("ecp5_mult18x18d.v");
+        std::fs::write(&model, include_str!("cells/ecp5_mult18x18d.v")).unwrap();
+        args.push("ecp5_mult18x18d.v".into());
+    }
+    args
 }
 
 fn rtl_sources(design: &spikeforge_hdl_gen::Design) -> Vec<String> {
@@ -73,52 +83,62 @@ fn rtl_sources(design: &spikeforge_hdl_gen::Design) -> Vec<String> {
         .collect()
 }
 
-/// LUT lanes (8-bit pixels × integer weights, spikes × binary weights, pooled counts ×
-/// integer weights), block RAM windows and ROMs, on one family.
-fn lut_lanes_netlist_matches_golden(family: &str) {
+/// A 28×28 conv net (8-bit pixels × integer weights, spikes × binary weights, sum-pooled
+/// counts × integer weights) with the default folding, block RAM windows and ROMs; with
+/// `dsp`, its multi-bit × multi-bit synapses as multiplier products. Synthesised for
+/// `family`, simulated gate by gate on real images, compared with the golden model.
+fn netlist_matches_golden(family: &str, dsp: bool) {
     let model = random_model(
         &arch::parse("28x28x1-4C3i8-MP2-8C3b-SP2-10C1i8-GAP").unwrap(),
         2,
         util::seed(),
     )
     .unwrap();
-    let folding = fold::resolve(&model, &[]).unwrap();
+    let overrides = [fold::FoldOverride::Dsp(dsp)];
+    let folding = fold::resolve(&model, &overrides).unwrap();
     let design = util::design(&model, &folding);
     let dir = tempfile::tempdir().unwrap();
     util::write(&design, dir.path());
-    let sources = netlist(
-        dir.path(),
-        &design.manifest.top,
-        &rtl_sources(&design),
-        family,
-    );
+    let top = &design.manifest.top;
+    let sources = netlist(dir.path(), top, &rtl_sources(&design), family, dsp);
     let stat = std::fs::read_to_string(dir.path().join("netlist.stat")).unwrap();
-    let ram: &[&str] = if family == "ice40" {
-        &["SB_RAM40_4K"]
+    let (ram, dsp_cell): (&[&str], &str) = if family == "ice40" {
+        (&["SB_RAM40_4K"], "SB_MAC16")
     } else {
-        &["DP16KD", "TRELLIS_DPR16X4"]
+        (&["DP16KD", "TRELLIS_DPR16X4"], "MULT18X18D")
     };
     assert!(
         ram.iter().any(|r| stat.contains(r)),
         "the netlist maps memories to RAM cells ({ram:?}):\n{stat}"
     );
-    let images = crate::icarus::fashion_mnist_test_images(2);
-    util::assert_sources_match_golden(
-        dir.path(),
-        &design,
-        &sources,
-        &model,
-        &images,
-        &format!("{family} netlist, LUT lanes"),
+    assert_eq!(
+        stat.contains(dsp_cell),
+        dsp,
+        "DSP lanes {} and {dsp_cell} in the netlist:\n{stat}",
+        if dsp { "on" } else { "off" }
     );
+    let images = crate::icarus::fashion_mnist_test_images(2);
+    let lanes = if dsp { "DSP" } else { "LUT" };
+    let what = format!("{family} netlist, {lanes} lanes");
+    util::assert_sources_match_golden(dir.path(), &design, &sources, &model, &images, &what);
 }
 
 #[test]
 fn ice40_netlist_with_lut_lanes_equals_the_golden_model() {
-    lut_lanes_netlist_matches_golden("ice40");
+    netlist_matches_golden("ice40", false);
 }
 
 #[test]
 fn ecp5_netlist_with_lut_lanes_equals_the_golden_model() {
-    lut_lanes_netlist_matches_golden("ecp5");
+    netlist_matches_golden("ecp5", false);
+}
+
+#[test]
+fn ice40_netlist_with_dsp_lanes_equals_the_golden_model() {
+    netlist_matches_golden("ice40", true);
+}
+
+#[test]
+fn ecp5_netlist_with_dsp_lanes_equals_the_golden_model() {
+    netlist_matches_golden("ecp5", true);
 }
