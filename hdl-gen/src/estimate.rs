@@ -373,5 +373,11 @@ pub fn fold_args(model: &Model, folding: &Folding) -> String {
     for (l, f) in model.layers.iter().zip(&folding.layers) {
         args.push(format!("--fold {}={},{}", l.name, f.pe, f.simd));
     }
+    if folding.tree_levels != fold::DEFAULT_TREE_LEVELS {
+        args.push(format!("--fold tree={}", folding.tree_levels));
+    }
+    if folding.dsp {
+        args.push("--fold dsp=on".into());
+    }
     args.join(" ")
 }

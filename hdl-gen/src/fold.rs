@@ -236,6 +236,28 @@ pub fn slowest_cycles(model: &Model) -> u64 {
 /// Resolves the folding of a validated model: defaults balanced to the input rate, then the
 /// overrides, then checks.
 pub fn resolve(model: &Model, overrides: &[FoldOverride]) -> Result<Folding, FoldError> {
+    resolve_at(model, None, overrides)
+}
+
+/// As [`resolve`], the layers not overridden folded to meet `cycles` per image (with the
+/// least area, as [`for_cycles`]) instead of the input rate; DSP lanes `dsp` unless an
+/// override says otherwise.
+pub fn resolve_for_cycles(
+    model: &Model,
+    cycles: u64,
+    dsp: bool,
+    overrides: &[FoldOverride],
+) -> Result<Folding, FoldError> {
+    let mut all = vec![FoldOverride::Dsp(dsp)];
+    all.extend_from_slice(overrides);
+    resolve_at(model, Some(cycles), &all)
+}
+
+fn resolve_at(
+    model: &Model,
+    cycles: Option<u64>,
+    overrides: &[FoldOverride],
+) -> Result<Folding, FoldError> {
     let geo = model_geometry(model);
     let mut ppb = 1;
     let mut tree_levels = DEFAULT_TREE_LEVELS;
@@ -266,7 +288,7 @@ pub fn resolve(model: &Model, overrides: &[FoldOverride]) -> Result<Folding, Fol
             },
         });
     }
-    let target = (positions / ppb) as u64;
+    let target = cycles.unwrap_or((positions / ppb) as u64);
     let mut layers: Vec<LayerFold> = geo.iter().map(|g| default_layer_fold(g, target)).collect();
     for o in overrides {
         let FoldOverride::Layer(which, f) = o else {

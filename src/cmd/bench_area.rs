@@ -38,12 +38,27 @@ fn synth(
     top: &str,
     family: Family,
 ) -> Result<spikeforge_flow::Resources> {
-    let synth = match family {
-        Family::Ice40 => format!("synth_ice40 -top {top}"),
-        Family::Ecp5 => format!("synth_ecp5 -nowidelut -top {top}"),
-        Family::Xilinx => format!("synth_xilinx -top {top}"),
-    };
     let stat = format!("{top}.stat.json");
+    yosys_stat(dir, sources, top, family, "", &stat)?;
+    let cells = spikeforge_flow::read_stat(&dir.join(stat))?;
+    Ok(spikeforge_flow::resources(family, &cells))
+}
+
+/// Runs Yosys in `dir`: reads `sources`, synthesises `top` for `family` (with `flags`, e.g.
+/// ` -noflatten`) and writes `stat -json` to `stat` there.
+pub(super) fn yosys_stat(
+    dir: &Path,
+    sources: &[String],
+    top: &str,
+    family: Family,
+    flags: &str,
+    stat: &str,
+) -> Result<()> {
+    let synth = match family {
+        Family::Ice40 => format!("synth_ice40{flags} -top {top}"),
+        Family::Ecp5 => format!("synth_ecp5 -nowidelut{flags} -top {top}"),
+        Family::Xilinx => format!("synth_xilinx{flags} -top {top}"),
+    };
     let script = format!(
         "read_verilog {}; {synth}; tee -q -o {stat} stat -json",
         sources.join(" ")
@@ -61,8 +76,7 @@ fn synth(
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let cells = spikeforge_flow::read_stat(&dir.join(stat))?;
-    Ok(spikeforge_flow::resources(family, &cells))
+    Ok(())
 }
 
 fn minimal(model: &Model) -> Result<Folding> {

@@ -7,10 +7,9 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde::Serialize;
 use spikeforge_constraints::Family;
 use spikeforge_hdl_gen::{estimate, fold, Folding};
@@ -98,29 +97,8 @@ fn yosys_stat(
     if reuse && kept.exists() {
         return parse_stat(&std::fs::read_to_string(&kept)?);
     }
-    let keep = if per_module { " -noflatten" } else { "" };
-    let synth = match family {
-        Family::Ice40 => format!("synth_ice40{keep} -top {top}"),
-        Family::Ecp5 => format!("synth_ecp5 -nowidelut{keep} -top {top}"),
-        Family::Xilinx => format!("synth_xilinx{keep} -top {top}"),
-    };
-    let script = format!(
-        "read_verilog {}; {synth}; tee -q -o {stat} stat -json",
-        sources.join(" ")
-    );
-    let yosys = spikeforge_flow::find_tool(spikeforge_hdl_gen::flow::Tool::Yosys)?;
-    let out = Command::new(yosys)
-        .current_dir(dir)
-        .args(["-q", "-p", &script])
-        .output()
-        .context("running yosys")?;
-    if !out.status.success() {
-        bail!(
-            "yosys in {}: {}",
-            dir.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    let flags = if per_module { " -noflatten" } else { "" };
+    super::bench_area::yosys_stat(dir, sources, top, family, flags, stat)?;
     let text = std::fs::read_to_string(dir.join(stat))?;
     std::fs::write(&kept, &text)?;
     parse_stat(&text)

@@ -12,10 +12,19 @@ pub struct Args {
     /// Output directory (replaced atomically).
     #[arg(long)]
     pub out: PathBuf,
-    /// Folding override: `LAYER=PE,SIMD` (LAYER is an index or a name) or `input=PIXELS`
-    /// (pixels per input beat). Repeatable.
+    /// Folding override: `LAYER=PE,SIMD` (LAYER is an index or a name), `input=PIXELS`
+    /// (pixels per input beat), `tree=LEVELS` or `dsp=on|off`. Repeatable; with --target, the
+    /// layers not named are chosen for the device.
     #[arg(long = "fold")]
     pub fold: Vec<String>,
+    /// Choose the folding for this device (see `spikeforge synth --target`): the fastest
+    /// whose estimate fits under --max-util, every layer folded to about the same cycles.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// With --target: the share of the device's logic the design may use, in percent
+    /// (default 85; block RAM and DSPs 90, or this when lower).
+    #[arg(long, value_parser = super::parse::percent)]
+    pub max_util: Option<f64>,
     /// Also wrap the network for a board: a top with the board's clock and UART pins, a
     /// power-on reset, and the board's pin file (see `constraints/boards.json`).
     #[arg(long)]
@@ -24,7 +33,10 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<()> {
     let model = super::load_model(&a.model)?;
-    let folding = super::folding(&model, &a.fold)?;
+    let folding = match &a.target {
+        Some(t) => super::target_folding(&model, super::target(t)?, a.max_util, &a.fold)?,
+        None => super::folding(&model, &a.fold)?,
+    };
     let board = super::cosim::board(a.board.as_deref())?;
     let options = spikeforge_hdl_gen::GenOptions { board };
     let design = super::generate_into(&model, &folding, options, &a.out)?;

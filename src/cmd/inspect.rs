@@ -129,17 +129,18 @@ fn print_estimate(model: &Model, folding: &Folding, device: &Device) {
             name, l.luts, device.logic_unit, l.ffs, l.ram_blocks, l.dsps
         );
     }
-    if e.total.luts <= device.logic as f64 && e.total.ffs <= device.ffs as f64 {
-        return;
-    }
-    match estimate::fitting_folding(model, device, 0.9, 1.0) {
-        Some((f, fe)) => println!(
-            "does not fit; a folding estimated to fit 90 % ({:.0} {}, {} cycles per image): {}",
-            fe.total.luts,
+    let caps = spikeforge_hdl_gen::autofold::Caps::default();
+    match spikeforge_hdl_gen::autofold::choose(model, device, caps, &[]) {
+        Ok(c) => println!(
+            "`gen --target {}` would choose {} cycles per image ({:.0} {}, {:.0} block RAMs, {:.0} DSPs): {}",
+            device.target,
+            c.estimate.cycles_per_image,
+            c.estimate.total.luts,
             device.logic_unit,
-            fe.cycles_per_image,
-            estimate::fold_args(model, &f)
+            c.estimate.total.ram_blocks,
+            c.estimate.total.dsps,
+            estimate::fold_args(model, &c.folding)
         ),
-        None => println!("does not fit, at any folding"),
+        Err(e) => println!("{e}"),
     }
 }

@@ -50,6 +50,47 @@ pub fn folding(model: &Model, specs: &[String]) -> Result<Folding> {
     Ok(fold::resolve(model, &overrides)?)
 }
 
+/// The folding `--target` chooses for `device` (logic capped at `max_util` percent when
+/// given), printed with its estimate.
+pub fn target_folding(
+    model: &Model,
+    device: &'static spikeforge_constraints::Device,
+    max_util: Option<f64>,
+    specs: &[String],
+) -> Result<Folding> {
+    let overrides: Vec<FoldOverride> = specs
+        .iter()
+        .map(|s| fold::parse_override(s))
+        .collect::<Result<_, _>>()?;
+    let caps = match max_util {
+        None => spikeforge_hdl_gen::autofold::Caps::default(),
+        Some(p) => spikeforge_hdl_gen::autofold::Caps {
+            logic: p / 100.0,
+            ram: (p / 100.0).min(0.9),
+            dsp: (p / 100.0).min(0.9),
+        },
+    };
+    let c = spikeforge_hdl_gen::autofold::choose(model, device, caps, &overrides)?;
+    let e = &c.estimate.total;
+    println!(
+        "folding for {} ({}): {} cycles per image, estimated {:.0} {} ({:.0} %), {:.0} block RAMs, {:.0} DSPs{}",
+        device.target,
+        device.part,
+        c.estimate.cycles_per_image,
+        e.luts,
+        device.logic_unit,
+        100.0 * e.luts / device.logic.max(1) as f64,
+        e.ram_blocks,
+        e.dsps,
+        if c.folding.dsp { " (DSP lanes)" } else { "" }
+    );
+    println!(
+        "  {}",
+        spikeforge_hdl_gen::estimate::fold_args(model, &c.folding)
+    );
+    Ok(c.folding)
+}
+
 /// Generates a model's design into `dir` (atomically).
 pub fn generate_into(
     model: &Model,

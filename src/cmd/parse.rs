@@ -83,3 +83,12 @@ where
         Err(format!("{v} is not {what}"))
     }
 }
+
+/// A share in percent, in (0, 100].
+pub fn percent(s: &str) -> Result<f64, String> {
+    number_in(
+        s,
+        |v: f64| v > 0.0 && v <= 100.0,
+        "a percentage in (0, 100]",
+    )
+}

@@ -192,3 +192,55 @@ fn bench_writes_json() {
     assert_eq!(v.as_array().unwrap().len(), 2);
     assert_eq!(v[0]["bit_exact"], 300);
 }
+
+#[test]
+fn gen_target_chooses_a_folding_that_fits_and_says_why_when_none_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("rtl");
+    let conv = reference("ref_conv");
+    // The layers not named by --fold are chosen for the device; the named one is kept.
+    let (ok, out, err) = util::run(&[
+        "gen",
+        &conv,
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--target",
+        "ice40-up5k",
+        "--fold",
+        "0=1,1",
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("folding for ice40-up5k"), "{out}");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["folding"]["layers"][0]["pe"], 1, "{manifest}");
+    // The chosen folding's estimate is under the caps (85 % of 5 280 LC, 90 % of 30 RAMs).
+    let model = spikeforge_model::load(std::path::Path::new(&conv)).unwrap();
+    let folding: spikeforge_hdl_gen::Folding =
+        serde_json::from_value(manifest["folding"].clone()).unwrap();
+    let e = spikeforge_hdl_gen::estimate::estimate(
+        &model,
+        &folding,
+        spikeforge_constraints::Family::Ice40,
+    );
+    assert!(e.total.luts <= 0.85 * 5280.0, "{:?}", e.total);
+    assert!(e.total.ram_blocks <= 27.0, "{:?}", e.total);
+
+    // The selected Fashion-MNIST network's weights alone outgrow the UP5K's block RAM.
+    let (ok, _, err) = util::run(&[
+        "gen",
+        "models/fashion-mnist-t1-ulx3s.json",
+        "--out",
+        dir.path().join("sel").to_str().unwrap(),
+        "--target",
+        "ice40-up5k",
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("no folding fits ice40-up5k") && err.contains("block RAM"),
+        "{err}"
+    );
+    assert!(err.contains("it fits") && err.contains("ecp5-85k"), "{err}");
+    assert!(!dir.path().join("sel").exists(), "no partial output");
+}
