@@ -1,8 +1,9 @@
 //! Target-driven folding: the fastest folding whose estimate fits a device under utilisation
-//! caps. Layers are folded to a common cycle budget with the least area each
-//! ([`fold::resolve_for_cycles`]); the budget is halved from the slowest folding while the
-//! estimate fits, then bisected; with and without DSP lanes where the device has DSPs. The
-//! user's `--fold` overrides hold for every candidate.
+//! caps. Layers are folded to a common cycle budget with the least area each, and a dense
+//! first layer takes as many pixels per beat as the budget needs
+//! ([`fold::resolve_for_cycles`]); budgets are halved from the slowest folding, the fastest
+//! that fits is bisected towards the next; with and without DSP lanes where the device has
+//! DSPs. The user's `--fold` overrides hold for every candidate.
 
 use spikeforge_constraints::Device;
 use spikeforge_model::ir::Model;
@@ -48,29 +49,30 @@ pub enum NoFit {
     /// The overrides do not resolve.
     #[error(transparent)]
     Fold(#[from] FoldError),
-    /// Even the slowest folding exceeds a resource.
+    /// Every folding tried exceeds a resource.
     #[error(
-        "no folding fits {device}: even the slowest ({cycles} cycles per image) needs {needed:.0} {resource}, and {cap:.0} % of the device is {allowed:.0}{hint}"
+        "no folding fits {device}: the closest ({cycles} cycles per image) needs {needed:.0} {resource}, and {cap:.0} % of the device is {allowed:.0}{hint}"
     )]
     TooLarge {
         /// The device's target name.
         device: String,
         /// The binding resource.
         resource: String,
-        /// Estimated need at the slowest folding.
+        /// Estimated need of the folding that came closest.
         needed: f64,
         /// What the cap allows.
         allowed: f64,
         /// The cap in percent.
         cap: f64,
-        /// Cycles per image of the slowest folding.
+        /// Cycles per image of the folding that came closest.
         cycles: u64,
         /// What would fit instead.
         hint: String,
     },
 }
 
-/// The first resource of `e` over its cap on `device`: `(resource, needed, allowed, cap %)`.
+/// The resource of `e` furthest over its cap on `device`, if any: `(resource, needed,
+/// allowed, cap %)`.
 fn overflow(e: &Estimate, device: &Device, caps: Caps) -> Option<(String, f64, f64, f64)> {
     [
         (
@@ -89,8 +91,9 @@ fn overflow(e: &Estimate, device: &Device, caps: Caps) -> Option<(String, f64, f
         ("flip-flops".into(), e.ffs, device.ffs as f64, 1.0),
     ]
     .into_iter()
-    .find(|(_, need, have, cap)| *need > cap * have)
+    .filter(|(_, need, have, cap)| *need > cap * have)
     .map(|(r, need, have, cap)| (r, need, cap * have, 100.0 * cap))
+    .max_by(|a, b| (a.1 / a.2.max(1.0)).total_cmp(&(b.1 / b.2.max(1.0))))
 }
 
 /// The fastest folding whose estimate fits `device` under `caps`, honouring `overrides`.
@@ -143,33 +146,52 @@ fn search(
         Ok(Choice { folding, estimate })
     };
     let slowest = fold::slowest_cycles(model);
-    let fastest = fold::pipeline_cycles(model, &fold::for_cycles(model, 1)).max(1);
-    let slow = at(slowest)?;
-    if let Some((resource, needed, allowed, cap)) = overflow(&slow.estimate.total, device, caps) {
+    let fastest = at(1)?.estimate.cycles_per_image.max(1);
+    // Budgets from the slowest folding down, halving; the fastest that fits wins. A faster
+    // folding can need fewer block RAMs (wider ROM words pack better), so a budget that does
+    // not fit does not end the walk; logic far over its cap does (it only grows).
+    let mut budget = slowest;
+    let (mut good, mut first_bad): (Option<(Choice, u64)>, Option<u64>) = (None, None);
+    let mut least_over: Option<(f64, Choice)> = None;
+    loop {
+        let c = at(budget)?;
+        match overflow(&c.estimate.total, device, caps) {
+            None => {
+                good = Some((c, budget));
+                first_bad = None;
+            }
+            Some((_, need, allowed, _)) => {
+                first_bad.get_or_insert(budget);
+                let ratio = need / allowed.max(1.0);
+                if least_over.as_ref().is_none_or(|(r, _)| ratio < *r) {
+                    least_over = Some((ratio, c.clone()));
+                }
+                if c.estimate.total.luts > 1.5 * caps.logic * device.logic as f64 {
+                    break;
+                }
+            }
+        }
+        if budget <= fastest {
+            break;
+        }
+        budget = (budget / 2).max(fastest);
+    }
+    let Some((mut good, mut good_budget)) = good else {
+        let c = least_over.map(|(_, c)| c).expect("a budget was tried");
+        let (resource, needed, allowed, cap) =
+            overflow(&c.estimate.total, device, caps).expect("it overflowed");
         return Err(NoFit::TooLarge {
             device: device.target.clone(),
             resource,
             needed,
             allowed,
             cap,
-            cycles: slow.estimate.cycles_per_image,
+            cycles: c.estimate.cycles_per_image,
             hint: larger_devices(model, device, caps),
         });
-    }
-    // Halve the budget while it fits, then bisect (geometrically) between the last budget
-    // that fitted and the first that did not.
-    let (mut good, mut good_budget) = (slow, slowest);
-    let mut bad_budget = None;
-    while good_budget > fastest {
-        let budget = (good_budget / 2).max(fastest);
-        let c = at(budget)?;
-        if overflow(&c.estimate.total, device, caps).is_some() {
-            bad_budget = Some(budget);
-            break;
-        }
-        (good, good_budget) = (c, budget);
-    }
-    if let Some(mut bad) = bad_budget {
+    };
+    // Bisect (geometrically) towards the faster budget that did not fit.
+    if let Some(mut bad) = first_bad.filter(|&b| b < good_budget) {
         for _ in 0..4 {
             let mid = ((good_budget as f64) * (bad as f64)).sqrt() as u64;
             if mid <= bad || mid >= good_budget {

@@ -272,6 +272,17 @@ fn resolve_at(
     }
     let positions = geo[0].input.positions() as u32;
     let dense_first = matches!(model.layers[0].synapse, Synapse::Dense { .. });
+    // A cycle budget below the pixels of an image needs several pixels per beat (a dense
+    // first layer takes them; a convolution's line buffer takes one per cycle).
+    let user_ppb = overrides
+        .iter()
+        .any(|o| matches!(o, FoldOverride::Input(_)));
+    if let (Some(budget), true, false) = (cycles, dense_first, user_ppb) {
+        ppb = divisors(positions)
+            .into_iter()
+            .find(|&d| (positions / d) as u64 <= budget)
+            .unwrap_or(positions);
+    }
     if ppb > 1 && (!dense_first || !positions.is_multiple_of(ppb)) {
         return Err(FoldError::PixelsPerBeat {
             value: ppb,
