@@ -28,7 +28,7 @@ pub struct Args {
     #[arg(long)]
     pub area: bool,
     /// Instead: the pre-synthesis estimate against Yosys, whole designs and per module, on
-    /// eight reference designs (the selected network and the CSS T = 8 network among them;
+    /// nine reference designs (the selected network and the CSS T = 8 network among them;
     /// minutes; JSON to --out, default out/bench-estimate.json).
     #[arg(long)]
     pub estimate: bool,

@@ -31,6 +31,8 @@ enum Fold {
     Default,
     /// The folding `for_cycles` picks for the minimal folding's cycles divided by this.
     Faster(u64),
+    /// These `--fold` arguments.
+    Given(&'static [&'static str]),
 }
 
 #[derive(Serialize)]
@@ -74,6 +76,10 @@ fn folding(m: &Model, f: Fold) -> Result<Folding> {
             super::folding(m, &specs)?
         }
         Fold::Faster(k) => fold::for_cycles(m, fold::slowest_cycles(m) / k),
+        Fold::Given(specs) => {
+            let specs: Vec<String> = specs.iter().map(|s| s.to_string()).collect();
+            super::folding(m, &specs)?
+        }
     })
 }
 
@@ -229,6 +235,15 @@ pub fn run(out: &Path) -> Result<()> {
         ("selected-minimal", SELECTED, 1, Lif, Minimal, "ecp5-85k"),
         ("selected-faster", SELECTED, 1, Lif, Faster(32), "ecp5-85k"),
         ("mlp-default", MLP, 1, Lif, Default, "ecp5-85k"),
+        // What `gen --target ecp5-85k` chose for the MLP with the first fit (28 cycles).
+        (
+            "mlp-widest-ecp5",
+            MLP,
+            1,
+            Lif,
+            Given(&["input=28", "l0=32,112", "l1=1,64"]),
+            "ecp5-85k",
+        ),
     ];
     let only = std::env::var("SPIKEFORGE_BENCH_ONLY").ok();
     let mut rows = Vec::new();
