@@ -284,3 +284,46 @@ fn rom_images(m: &Module) -> BTreeMap<String, String> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rtl::rom_load;
+    use crate::vlog::*;
+
+    #[test]
+    fn counts_what_a_small_module_builds() {
+        let mut m = Module::new("t", vec![]);
+        let a = m.wire("a", 8);
+        let b = m.wire("b", 8);
+        // An 8-bit sum kept at 6 bits: 6 adder bits.
+        let s = m.wire_eq("s", 6, a.clone().add(b.clone()));
+        let r = m.reg("r", 6);
+        let q = m.reg("q", 4);
+        let rom = m.mem("rom", 4, 16);
+        m.items.push(Item::Initial(vec![rom_load("rom.hex", &rom)]));
+        let ram = m.mem("ram", 3, 8);
+        m.seq(vec![
+            // Two non-constant sources for r: one 6-bit selection; a constant reset is free.
+            Stmt::If(
+                a.clone().lt(b.clone()),
+                vec![Stmt::Nb(r.clone(), s.clone())],
+                vec![Stmt::Nb(r.clone(), s.clone().band(lit(6, 5)))],
+            ),
+            Stmt::Nb(q.clone(), rom.idx(a.clone().slice(3, 0))),
+            Stmt::Nb(ram.idx(b.slice(2, 0)), a.slice(2, 0)),
+            Stmt::If(id("rst"), vec![Stmt::Nb(q, lit(4, 0))], vec![]),
+        ]);
+        let c = count(&m);
+        assert_eq!(c.add, 6.0);
+        assert_eq!(c.cmp, 8.0);
+        assert_eq!(c.logic, 6.0);
+        assert_eq!(c.mux, 6.0);
+        assert_eq!(c.ff, 10.0);
+        assert!(c.products.is_empty());
+        let rom = c.mems.iter().find(|x| x.name == "rom").unwrap();
+        assert!(!rom.written && rom.init.as_deref() == Some("rom.hex"));
+        let ram = c.mems.iter().find(|x| x.name == "ram").unwrap();
+        assert!(ram.written && ram.init.is_none() && (ram.width, ram.depth) == (3, 8));
+    }
+}
