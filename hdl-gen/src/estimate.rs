@@ -70,31 +70,6 @@ pub struct DesignEstimate {
     pub cycles_per_image: u64,
 }
 
-/// Block RAM `(width, depth)` shapes of a family.
-fn ram_shapes(f: Family) -> &'static [(u64, u64)] {
-    match f {
-        Family::Ice40 => &[(16, 256), (8, 512), (4, 1024), (2, 2048)],
-        Family::Ecp5 | Family::Xilinx => &[
-            (36, 512),
-            (18, 1024),
-            (9, 2048),
-            (4, 4096),
-            (2, 8192),
-            (1, 16384),
-        ],
-    }
-}
-
-/// Blocks a `width × depth` memory needs in its cheapest single shape (a bound; the estimate
-/// itself places memories with [`memmap::map`]).
-pub fn ram_blocks(f: Family, width: u64, depth: u64) -> u64 {
-    ram_shapes(f)
-        .iter()
-        .map(|(w, d)| width.div_ceil(*w) * depth.div_ceil(*d))
-        .min()
-        .unwrap_or(0)
-}
-
 /// Per-family weights of the operator counts (LUT4 per bit), fitted by non-negative least
 /// squares to the per-module Yosys 0.23 cells of the `bench --estimate` designs (residuals
 /// weighted by 1/√LUT4; docs/results.md has the fit's error per design).

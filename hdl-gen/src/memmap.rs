@@ -136,14 +136,24 @@ pub fn map(family: Family, width: u32, depth: u32, written: bool) -> Mapped {
     let cells: &[&Cell] = match family {
         Family::Ice40 => &[&ICE40_RAM4K, &ICE40_RAM4K_BE],
         Family::Ecp5 => &[&ECP5_DP16KD, &ECP5_PDPW16KD, &ECP5_DPR16X4],
-        // Not modelled cell by cell: 36-kbit blocks, distributed RAM below 64 words.
+        // Not modelled cell by cell: RAMB18 blocks in their cheapest single shape for
+        // memories of 4 kbit and more, logic below.
         Family::Xilinx => {
             return if (width as u64) * (depth as u64) >= 4096 {
-                Mapped::Block(crate::estimate::ram_blocks(
-                    family,
-                    width as u64,
-                    depth as u64,
-                ))
+                const SHAPES: [(u64, u64); 6] = [
+                    (36, 512),
+                    (18, 1024),
+                    (9, 2048),
+                    (4, 4096),
+                    (2, 8192),
+                    (1, 16384),
+                ];
+                let blocks = SHAPES
+                    .iter()
+                    .map(|(w, d)| (width as u64).div_ceil(*w) * (depth as u64).div_ceil(*d))
+                    .min()
+                    .unwrap_or(0);
+                Mapped::Block(blocks)
             } else {
                 Mapped::Logic
             };
