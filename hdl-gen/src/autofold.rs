@@ -223,3 +223,59 @@ fn larger_devices(model: &Model, device: &Device, caps: Caps) -> String {
         format!("; it fits {}", fit.join(", "))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spikeforge_model::{arch, random::random_model};
+
+    fn model(a: &str, t: u32) -> Model {
+        random_model(&arch::parse(a).unwrap(), t, 7).unwrap()
+    }
+
+    #[test]
+    fn the_choice_fits_and_twice_its_speed_does_not() {
+        let device = spikeforge_constraints::device("ice40-up5k").unwrap();
+        for (a, t) in [("8x8x1-8C3i8-MP2-8C3b-10C1i4-GAP", 2), ("64-32b-10", 1)] {
+            let m = model(a, t);
+            let caps = Caps::default();
+            let c = choose(&m, device, caps, &[]).unwrap();
+            assert!(overflow(&c.estimate.total, device, caps).is_none(), "{a}");
+            let fastest =
+                fold::pipeline_cycles(&m, &fold::resolve_for_cycles(&m, 1, false, &[]).unwrap());
+            let cycles = c.estimate.cycles_per_image;
+            if cycles > fastest {
+                let faster = fold::resolve_for_cycles(&m, cycles / 2, false, &[]).unwrap();
+                let e = estimate(&m, &faster, device.family);
+                assert!(
+                    e.cycles_per_image >= cycles || overflow(&e.total, device, caps).is_some(),
+                    "{a}: {} cycles fit, and {} would too",
+                    cycles,
+                    e.cycles_per_image
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_named_layer_keeps_its_folding() {
+        let m = model("8x8x1-8C3i8-MP2-8C3b-10C1i4-GAP", 1);
+        let device = spikeforge_constraints::device("ecp5-85k").unwrap();
+        let fixed = FoldOverride::Layer("1".into(), fold::LayerFold { pe: 2, simd: 1 });
+        let c = choose(&m, device, Caps::default(), &[fixed]).unwrap();
+        assert_eq!(c.folding.layers[1], fold::LayerFold { pe: 2, simd: 1 });
+    }
+
+    #[test]
+    fn nothing_fits_names_the_resource() {
+        let m = model("64x64x1-64C3i8-128C3i8-10C1i8-GAP", 1);
+        let device = spikeforge_constraints::device("ice40-up5k").unwrap();
+        let e = choose(&m, device, Caps::default(), &[]).unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("no folding fits ice40-up5k"), "{text}");
+        assert!(
+            text.contains("block RAM") || text.contains("logic"),
+            "{text}"
+        );
+    }
+}
