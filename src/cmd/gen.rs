@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 
 /// Arguments.
 #[derive(clap::Args)]
@@ -19,6 +19,7 @@ pub struct Args {
     pub fold: Vec<String>,
     /// Choose the folding for this device (see `spikeforge synth --target`): the fastest
     /// whose estimate fits under --max-util, every layer folded to about the same cycles.
+    /// `--board` implies its device.
     #[arg(long)]
     pub target: Option<String>,
     /// With --target: the share of the device's logic the design may use, in percent
@@ -26,18 +27,29 @@ pub struct Args {
     #[arg(long, value_parser = super::parse::percent)]
     pub max_util: Option<f64>,
     /// Also wrap the network for a board: a top with the board's clock and UART pins, a
-    /// power-on reset, and the board's pin file (see `constraints/boards.json`).
+    /// power-on reset, and the board's pin file (see `constraints/boards.json`); the folding
+    /// is then chosen for the board's device, as with --target.
     #[arg(long)]
     pub board: Option<String>,
 }
 
 pub fn run(a: Args) -> Result<()> {
     let model = super::load_model(&a.model)?;
-    let folding = match &a.target {
+    let board = super::cosim::board(a.board.as_deref())?;
+    // A board implies its device; naming another one as well is a contradiction.
+    let target = match (&a.target, board) {
+        (Some(t), Some(b)) if *t != b.target => bail!(
+            "--board {} carries an {}; --target {t} names another device (leave one out)",
+            b.name,
+            b.target
+        ),
+        (Some(t), _) => Some(t.clone()),
+        (None, b) => b.map(|b| b.target.clone()),
+    };
+    let folding = match &target {
         Some(t) => super::target_folding(&model, super::target(t)?, a.max_util, &a.fold)?,
         None => super::folding(&model, &a.fold)?,
     };
-    let board = super::cosim::board(a.board.as_deref())?;
     let options = spikeforge_hdl_gen::GenOptions { board };
     let design = super::generate_into(&model, &folding, options, &a.out)?;
     let m = &design.manifest;
