@@ -146,7 +146,9 @@ fn search(
         Ok(Choice { folding, estimate })
     };
     let slowest = fold::slowest_cycles(model);
-    let fastest = at(1)?.estimate.cycles_per_image.max(1);
+    // Only its cycles are needed, not an estimate of the largest design.
+    let fastest =
+        fold::pipeline_cycles(model, &fold::resolve_for_cycles(model, 1, dsp, overrides)?).max(1);
     // Budgets from the slowest folding down, halving; the fastest that fits wins. A faster
     // folding can need fewer block RAMs (wider ROM words pack better), so a budget that does
     // not fit does not end the walk; logic far over its cap does (it only grows).

@@ -192,16 +192,20 @@ fn root_name(e: &Expr) -> String {
 
 /// The operator counts of `m`.
 pub fn count(m: &Module) -> Counts {
+    // In declaration order, so that memories are listed deterministically.
+    let decls: Vec<&Decl> = m
+        .items
+        .iter()
+        .filter_map(|it| match it {
+            Item::Decl(d) => Some(d),
+            _ => None,
+        })
+        .collect();
     let mut w = Walker {
-        decls: HashMap::new(),
+        decls: decls.iter().map(|d| (d.name.as_str(), *d)).collect(),
         ports: m.ports.iter().map(|p| (p.name.as_str(), p.width)).collect(),
         counts: Counts::default(),
     };
-    for it in &m.items {
-        if let Item::Decl(d) = it {
-            w.decls.insert(d.name.as_str(), d);
-        }
-    }
     let mut sources = BTreeMap::new();
     for it in &m.items {
         match it {
@@ -231,14 +235,6 @@ pub fn count(m: &Module) -> Counts {
             w.counts.mux += (d.width as f64) * rhs.len().saturating_sub(1) as f64;
         }
     }
-    let decls: Vec<&Decl> = m
-        .items
-        .iter()
-        .filter_map(|it| match it {
-            Item::Decl(d) => Some(d),
-            _ => None,
-        })
-        .collect();
     let inits = rom_images(m);
     for d in decls {
         match d.depth {

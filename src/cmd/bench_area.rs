@@ -79,7 +79,8 @@ pub(super) fn yosys_stat(
     Ok(())
 }
 
-fn minimal(model: &Model) -> Result<Folding> {
+/// PE = SIMD = 1 in every layer.
+pub(super) fn minimal(model: &Model) -> Result<Folding> {
     let specs: Vec<String> = model
         .layers
         .iter()

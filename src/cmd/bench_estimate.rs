@@ -71,10 +71,7 @@ fn model(what: &str, time_steps: u32, coding: Coding) -> Result<Model> {
 fn folding(m: &Model, f: Fold) -> Result<Folding> {
     Ok(match f {
         Fold::Default => fold::resolve(m, &[])?,
-        Fold::Minimal => {
-            let specs: Vec<String> = m.layers.iter().map(|l| format!("{}=1,1", l.name)).collect();
-            super::folding(m, &specs)?
-        }
+        Fold::Minimal => super::bench_area::minimal(m)?,
         Fold::Faster(k) => fold::for_cycles(m, fold::slowest_cycles(m) / k),
         Fold::Given(specs) => {
             let specs: Vec<String> = specs.iter().map(|s| s.to_string()).collect();

@@ -41,13 +41,17 @@ pub fn target(name: &str) -> Result<&'static spikeforge_constraints::Device> {
     })
 }
 
-/// Resolves `--fold` arguments against a model.
-pub fn folding(model: &Model, specs: &[String]) -> Result<Folding> {
-    let overrides: Vec<FoldOverride> = specs
+/// Parses `--fold` arguments.
+fn overrides(specs: &[String]) -> Result<Vec<FoldOverride>> {
+    Ok(specs
         .iter()
         .map(|s| fold::parse_override(s))
-        .collect::<Result<_, _>>()?;
-    Ok(fold::resolve(model, &overrides)?)
+        .collect::<Result<_, _>>()?)
+}
+
+/// Resolves `--fold` arguments against a model.
+pub fn folding(model: &Model, specs: &[String]) -> Result<Folding> {
+    Ok(fold::resolve(model, &overrides(specs)?)?)
 }
 
 /// The folding `--target` chooses for `device` (logic capped at `max_util` percent when
@@ -58,10 +62,7 @@ pub fn target_folding(
     max_util: Option<f64>,
     specs: &[String],
 ) -> Result<Folding> {
-    let overrides: Vec<FoldOverride> = specs
-        .iter()
-        .map(|s| fold::parse_override(s))
-        .collect::<Result<_, _>>()?;
+    let overrides = overrides(specs)?;
     let caps = match max_util {
         None => spikeforge_hdl_gen::autofold::Caps::default(),
         Some(p) => spikeforge_hdl_gen::autofold::Caps {
