@@ -10,7 +10,7 @@ use spikeforge_model::ir::Model;
 use thiserror::Error;
 
 use crate::estimate::{estimate, DesignEstimate, Estimate};
-use crate::fold::{self, FoldError, FoldOverride, Folding};
+use crate::fold::{self, DspLanes, FoldError, FoldOverride, Folding};
 
 /// The share of each resource a chosen folding may use.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -104,9 +104,13 @@ pub fn choose(
     overrides: &[FoldOverride],
 ) -> Result<Choice, NoFit> {
     let user_dsp = overrides.iter().any(|o| matches!(o, FoldOverride::Dsp(_)));
-    let mut lane_kinds = vec![false];
+    let mut lane_kinds = vec![DspLanes::Off];
     if device.dsps > 0 && !user_dsp {
-        lane_kinds.push(true);
+        // As many products as the cap allows; lanes beyond them stay in LUTs.
+        let limit = (caps.dsp * device.dsps as f64).floor() as u32;
+        if limit > 0 {
+            lane_kinds.push(DspLanes::AtMost(limit));
+        }
     }
     let mut best: Option<Choice> = None;
     let mut first_err = None;
@@ -138,7 +142,7 @@ fn search(
     device: &Device,
     caps: Caps,
     overrides: &[FoldOverride],
-    dsp: bool,
+    dsp: DspLanes,
 ) -> Result<Choice, NoFit> {
     let at = |cycles: u64| -> Result<Choice, NoFit> {
         let folding = fold::resolve_for_cycles(model, cycles, dsp, overrides)?;
@@ -243,11 +247,13 @@ mod tests {
             let caps = Caps::default();
             let c = choose(&m, device, caps, &[]).unwrap();
             assert!(overflow(&c.estimate.total, device, caps).is_none(), "{a}");
-            let fastest =
-                fold::pipeline_cycles(&m, &fold::resolve_for_cycles(&m, 1, false, &[]).unwrap());
+            let fastest = fold::pipeline_cycles(
+                &m,
+                &fold::resolve_for_cycles(&m, 1, DspLanes::Off, &[]).unwrap(),
+            );
             let cycles = c.estimate.cycles_per_image;
             if cycles > fastest {
-                let faster = fold::resolve_for_cycles(&m, cycles / 2, false, &[]).unwrap();
+                let faster = fold::resolve_for_cycles(&m, cycles / 2, DspLanes::Off, &[]).unwrap();
                 let e = estimate(&m, &faster, device.family);
                 assert!(
                     e.cycles_per_image >= cycles || overflow(&e.total, device, caps).is_some(),
@@ -257,6 +263,32 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_dsp_budget_puts_whole_lanes_on_dsps_and_the_rest_in_luts() {
+        // The pixel layer at PE 8 on a device with 8 DSPs: 90 % of them is 7 products.
+        let m = model("8x8x1-8C3i8-MP2-8C3b-10C1i8-GAP", 1);
+        let overrides = [
+            FoldOverride::Layer("0".into(), fold::LayerFold { pe: 8, simd: 1 }),
+            FoldOverride::Layer("2".into(), fold::LayerFold { pe: 2, simd: 4 }),
+            FoldOverride::Dsp(DspLanes::AtMost(7)),
+        ];
+        let folding = fold::resolve(&m, &overrides).unwrap();
+        let geo = spikeforge_model::geometry::model_geometry(&m);
+        let widths = spikeforge_model::widths::analyse(&m).unwrap();
+        let ctxs = crate::rtl::LayerCtx::all(&m, &folding, &geo, &widths);
+        // Layers 1 (binary) and 2 (integer on spikes) have no products.
+        assert_eq!(
+            ctxs.iter().map(|c| c.dsp_lanes).collect::<Vec<_>>(),
+            [7, 0, 0]
+        );
+        let e = estimate(
+            &m,
+            &folding,
+            spikeforge_constraints::device("ice40-up5k").unwrap().family,
+        );
+        assert_eq!(e.total.dsps, 7.0);
     }
 
     #[test]

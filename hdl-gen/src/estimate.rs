@@ -351,8 +351,10 @@ pub fn fold_args(model: &Model, folding: &Folding) -> String {
     if folding.tree_levels != fold::DEFAULT_TREE_LEVELS {
         args.push(format!("--fold tree={}", folding.tree_levels));
     }
-    if folding.dsp {
-        args.push("--fold dsp=on".into());
+    match (folding.dsp, folding.dsp_limit) {
+        (true, Some(n)) => args.push(format!("--fold dsp={n}")),
+        (true, None) => args.push("--fold dsp=on".into()),
+        (false, _) => {}
     }
     args.join(" ")
 }

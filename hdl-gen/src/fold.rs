@@ -41,6 +41,11 @@ pub struct Folding {
     /// `SB_MAC16` with `-dsp`), instead of shift-and-add LUT lanes.
     #[serde(default)]
     pub dsp: bool,
+    /// With `dsp`: at most this many products on DSP blocks, given to the layers in order,
+    /// whole PE lanes at a time; the lanes beyond it stay shift-and-add LUT lanes (a device
+    /// with 8 DSPs can then run a PE-8 pixel layer on 7 of them and one LUT lane).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dsp_limit: Option<u32>,
 }
 
 fn default_tree_levels() -> u32 {
@@ -52,7 +57,7 @@ fn default_tree_levels() -> u32 {
 pub enum FoldError {
     /// A `--fold` argument that does not parse.
     #[error(
-        "--fold `{spec}`: {reason} (expected `LAYER=PE,SIMD`, `input=PIXELS`, `tree=LEVELS` or `dsp=on|off`)"
+        "--fold `{spec}`: {reason} (expected `LAYER=PE,SIMD`, `input=PIXELS`, `tree=LEVELS` or `dsp=on|off|N`)"
     )]
     Syntax {
         /// The argument.
@@ -99,11 +104,33 @@ pub enum FoldOverride {
     Input(u32),
     /// `tree=LEVELS`: adder levels between register ranks.
     TreeLevels(u32),
-    /// `dsp=on|off`: multi-bit × multi-bit synapses on DSP multipliers.
-    Dsp(bool),
+    /// `dsp=on|off|N`: multi-bit × multi-bit synapses on DSP multipliers (`N`: at most N).
+    Dsp(DspLanes),
 }
 
-/// Parses `LAYER=PE,SIMD`, `input=PIXELS`, `tree=LEVELS` or `dsp=on|off`.
+/// Which multi-bit × multi-bit synapses are DSP products.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DspLanes {
+    /// None: shift-and-add LUT lanes.
+    Off,
+    /// All of them.
+    On,
+    /// At most this many products, whole PE lanes, layers in order.
+    AtMost(u32),
+}
+
+impl DspLanes {
+    /// The folding's `(dsp, dsp_limit)`.
+    pub fn fields(self) -> (bool, Option<u32>) {
+        match self {
+            DspLanes::Off => (false, None),
+            DspLanes::On => (true, None),
+            DspLanes::AtMost(n) => (true, Some(n)),
+        }
+    }
+}
+
+/// Parses `LAYER=PE,SIMD`, `input=PIXELS`, `tree=LEVELS` or `dsp=on|off|N`.
 pub fn parse_override(spec: &str) -> Result<FoldOverride, FoldError> {
     let err = |reason: &str| FoldError::Syntax {
         spec: spec.into(),
@@ -128,9 +155,12 @@ pub fn parse_override(spec: &str) -> Result<FoldOverride, FoldError> {
     }
     if lhs == "dsp" {
         return match rhs.trim() {
-            "on" => Ok(FoldOverride::Dsp(true)),
-            "off" => Ok(FoldOverride::Dsp(false)),
-            _ => Err(err("`dsp` is `on` or `off`")),
+            "on" => Ok(FoldOverride::Dsp(DspLanes::On)),
+            "off" => Ok(FoldOverride::Dsp(DspLanes::Off)),
+            n if n.bytes().all(|b| b.is_ascii_digit()) => {
+                Ok(FoldOverride::Dsp(DspLanes::AtMost(num(n)?)))
+            }
+            _ => Err(err("`dsp` is `on`, `off` or a number of DSP products")),
         };
     }
     let (pe, simd) = rhs
@@ -219,6 +249,7 @@ pub fn for_cycles(model: &Model, target: u64) -> Folding {
         layers: geo.iter().map(|g| default_layer_fold(g, target)).collect(),
         tree_levels: DEFAULT_TREE_LEVELS,
         dsp: false,
+        dsp_limit: None,
     }
 }
 
@@ -229,6 +260,7 @@ pub fn slowest_cycles(model: &Model) -> u64 {
         layers: vec![LayerFold { pe: 1, simd: 1 }; model.layers.len()],
         tree_levels: DEFAULT_TREE_LEVELS,
         dsp: false,
+        dsp_limit: None,
     };
     pipeline_cycles(model, &f)
 }
@@ -245,7 +277,7 @@ pub fn resolve(model: &Model, overrides: &[FoldOverride]) -> Result<Folding, Fol
 pub fn resolve_for_cycles(
     model: &Model,
     cycles: u64,
-    dsp: bool,
+    dsp: DspLanes,
     overrides: &[FoldOverride],
 ) -> Result<Folding, FoldError> {
     let mut all = vec![FoldOverride::Dsp(dsp)];
@@ -261,7 +293,7 @@ fn resolve_at(
     let geo = model_geometry(model);
     let mut ppb = 1;
     let mut tree_levels = DEFAULT_TREE_LEVELS;
-    let mut dsp = false;
+    let mut dsp = DspLanes::Off;
     for o in overrides {
         match o {
             FoldOverride::Input(p) => ppb = *p,
@@ -348,11 +380,13 @@ fn resolve_at(
             });
         }
     }
+    let (dsp, dsp_limit) = dsp.fields();
     Ok(Folding {
         pixels_per_beat: ppb,
         layers,
         tree_levels,
         dsp,
+        dsp_limit,
     })
 }
 
@@ -375,11 +409,24 @@ mod tests {
             FoldOverride::Layer("conv1".into(), LayerFold { pe: 4, simd: 9 })
         );
         assert_eq!(parse_override("input=2").unwrap(), FoldOverride::Input(2));
+        assert_eq!(
+            parse_override("dsp=7").unwrap(),
+            FoldOverride::Dsp(DspLanes::AtMost(7))
+        );
+        assert_eq!(
+            parse_override("dsp=on").unwrap(),
+            FoldOverride::Dsp(DspLanes::On)
+        );
     }
 
     #[test]
     fn bad_overrides_say_what_is_wrong() {
         assert_eq!(reason("conv1"), "missing `=`");
+        assert_eq!(reason("dsp=0"), "factors are positive integers");
+        assert_eq!(
+            reason("dsp=yes"),
+            "`dsp` is `on`, `off` or a number of DSP products"
+        );
         assert_eq!(reason("conv1=4"), "expected PE,SIMD after `=`");
         for bad in ["1=0,1", "1=-2,1", "1=x,1", "input=", "input=1.5"] {
             assert_eq!(reason(bad), "factors are positive integers", "{bad}");

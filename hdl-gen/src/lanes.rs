@@ -72,6 +72,19 @@ pub fn lane_kind(ctx: &LayerCtx) -> LaneKind {
     }
 }
 
+/// Whether the layer's synapses are multi-bit × multi-bit, which DSP lanes compute as products.
+pub fn has_products(ctx: &LayerCtx) -> bool {
+    match lane_kind(ctx) {
+        LaneKind::IntegerUnsigned | LaneKind::IntegerSigned => true,
+        LaneKind::BinarySpike
+        | LaneKind::BinaryUnsigned
+        | LaneKind::BinaryTernary
+        | LaneKind::BinarySigned
+        | LaneKind::IntegerSpike
+        | LaneKind::IntegerTernary => false,
+    }
+}
+
 /// A dot product as trees and a constant.
 #[derive(Default)]
 pub struct Dot {
@@ -250,7 +263,7 @@ pub fn lane_dot(m: &mut Module, ctx: &LayerCtx, ops: &Operands) -> Dot {
                 constant: -n * (1 << (s.wb - 1)),
             }
         }
-        LaneKind::IntegerUnsigned if ctx.dsp => products(m, ops, &s, false),
+        LaneKind::IntegerUnsigned if ops.lane < ctx.dsp_lanes => products(m, ops, &s, false),
         LaneKind::IntegerUnsigned => integer_unsigned(ops, &s),
         LaneKind::IntegerTernary => {
             // valid ? (negative ? ~w : w) : 0 in wb + 1 bits; the +1 of each −w = ~w + 1 is
@@ -272,7 +285,7 @@ pub fn lane_dot(m: &mut Module, ctx: &LayerCtx, ops: &Operands) -> Dot {
                 constant: -n * (1 << (tw - 1)),
             }
         }
-        LaneKind::IntegerSigned if ctx.dsp => products(m, ops, &s, true),
+        LaneKind::IntegerSigned if ops.lane < ctx.dsp_lanes => products(m, ops, &s, true),
         LaneKind::IntegerSigned => integer_signed(m, ops, &s),
     }
 }

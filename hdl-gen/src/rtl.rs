@@ -33,8 +33,9 @@ pub struct LayerCtx<'a> {
     pub steps: u32,
     /// Adder-tree levels between register ranks in the MVU.
     pub tree_levels: u32,
-    /// Multi-bit × multi-bit synapses as multiplier products (DSP blocks).
-    pub dsp: bool,
+    /// PE lanes `0..dsp_lanes` compute multi-bit × multi-bit synapses as multiplier products
+    /// (DSP blocks), the others as shift-and-add LUT lanes.
+    pub dsp_lanes: u32,
 }
 
 impl<'a> LayerCtx<'a> {
@@ -46,7 +47,7 @@ impl<'a> LayerCtx<'a> {
         widths: &'a spikeforge_model::widths::Widths,
     ) -> Vec<LayerCtx<'a>> {
         let tree_levels = folding.tree_levels;
-        model
+        let mut ctxs: Vec<LayerCtx> = model
             .layers
             .iter()
             .enumerate()
@@ -58,9 +59,20 @@ impl<'a> LayerCtx<'a> {
                 fold: folding.layers[i],
                 steps: model.time_steps,
                 tree_levels,
-                dsp: folding.dsp,
+                dsp_lanes: 0,
             })
-            .collect()
+            .collect();
+        if folding.dsp {
+            // The DSP budget goes to the layers in order, whole lanes (SIMD × steps products).
+            let mut left = folding.dsp_limit.map_or(u64::MAX, u64::from);
+            for ctx in ctxs.iter_mut().filter(|c| crate::lanes::has_products(c)) {
+                let per_lane = (ctx.fold.simd * ctx.geo.input_steps) as u64;
+                let lanes = (left / per_lane).min(ctx.fold.pe as u64);
+                ctx.dsp_lanes = lanes as u32;
+                left -= lanes * per_lane;
+            }
+        }
+        ctxs
     }
 }
 

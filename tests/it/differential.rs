@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use spikeforge_hdl_gen::fold::{self, divisors, FoldOverride};
+use spikeforge_hdl_gen::fold::{self, divisors, DspLanes, FoldOverride};
 use spikeforge_hdl_gen::{Folding, LayerFold};
 use spikeforge_model::geometry::model_geometry;
 use spikeforge_model::ir::Synapse;
@@ -50,7 +50,12 @@ fn other_folding(model: &Model, seed: u64) -> Folding {
         let ps = divisors(geo[0].input.positions() as u32);
         overrides.push(FoldOverride::Input(ps[rng.gen_range(0..ps.len())]));
     }
-    overrides.push(FoldOverride::Dsp(rng.gen_bool(0.5)));
+    // LUT lanes, DSP lanes, or a DSP budget that leaves some lanes in LUTs.
+    overrides.push(FoldOverride::Dsp(match rng.gen_range(0..3) {
+        0 => DspLanes::Off,
+        1 => DspLanes::On,
+        _ => DspLanes::AtMost(rng.gen_range(1..=8)),
+    }));
     fold::resolve(model, &overrides).expect("divisors always fold")
 }
 
@@ -72,7 +77,7 @@ fn widest_folding(model: &Model) -> Folding {
         })
         .collect();
     overrides.push(FoldOverride::TreeLevels(1));
-    overrides.push(FoldOverride::Dsp(true));
+    overrides.push(FoldOverride::Dsp(DspLanes::On));
     fold::resolve(model, &overrides).expect("the widest folding is valid")
 }
 

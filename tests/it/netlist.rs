@@ -94,7 +94,12 @@ fn netlist_matches_golden(family: &str, dsp: bool) {
         util::seed(),
     )
     .unwrap();
-    let overrides = [fold::FoldOverride::Dsp(dsp)];
+    let lanes = if dsp {
+        fold::DspLanes::On
+    } else {
+        fold::DspLanes::Off
+    };
+    let overrides = [fold::FoldOverride::Dsp(lanes)];
     let folding = fold::resolve(&model, &overrides).unwrap();
     let design = util::design(&model, &folding);
     let dir = tempfile::tempdir().unwrap();
