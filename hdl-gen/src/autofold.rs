@@ -77,7 +77,7 @@ fn overflow(e: &Estimate, device: &Device, caps: Caps) -> Option<(String, f64, f
     [
         (
             format!("logic ({})", device.logic_unit),
-            e.luts,
+            e.cells,
             device.logic as f64,
             caps.logic,
         ),
@@ -118,7 +118,7 @@ pub fn choose(
         match search(model, device, caps, overrides, dsp) {
             Ok(c) => {
                 let better = best.as_ref().is_none_or(|b| {
-                    (c.estimate.cycles_per_image, c.estimate.total.luts as u64)
+                    (c.estimate.cycles_per_image, c.estimate.total.cells as u64)
                         < (b.estimate.cycles_per_image, b.estimate.total.luts as u64)
                 });
                 if better {
@@ -172,7 +172,7 @@ fn search(
                 if least_over.as_ref().is_none_or(|(r, _)| ratio < *r) {
                     least_over = Some((ratio, c.clone()));
                 }
-                if c.estimate.total.luts > 1.5 * caps.logic * device.logic as f64 {
+                if c.estimate.total.cells > 1.5 * caps.logic * device.logic as f64 {
                     break;
                 }
             }

@@ -22,6 +22,9 @@ use crate::memmap::{self, Mapped};
 pub struct Estimate {
     /// Logic (LUT4; LUT6 on 7-series).
     pub luts: f64,
+    /// Logic cells as the device counts them (its `logic`): the LUTs, and on iCE40 also the
+    /// flip-flops that cannot share a logic cell with a LUT ([`ICE40_UNPACKED_FF`]).
+    pub cells: f64,
     /// Flip-flops.
     pub ffs: f64,
     /// Block RAMs of the family.
@@ -35,6 +38,7 @@ pub struct Estimate {
 impl std::ops::AddAssign for Estimate {
     fn add_assign(&mut self, o: Self) {
         self.luts += o.luts;
+        self.cells += o.cells;
         self.ffs += o.ffs;
         self.ram_blocks += o.ram_blocks;
         self.ram_bits += o.ram_bits;
@@ -69,6 +73,12 @@ pub struct DesignEstimate {
     /// Cycles per image.
     pub cycles_per_image: u64,
 }
+
+/// The share of the estimated flip-flops that take an iCE40 logic cell of their own: a
+/// register fed by a block RAM, a DSP, another register or a carry-only cell cannot pack with
+/// a LUT. Fitted to nextpnr-ice40 placements (`ICESTORM_LC` − `SB_LUT4` against the estimated
+/// flip-flops, docs/calibration/ice40-cells.txt).
+pub const ICE40_UNPACKED_FF: f64 = 0.5;
 
 /// Per-family weights of the operator counts (LUT4 per bit), fitted by non-negative least
 /// squares to the per-module Yosys 0.23 cells of the `bench --estimate` designs (residuals
@@ -235,9 +245,8 @@ fn weigh(f: Family, kind: ModuleKind, c: &Counts, mem: &MemoryUse) -> Estimate {
         .iter()
         .map(|&pw| if pw <= fits { 1.0 } else { 4.0 })
         .sum();
-    Estimate {
-        luts: w.flatten
-            * ((w.base)(kind)
+    let luts = w.flatten
+        * ((w.base)(kind)
                 + w.add * c.add
                 + w.cmp * c.cmp
                 + w.eq * c.eq
@@ -246,8 +255,16 @@ fn weigh(f: Family, kind: ModuleKind, c: &Counts, mem: &MemoryUse) -> Estimate {
                 + w.rom_bit * mem.rom_logic_bits
                 + w.ram_bit * mem.ram_logic_bits
                 // Each TRELLIS_DPR16X4 counts as two LUT4 (`spikeforge synth`).
-                + 2.0 * mem.distributed_cells),
-        ffs: c.ff + mem.ram_logic_bits,
+                + 2.0 * mem.distributed_cells);
+    let ffs = c.ff + mem.ram_logic_bits;
+    let cells = match f {
+        Family::Ice40 => luts + ICE40_UNPACKED_FF * ffs,
+        Family::Ecp5 | Family::Xilinx => luts,
+    };
+    Estimate {
+        luts,
+        cells,
+        ffs,
         ram_blocks: mem.blocks,
         ram_bits: mem.block_bits,
         dsps,
@@ -274,6 +291,7 @@ pub fn estimate(model: &Model, folding: &Folding, family: Family) -> DesignEstim
             if family == Family::Xilinx {
                 // A LUT6 holds about 1.6 LUT4s of this logic.
                 estimate.luts /= 1.6;
+                estimate.cells /= 1.6;
             }
             ModuleEstimate {
                 module: m.name.clone(),
@@ -328,7 +346,7 @@ pub fn fitting_folding(
     loop {
         let folding = fold::for_cycles(model, target);
         let e = estimate(model, &folding, device.family);
-        let fits = e.total.luts * calibration <= fill * device.logic as f64
+        let fits = e.total.cells * calibration <= fill * device.logic as f64
             && e.total.ffs <= fill * device.ffs as f64
             && e.total.ram_blocks <= device.ram_blocks as f64
             && e.total.dsps <= device.dsps as f64;

@@ -87,7 +87,7 @@ fn demo_folding(
             println!(
                 "folding: {} (estimated {:.0} {}, {} cycles per image on {target})",
                 estimate::fold_args(model, &f),
-                e.total.luts,
+                e.total.cells,
                 device.logic_unit,
                 e.cycles_per_image
             );

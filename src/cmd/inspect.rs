@@ -111,9 +111,9 @@ fn print_estimate(model: &Model, folding: &Folding, device: &Device) {
         "estimate on {} ({}): {:.0} {} ({:.0} %), {:.0} flip-flops ({:.0} %), {:.0} block RAMs ({:.0} %, {:.0} bits), {:.0} DSPs ({:.0} %), {} cycles per image",
         device.target,
         device.part,
-        e.total.luts,
+        e.total.cells,
         device.logic_unit,
-        pct(e.total.luts, device.logic),
+        pct(e.total.cells, device.logic),
         e.total.ffs,
         pct(e.total.ffs, device.ffs),
         e.total.ram_blocks,
@@ -126,7 +126,7 @@ fn print_estimate(model: &Model, folding: &Folding, device: &Device) {
     for (name, l) in &e.layers {
         println!(
             "  {:<10} {:>8.0} {} {:>8.0} FF {:>4.0} RAM {:>4.0} DSP",
-            name, l.luts, device.logic_unit, l.ffs, l.ram_blocks, l.dsps
+            name, l.cells, device.logic_unit, l.ffs, l.ram_blocks, l.dsps
         );
     }
     let caps = spikeforge_hdl_gen::autofold::Caps::default();
@@ -135,7 +135,7 @@ fn print_estimate(model: &Model, folding: &Folding, device: &Device) {
             "`gen --target {}` would choose {} cycles per image ({:.0} {}, {:.0} block RAMs, {:.0} DSPs): {}",
             device.target,
             c.estimate.cycles_per_image,
-            c.estimate.total.luts,
+            c.estimate.total.cells,
             device.logic_unit,
             c.estimate.total.ram_blocks,
             c.estimate.total.dsps,

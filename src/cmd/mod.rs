@@ -78,9 +78,9 @@ pub fn target_folding(
         device.target,
         device.part,
         c.estimate.cycles_per_image,
-        e.luts,
+        e.cells,
         device.logic_unit,
-        100.0 * e.luts / device.logic.max(1) as f64,
+        100.0 * e.cells / device.logic.max(1) as f64,
         e.ram_blocks,
         e.dsps,
         if c.folding.dsp { " (DSP lanes)" } else { "" }

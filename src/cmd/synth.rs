@@ -56,11 +56,11 @@ fn suggestion(dir: &Path, device: &Device, m: &Manifest, luts: u64) -> String {
     };
     let now = estimate::estimate(&model, &m.folding, device.family);
     // Never trust the estimate to be pessimistic: scale up only.
-    let calibration = (luts as f64 / now.total.luts.max(1.0)).max(1.0);
+    let calibration = (luts as f64 / now.total.cells.max(1.0)).max(1.0);
     match estimate::fitting_folding(&model, device, 0.9, calibration) {
         Some((f, e)) => format!(
             "\na folding that would fit (estimated {:.0} {} after calibration, {} block RAMs, {} cycles per image instead of {}):\n  spikeforge gen MODEL {}",
-            e.total.luts * calibration,
+            e.total.cells * calibration,
             device.logic_unit,
             e.total.ram_blocks,
             e.cycles_per_image,

@@ -224,7 +224,7 @@ fn gen_target_chooses_a_folding_that_fits_and_says_why_when_none_does() {
         &folding,
         spikeforge_constraints::Family::Ice40,
     );
-    assert!(e.total.luts <= 0.85 * 5280.0, "{:?}", e.total);
+    assert!(e.total.cells <= 0.85 * 5280.0, "{:?}", e.total);
     assert!(e.total.ram_blocks <= 27.0, "{:?}", e.total);
 
     // The selected Fashion-MNIST network's weights alone outgrow the UP5K's block RAM.
