@@ -5,7 +5,7 @@ use spikeforge_model::ir::{Neuron, Pool};
 
 use crate::names::Names;
 use crate::rtl::{
-    at_last, counter, index_bits, output_process, sext, stream_ports, zext, LayerCtx,
+    at_first, at_last, counter, index_bits, output_process, sext, stream_ports, zext, LayerCtx,
 };
 use crate::vlog::*;
 
@@ -181,6 +181,14 @@ pub struct HeadWidths {
 
 /// The GAP/argmax head: sums the last layer's values over positions and steps per class,
 /// then emits `{logit[C-1], …, logit[0], class}` (class in the low bits).
+///
+/// The running sums are a ring of `NF` class groups: each beat adds to the group at the front
+/// and rotates it to the back, so `PE` adders serve every class and no beat decodes which
+/// group it belongs to (the ring is back in class order after each position). The beats of
+/// the last position carry final logits: the argmax compares them a cycle later, `PE` per
+/// beat in class order (ties go to the lowest index). After the last beat the ring, in class order
+/// again, and the class are the output beat; the next image's first beat waits until the
+/// output is taken (one cycle when the consumer is ready).
 pub fn head(last: &LayerCtx, names: &Names, hw: HeadWidths, signed_in: bool) -> Module {
     let out = last.geo.output;
     let classes = out.channels;
@@ -194,145 +202,138 @@ pub fn head(last: &LayerCtx, names: &Names, hw: HeadWidths, signed_in: bool) -> 
         names.head(),
         vec![format!(
             "GAP/argmax head: {classes} logits summed over {} positions x {steps} steps, \
-             {g} classes per beat; ties go to the lowest class index.",
+             {g} classes per beat in a ring of {ng} groups; the argmax runs over the last \
+             position's beats, ties to the lowest class index.",
             out.positions()
         )],
     );
-    stream_ports(&mut m, steps * g * ob, cb + classes * lw, true);
-    // A finished image waits in `fin` until the output takes it.
-    let fin_valid = m.reg("fin_valid", 1);
-    m.assign(id("in_ready"), fin_valid.clone().not());
+    stream_ports(&mut m, steps * g * ob, cb + classes * lw, false);
+    let count = counter(&mut m, "count", beats);
+    let last_beat = m.wire_eq("last_beat", 1, at_last(&count, beats));
+    // The last position's beats carry final logits (every beat when there is one position).
+    let (final_beat, first_final) = match &count {
+        Some((r, w)) if beats > ng => (
+            r.clone().ge(lit(*w, (beats - ng) as u64)),
+            r.clone().eq(lit(*w, (beats - ng) as u64)),
+        ),
+        _ => (one(), at_first(&count)),
+    };
+    let first_final = m.wire_eq("first_final", 1, first_final);
+    // The first position's beats start the sums from zero: the ring is never cleared.
+    let first_position = match &count {
+        Some((r, w)) if beats > ng => r.clone().lt(lit(*w, ng as u64)),
+        _ => one(),
+    };
+    let first_position = m.wire_eq("first_position", 1, first_position);
+    // After an image's last beat the ring holds its logits in class order and, with `cls`,
+    // is the output beat; the next image waits until the output takes it.
+    let full = m.reg("full", 1);
+    // The argmax runs a cycle behind the sums: `fv` a final beat's sums are in `fs*`, `ff` it
+    // was the image's first final beat, `fl` its last beat.
+    let (fv, ff, fl) = (m.reg("fv", 1), m.reg("ff", 1), m.reg("fl", 1));
+    m.assign(id("in_ready"), full.clone().or(fl.clone()).not());
     let accept = m.wire_eq("accept", 1, id("in_valid").and(id("in_ready")));
-    let group = counter(&mut m, "grp", ng);
-    let mut logits = vec![];
-    let mut next = vec![];
-    for c in 0..classes {
-        let lg = m.sreg(&format!("lg{c}"), lw);
-        let mut sum = lit(lw, 0);
-        for t in 0..steps {
-            let lo = (t * g + c % g) * ob;
-            let f = id("in_data").slice(lo + ob - 1, lo);
-            sum = sum.add(if signed_in {
-                sext(f, ob, lw)
-            } else {
-                zext(f, ob, lw)
-            });
-        }
-        let sum = match &group {
-            Some((r, w)) => r.clone().eq(lit(*w, (c / g) as u64)).cond(sum, slit(lw, 0)),
-            None => sum,
+    // Ring position r holds class group (r + beat) mod NF; position 0 takes the beat.
+    let ring: Vec<Expr> = (0..classes)
+        .map(|c| m.sreg(&format!("lg{c}"), lw))
+        .collect();
+    let sums: Vec<Expr> = (0..g)
+        .map(|j| {
+            let mut sum = first_position
+                .clone()
+                .cond(slit(lw, 0), ring[j as usize].clone());
+            for t in 0..steps {
+                let lo = (t * g + j) * ob;
+                let f = id("in_data").slice(lo + ob - 1, lo);
+                sum = sum.add(if signed_in {
+                    sext(f, ob, lw)
+                } else {
+                    zext(f, ob, lw)
+                });
+            }
+            m.swire_eq(&format!("sum{j}"), lw, sum)
+        })
+        .collect();
+    // The ring after this beat: every group one place forward, the front's sums at the back.
+    let rotated: Vec<Expr> = ring[g as usize..].iter().chain(&sums).cloned().collect();
+    // The running argmax: the best value so far and its class; `base` is the class of the
+    // beat's first lane (the final beats come in class order).
+    let fs: Vec<Expr> = (0..g).map(|j| m.sreg(&format!("fs{j}"), lw)).collect();
+    let best = m.sreg("best", lw);
+    let best_k = m.reg("best_k", cb);
+    let cls = m.reg("cls", cb);
+    let base = (ng > 1).then(|| {
+        let b = m.reg("base", cb);
+        m.wire_eq("base_now", cb, ff.clone().cond(lit(cb, 0), b))
+    });
+    let (mut v, mut i) = (best.clone(), best_k.clone());
+    for (j, sum) in fs.iter().enumerate() {
+        let class = match &base {
+            Some(b) if j == 0 => b.clone(),
+            Some(b) => b.clone().add(lit(cb, j as u64)),
+            None => lit(cb, j as u64),
         };
-        next.push(m.swire_eq(&format!("nl{c}"), lw, lg.clone().add(sum)));
-        logits.push(lg);
+        let take = if j == 0 {
+            ff.clone().or(sum.clone().gt(v.clone()))
+        } else {
+            sum.clone().gt(v.clone())
+        };
+        let take = m.wire_eq(&format!("take{j}"), 1, take);
+        v = m.swire_eq(&format!("best{j}"), lw, take.clone().cond(sum.clone(), v));
+        i = m.wire_eq(&format!("best_k{j}"), cb, take.cond(class, i));
     }
-    // The final logits are registered; the argmax runs on the registers next cycle, as a
-    // balanced tree (log depth instead of a chain through every class).
-    let fin: Vec<Expr> = (0..classes)
-        .map(|c| m.sreg(&format!("fin{c}"), lw))
-        .collect();
-    let class = argmax_tree(&mut m, &fin, lw, cb);
-    let mut beat: Vec<Expr> = fin.iter().rev().cloned().collect();
-    beat.push(class);
-    let finish = {
-        let mut v: Vec<Stmt> = fin
-            .iter()
-            .zip(&next)
-            .map(|(f, n)| Stmt::Nb(f.clone(), n.clone()))
-            .collect();
-        v.push(Stmt::Nb(fin_valid.clone(), one()));
-        v.extend(logits.iter().map(|l| Stmt::Nb(l.clone(), slit(lw, 0))));
-        v
-    };
-    let keep: Vec<Stmt> = logits
+    let mut beat: Vec<Expr> = ring.iter().rev().cloned().collect();
+    beat.push(cls.clone());
+    m.assign(id("out_data"), cat(beat));
+    m.assign(id("out_valid"), full.clone());
+    let mut reset: Vec<Stmt> = [&full, &fv, &fl]
         .iter()
-        .zip(&next)
-        .map(|(l, n)| Stmt::Nb(l.clone(), n.clone()))
+        .map(|r| Stmt::Nb((*r).clone(), zero()))
         .collect();
-    let mut reset: Vec<Stmt> = logits
+    if let Some((r, w)) = &count {
+        reset.push(Stmt::Nb(r.clone(), lit(*w, 0)));
+    }
+    let rotate: Vec<Stmt> = ring
         .iter()
-        .map(|l| Stmt::Nb(l.clone(), slit(lw, 0)))
+        .zip(&rotated)
+        .map(|(l, r)| Stmt::Nb(l.clone(), r.clone()))
         .collect();
-    reset.push(Stmt::Nb(id("out_valid"), zero()));
-    reset.push(Stmt::Nb(fin_valid.clone(), zero()));
-    let mut on_accept = if beats == 1 {
-        finish
-    } else {
-        let pw = index_bits(beats as u64);
-        let count = m.reg("count", pw);
-        reset.push(Stmt::Nb(count.clone(), lit(pw, 0)));
-        let mut fin = finish;
-        fin.push(Stmt::Nb(count.clone(), lit(pw, 0)));
-        let mut cont = keep;
-        cont.push(Stmt::Nb(count.clone(), count.clone().add(lit(pw, 1))));
-        vec![Stmt::If(count.eq(lit(pw, (beats - 1) as u64)), fin, cont)]
-    };
-    if let Some(step) = crate::rtl::step_counter(&group, ng) {
+    let mut tally = vec![Stmt::Nb(best, v), Stmt::Nb(best_k, i.clone())];
+    if let Some(b) = &base {
+        tally.push(Stmt::Nb(id("base"), b.clone().add(lit(cb, g as u64))));
+    }
+    let mut on_accept = rotate;
+    on_accept.extend(
+        fs.iter()
+            .zip(&sums)
+            .map(|(f, s)| Stmt::Nb(f.clone(), s.clone())),
+    );
+    on_accept.extend([
+        Stmt::Nb(fv.clone(), final_beat),
+        Stmt::Nb(ff.clone(), first_final),
+        Stmt::Nb(fl.clone(), last_beat),
+    ]);
+    if let Some(step) = crate::rtl::step_counter(&count, beats) {
         on_accept.push(step);
-        if let Some((r, w)) = &group {
-            reset.push(Stmt::Nb(r.clone(), lit(*w, 0)));
-        }
     }
-    m.seq(vec![output_process(
+    m.seq(vec![Stmt::If(
+        id(crate::names::RST),
         reset,
         vec![
             when(
-                fin_valid
-                    .clone()
-                    .and(id("out_valid").not().or(id("out_ready"))),
-                vec![
-                    Stmt::Nb(id("out_valid"), one()),
-                    Stmt::Nb(id("out_data"), cat(beat)),
-                    Stmt::Nb(fin_valid, zero()),
-                ],
+                full.clone().and(id("out_ready")),
+                vec![Stmt::Nb(full.clone(), zero())],
             ),
+            Stmt::Nb(fv.clone(), zero()),
+            Stmt::Nb(fl.clone(), zero()),
+            when(fv, tally),
+            when(fl, vec![Stmt::Nb(full, one()), Stmt::Nb(cls, i)]),
             when(accept, on_accept),
         ],
     )]);
     m
 }
 
-/// Argmax of signed `values` as a balanced tree of pairwise compares. Every left operand
-/// holds lower class indices than its right one, and the right wins only when strictly
-/// greater, so ties go to the lowest index.
-fn argmax_tree(m: &mut Module, values: &[Expr], lw: u32, cb: u32) -> Expr {
-    let mut level: Vec<(Expr, Expr)> = values
-        .iter()
-        .enumerate()
-        .map(|(c, v)| (v.clone(), lit(cb, c as u64)))
-        .collect();
-    let mut depth = 0;
-    while level.len() > 1 {
-        depth += 1;
-        let mut next = Vec::new();
-        for (j, pair) in level.chunks(2).enumerate() {
-            match pair {
-                [(va, ia), (vb, ib)] => {
-                    let take = m.wire_eq(&format!("take{depth}_{j}"), 1, vb.clone().gt(va.clone()));
-                    // The root's value is not needed, only its index.
-                    let v = if level.len() == 2 {
-                        lit(1, 0)
-                    } else {
-                        m.swire_eq(
-                            &format!("best{depth}_{j}"),
-                            lw,
-                            take.clone().cond(vb.clone(), va.clone()),
-                        )
-                    };
-                    let i = m.wire_eq(
-                        &format!("besti{depth}_{j}"),
-                        cb,
-                        take.cond(ib.clone(), ia.clone()),
-                    );
-                    next.push((v, i));
-                }
-                [single] => next.push(single.clone()),
-                _ => unreachable!("chunks of two"),
-            }
-        }
-        level = next;
-    }
-    level.pop().expect("at least one class").1
-}
 /// Bits of the class index for `classes` classes.
 pub fn class_bits(classes: u32) -> u32 {
     bits_unsigned(classes.saturating_sub(1) as u64)
