@@ -34,6 +34,19 @@ impl Default for Caps {
     }
 }
 
+impl Caps {
+    /// `percent` of the logic; block RAM and DSPs at 90 %, or `percent` when lower
+    /// (`--max-util`).
+    pub fn max_util(percent: f64) -> Self {
+        let p = percent / 100.0;
+        Caps {
+            logic: p,
+            ram: p.min(0.9),
+            dsp: p.min(0.9),
+        }
+    }
+}
+
 /// The chosen folding and its estimate.
 #[derive(Debug, Clone)]
 pub struct Choice {

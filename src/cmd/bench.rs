@@ -32,6 +32,22 @@ pub struct Args {
     /// minutes; JSON to --out, default out/bench-estimate.json).
     #[arg(long)]
     pub estimate: bool,
+    /// Instead: the reference deployments of issue 36 (a: MLP on ECP5-85F, b: the selected
+    /// Fashion-MNIST model on the ULX3S, c: the iCEBreaker model, d: the CSS T = 8 model on
+    /// the ULX3S): folding chosen for the board, the test set through the RTL and the board's
+    /// serial line, synthesis, place and route; a table against the targets (tens of minutes
+    /// per ECP5 design; JSON to --out, default out/bench-deploy.json).
+    #[arg(long)]
+    pub deploy: bool,
+    /// With --deploy: only these deployments (`a,c`).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// With --deploy: at most this many test images per deployment (default: all 10 000).
+    #[arg(long, value_parser = super::parse::at_least_one)]
+    pub limit: Option<usize>,
+    /// With --deploy: stop after co-simulation (no synthesis, place and route).
+    #[arg(long)]
+    pub no_flow: bool,
     /// Instead: training speed of this architecture (step time and, with --epoch, one epoch;
     /// JSON to --out, default out/bench-train.json). `bench/torch_train_step.py` measures
     /// PyTorch and snnTorch on the same network.
@@ -213,6 +229,19 @@ pub fn run(a: Args) -> Result<()> {
             a.out.clone()
         };
         return super::bench_estimate::run(&out);
+    }
+    if a.deploy {
+        let out = if a.out == std::path::Path::new("out/bench.json") {
+            PathBuf::from("out/bench-deploy.json")
+        } else {
+            a.out.clone()
+        };
+        let setup = super::bench_deploy::Setup {
+            only: &a.only,
+            limit: a.limit,
+            skip_flow: a.no_flow,
+        };
+        return super::bench_deploy::run(&setup, &out);
     }
     if let Some(arch) = &a.train {
         let out = if a.out == std::path::Path::new("out/bench.json") {

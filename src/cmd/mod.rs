@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod bench_area;
+pub mod bench_deploy;
 pub mod bench_estimate;
 pub mod bench_train;
 pub mod convert;
@@ -65,11 +66,7 @@ pub fn target_folding(
     let overrides = overrides(specs)?;
     let caps = match max_util {
         None => spikeforge_hdl_gen::autofold::Caps::default(),
-        Some(p) => spikeforge_hdl_gen::autofold::Caps {
-            logic: p / 100.0,
-            ram: (p / 100.0).min(0.9),
-            dsp: (p / 100.0).min(0.9),
-        },
+        Some(p) => spikeforge_hdl_gen::autofold::Caps::max_util(p),
     };
     let c = spikeforge_hdl_gen::autofold::choose(model, device, caps, &overrides)?;
     let e = &c.estimate.total;
