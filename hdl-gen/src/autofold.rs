@@ -125,14 +125,29 @@ pub fn choose(
             lane_kinds.push(DspLanes::AtMost(limit));
         }
     }
+    // Weight ROMs where Yosys' costs put them, or all in block RAM (which frees the logic
+    // that wide, shallow ROMs of fast foldings take).
+    let user_weights = overrides
+        .iter()
+        .any(|o| matches!(o, FoldOverride::BlockWeights(_)));
+    let stores: &[bool] = if user_weights {
+        &[false]
+    } else {
+        &[false, true]
+    };
     let mut best: Option<Choice> = None;
     let mut first_err = None;
-    for dsp in lane_kinds {
-        match search(model, device, caps, overrides, dsp) {
+    for (&dsp, &block) in lane_kinds
+        .iter()
+        .flat_map(|d| stores.iter().map(move |b| (d, b)))
+    {
+        let mut with = vec![FoldOverride::BlockWeights(block)];
+        with.extend_from_slice(overrides);
+        match search(model, device, caps, &with, dsp) {
             Ok(c) => {
                 let better = best.as_ref().is_none_or(|b| {
                     (c.estimate.cycles_per_image, c.estimate.total.cells as u64)
-                        < (b.estimate.cycles_per_image, b.estimate.total.luts as u64)
+                        < (b.estimate.cycles_per_image, b.estimate.total.cells as u64)
                 });
                 if better {
                     best = Some(c);

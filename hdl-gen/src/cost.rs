@@ -44,6 +44,8 @@ pub struct Memory {
     pub written: bool,
     /// The image file a ROM is loaded from (`$readmemh`).
     pub init: Option<String>,
+    /// Placed in block RAM by attribute.
+    pub block_ram: bool,
 }
 
 struct Walker<'a> {
@@ -244,6 +246,7 @@ pub fn count(m: &Module) -> Counts {
                 depth,
                 written: written.contains(&d.name),
                 init: inits.get(&d.name).cloned(),
+                block_ram: d.block_ram,
             }),
             None if d.kind == Kind::Reg => w.counts.ff += d.width as f64,
             None => {}

@@ -214,7 +214,7 @@ fn memories(f: Family, c: &Counts, files: &BTreeMap<String, String>) -> MemoryUs
             _ => mem.width,
         };
         let bits = width as f64 * mem.depth as f64;
-        match memmap::map(f, width, mem.depth, mem.written) {
+        match memmap::map_with(f, width, mem.depth, mem.written, mem.block_ram) {
             Mapped::Logic if mem.written => u.ram_logic_bits += bits,
             Mapped::Logic => u.rom_logic_bits += bits,
             Mapped::Block(n) => {
@@ -368,6 +368,9 @@ pub fn fold_args(model: &Model, folding: &Folding) -> String {
     }
     if folding.tree_levels != fold::DEFAULT_TREE_LEVELS {
         args.push(format!("--fold tree={}", folding.tree_levels));
+    }
+    if folding.block_weights {
+        args.push("--fold weights=bram".into());
     }
     match (folding.dsp, folding.dsp_limit) {
         (true, Some(n)) => args.push(format!("--fold dsp={n}")),

@@ -46,6 +46,10 @@ pub struct Folding {
     /// with 8 DSPs can then run a PE-8 pixel layer on 7 of them and one LUT lane).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dsp_limit: Option<u32>,
+    /// Weight ROMs in block RAM whatever their shape (`rom_style = "block"`); otherwise
+    /// Yosys builds the wide, shallow ones of fast foldings from logic.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub block_weights: bool,
 }
 
 fn default_tree_levels() -> u32 {
@@ -57,7 +61,7 @@ fn default_tree_levels() -> u32 {
 pub enum FoldError {
     /// A `--fold` argument that does not parse.
     #[error(
-        "--fold `{spec}`: {reason} (expected `LAYER=PE,SIMD`, `input=PIXELS`, `tree=LEVELS` or `dsp=on|off|N`)"
+        "--fold `{spec}`: {reason} (expected `LAYER=PE,SIMD`, `input=PIXELS`, `tree=LEVELS`, `dsp=on|off|N` or `weights=bram|auto`)"
     )]
     Syntax {
         /// The argument.
@@ -106,6 +110,8 @@ pub enum FoldOverride {
     TreeLevels(u32),
     /// `dsp=on|off|N`: multi-bit × multi-bit synapses on DSP multipliers (`N`: at most N).
     Dsp(DspLanes),
+    /// `weights=bram|auto`: weight ROMs always in block RAM, or where Yosys' costs put them.
+    BlockWeights(bool),
 }
 
 /// Which multi-bit × multi-bit synapses are DSP products.
@@ -130,7 +136,7 @@ impl DspLanes {
     }
 }
 
-/// Parses `LAYER=PE,SIMD`, `input=PIXELS`, `tree=LEVELS` or `dsp=on|off|N`.
+/// Parses `LAYER=PE,SIMD`, `input=PIXELS`, `tree=LEVELS`, `dsp=on|off|N` or `weights=bram|auto`.
 pub fn parse_override(spec: &str) -> Result<FoldOverride, FoldError> {
     let err = |reason: &str| FoldError::Syntax {
         spec: spec.into(),
@@ -161,6 +167,13 @@ pub fn parse_override(spec: &str) -> Result<FoldOverride, FoldError> {
                 Ok(FoldOverride::Dsp(DspLanes::AtMost(num(n)?)))
             }
             _ => Err(err("`dsp` is `on`, `off` or a number of DSP products")),
+        };
+    }
+    if lhs == "weights" {
+        return match rhs.trim() {
+            "bram" => Ok(FoldOverride::BlockWeights(true)),
+            "auto" => Ok(FoldOverride::BlockWeights(false)),
+            _ => Err(err("`weights` is `bram` or `auto`")),
         };
     }
     let (pe, simd) = rhs
@@ -250,6 +263,7 @@ pub fn for_cycles(model: &Model, target: u64) -> Folding {
         tree_levels: DEFAULT_TREE_LEVELS,
         dsp: false,
         dsp_limit: None,
+        block_weights: false,
     }
 }
 
@@ -261,6 +275,7 @@ pub fn slowest_cycles(model: &Model) -> u64 {
         tree_levels: DEFAULT_TREE_LEVELS,
         dsp: false,
         dsp_limit: None,
+        block_weights: false,
     };
     pipeline_cycles(model, &f)
 }
@@ -294,8 +309,10 @@ fn resolve_at(
     let mut ppb = 1;
     let mut tree_levels = DEFAULT_TREE_LEVELS;
     let mut dsp = DspLanes::Off;
+    let mut block_weights = false;
     for o in overrides {
         match o {
+            FoldOverride::BlockWeights(b) => block_weights = *b,
             FoldOverride::Input(p) => ppb = *p,
             FoldOverride::TreeLevels(t) => tree_levels = *t,
             FoldOverride::Dsp(d) => dsp = *d,
@@ -387,6 +404,7 @@ fn resolve_at(
         tree_levels,
         dsp,
         dsp_limit,
+        block_weights,
     })
 }
 

@@ -130,7 +130,13 @@ fn geometry(cell: &Cell, width: u32, depth: u32, written: bool) -> Option<(f64, 
 /// Where Yosys maps a `width × depth` memory with one registered read port, written through
 /// one whole-word port or (`written` false) a ROM whose constant bit lanes are already gone.
 pub fn map(family: Family, width: u32, depth: u32, written: bool) -> Mapped {
-    if width == 0 || depth <= 1 {
+    map_with(family, width, depth, written, false)
+}
+
+/// As [`map`]; with `block_ram` (the `rom_style = "block"` attribute) only block RAM cells
+/// are considered, in their cheapest geometry.
+pub fn map_with(family: Family, width: u32, depth: u32, written: bool, block_ram: bool) -> Mapped {
+    if width == 0 || (depth <= 1 && !block_ram) {
         return Mapped::Logic;
     }
     let cells: &[&Cell] = match family {
@@ -139,7 +145,7 @@ pub fn map(family: Family, width: u32, depth: u32, written: bool) -> Mapped {
         // Not modelled cell by cell: RAMB18 blocks in their cheapest single shape for
         // memories of 4 kbit and more, logic below.
         Family::Xilinx => {
-            return if (width as u64) * (depth as u64) >= 4096 {
+            return if (width as u64) * (depth as u64) >= 4096 || block_ram {
                 const SHAPES: [(u64, u64); 6] = [
                     (36, 512),
                     (18, 1024),
@@ -161,9 +167,13 @@ pub fn map(family: Family, width: u32, depth: u32, written: bool) -> Mapped {
     };
     let logic_cost = width as f64 * depth as f64 * if written { 1.0 } else { 1.0 / 16.0 };
     // Yosys compares against the logic cost truncated to an integer.
-    let mut best = (logic_cost.trunc(), Mapped::Logic);
+    let mut best = if block_ram {
+        (f64::INFINITY, Mapped::Logic)
+    } else {
+        (logic_cost.trunc(), Mapped::Logic)
+    };
     for cell in cells {
-        if !written && !cell.rom {
+        if (!written && !cell.rom) || (block_ram && !cell.block) {
             continue;
         }
         if let Some((cost, n)) = geometry(cell, width, depth, written) {

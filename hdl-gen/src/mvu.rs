@@ -30,7 +30,12 @@ pub fn mvu(ctx: &LayerCtx, names: &Names) -> Module {
     let (pe, simd) = (ctx.fold.pe, ctx.fold.simd);
     let (nf, sf) = (ctx.nf(), ctx.sf());
     m.comment("Weight ROM (PE x SIMD weights per word) and neuron parameter ROM.");
-    let wrom = m.mem("wrom", pe * simd * ctx.weight_bits(), nf * sf);
+    let (ww, wd) = (pe * simd * ctx.weight_bits(), nf * sf);
+    let wrom = if ctx.block_weights {
+        m.block_rom("wrom", ww, wd)
+    } else {
+        m.mem("wrom", ww, wd)
+    };
     let prm = m.mem("prm", pe * ctx.lane_param_bits(), nf);
     m.items.push(Item::Initial(vec![
         rom_load(&names.weight_file(ctx.index), &wrom),

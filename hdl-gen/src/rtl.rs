@@ -36,6 +36,8 @@ pub struct LayerCtx<'a> {
     /// PE lanes `0..dsp_lanes` compute multi-bit × multi-bit synapses as multiplier products
     /// (DSP blocks), the others as shift-and-add LUT lanes.
     pub dsp_lanes: u32,
+    /// The weight ROM in block RAM whatever its shape.
+    pub block_weights: bool,
 }
 
 impl<'a> LayerCtx<'a> {
@@ -60,6 +62,7 @@ impl<'a> LayerCtx<'a> {
                 steps: model.time_steps,
                 tree_levels,
                 dsp_lanes: 0,
+                block_weights: folding.block_weights,
             })
             .collect();
         if folding.dsp {

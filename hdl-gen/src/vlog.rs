@@ -202,6 +202,8 @@ pub struct Decl {
     pub signed: bool,
     /// Memory depth, if an array.
     pub depth: Option<u32>,
+    /// `(* rom_style = "block" *)`: Yosys maps the array to block RAM whatever its shape.
+    pub block_ram: bool,
 }
 
 /// A module-level item.
@@ -322,6 +324,7 @@ impl Module {
             width,
             signed,
             depth,
+            block_ram: false,
         }));
         id(name)
     }
@@ -339,6 +342,15 @@ impl Module {
     }
     pub fn mem(&mut self, name: &str, width: u32, depth: u32) -> Expr {
         self.decl(Kind::Reg, name, width, false, Some(depth))
+    }
+    /// A ROM that synthesis puts in block RAM even where logic would cost less by its rules
+    /// (wide, shallow weight memories whose logic would crowd out the lanes).
+    pub fn block_rom(&mut self, name: &str, width: u32, depth: u32) -> Expr {
+        let e = self.mem(name, width, depth);
+        if let Some(Item::Decl(d)) = self.items.last_mut() {
+            d.block_ram = true;
+        }
+        e
     }
     /// Declares a wire and assigns it.
     pub fn wire_eq(&mut self, name: &str, width: u32, value: Expr) -> Expr {
@@ -419,7 +431,16 @@ fn print_decl(d: &Decl) -> String {
         Kind::Reg => "reg ",
     };
     let depth = d.depth.map_or(String::new(), |n| format!(" [0:{}]", n - 1));
-    format!("{kind} {}{}{depth};", range(d.width, d.signed), d.name)
+    let attr = if d.block_ram {
+        "(* rom_style = \"block\" *) "
+    } else {
+        ""
+    };
+    format!(
+        "{attr}{kind} {}{}{depth};",
+        range(d.width, d.signed),
+        d.name
+    )
 }
 
 fn print_item(s: &mut String, item: &Item) {
