@@ -14,6 +14,10 @@ use crate::vlog::{Decl, Expr, Item, Kind, Module, Stmt};
 pub struct Counts {
     /// Adders and subtractors (carry chains), result bits.
     pub add: f64,
+    /// Of those, the ones fed directly by another adder (no register between): Yosys merges
+    /// such sums of three or more operands into one `$macc` and builds it as a carry-save
+    /// tree of LUT full adders, dearer than two-operand carry chains.
+    pub merged_add: f64,
     /// Magnitude comparisons (carry chains), operand bits.
     pub cmp: f64,
     /// Equality comparisons, operand bits.
@@ -52,6 +56,16 @@ struct Walker<'a> {
     decls: HashMap<&'a str, &'a Decl>,
     ports: HashMap<&'a str, u32>,
     counts: Counts,
+}
+
+/// Whether `e` is a sum (possibly zero-extended or sliced) of the same expression.
+fn is_sum(e: &Expr) -> bool {
+    match e {
+        Expr::Bin(_, op, _) => matches!(*op, "+" | "-"),
+        Expr::Concat(v) => v.iter().any(is_sum),
+        Expr::Slice(b, ..) => is_sum(b),
+        _ => false,
+    }
 }
 
 impl Walker<'_> {
@@ -113,6 +127,9 @@ impl Walker<'_> {
                 let inner = match *op {
                     "+" | "-" => {
                         self.counts.add += w;
+                        if is_sum(a) || is_sum(b) {
+                            self.counts.merged_add += w;
+                        }
                         ctx
                     }
                     "<" | "<=" | ">" | ">=" => {
