@@ -6,6 +6,7 @@ mod differential;
 mod flow;
 mod golden_files;
 mod icarus;
+mod models;
 mod netlist;
 mod train;
 mod tsa;
