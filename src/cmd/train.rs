@@ -19,7 +19,7 @@ use spikeforge_trainer::Split;
 
 /// The default architecture per dataset (methods-spec §1.4). Fashion-MNIST gets the reference
 /// layer list with sum pooling (`AP2`): at T = 1 a max-pooled spike map is the OR of four spikes,
-/// a sum-pooled one keeps their count, and the validation-selected model (README run 18) is a
+/// a sum-pooled one keeps their count, and the validation-selected model (docs/results.md, run 18) is a
 /// sum-pooling run; at half width the network underfits (90.4 % after 20 epochs against 92.8 %
 /// after 60 at full width). MNIST and CIFAR keep max pooling and are halved for 2 cores.
 pub fn default_arch(dataset: &str) -> &'static str {
