@@ -14,7 +14,9 @@ use spikeforge_trainer::net::Precision;
 use spikeforge_trainer::ops::{LifConfig, ResetKind, Surrogate};
 use spikeforge_trainer::optim::OptimKind;
 use spikeforge_trainer::swa::SwaLog;
-use spikeforge_trainer::train::{self, BwoKind, Checkpoint, EpochLog, Observer, TrainConfig};
+use spikeforge_trainer::train::{
+    self, BwoKind, Checkpoint, EpochLog, Observer, SplitConfig, TrainConfig,
+};
 use spikeforge_trainer::Split;
 
 /// The default architecture per dataset (methods-spec §1.4). Fashion-MNIST gets the reference
@@ -352,6 +354,10 @@ impl Args {
             swa_epochs: self.swa_epochs.unwrap_or(0),
             swa_lr: self.swa_lr.unwrap_or(lr / 10.0),
             distill: self.distill()?,
+            split: Some(SplitConfig {
+                limit: self.limit,
+                val: self.val,
+            }),
         })
     }
 
@@ -683,7 +689,7 @@ pub fn train_run(a: &Args) -> Result<Trained> {
     }
     let ds = a.data.load()?;
     check_fit(&ck, &ds)?;
-    let (train_set, val_set) = split(a, &ds)?;
+    let (train_set, val_set) = split(a, ck.config.split, &ds)?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     println!(
         "train: {} on {} ({} train / {} validation images), T = {}, {} epochs, batch {}, {} thread(s)",
@@ -771,7 +777,9 @@ fn resumed(a: &Args, config: TrainConfig, ckpt_path: &Path) -> Result<Checkpoint
     let mut c = Checkpoint::load(ckpt_path)
         .context("--resume needs the checkpoint of an earlier run in --out")?;
     let old = &c.config;
-    if old.arch != config.arch
+    // Without --arch the run's own architecture, not the dataset's default.
+    let arch_differs = a.arch.is_some() && old.arch != config.arch;
+    if arch_differs
         || old.dataset != config.dataset
         || old.time_steps != config.time_steps
         || old.relu != config.relu
@@ -797,9 +805,29 @@ fn resumed(a: &Args, config: TrainConfig, ckpt_path: &Path) -> Result<Checkpoint
         }
         c.config.epochs = n;
     }
+    // The split stays the run's: a different --val or --limit would move images between the
+    // training and validation sets halfway through.
+    if let Some(recorded) = c.config.split {
+        let asked = |given: Option<usize>, have: Option<usize>| given.is_some() && given != have;
+        if asked(a.val, recorded.val) || asked(a.limit, recorded.limit) {
+            bail!(
+                "{}: the run was started with {}; --val and --limit cannot change on --resume",
+                ckpt_path.display(),
+                describe_split(recorded)
+            );
+        }
+    }
     a.apply_resume_overrides(&mut c.config);
     check_swa(&c.config).with_context(|| format!("resuming {}", ckpt_path.display()))?;
     Ok(c)
+}
+
+fn describe_split(s: SplitConfig) -> String {
+    let part = |name: &str, v: Option<usize>| match v {
+        Some(n) => format!("--{name} {n}"),
+        None => format!("no --{name}"),
+    };
+    format!("{}, {}", part("limit", s.limit), part("val", s.val))
 }
 
 /// The network must take the dataset's images and have one output per class.
@@ -822,15 +850,18 @@ fn check_fit(ck: &Checkpoint, ds: &Dataset) -> Result<()> {
 
 /// The training images (the first `--limit`) split into training and validation sets: the
 /// last `--val` images (default 5000, or a tenth of `--limit`) are held out.
-fn split(a: &Args, ds: &Dataset) -> Result<(Split, Split)> {
-    let full = match a.limit {
+fn split(a: &Args, recorded: Option<SplitConfig>, ds: &Dataset) -> Result<(Split, Split)> {
+    let (limit, val) = match recorded {
+        Some(s) => (s.limit, s.val),
+        None => (a.limit, a.val),
+    };
+    let full = match limit {
         Some(n) => ds.train.take(n),
         None => ds.train.clone(),
     };
     // At least one validation image: the plateau and the estimator's calibration need one.
-    let val_n = a
-        .val
-        .unwrap_or(if a.limit.is_some() {
+    let val_n = val
+        .unwrap_or(if limit.is_some() {
             full.len() / 10
         } else {
             5000
@@ -841,7 +872,7 @@ fn split(a: &Args, ds: &Dataset) -> Result<(Split, Split)> {
             "{} validation image(s) leave no training images: the training set has {}{}",
             val_n,
             full.len(),
-            a.limit.map_or(String::new(), |n| format!(" (--limit {n})"))
+            limit.map_or(String::new(), |n| format!(" (--limit {n})"))
         );
     }
     Ok(full.split_last(val_n))

@@ -489,3 +489,24 @@ fn distillation_learns_from_a_teacher_resumes_exactly_and_refuses_a_changed_teac
         "{err}"
     );
 }
+
+#[test]
+fn a_resume_keeps_the_runs_split_and_architecture_and_refuses_another_split() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let (ok, _, err) = train(&out, "2", &["--stop-after", "1"]);
+    assert!(ok, "{err}");
+    // Only --resume and --out: the run's architecture and split, not the defaults.
+    let out_s = out.to_str().unwrap();
+    let (ok, stdout, err) = util::run(&["train", "--resume", "--quiet", "--out", out_s]);
+    assert!(ok, "{err}");
+    assert!(stdout.contains("900 train / 100 validation"), "{stdout}");
+    let (ok, _, err) = util::run(&[
+        "train", "--resume", "--val", "200", "--epochs", "3", "--out", out_s,
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("--val and --limit cannot change on --resume"),
+        "{err}"
+    );
+}

@@ -102,6 +102,20 @@ pub struct TrainConfig {
     /// Checkpoints from before the option load with `None`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distill: Option<DistillConfig>,
+    /// The train/validation split the run was started with, so that a resumed run keeps it;
+    /// `None` in checkpoints from before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<SplitConfig>,
+}
+
+/// Which training images a run uses: the first `limit` (all when `None`), the last `val` of
+/// them held out for validation (`None`: the default, 5000 or a tenth of `limit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SplitConfig {
+    /// `--limit`.
+    pub limit: Option<usize>,
+    /// `--val`.
+    pub val: Option<usize>,
 }
 
 impl Default for TrainConfig {
@@ -132,6 +146,7 @@ impl Default for TrainConfig {
             swa_epochs: 0,
             swa_lr: 0.0,
             distill: None,
+            split: None,
         }
     }
 }
