@@ -136,7 +136,8 @@ pub fn map(family: Family, width: u32, depth: u32, written: bool) -> Mapped {
 /// As [`map`]; with `block_ram` (the `rom_style = "block"` attribute) only block RAM cells
 /// are considered, in their cheapest geometry.
 pub fn map_with(family: Family, width: u32, depth: u32, written: bool, block_ram: bool) -> Mapped {
-    if width == 0 || (depth <= 1 && !block_ram) {
+    // A one-word ROM is a constant to Yosys, attribute or not.
+    if width == 0 || depth <= 1 {
         return Mapped::Logic;
     }
     let cells: &[&Cell] = match family {
@@ -228,6 +229,23 @@ mod tests {
             n += 1;
         }
         assert!(n > 50, "{n} ROM shapes");
+    }
+
+    #[test]
+    fn a_block_rom_attribute_forces_block_ram() {
+        // The MLP's 3 584 × 28 weight ROM: logic by Yosys' costs, 100 DP16KD with
+        // `rom_style = "block"` (Yosys 0.23, synth_ecp5).
+        assert_eq!(map(Family::Ecp5, 3584, 28, false), Mapped::Logic);
+        assert_eq!(
+            map_with(Family::Ecp5, 3584, 28, false, true),
+            Mapped::Block(100)
+        );
+        // A 16 × 4 ROM takes a block with the attribute; one word is a constant either way.
+        assert_eq!(
+            map_with(Family::Ice40, 16, 4, false, true),
+            Mapped::Block(1)
+        );
+        assert_eq!(map_with(Family::Ice40, 16, 1, false, true), Mapped::Logic);
     }
 
     #[test]

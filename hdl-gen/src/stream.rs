@@ -188,7 +188,7 @@ pub struct HeadWidths {
 /// the last position carry final logits: the argmax compares them a cycle later, `PE` per
 /// beat in class order (ties go to the lowest index). After the last beat the ring, in class order
 /// again, and the class are the output beat; the next image's first beat waits until the
-/// output is taken (one cycle when the consumer is ready).
+/// output is taken (two cycles when the consumer is ready).
 pub fn head(last: &LayerCtx, names: &Names, hw: HeadWidths, signed_in: bool) -> Module {
     let out = last.geo.output;
     let classes = out.channels;
