@@ -3,6 +3,7 @@
 mod bad_input;
 mod cli;
 mod differential;
+mod events;
 mod flow;
 mod golden_files;
 mod icarus;

@@ -14,6 +14,7 @@ pub mod conv;
 pub mod convert;
 pub mod data;
 pub mod distill;
+pub mod events;
 pub mod export;
 pub mod fused;
 pub mod linalg;
