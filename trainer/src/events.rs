@@ -49,7 +49,7 @@ pub fn read_nmnist(path: &Path) -> Result<Vec<Event>, DataError> {
 
 /// Parses the bytes of an N-MNIST recording (`path` only names it in errors).
 pub fn parse_nmnist(path: &Path, bytes: &[u8]) -> Result<Vec<Event>, DataError> {
-    if bytes.len() % NMNIST_EVENT_BYTES != 0 {
+    if !bytes.len().is_multiple_of(NMNIST_EVENT_BYTES) {
         let whole = bytes.len() - bytes.len() % NMNIST_EVENT_BYTES;
         return Err(format_error(
             path,
