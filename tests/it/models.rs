@@ -52,7 +52,12 @@ fn every_model_has_a_card_with_its_sha256_and_integer_accuracy() {
         let summary = dir.join(name.replace(".json", ".summary.json"));
         let s: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
-        let integer = 100.0 * s["integer_accuracy"].as_f64().unwrap();
+        // `train` writes `integer_accuracy`, `convert` `exported.integer`.
+        let integer = 100.0
+            * s["integer_accuracy"]
+                .as_f64()
+                .or_else(|| s["exported"]["integer"].as_f64())
+                .unwrap_or_else(|| panic!("{}: no integer accuracy", summary.display()));
         let accuracy = field(card, "accuracy").unwrap();
         assert!(
             accuracy.contains(&format!("integer (golden model) {integer:.2} %")),
