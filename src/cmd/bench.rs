@@ -205,37 +205,32 @@ struct Row {
     threads: usize,
 }
 
+impl Args {
+    /// `--out`, or `default` when it was left at the throughput bench's own default.
+    fn out_or(&self, default: &str) -> PathBuf {
+        if self.out == std::path::Path::new("out/bench.json") {
+            PathBuf::from(default)
+        } else {
+            self.out.clone()
+        }
+    }
+}
+
 pub fn run(a: Args) -> Result<()> {
     if let Some(target) = &a.flow {
-        let out = if a.out == std::path::Path::new("out/bench.json") {
-            PathBuf::from("out/bench-flow.json")
-        } else {
-            a.out.clone()
-        };
+        let out = a.out_or("out/bench-flow.json");
         return flow_bench(target, &out);
     }
     if a.area {
-        let out = if a.out == std::path::Path::new("out/bench.json") {
-            PathBuf::from("out/bench-area.json")
-        } else {
-            a.out.clone()
-        };
+        let out = a.out_or("out/bench-area.json");
         return super::bench_area::run(&out);
     }
     if a.estimate {
-        let out = if a.out == std::path::Path::new("out/bench.json") {
-            PathBuf::from("out/bench-estimate.json")
-        } else {
-            a.out.clone()
-        };
+        let out = a.out_or("out/bench-estimate.json");
         return super::bench_estimate::run(&out);
     }
     if a.deploy {
-        let out = if a.out == std::path::Path::new("out/bench.json") {
-            PathBuf::from("out/bench-deploy.json")
-        } else {
-            a.out.clone()
-        };
+        let out = a.out_or("out/bench-deploy.json");
         let setup = super::bench_deploy::Setup {
             only: &a.only,
             limit: a.limit,
@@ -244,11 +239,7 @@ pub fn run(a: Args) -> Result<()> {
         return super::bench_deploy::run(&setup, &out);
     }
     if let Some(arch) = &a.train {
-        let out = if a.out == std::path::Path::new("out/bench.json") {
-            PathBuf::from("out/bench-train.json")
-        } else {
-            a.out.clone()
-        };
+        let out = a.out_or("out/bench-train.json");
         let setup = super::bench_train::Setup {
             arch,
             time_steps: a.time_steps as usize,

@@ -194,8 +194,8 @@ fn deploy(d: &Deployment, setup: &Setup, dir: &Path) -> Result<Row> {
     } else {
         let m = &design.manifest;
         let top = &m.board.as_ref().expect("generated with a board").top;
+        // `gen` wrote this plan's script (with its header) into the design directory.
         let plan = flow::plan(device, Some(board), top, &m.sources, m.folding.dsp);
-        std::fs::write(rtl.join(&plan.script_file), &plan.script)?;
         let spinner = super::spinner(format!("({}) synthesis", d.key));
         let t = Instant::now();
         let report = spikeforge_flow::run_with(
