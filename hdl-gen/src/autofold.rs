@@ -3,7 +3,8 @@
 //! first layer takes as many pixels per beat as the budget needs
 //! ([`fold::resolve_for_cycles`]); budgets are halved from the slowest folding, the fastest
 //! that fits is bisected towards the next; with and without DSP lanes where the device has
-//! DSPs. The user's `--fold` overrides hold for every candidate.
+//! DSPs, weights where Yosys puts them or all in block RAM, and up to 1, 2 or 4 output
+//! positions per weight fetch (MMV). The user's `--fold` overrides hold for every candidate.
 
 use spikeforge_constraints::Device;
 use spikeforge_model::ir::Model;
@@ -135,13 +136,20 @@ pub fn choose(
     } else {
         &[false, true]
     };
+    // One output position per weight fetch, or up to 2 or 4 in place of PE lanes (narrower
+    // weight words: fewer block RAMs for a wide layer's weights at the same rate).
+    let user_mmv = overrides
+        .iter()
+        .any(|o| matches!(o, FoldOverride::MaxMmv(_)));
+    let mmvs: &[u32] = if user_mmv { &[1] } else { &[1, 2, 4] };
     let mut best: Option<Choice> = None;
     let mut first_err = None;
-    for (&dsp, &block) in lane_kinds
-        .iter()
-        .flat_map(|d| stores.iter().map(move |b| (d, b)))
-    {
-        let mut with = vec![FoldOverride::BlockWeights(block)];
+    for (&dsp, &block, &mmv) in lane_kinds.iter().flat_map(|d| {
+        stores
+            .iter()
+            .flat_map(move |b| mmvs.iter().map(move |v| (d, b, v)))
+    }) {
+        let mut with = vec![FoldOverride::BlockWeights(block), FoldOverride::MaxMmv(mmv)];
         with.extend_from_slice(overrides);
         match search(model, device, caps, &with, dsp) {
             Ok(c) => {
@@ -298,8 +306,8 @@ mod tests {
         // The pixel layer at PE 8 on a device with 8 DSPs: 90 % of them is 7 products.
         let m = model("8x8x1-8C3i8-MP2-8C3b-10C1i8-GAP", 1);
         let overrides = [
-            FoldOverride::Layer("0".into(), fold::LayerFold { pe: 8, simd: 1 }),
-            FoldOverride::Layer("2".into(), fold::LayerFold { pe: 2, simd: 4 }),
+            FoldOverride::Layer("0".into(), fold::LayerFold::new(8, 1)),
+            FoldOverride::Layer("2".into(), fold::LayerFold::new(2, 4)),
             FoldOverride::Dsp(DspLanes::AtMost(7)),
         ];
         let folding = fold::resolve(&m, &overrides).unwrap();
@@ -323,9 +331,9 @@ mod tests {
     fn a_named_layer_keeps_its_folding() {
         let m = model("8x8x1-8C3i8-MP2-8C3b-10C1i4-GAP", 1);
         let device = spikeforge_constraints::device("ecp5-85k").unwrap();
-        let fixed = FoldOverride::Layer("1".into(), fold::LayerFold { pe: 2, simd: 1 });
+        let fixed = FoldOverride::Layer("1".into(), fold::LayerFold::new(2, 1));
         let c = choose(&m, device, Caps::default(), &[fixed]).unwrap();
-        assert_eq!(c.folding.layers[1], fold::LayerFold { pe: 2, simd: 1 });
+        assert_eq!(c.folding.layers[1], fold::LayerFold::new(2, 1));
     }
 
     #[test]

@@ -29,7 +29,7 @@ impl Beat {
         Beat { elems, ..self }
     }
     /// Elements `from .. from + n` of step `s` of `beat`.
-    fn run(&self, beat: &Expr, s: u32, from: u32, n: u32) -> Expr {
+    pub(crate) fn run(&self, beat: &Expr, s: u32, from: u32, n: u32) -> Expr {
         let lo = (s * self.elems + from) * self.bits;
         beat.clone().slice(lo + n * self.bits - 1, lo)
     }
@@ -136,7 +136,7 @@ fn up(name: String, from: Beat, to: Beat) -> Module {
 }
 
 /// Splits each beat into `k = from/to` beats.
-fn down(name: String, from: Beat, to: Beat) -> Module {
+pub(crate) fn down(name: String, from: Beat, to: Beat) -> Module {
     let k = from.elems / to.elems;
     let mut m = Module::new(
         name,

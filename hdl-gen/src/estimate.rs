@@ -122,6 +122,7 @@ fn module_kind(name: &str) -> ModuleKind {
         "mvu" => ModuleKind::Mvu,
         "pool" => ModuleKind::Pool,
         "head" => ModuleKind::Head,
+        "reorder" => ModuleKind::Converter,
         l if l.starts_with("dwc") => ModuleKind::Converter,
         _ => ModuleKind::Glue,
     }
@@ -372,7 +373,7 @@ pub fn fitting_folding(
 pub fn fold_args(model: &Model, folding: &Folding) -> String {
     let mut args = vec![format!("--fold input={}", folding.pixels_per_beat)];
     for (l, f) in model.layers.iter().zip(&folding.layers) {
-        args.push(format!("--fold {}={},{}", l.name, f.pe, f.simd));
+        args.push(format!("--fold {}={}", l.name, f.spec()));
     }
     if folding.tree_levels != fold::DEFAULT_TREE_LEVELS {
         args.push(format!("--fold tree={}", folding.tree_levels));

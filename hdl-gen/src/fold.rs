@@ -24,6 +24,35 @@ pub struct LayerFold {
     pub pe: u32,
     /// Inputs consumed per cycle per output channel.
     pub simd: u32,
+    /// Adjacent output positions computed per weight fetch (FINN's MMV): the window unit
+    /// reads that many windows' words per cycle from column banks and the MVU applies each
+    /// weight word to all of them. A stride-1 convolution's MMV divides its output width.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub mmv: u32,
+}
+
+impl LayerFold {
+    /// `PE` lanes of `SIMD` inputs, one output position at a time.
+    pub const fn new(pe: u32, simd: u32) -> Self {
+        LayerFold { pe, simd, mmv: 1 }
+    }
+
+    /// The factors as `--fold` writes them: `PE,SIMD`, or `PE,SIMD,MMV` with MMV > 1.
+    pub fn spec(&self) -> String {
+        if self.mmv == 1 {
+            format!("{},{}", self.pe, self.simd)
+        } else {
+            format!("{},{},{}", self.pe, self.simd, self.mmv)
+        }
+    }
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn is_one(v: &u32) -> bool {
+    *v == 1
 }
 
 /// Folding of a whole design.
@@ -61,7 +90,7 @@ fn default_tree_levels() -> u32 {
 pub enum FoldError {
     /// A `--fold` argument that does not parse.
     #[error(
-        "--fold `{spec}`: {reason} (expected `LAYER=PE,SIMD`, `input=PIXELS`, `tree=LEVELS`, `dsp=on|off|N` or `weights=bram|auto`)"
+        "--fold `{spec}`: {reason} (expected `LAYER=PE,SIMD[,MMV]`, `input=PIXELS`, `tree=LEVELS`, `dsp=on|off|N`, `weights=bram|auto` or `mmv=N`)"
     )]
     Syntax {
         /// The argument.
@@ -78,7 +107,7 @@ pub enum FoldError {
         layer: usize,
         /// Layer name.
         name: String,
-        /// `PE` or `SIMD`.
+        /// `PE`, `SIMD` or `MMV`.
         what: &'static str,
         /// Requested value.
         value: u32,
@@ -102,7 +131,7 @@ pub enum FoldError {
 /// One parsed `--fold` argument.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FoldOverride {
-    /// `LAYER=PE,SIMD`, the layer by index or name.
+    /// `LAYER=PE,SIMD[,MMV]`, the layer by index or name.
     Layer(String, LayerFold),
     /// `input=PIXELS`.
     Input(u32),
@@ -112,6 +141,9 @@ pub enum FoldOverride {
     Dsp(DspLanes),
     /// `weights=bram|auto`: weight ROMs always in block RAM, or where Yosys' costs put them.
     BlockWeights(bool),
+    /// `mmv=N`: the layers folded automatically compute up to `N` output positions per
+    /// weight fetch, in place of PE lanes (narrower weight words for the same rate).
+    MaxMmv(u32),
 }
 
 /// Which multi-bit × multi-bit synapses are DSP products.
@@ -136,7 +168,8 @@ impl DspLanes {
     }
 }
 
-/// Parses `LAYER=PE,SIMD`, `input=PIXELS`, `tree=LEVELS`, `dsp=on|off|N` or `weights=bram|auto`.
+/// Parses `LAYER=PE,SIMD[,MMV]`, `input=PIXELS`, `tree=LEVELS`, `dsp=on|off|N`,
+/// `weights=bram|auto` or `mmv=N`.
 pub fn parse_override(spec: &str) -> Result<FoldOverride, FoldError> {
     let err = |reason: &str| FoldError::Syntax {
         spec: spec.into(),
@@ -169,6 +202,9 @@ pub fn parse_override(spec: &str) -> Result<FoldOverride, FoldError> {
             _ => Err(err("`dsp` is `on`, `off` or a number of DSP products")),
         };
     }
+    if lhs == "mmv" {
+        return Ok(FoldOverride::MaxMmv(num(rhs)?));
+    }
     if lhs == "weights" {
         return match rhs.trim() {
             "bram" => Ok(FoldOverride::BlockWeights(true)),
@@ -176,14 +212,18 @@ pub fn parse_override(spec: &str) -> Result<FoldOverride, FoldError> {
             _ => Err(err("`weights` is `bram` or `auto`")),
         };
     }
-    let (pe, simd) = rhs
-        .split_once(',')
-        .ok_or_else(|| err("expected PE,SIMD after `=`"))?;
+    let factors: Vec<&str> = rhs.split(',').collect();
+    let (pe, simd, mmv) = match factors[..] {
+        [pe, simd] => (pe, simd, "1"),
+        [pe, simd, mmv] => (pe, simd, mmv),
+        _ => return Err(err("expected PE,SIMD or PE,SIMD,MMV after `=`")),
+    };
     Ok(FoldOverride::Layer(
         lhs.to_string(),
         LayerFold {
             pe: num(pe)?,
             simd: num(simd)?,
+            mmv: num(mmv)?,
         },
     ))
 }
@@ -203,12 +243,23 @@ pub fn simd_choices(geo: &LayerGeometry) -> Vec<u32> {
     }
 }
 
+/// The values `MMV` may take in a layer: divisors of the output width of a stride-1
+/// convolution (its window unit banks the line buffer by column), else 1.
+pub fn mmv_choices(geo: &LayerGeometry) -> Vec<u32> {
+    if geo.is_dense() || geo.stride != 1 {
+        vec![1]
+    } else {
+        divisors(geo.synaptic.width)
+    }
+}
+
 /// Cycles layer `geo` needs per image with folding `f`: the slowest of its window unit, its
 /// MVU and neuron stage, and its pooling unit.
 pub fn layer_cycles(geo: &LayerGeometry, f: LayerFold) -> u64 {
     let nf = (geo.synaptic.channels / f.pe) as u64;
     let sf = (geo.fan_in as u32 / f.simd) as u64;
     let l = geo.local_steps as u64;
+    // Per group of MMV positions: NF folds of max(SF, L) cycles.
     let swg = crate::swg::SwgShape::from_geometry(geo, f).cycles(nf * sf.max(l));
     swg.max(geo.synaptic.positions() as u64 * nf)
 }
@@ -232,25 +283,34 @@ pub fn pipeline_cycles(model: &Model, folding: &Folding) -> u64 {
 }
 
 /// The smallest folding (fewest synapses per cycle) of one layer meeting `target` cycles,
-/// or the fastest one within [`DEFAULT_MAX_SYNAPSES`].
-fn default_layer_fold(geo: &LayerGeometry, target: u64) -> LayerFold {
-    let mut best: Option<(u64, u64, LayerFold)> = None;
+/// or the fastest one within [`DEFAULT_MAX_SYNAPSES`]; among equals the one with the
+/// narrowest weight word (most output positions per fetch, up to `max_mmv`).
+fn default_layer_fold(geo: &LayerGeometry, target: u64, max_mmv: u32) -> LayerFold {
+    let mut best: Option<((u64, u64, u64), LayerFold)> = None;
+    let mmvs: Vec<u32> = mmv_choices(geo)
+        .into_iter()
+        .filter(|&v| v <= max_mmv)
+        .collect();
     for pe in divisors(geo.synaptic.channels) {
         for simd in simd_choices(geo) {
-            let f = LayerFold { pe, simd };
-            let area = pe as u64 * simd as u64;
-            if area > DEFAULT_MAX_SYNAPSES && (pe, simd) != (1, 1) {
-                continue;
-            }
-            let cycles = layer_cycles(geo, f);
-            // Meeting the target beats not meeting it; then less area; then fewer cycles.
-            let key = (cycles.max(target), area);
-            if best.is_none_or(|(c, a, _)| key < (c, a)) {
-                best = Some((key.0, key.1, f));
+            for &mmv in &mmvs {
+                let f = LayerFold { pe, simd, mmv };
+                let word = pe as u64 * simd as u64;
+                let area = word * mmv as u64;
+                if area > DEFAULT_MAX_SYNAPSES && (pe, simd, mmv) != (1, 1, 1) {
+                    continue;
+                }
+                let cycles = layer_cycles(geo, f);
+                // Meeting the target beats not meeting it; then less area; then a narrower
+                // weight word (more positions per fetch).
+                let key = (cycles.max(target), area, word);
+                if best.is_none_or(|(b, _)| key < b) {
+                    best = Some((key, f));
+                }
             }
         }
     }
-    best.map(|b| b.2).unwrap_or(LayerFold { pe: 1, simd: 1 })
+    best.map(|b| b.1).unwrap_or(LayerFold::new(1, 1))
 }
 
 /// The folding with the least area per layer that meets `target` cycles per image (one pixel
@@ -259,7 +319,10 @@ pub fn for_cycles(model: &Model, target: u64) -> Folding {
     let geo = model_geometry(model);
     Folding {
         pixels_per_beat: 1,
-        layers: geo.iter().map(|g| default_layer_fold(g, target)).collect(),
+        layers: geo
+            .iter()
+            .map(|g| default_layer_fold(g, target, 1))
+            .collect(),
         tree_levels: DEFAULT_TREE_LEVELS,
         dsp: false,
         dsp_limit: None,
@@ -271,7 +334,7 @@ pub fn for_cycles(model: &Model, target: u64) -> Folding {
 pub fn slowest_cycles(model: &Model) -> u64 {
     let f = Folding {
         pixels_per_beat: 1,
-        layers: vec![LayerFold { pe: 1, simd: 1 }; model.layers.len()],
+        layers: vec![LayerFold::new(1, 1); model.layers.len()],
         tree_levels: DEFAULT_TREE_LEVELS,
         dsp: false,
         dsp_limit: None,
@@ -310,8 +373,10 @@ fn resolve_at(
     let mut tree_levels = DEFAULT_TREE_LEVELS;
     let mut dsp = DspLanes::Off;
     let mut block_weights = false;
+    let mut max_mmv = 1;
     for o in overrides {
         match o {
+            FoldOverride::MaxMmv(n) => max_mmv = *n,
             FoldOverride::BlockWeights(b) => block_weights = *b,
             FoldOverride::Input(p) => ppb = *p,
             FoldOverride::TreeLevels(t) => tree_levels = *t,
@@ -349,7 +414,10 @@ fn resolve_at(
         });
     }
     let target = cycles.unwrap_or((positions / ppb) as u64);
-    let mut layers: Vec<LayerFold> = geo.iter().map(|g| default_layer_fold(g, target)).collect();
+    let mut layers: Vec<LayerFold> = geo
+        .iter()
+        .map(|g| default_layer_fold(g, target, max_mmv))
+        .collect();
     for o in overrides {
         let FoldOverride::Layer(which, f) = o else {
             continue;
@@ -360,7 +428,7 @@ fn resolve_at(
             .filter(|&i| i < model.layers.len())
             .or_else(|| model.layers.iter().position(|l| &l.name == which))
             .ok_or_else(|| FoldError::Syntax {
-                spec: format!("{which}={},{}", f.pe, f.simd),
+                spec: format!("{which}={}", f.spec()),
                 reason: format!(
                     "no layer `{which}`: use an index 0..{} or a layer name",
                     model.layers.len()
@@ -396,6 +464,21 @@ fn resolve_at(
                 valid: simds,
             });
         }
+        let mmvs = mmv_choices(g);
+        if !mmvs.contains(&f.mmv) {
+            return Err(FoldError::NotDivisor {
+                layer: i,
+                name,
+                what: "MMV",
+                value: f.mmv,
+                of: if mmvs.len() > 1 {
+                    format!("output width OW = {}", g.synaptic.width)
+                } else {
+                    "1 (MMV > 1 needs a stride-1 convolution)".into()
+                },
+                valid: mmvs,
+            });
+        }
     }
     let (dsp, dsp_limit) = dsp.fields();
     Ok(Folding {
@@ -424,7 +507,7 @@ mod tests {
     fn overrides_parse_by_layer_and_for_the_input() {
         assert_eq!(
             parse_override("conv1=4, 9").unwrap(),
-            FoldOverride::Layer("conv1".into(), LayerFold { pe: 4, simd: 9 })
+            FoldOverride::Layer("conv1".into(), LayerFold::new(4, 9))
         );
         assert_eq!(parse_override("input=2").unwrap(), FoldOverride::Input(2));
         assert_eq!(
@@ -435,6 +518,42 @@ mod tests {
             parse_override("dsp=on").unwrap(),
             FoldOverride::Dsp(DspLanes::On)
         );
+        assert_eq!(
+            parse_override("conv1=4,9,2").unwrap(),
+            FoldOverride::Layer(
+                "conv1".into(),
+                LayerFold {
+                    pe: 4,
+                    simd: 9,
+                    mmv: 2
+                }
+            )
+        );
+        assert_eq!(parse_override("mmv=4").unwrap(), FoldOverride::MaxMmv(4));
+    }
+
+    fn model(a: &str) -> Model {
+        spikeforge_model::random::random_model(&spikeforge_model::arch::parse(a).unwrap(), 1, 3)
+            .unwrap()
+    }
+
+    #[test]
+    fn mmv_divides_the_output_width_of_a_stride_1_convolution() {
+        let m = model("12x12x2-4C3-MP2-4C3s2-5b");
+        let fold = |spec: &str| resolve(&m, &[parse_override(spec).unwrap()]);
+        assert_eq!(fold("0=1,1,4").unwrap().layers[0].mmv, 4);
+        let err = |spec: &str| match fold(spec) {
+            Err(FoldError::NotDivisor { what, valid, .. }) => (what, valid),
+            other => panic!("{spec}: {other:?}"),
+        };
+        assert_eq!(err("0=1,1,5"), ("MMV", vec![1, 2, 3, 4, 6, 12]));
+        assert_eq!(err("1=1,1,2"), ("MMV", vec![1]));
+        assert_eq!(err("2=1,1,2"), ("MMV", vec![1]));
+        // Asked to, the default folding meets a budget with positions in place of lanes.
+        let budget = layer_cycles(&model_geometry(&m)[0], LayerFold::new(4, 1));
+        let with = resolve_for_cycles(&m, budget, DspLanes::Off, &[FoldOverride::MaxMmv(4)]);
+        let l0 = with.unwrap().layers[0];
+        assert_eq!((l0.pe * l0.mmv, l0.mmv), (4, 4), "{l0:?}");
     }
 
     #[test]
@@ -445,7 +564,14 @@ mod tests {
             reason("dsp=yes"),
             "`dsp` is `on`, `off` or a number of DSP products"
         );
-        assert_eq!(reason("conv1=4"), "expected PE,SIMD after `=`");
+        assert_eq!(
+            reason("conv1=4"),
+            "expected PE,SIMD or PE,SIMD,MMV after `=`"
+        );
+        assert_eq!(
+            reason("conv1=4,1,2,2"),
+            "expected PE,SIMD or PE,SIMD,MMV after `=`"
+        );
         for bad in ["1=0,1", "1=-2,1", "1=x,1", "input=", "input=1.5"] {
             assert_eq!(reason(bad), "factors are positive integers", "{bad}");
         }

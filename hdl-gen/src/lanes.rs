@@ -163,14 +163,21 @@ fn offset(t: &Expr, tw: u32) -> (Expr, u32) {
 
 /// The shared trees of one step: `[Σx]` (binary layers; the non-zero count for ternary
 /// inputs, offset values for signed ones), `[#negative spikes]` (integer on ternary), or none.
-pub fn shared_trees(m: &mut Module, ctx: &LayerCtx, x: &Expr, step: u32) -> Vec<Vec<(Expr, u32)>> {
+/// `tag` prefixes the wires (one set per output position with MMV > 1).
+pub fn shared_trees(
+    m: &mut Module,
+    ctx: &LayerCtx,
+    x: &Expr,
+    step: u32,
+    tag: &str,
+) -> Vec<Vec<(Expr, u32)>> {
     let s = shape(ctx);
     let ops = Operands {
         x,
         w: x,
         step,
         lane: 0,
-        prefix: format!("x{step}"),
+        prefix: format!("{tag}x{step}"),
     };
     let n = s.simd;
     match lane_kind(ctx) {

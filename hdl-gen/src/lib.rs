@@ -16,10 +16,13 @@ pub mod memmap;
 pub mod mvu;
 pub mod names;
 pub mod neuron;
+pub mod reorder;
 pub mod rtl;
 pub mod shell;
 pub mod stream;
 pub mod swg;
+mod swg_banks;
+mod swg_shape;
 pub mod top;
 pub mod tree;
 pub mod vlog;
@@ -528,6 +531,9 @@ fn layer_modules(
         modules.extend(convs);
         modules.push(swg::swg(ctx, names));
         modules.push(mvu::mvu(ctx, names));
+        if ctx.fold.mmv > 1 {
+            modules.push(reorder::reorder(ctx, names));
+        }
         if let Some(p) = ctx.layer.pool {
             modules.push(stream::pool(ctx, names, p));
         }

@@ -26,7 +26,7 @@ pub fn mvu(ctx: &LayerCtx, names: &Names) -> Module {
     let mut m = Module::new(names.layer_module(ctx.index, "mvu"), vec![summary(ctx)]);
     m.params
         .push(("ROM_DIR".into(), Expr::Str(crate::ROM_DIR_DEFAULT.into())));
-    stream_ports(&mut m, ctx.in_word_bits(), ctx.group_bits(), true);
+    stream_ports(&mut m, ctx.in_word_bits(), ctx.mvu_out_bits(), true);
     let (pe, simd) = (ctx.fold.pe, ctx.fold.simd);
     let (nf, sf) = (ctx.nf(), ctx.sf());
     m.comment("Weight ROM (PE x SIMD weights per word) and neuron parameter ROM.");
@@ -66,7 +66,7 @@ fn summary(ctx: &LayerCtx) -> String {
     };
     format!(
         "Layer {} ({}): {kind} synapses, fan-in {}, {} outputs, {} input step(s) per word; \
-         PE = {}, SIMD = {}: {} cycles per position.",
+         PE = {}, SIMD = {}{}: {} cycles per position{}.",
         ctx.index,
         ctx.layer.name,
         g.fan_in,
@@ -74,7 +74,13 @@ fn summary(ctx: &LayerCtx) -> String {
         g.input_steps,
         fold.pe,
         fold.simd,
-        ctx.position_cycles()
+        if fold.mmv > 1 {
+            format!(", MMV = {}", fold.mmv)
+        } else {
+            String::new()
+        },
+        ctx.position_cycles(),
+        if fold.mmv > 1 { " group" } else { "" }
     )
 }
 
@@ -121,6 +127,9 @@ struct Tags {
     /// The neuron fold (`None` with one fold).
     nf: Option<Expr>,
 }
+
+/// Adder trees, each a list of `(term, width)`.
+type Trees = Vec<Vec<(Expr, u32)>>;
 
 /// Stage 0: the fold counters, the registered input word and weight word, and their tags.
 fn accept_stage(
@@ -192,25 +201,61 @@ fn dot_stages(
     let (pe, steps, aw) = (ctx.fold.pe, ctx.geo.input_steps, ctx.acc_bits());
     let mw = ctx.mac_bits();
     let every = ctx.tree_levels;
+    let positions = match ctx.fold.mmv {
+        1 => String::new(),
+        n => format!(" on each of {n} positions"),
+    };
     m.comment(format!(
-        "Lanes: {pe} x {} inputs x {steps} step(s), adder trees registered every {every} level(s).",
+        "Lanes: {pe} x {} inputs x {steps} step(s){positions}, adder trees registered every {every} level(s).",
         ctx.fold.simd
     ));
-    let shared: Vec<Vec<Vec<(Expr, u32)>>> =
-        (0..steps).map(|s| shared_trees(m, ctx, &x_q, s)).collect();
-    let plans: Vec<Vec<_>> = (0..pe)
-        .map(|p| {
+    // With MMV > 1 every position's input word meets the same weight word: lane `j·PE + p`
+    // is lane `p` on position `j`, its wires prefixed `m{j}_`.
+    let mmv = ctx.fold.mmv;
+    let tag = |j: u32| {
+        if mmv == 1 {
+            String::new()
+        } else {
+            format!("m{j}_")
+        }
+    };
+    let x_pos: Vec<Expr> = (0..mmv)
+        .map(|j| {
+            if mmv == 1 {
+                x_q.clone()
+            } else {
+                let w = ctx.position_word_bits();
+                m.wire_eq(
+                    &format!("x{j}"),
+                    w,
+                    x_q.clone().slice((j + 1) * w - 1, j * w),
+                )
+            }
+        })
+        .collect();
+    let shared: Vec<Vec<Trees>> = x_pos
+        .iter()
+        .enumerate()
+        .map(|(j, x)| {
+            (0..steps)
+                .map(|s| shared_trees(m, ctx, x, s, &tag(j as u32)))
+                .collect()
+        })
+        .collect();
+    let plans: Vec<Vec<_>> = (0..mmv * pe)
+        .map(|v| {
+            let (j, p) = (v / pe, v % pe);
             (0..steps)
                 .map(|s| {
                     let ops = Operands {
-                        x: &x_q,
+                        x: &x_pos[j as usize],
                         w: &w_q,
                         step: s,
                         lane: p,
                         prefix: if steps == 1 {
-                            format!("p{p}")
+                            format!("{}p{p}", tag(j))
                         } else {
-                            format!("p{p}s{s}")
+                            format!("{}p{p}s{s}", tag(j))
                         },
                     };
                     lane_dot(m, ctx, &ops)
@@ -222,19 +267,28 @@ fn dot_stages(
         .iter()
         .flatten()
         .flat_map(|d| d.own.iter().map(|(_, t)| t.len()))
-        .chain(shared.iter().flatten().map(|t| t.len()))
+        .chain(shared.iter().flatten().flatten().map(|t| t.len()))
         .map(|n| ranks_for(n, every))
         .max()
         .unwrap_or(0)
         .max(1);
-    let shared_sums: Vec<Vec<(Expr, u32)>> = shared
+    let shared_sums: Vec<Vec<Vec<(Expr, u32)>>> = shared
         .into_iter()
         .enumerate()
-        .map(|(s, trees)| {
-            trees
+        .map(|(j, per_step)| {
+            per_step
                 .into_iter()
                 .enumerate()
-                .map(|(j, t)| ranks.sum(m, &format!("xs{s}_{j}"), t, aw, every, depth))
+                .map(|(s, trees)| {
+                    trees
+                        .into_iter()
+                        .enumerate()
+                        .map(|(k, t)| {
+                            let name = format!("xs{}{s}_{k}", tag(j as u32));
+                            ranks.sum(m, &name, t, aw, every, depth)
+                        })
+                        .collect()
+                })
                 .collect()
         })
         .collect();
@@ -267,7 +321,9 @@ fn dot_stages(
     let prm_d = ranks.reg(m, "prm_d", pe * (1 + fields.len() as u32) * vw, cat(kept));
     let folded = crate::neuron::folded(&ctx.layer.neuron);
     let mut dots = Vec::new();
-    for (p, lane) in plans.into_iter().enumerate() {
+    for (v, lane) in plans.into_iter().enumerate() {
+        // Virtual lane v is weight lane p of position j; its wires are numbered by v.
+        let (j, p) = (v / pe as usize, v % pe as usize);
         let mut row = Vec::new();
         for (s, plan) in lane.into_iter().enumerate() {
             let mut e = lit(aw, plan.constant.rem_euclid(1i64 << aw.min(62)) as u64);
@@ -275,17 +331,17 @@ fn dot_stages(
                 .own
                 .into_iter()
                 .enumerate()
-                .map(|(j, (c, t))| {
+                .map(|(k, (c, t))| {
                     (
                         c,
-                        ranks.sum(m, &format!("t{p}_{s}_{j}"), t, aw, every, depth),
+                        ranks.sum(m, &format!("t{v}_{s}_{k}"), t, aw, every, depth),
                     )
                 })
                 .collect();
             let shared_used = plan
                 .shared
                 .iter()
-                .map(|&(c, j)| (c, shared_sums[s][j].clone()));
+                .map(|&(c, k)| (c, shared_sums[j][s][k].clone()));
             for (c, (t, w)) in own.into_iter().chain(shared_used) {
                 let t = zext(t, w, aw);
                 let t = if c.abs() == 2 { t.shl(Expr::Int(1)) } else { t };
@@ -299,7 +355,7 @@ fn dot_stages(
             }
             // The trees are exact modulo 2^acc_bits, where the dot product fits as a signed
             // value: sign-extend it, then a negative polarity negates it.
-            let raw = m.wire_eq(&format!("raw{p}_{s}"), aw, e);
+            let raw = m.wire_eq(&format!("raw{v}_{s}"), aw, e);
             let wide = crate::rtl::sext(raw, aw, mw);
             let e = match folded.polarity {
                 Some(f) => {
@@ -308,7 +364,7 @@ fn dot_stages(
                 }
                 None => wide,
             };
-            row.push(ranks.reg(m, &format!("dot{p}_{s}"), mw, e));
+            row.push(ranks.reg(m, &format!("dot{v}_{s}"), mw, e));
             if trimmed {
                 m.items
                     .push(Item::Comment("verilator lint_on UNUSEDSIGNAL".into()));
@@ -378,7 +434,7 @@ fn handoff(m: &mut Module, ctx: &LayerCtx, d: &Dots, en: &Expr) -> Handoff {
     let hs = Handoff {
         valid: m.reg("hs_v", 1),
         ready: m.wire("hs_ready", 1),
-        cur: m.reg("cur_q", pe * steps * sw),
+        cur: m.reg("cur_q", ctx.mvu_lanes() * steps * sw),
         prm: (!crate::neuron::stage_fields(&ctx.layer.neuron).is_empty()).then(|| {
             m.reg(
                 "prm_q",
@@ -401,13 +457,19 @@ fn handoff(m: &mut Module, ctx: &LayerCtx, d: &Dots, en: &Expr) -> Handoff {
     let fields = crate::neuron::stage_fields(&ctx.layer.neuron);
     let mut sums = Vec::new();
     let mut acc_updates = Vec::new();
+    let biases: Vec<Expr> = (0..pe)
+        .map(|p| {
+            let at = p * (1 + fields.len() as u32) * vw;
+            m.wire_eq(
+                &format!("b{p}"),
+                mw,
+                crate::rtl::sext(d.prm.clone().slice(at + vw - 1, at), vw, mw),
+            )
+        })
+        .collect();
     for (p, row) in d.dots.iter().enumerate() {
-        let at = p as u32 * (1 + fields.len() as u32) * vw;
-        let bias = m.wire_eq(
-            &format!("b{p}"),
-            mw,
-            crate::rtl::sext(d.prm.clone().slice(at + vw - 1, at), vw, mw),
-        );
+        // Lane p is weight lane p mod PE (of position p div PE).
+        let bias = biases[p % pe as usize].clone();
         for (s, dot) in row.iter().enumerate() {
             let init = if folded.bias_every_step || s == 0 {
                 bias.clone()
@@ -452,7 +514,7 @@ fn handoff(m: &mut Module, ctx: &LayerCtx, d: &Dots, en: &Expr) -> Handoff {
     let go = hs.go.clone();
     let mut update = vec![];
     if steps > 1 {
-        let shifted = (0..pe)
+        let shifted = (0..ctx.mvu_lanes())
             .rev()
             .map(|p| {
                 let lo = p * steps * sw;

@@ -62,8 +62,11 @@ pub fn folded(neuron: &Neuron) -> Folded {
 
 /// What the neuron of lane `p` sees at local step `k`.
 pub struct StepIn<'a> {
-    /// The lane.
+    /// The lane (its registers and wires are numbered by it).
     pub p: u32,
+    /// The PE lane whose parameters it uses (`p mod PE`: with MMV > 1 the positions of a
+    /// group share them).
+    pub param_lane: u32,
     /// The local step counter (`None` with a single local step).
     pub k: Option<&'a Expr>,
     /// The lane's current at this step, `value_bits` wide, signed: the synaptic current with
@@ -90,7 +93,7 @@ impl StepIn<'_> {
             stage_fields(&ctx.layer.neuron).len() as u32,
             ctx.value_bits(),
         );
-        let at = (self.p * f + j) * vw;
+        let at = (self.param_lane * f + j) * vw;
         self.prm
             .expect("a kind with stage fields gets them")
             .clone()
@@ -265,10 +268,10 @@ fn tsa_step(
 
 /// The neuron stage: `local_steps` cycles per neuron fold, one output beat per fold.
 pub(crate) fn stage(m: &mut Module, ctx: &LayerCtx, hs: &Handoff) {
-    let (pe, steps, vw) = (ctx.fold.pe, ctx.geo.input_steps, ctx.value_bits());
+    let (lanes, steps, vw) = (ctx.mvu_lanes(), ctx.geo.input_steps, ctx.value_bits());
     let l = ctx.geo.local_steps;
     let t_out = ctx.out_steps();
-    let g = pe * ctx.neuron_bits();
+    let g = lanes * ctx.neuron_bits();
     m.comment(format!(
         "Neuron stage: {l} local step(s) per neuron fold, {t_out} output step(s) per beat."
     ));
@@ -290,7 +293,7 @@ pub(crate) fn stage(m: &mut Module, ctx: &LayerCtx, hs: &Handoff) {
     let mut updates = Vec::new();
     let mut values = Vec::new();
     let mut emits = one();
-    for p in 0..pe {
+    for p in 0..lanes {
         let cw = ctx.slot_bits();
         let lo = p * steps * cw;
         let a = m.wire_eq(&format!("a{p}"), cw, hs.cur.clone().slice(lo + cw - 1, lo));
@@ -308,6 +311,7 @@ pub(crate) fn stage(m: &mut Module, ctx: &LayerCtx, hs: &Handoff) {
             ctx,
             &StepIn {
                 p,
+                param_lane: p % ctx.fold.pe,
                 k: k.as_ref(),
                 current,
                 prm: hs.prm.as_ref(),

@@ -66,10 +66,11 @@ impl<'a> LayerCtx<'a> {
             })
             .collect();
         if folding.dsp {
-            // The DSP budget goes to the layers in order, whole lanes (SIMD × steps products).
+            // The DSP budget goes to the layers in order, whole lanes (SIMD × steps × MMV
+            // products).
             let mut left = folding.dsp_limit.map_or(u64::MAX, u64::from);
             for ctx in ctxs.iter_mut().filter(|c| crate::lanes::has_products(c)) {
-                let per_lane = (ctx.fold.simd * ctx.geo.input_steps) as u64;
+                let per_lane = (ctx.fold.simd * ctx.geo.input_steps * ctx.fold.mmv) as u64;
                 let lanes = (left / per_lane).min(ctx.fold.pe as u64);
                 ctx.dsp_lanes = lanes as u32;
                 left -= lanes * per_lane;
@@ -238,14 +239,28 @@ pub(crate) fn stream_ports(m: &mut Module, in_w: u32, out_w: u32, out_reg: bool)
 }
 
 impl LayerCtx<'_> {
-    /// Bits of one word of the window unit (the MVU's input beat): `SIMD` inputs × input
-    /// steps × value bits, `[step][input]`.
-    pub fn in_word_bits(&self) -> u32 {
+    /// Bits of one word of one output position's window: `SIMD` inputs × input steps ×
+    /// value bits, `[step][input]`.
+    pub fn position_word_bits(&self) -> u32 {
         self.geo.input_steps * self.fold.simd * self.geo.input_bits
     }
-    /// Bits of one MVU output beat: `PE` channels × output steps × neuron bits.
+    /// Bits of the window unit's output beat (the MVU's input beat): `MMV` positions' words,
+    /// position `j` at `[j·word +: word]`.
+    pub fn in_word_bits(&self) -> u32 {
+        self.fold.mmv * self.position_word_bits()
+    }
+    /// Neurons the MVU computes at once: `PE` channels of `MMV` positions, lane `j·PE + p`.
+    pub fn mvu_lanes(&self) -> u32 {
+        self.fold.mmv * self.fold.pe
+    }
+    /// Bits of one output beat of a position: `PE` channels × output steps × neuron bits.
     pub fn group_bits(&self) -> u32 {
         self.out_steps() * self.fold.pe * self.neuron_bits()
+    }
+    /// Bits of one MVU output beat: its [`Self::mvu_lanes`] × output steps × neuron bits,
+    /// `[step][lane]` (the reorder unit makes `MMV > 1` beats one position's again).
+    pub fn mvu_out_bits(&self) -> u32 {
+        self.fold.mmv * self.group_bits()
     }
     /// Input groups of `SIMD` channels per input position (conv); 1 for dense layers, whose
     /// window unit sees the flattened input as one row of `N/SIMD` words.

@@ -17,189 +17,15 @@
 //! − 1` rows (`KH + 1` at stride 1) hold an output row's rows while the next output row's are
 //! written, so reading and writing overlap, and the last rows of an image (up to
 //! `KH + stride − 1`) fit with no deadlock.
-
-use spikeforge_model::geometry::LayerGeometry;
-
-use crate::fold::LayerFold;
+//!
+//! With `MMV > 1` (stride-1 convolutions) each read serves `MMV` adjacent output positions
+//! from column banks ([`crate::swg_banks`]); the counters then walk column groups.
 
 use crate::names::{self, Names};
 use crate::rtl::{at_last, counter, index_bits, mul_const, step_counter, stream_ports, LayerCtx};
 use crate::vlog::*;
 
-/// The geometry a window unit walks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SwgShape {
-    /// Input rows.
-    pub h: u32,
-    /// Input columns (words for a dense layer).
-    pub w: u32,
-    /// Words per input position.
-    pub ng: u32,
-    /// Kernel rows.
-    pub kh: u32,
-    /// Kernel columns.
-    pub kw: u32,
-    /// Stride.
-    pub stride: u32,
-    /// Zero padding on each side.
-    pub pad: u32,
-    /// Output rows.
-    pub oh: u32,
-    /// Output columns.
-    pub ow: u32,
-    /// Times each window is read (the MVU's neuron folds).
-    pub nf: u32,
-    /// Row slots in the buffer.
-    pub rows: u32,
-    /// Bits of one word.
-    pub word: u32,
-}
-
-impl SwgShape {
-    /// The window unit of a layer.
-    pub fn of(ctx: &LayerCtx) -> Self {
-        Self::from_geometry(&ctx.geo, ctx.fold)
-    }
-
-    /// The window unit of a layer with geometry `g` and folding `f`.
-    pub fn from_geometry(g: &LayerGeometry, f: LayerFold) -> Self {
-        let nf = g.synaptic.channels / f.pe;
-        let word = g.input_steps * f.simd * g.input_bits;
-        if g.is_dense() {
-            let w = g.fan_in as u32 / f.simd;
-            SwgShape {
-                h: 1,
-                w,
-                ng: 1,
-                kh: 1,
-                kw: w,
-                stride: 1,
-                pad: 0,
-                oh: 1,
-                ow: 1,
-                nf,
-                rows: 2,
-                word,
-            }
-        } else {
-            SwgShape {
-                h: g.input.height,
-                w: g.input.width,
-                ng: g.input.channels / f.simd,
-                kh: g.window_height,
-                kw: g.window_width,
-                stride: g.stride,
-                pad: g.pad,
-                oh: g.synaptic.height,
-                ow: g.synaptic.width,
-                nf,
-                rows: g.window_height + 2 * g.stride - 1,
-                word,
-            }
-        }
-    }
-
-    /// Words in the buffer.
-    pub fn depth(&self) -> u32 {
-        self.rows * self.w * self.ng
-    }
-
-    /// Words written per image.
-    pub fn words_in(&self) -> u64 {
-        (self.h * self.w * self.ng) as u64
-    }
-
-    /// Words read per image.
-    pub fn words_out(&self) -> u64 {
-        (self.oh * self.ow * self.nf * self.kh * self.kw * self.ng) as u64
-    }
-
-    /// The first input row output row `oy` needs.
-    fn lo(&self, oy: u32) -> u32 {
-        (oy * self.stride).saturating_sub(self.pad)
-    }
-
-    /// Rows output row `oy` needs complete before it starts, counted from `lo(oy)`: up to its
-    /// last row, and at least the rows it releases when done (a stride-2 row skips one), so
-    /// the count never goes below zero; for the last output row every remaining row.
-    pub fn need(&self, oy: u32) -> u32 {
-        if oy + 1 == self.oh {
-            self.h - self.lo(oy)
-        } else {
-            let hi = (oy * self.stride + self.kh - 1)
-                .saturating_sub(self.pad)
-                .min(self.h - 1);
-            (hi + 1 - self.lo(oy)).max(self.release(oy))
-        }
-    }
-
-    /// Rows released when output row `oy` is done.
-    pub fn release(&self, oy: u32) -> u32 {
-        if oy + 1 == self.oh {
-            self.h - self.lo(oy)
-        } else {
-            self.lo(oy + 1) - self.lo(oy)
-        }
-    }
-
-    /// Cycles per image in steady state of the unit and the MVU behind it, when the MVU
-    /// spends `position_cycles` per output position and input words arrive one per cycle: a
-    /// row-level timing model of the protocol. A row is written into a slot once the row `R`
-    /// before it has retired; an output row starts once `need` rows are complete; its words
-    /// issue one per cycle while the MVU's pipeline has room (it holds [`MVU_SLACK`] words
-    /// beyond the one it works on), and its last word retires `release` rows two cycles later.
-    pub fn cycles(&self, position_cycles: u64) -> u64 {
-        const IMAGES: usize = 4;
-        let (h, oh) = (self.h as usize, self.oh as usize);
-        let row_write = (self.w * self.ng) as u64;
-        let row_words = (self.ow * self.nf * self.kh * self.kw * self.ng) as u64;
-        let row_mvu = self.ow as u64 * position_cycles;
-        // MVU cycles per word, at least one.
-        let per_word = row_mvu as f64 / row_words as f64;
-        let rows = self.rows as usize;
-        let mut complete: Vec<u64> = Vec::with_capacity(IMAGES * h);
-        let mut retire: Vec<u64> = Vec::with_capacity(IMAGES * h);
-        let (mut write_free, mut issue_free, mut mvu_free) = (0u64, 0u64, 0u64);
-        let mut image_end = Vec::with_capacity(IMAGES);
-        let mut write_rows = |upto: usize, complete: &mut Vec<u64>, retire: &[u64]| {
-            while complete.len() < upto {
-                let j = complete.len();
-                // The slot is free once the row R before it has retired.
-                let start = match j.checked_sub(rows) {
-                    Some(r) => write_free.max(retire[r]),
-                    None => write_free,
-                };
-                write_free = start + row_write;
-                complete.push(write_free);
-            }
-        };
-        for img in 0..IMAGES {
-            let mut base = img * h;
-            for oy in 0..oh {
-                let need = self.need(oy as u32) as usize;
-                write_rows(base + need, &mut complete, &retire);
-                // A row completed by the write in cycle t is counted from cycle t + 1.
-                let start = issue_free.max(complete[base + need - 1]);
-                mvu_free = mvu_free.max(start + 2) + row_mvu;
-                let slack = (MVU_SLACK as f64 * per_word) as u64;
-                issue_free = (start + row_words).max(mvu_free.saturating_sub(slack));
-                // The row's last word (issued in cycle issue_free − 1) leaves the two-stage
-                // read pipeline two cycles later; the freed slots count from the cycle after.
-                for _ in 0..self.release(oy as u32) {
-                    retire.push(issue_free + 2);
-                }
-                base += self.release(oy as u32) as usize;
-            }
-            image_end.push(mvu_free);
-        }
-        let period = image_end[IMAGES - 1] - image_end[IMAGES - 2];
-        period.max(self.words_in())
-    }
-}
-
-/// Words the MVU's pipeline (operand register, adder-tree ranks, combine rank, hand-off)
-/// takes in beyond the one it works on before it stalls the window unit.
-pub const MVU_SLACK: u64 = 4;
+pub use crate::swg_shape::{SwgShape, MVU_SLACK};
 
 /// A per-output-row constant as an expression of the row counter: the most common value,
 /// with the exceptions selected by comparison.
@@ -254,43 +80,70 @@ pub fn swg(ctx: &LayerCtx, names: &Names) -> Module {
             ),
         ],
     );
-    stream_ports(&mut m, s.word, s.word, false);
-    let mem = m.mem("ram", s.word, s.depth());
+    stream_ports(&mut m, s.word, s.mmv * s.word, false);
+    let banks: Vec<Expr> = if s.mmv == 1 {
+        vec![m.mem("ram", s.word, s.depth())]
+    } else {
+        (0..s.mmv)
+            .map(|b| m.mem(&format!("ram{b}"), s.word, s.depth()))
+            .collect()
+    };
     let cw = index_bits(s.rows as u64 + 1);
     let avail = m.reg("avail", cw);
     let occ = m.reg("occ", cw);
-    let row_done = write_side(&mut m, &s, &mem, &occ, cw);
+    let row_done = write_side(&mut m, &s, &banks, &occ, cw);
     m.comment("Read pipeline: address (stage b), then the registered RAM read (stage c).");
     let aw = index_bits(s.depth() as u64);
-    let addr_b = m.reg("addr_b", aw);
-    let pad_b = m.reg("pad_b", 1);
+    // One name per bank or position with MMV > 1; the single one keeps its plain name.
+    let nth = |base: &str, i: u32| {
+        if s.mmv == 1 {
+            base.to_string()
+        } else {
+            format!("{base}{i}")
+        }
+    };
+    let addr_b: Vec<Expr> = (0..s.mmv).map(|b| m.reg(&nth("addr_b", b), aw)).collect();
+    let pad_b: Vec<Expr> = (0..s.mmv).map(|j| m.reg(&nth("pad_b", j), 1)).collect();
     let rel_b = m.reg("rel_b", cw);
     let v_b = m.reg("v_b", 1);
-    let rd_c = m.reg("rd_c", s.word);
-    let pad_c = m.reg("pad_c", 1);
+    let rd_c: Vec<Expr> = (0..s.mmv).map(|b| m.reg(&nth("rd_c", b), s.word)).collect();
+    let pad_c: Vec<Expr> = (0..s.mmv).map(|j| m.reg(&nth("pad_c", j), 1)).collect();
     let rel_c = m.reg("rel_c", cw);
     let v_c = m.reg("v_c", 1);
     let en = m.wire_eq("en", 1, v_c.clone().not().or(id("out_ready")));
     let read = read_side(&mut m, &s, &avail, &en, cw);
     m.assign(id("out_valid"), v_c.clone());
+    let mut stage = Vec::new();
+    let rot_c = read.rot.as_ref().map(|(r, w)| {
+        let (rot_b, rot_c) = (m.reg("rot_b", *w), m.reg("rot_c", *w));
+        stage.push(Stmt::Nb(rot_b.clone(), r.clone()));
+        stage.push(Stmt::Nb(rot_c.clone(), rot_b));
+        (rot_c, *w)
+    });
     m.assign(
         id("out_data"),
-        pad_c.clone().cond(lit(s.word, 0), rd_c.clone()),
+        crate::swg_banks::out_word(&s, &rd_c, &pad_c, &rot_c),
     );
-    m.seq(vec![when(
-        en.clone(),
-        vec![
-            Stmt::Nb(addr_b.clone(), read.addr),
-            Stmt::Nb(pad_b.clone(), read.pad),
-            Stmt::Nb(
-                rel_b.clone(),
-                read.row_end.clone().cond(read.release, lit(cw, 0)),
-            ),
-            Stmt::Nb(rd_c, mem.idx(addr_b)),
-            Stmt::Nb(pad_c, pad_b),
-            Stmt::Nb(rel_c.clone(), rel_b),
-        ],
-    )]);
+    // Stage b, then stage c (the order the single-bank unit has always printed).
+    let mut c_stage = Vec::new();
+    for (b, a) in read.addr.into_iter().enumerate() {
+        stage.push(Stmt::Nb(addr_b[b].clone(), a));
+        c_stage.push(Stmt::Nb(
+            rd_c[b].clone(),
+            banks[b].clone().idx(addr_b[b].clone()),
+        ));
+    }
+    for (j, p) in read.pad.into_iter().enumerate() {
+        stage.push(Stmt::Nb(pad_b[j].clone(), p));
+        c_stage.push(Stmt::Nb(pad_c[j].clone(), pad_b[j].clone()));
+    }
+    stage.push(Stmt::Nb(
+        rel_b.clone(),
+        read.row_end.clone().cond(read.release, lit(cw, 0)),
+    ));
+    c_stage.push(Stmt::Nb(rel_c.clone(), rel_b));
+    stage.extend(c_stage);
+    m.seq(vec![when(en.clone(), stage)]);
     let retire = m.wire_eq(
         "retire",
         cw,
@@ -318,12 +171,17 @@ pub fn swg(ctx: &LayerCtx, names: &Names) -> Module {
     m
 }
 
-/// The write side: one word per accepted beat at a cyclic address; returns the wire that is
-/// set when a beat completes a row.
-fn write_side(m: &mut Module, s: &SwgShape, mem: &Expr, occ: &Expr, cw: u32) -> Expr {
+/// The write side: one word per accepted beat at a cyclic address (with MMV > 1 into the
+/// bank of its column, [`crate::swg_banks`]); returns the wire that is set when a beat
+/// completes a row.
+fn write_side(m: &mut Module, s: &SwgShape, banks: &[Expr], occ: &Expr, cw: u32) -> Expr {
     m.comment("Write side: rows in raster order into free slots.");
     let row_words = s.w * s.ng;
-    let waddr = counter(m, "waddr", s.depth());
+    let waddr = if s.mmv == 1 {
+        counter(m, "waddr", s.depth())
+    } else {
+        None
+    };
     let wcol = counter(m, "wcol", row_words);
     let free = occ.clone().lt(lit(cw, s.rows as u64));
     let ready = match &wcol {
@@ -333,11 +191,15 @@ fn write_side(m: &mut Module, s: &SwgShape, mem: &Expr, occ: &Expr, cw: u32) -> 
     m.assign(id("in_ready"), ready);
     let wr = m.wire_eq("wr", 1, id("in_valid").and(id("in_ready")));
     let row_done = m.wire_eq("row_done", 1, wr.clone().and(at_last(&wcol, row_words)));
-    let addr = waddr.as_ref().map_or(lit(1, 0), |(r, _)| r.clone());
-    m.seq(vec![when(
-        wr.clone(),
-        vec![Stmt::Nb(mem.clone().idx(addr), id("in_data"))],
-    )]);
+    if s.mmv > 1 {
+        crate::swg_banks::write(m, s, banks, &wr, &row_done);
+    } else {
+        let addr = waddr.as_ref().map_or(lit(1, 0), |(r, _)| r.clone());
+        m.seq(vec![when(
+            wr.clone(),
+            vec![Stmt::Nb(banks[0].clone().idx(addr), id("in_data"))],
+        )]);
+    }
     let mut advance = Vec::new();
     advance.extend(step_counter(&waddr, s.depth()));
     advance.extend(step_counter(&wcol, row_words));
@@ -364,10 +226,12 @@ struct Read {
     row_end: Expr,
     /// Rows that row releases.
     release: Expr,
-    /// Its buffer address.
-    addr: Expr,
-    /// It lies in the padding.
-    pad: Expr,
+    /// Its buffer address, per bank.
+    addr: Vec<Expr>,
+    /// It lies in the padding, per output position.
+    pad: Vec<Expr>,
+    /// With MMV > 1, the bank holding position 0's word.
+    rot: Option<(Expr, u32)>,
 }
 
 /// One read-side counter level: the counter, its size, what happens when it advances and
@@ -386,8 +250,9 @@ fn read_side(m: &mut Module, s: &SwgShape, avail: &Expr, en: &Expr, cw: u32) -> 
     let kx = counter(m, "kx", s.kw);
     let ky = counter(m, "ky", s.kh);
     let nf = counter(m, "nf", s.nf);
-    let ox = counter(m, "ox", s.ow);
+    let ox = counter(m, "ox", s.col_groups());
     let oy = counter(m, "oy", s.oh);
+    let split = (s.mmv > 1).then(|| crate::swg_banks::KxSplit::new(m, s));
     // Tap rows and columns offset by the padding: the largest value, and the bound it is
     // compared with, must fit.
     let max_iy = (s.oh - 1) * s.stride + s.kh - 1;
@@ -405,7 +270,7 @@ fn read_side(m: &mut Module, s: &SwgShape, avail: &Expr, en: &Expr, cw: u32) -> 
     let issue = m.wire_eq("issue", 1, en.clone().and(avail.clone().ge(need)));
     let last_row_word = [&g, &kx, &ky, &nf, &ox]
         .iter()
-        .zip([s.ng, s.kw, s.kh, s.nf, s.ow])
+        .zip([s.ng, s.kw, s.kh, s.nf, s.col_groups()])
         .filter(|(c, _)| c.is_some())
         .fold(issue.clone(), |e, (c, n)| e.and(at_last(c, n)));
     let row_end = m.wire_eq("row_end", 1, last_row_word);
@@ -418,19 +283,26 @@ fn read_side(m: &mut Module, s: &SwgShape, avail: &Expr, en: &Expr, cw: u32) -> 
     let ixp = m.wire_eq("ixp", qw, ox_s.clone().add(zx(&kx, qw)));
     let (pad_y, pad_x) = (s.pad as u64, s.pad as u64);
     // Only the bounds a tap can cross are compared (no constant comparisons).
-    let mut outside = Vec::new();
+    let (mut outside, mut outside_y) = (Vec::new(), Vec::new());
     if s.pad > 0 {
+        outside_y.push(iyp.clone().lt(lit(pw, pad_y)));
         outside.push(iyp.clone().lt(lit(pw, pad_y)));
         outside.push(ixp.clone().lt(lit(qw, pad_x)));
     }
     if max_iy >= s.h + s.pad {
+        outside_y.push(iyp.clone().ge(lit(pw, s.h as u64 + pad_y)));
         outside.push(iyp.clone().ge(lit(pw, s.h as u64 + pad_y)));
     }
     if max_ix >= s.w + s.pad {
         outside.push(ixp.clone().ge(lit(qw, s.w as u64 + pad_x)));
     }
-    let pad = outside.into_iter().reduce(|a, b| a.or(b)).unwrap_or(zero());
-    let pad = m.wire_eq("pad_a", 1, pad);
+    // With banks each position has its own column padding (see `swg_banks::taps`).
+    let pad = if s.mmv == 1 {
+        let pad = outside.into_iter().reduce(|a, b| a.or(b)).unwrap_or(zero());
+        m.wire_eq("pad_a", 1, pad)
+    } else {
+        zero()
+    };
     // The tap's row slot: the base slot plus its distance from the base row.
     let base = oy_s
         .clone()
@@ -453,14 +325,35 @@ fn read_side(m: &mut Module, s: &SwgShape, avail: &Expr, en: &Expr, cw: u32) -> 
     let wrapped = wrap(m, "slot_wrapped", raw);
     let slot = m.wire_eq("slot", sw, crate::rtl::resize(wrapped, sum_w, sw));
     let aw = index_bits(s.depth() as u64);
-    let col = m.wire_eq("col", qw, ixp.sub(lit(qw, pad_x)));
-    let slot = m.wire_eq("slot_a", aw, crate::rtl::resize(slot, sw, aw));
-    let col = m.wire_eq("col_a", aw, crate::rtl::resize(col, qw, aw));
-    let mut addr = mul_const(slot, aw, (s.w * s.ng) as u64).add(mul_const(col, aw, s.ng as u64));
-    if g.is_some() {
-        addr = addr.add(zx(&g, aw));
-    }
-    let addr = m.wire_eq("addr_a", aw, addr);
+    let slot_a = m.wire_eq("slot_a", aw, crate::rtl::resize(slot, sw, aw));
+    let (addr, pad, rot) = match &split {
+        None => {
+            let col = m.wire_eq("col", qw, ixp.clone().sub(lit(qw, pad_x)));
+            let col = m.wire_eq("col_a", aw, crate::rtl::resize(col, qw, aw));
+            let mut addr =
+                mul_const(slot_a, aw, (s.w * s.ng) as u64).add(mul_const(col, aw, s.ng as u64));
+            if g.is_some() {
+                addr = addr.add(zx(&g, aw));
+            }
+            (vec![m.wire_eq("addr_a", aw, addr)], vec![pad], None)
+        }
+        Some(split) => {
+            let pad_y = outside_y
+                .into_iter()
+                .reduce(|a, b| a.or(b))
+                .unwrap_or(zero());
+            let tap = crate::swg_banks::TapIn {
+                slot: &slot_a,
+                ixp: &ixp,
+                qw,
+                pad_y: m.wire_eq("pad_y", 1, pad_y),
+                ox: &ox,
+                g: &g,
+                split,
+            };
+            crate::swg_banks::taps(m, s, &tap)
+        }
+    };
     let moved = m.wire_eq(
         "bslot_raw",
         sum_w,
@@ -479,8 +372,8 @@ fn read_side(m: &mut Module, s: &SwgShape, avail: &Expr, en: &Expr, cw: u32) -> 
         Level {
             c: kx,
             n: s.kw,
-            advance: vec![],
-            wrap: vec![],
+            advance: split.as_ref().map_or(vec![], |k| k.advance(s)),
+            wrap: split.as_ref().map_or(vec![], |k| k.clear()),
         },
         Level {
             c: ky,
@@ -496,10 +389,10 @@ fn read_side(m: &mut Module, s: &SwgShape, avail: &Expr, en: &Expr, cw: u32) -> 
         },
         Level {
             c: ox,
-            n: s.ow,
+            n: s.col_groups(),
             advance: vec![Stmt::Nb(
                 ox_s.clone(),
-                ox_s.clone().add(lit(qw, s.stride as u64)),
+                ox_s.clone().add(lit(qw, (s.stride * s.mmv) as u64)),
             )],
             wrap: vec![
                 Stmt::Nb(ox_s.clone(), lit(qw, 0)),
@@ -521,6 +414,7 @@ fn read_side(m: &mut Module, s: &SwgShape, avail: &Expr, en: &Expr, cw: u32) -> 
         Stmt::Nb(ox_s, lit(qw, 0)),
         Stmt::Nb(bslot, lit(sw, 0)),
     ];
+    reset.extend(split.as_ref().map_or(vec![], |k| k.clear()));
     for l in &levels {
         if let Some((r, w)) = &l.c {
             reset.push(Stmt::Nb(r.clone(), lit(*w, 0)));
@@ -554,5 +448,6 @@ fn read_side(m: &mut Module, s: &SwgShape, avail: &Expr, en: &Expr, cw: u32) -> 
         release: rel,
         addr,
         pad,
+        rot,
     }
 }

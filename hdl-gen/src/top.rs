@@ -88,7 +88,7 @@ pub fn out_beat(ctx: &LayerCtx) -> Beat {
 pub type Converter = (String, u32);
 
 /// The core: layers and head chained; `tapL_valid`/`tapL_data` show every beat of layer L's
-/// output stream. Each layer is `[width converters] → window unit → MVU → [pool]`;
+/// output stream. Each layer is `[width converters] → window unit → MVU → [reorder] → [pool]`;
 /// `converters[l]` names layer `l`'s converters with the width of their output beats.
 pub fn core(
     layers: &[LayerCtx],
@@ -145,15 +145,29 @@ pub fn core(
             &prev,
             &win,
         );
-        let mvu_out = syn.as_ref().unwrap_or(&out);
+        let neurons = syn.as_ref().unwrap_or(&out);
+        // With MMV > 1 the MVU's beats (a fold of several positions) go through the reorder
+        // unit.
+        let wide =
+            (ctx.fold.mmv > 1).then(|| stream(&mut m, &format!("l{l}_mmv"), ctx.mvu_out_bits()));
         instance(
             &mut m,
             names.layer_module(l, "mvu"),
             format!("u_l{l}_mvu"),
             true,
             &win,
-            mvu_out,
+            wide.as_ref().unwrap_or(neurons),
         );
+        if let Some(w) = &wide {
+            instance(
+                &mut m,
+                names.layer_module(l, "reorder"),
+                format!("u_l{l}_reorder"),
+                false,
+                w,
+                neurons,
+            );
+        }
         if let Some(s) = &syn {
             instance(
                 &mut m,

@@ -63,8 +63,8 @@ pub fn run(a: Args) -> Result<()> {
     );
     for (l, f) in m.layers.iter().zip(&m.folding.layers) {
         println!(
-            "  {:<12} PE {:>4} SIMD {:>5}  {:>9} cycles/image",
-            l.name, f.pe, f.simd, l.cycles_per_image
+            "  {:<12} PE {:>4} SIMD {:>5} MMV {:>3}  {:>9} cycles/image",
+            l.name, f.pe, f.simd, f.mmv, l.cycles_per_image
         );
     }
     if let Some(b) = &m.board {

@@ -58,8 +58,19 @@ fn print_header(model: &Model) {
 /// One row per layer; returns the model's weight storage in bits.
 fn print_layers(model: &Model, w: &Widths, folding: &Folding) -> u64 {
     println!(
-        "{:<10} {:<22} {:>10} {:>9} {:>10} {:>5} {:>5} {:>5} {:>6} {:>6} {:>11}",
-        "layer", "op", "out", "weights", "bits", "acc", "mem", "out", "PE", "SIMD", "cycles/img"
+        "{:<10} {:<22} {:>10} {:>9} {:>10} {:>5} {:>5} {:>5} {:>6} {:>6} {:>4} {:>11}",
+        "layer",
+        "op",
+        "out",
+        "weights",
+        "bits",
+        "acc",
+        "mem",
+        "out",
+        "PE",
+        "SIMD",
+        "MMV",
+        "cycles/img"
     );
     let mut total_bits = 0u64;
     for (i, (l, g)) in model.layers.iter().zip(&model_geometry(model)).enumerate() {
@@ -72,7 +83,7 @@ fn print_layers(model: &Model, w: &Widths, folding: &Folding) -> u64 {
         let lw = &w.layers[i];
         let f = folding.layers[i];
         println!(
-            "{:<10} {:<22} {:>10} {:>9} {:>10} {:>5} {:>5} {:>5} {:>6} {:>6} {:>11}",
+            "{:<10} {:<22} {:>10} {:>9} {:>10} {:>5} {:>5} {:>5} {:>6} {:>6} {:>4} {:>11}",
             l.name,
             op_name(l).chars().take(22).collect::<String>(),
             format!(
@@ -86,6 +97,7 @@ fn print_layers(model: &Model, w: &Widths, folding: &Folding) -> u64 {
             lw.output_bits(),
             f.pe,
             f.simd,
+            f.mmv,
             spikeforge_hdl_gen::fold::layer_cycles(g, f)
         );
     }

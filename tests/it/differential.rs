@@ -37,11 +37,23 @@ fn other_folding(model: &Model, seed: u64) -> Folding {
         .map(|(i, g)| {
             let pes = divisors(g.synaptic.channels);
             let simds = fold::simd_choices(g);
+            // MMV > 1 wherever a layer allows it, three times in four (at most 4 positions,
+            // which keeps the Verilator builds small).
+            let mmvs: Vec<u32> = fold::mmv_choices(g)
+                .into_iter()
+                .filter(|&v| v > 1 && v <= 4)
+                .collect();
+            let mmv = if !mmvs.is_empty() && rng.gen_range(0..4) > 0 {
+                mmvs[rng.gen_range(0..mmvs.len())]
+            } else {
+                1
+            };
             FoldOverride::Layer(
                 i.to_string(),
                 LayerFold {
                     pe: pes[rng.gen_range(0..pes.len())],
                     simd: simds[rng.gen_range(0..simds.len())],
+                    mmv,
                 },
             )
         })
@@ -69,10 +81,10 @@ fn widest_folding(model: &Model) -> Folding {
         .map(|(i, g)| {
             FoldOverride::Layer(
                 i.to_string(),
-                LayerFold {
-                    pe: g.synaptic.channels,
-                    simd: *fold::simd_choices(g).last().expect("1 divides everything"),
-                },
+                LayerFold::new(
+                    g.synaptic.channels,
+                    *fold::simd_choices(g).last().expect("1 divides everything"),
+                ),
             )
         })
         .collect();
