@@ -271,6 +271,9 @@ pub fn lane_dot(m: &mut Module, ctx: &LayerCtx, ops: &Operands) -> Dot {
             }
         }
         LaneKind::IntegerUnsigned if ops.lane < ctx.dsp_lanes => products(m, ops, &s, false),
+        // Gate by the narrower operand's bits: fewer, wider partial products when the
+        // values are narrower than the weights (pooled spike counts under 8-bit weights).
+        LaneKind::IntegerUnsigned if s.xb < s.wb => integer_by_x_bits(m, ops, &s, false),
         LaneKind::IntegerUnsigned => integer_unsigned(ops, &s),
         LaneKind::IntegerTernary => {
             // valid ? (negative ? ~w : w) : 0 in wb + 1 bits; the +1 of each −w = ~w + 1 is
@@ -293,7 +296,7 @@ pub fn lane_dot(m: &mut Module, ctx: &LayerCtx, ops: &Operands) -> Dot {
             }
         }
         LaneKind::IntegerSigned if ops.lane < ctx.dsp_lanes => products(m, ops, &s, true),
-        LaneKind::IntegerSigned => integer_signed(m, ops, &s),
+        LaneKind::IntegerSigned => integer_by_x_bits(m, ops, &s, true),
     }
 }
 
@@ -359,10 +362,12 @@ fn integer_unsigned(ops: &Operands, s: &Shape) -> Dot {
     }
 }
 
-/// Integer weights on signed values: `x·w = Σ_{b<xb−1} x_b·(w << b) − x_{xb−1}·(w << (xb−1))`;
-/// each partial product is a gated, sign-extended, shifted `w`.
-fn integer_signed(m: &mut Module, ops: &Operands, s: &Shape) -> Dot {
-    let pw = s.wb + s.xb - 1;
+/// Integer weights on values, gated by the values' bits: `x·w = Σ_b x_b·(w << b)`, the top
+/// bit's term subtracted for a signed `x` (`− x_{xb−1}·(w << (xb−1))`); each partial product
+/// is a gated, sign-extended, shifted `w`.
+fn integer_by_x_bits(m: &mut Module, ops: &Operands, s: &Shape, signed_x: bool) -> Dot {
+    // x·w needs wb + xb − 1 bits signed for a signed x, wb + xb for an unsigned one.
+    let pw = s.wb + s.xb - u32::from(signed_x);
     let tw = pw.min(s.aw);
     let pre = &ops.prefix;
     let (mut pos, mut neg) = (Vec::new(), Vec::new());
@@ -386,7 +391,7 @@ fn integer_signed(m: &mut Module, ops: &Operands, s: &Shape) -> Dot {
             } else {
                 term
             };
-            if b + 1 == s.xb {
+            if signed_x && b + 1 == s.xb {
                 neg.push(offset(&term, tw));
             } else {
                 pos.push(offset(&term, tw));
