@@ -185,8 +185,8 @@ struct Dots {
     tags: Tags,
     /// `[lane][step]`, `mac_bits` wide: the signed dot products (polarity applied).
     dots: Vec<Vec<Expr>>,
-    /// The neuron fold's parameter word, aligned with `dots`.
-    pub(crate) prm: Expr,
+    /// Per PE lane, the neuron fold's bias (low bits) and stage fields, aligned with `dots`.
+    pub(crate) prm: Vec<Expr>,
 }
 
 /// Adder trees and the combine rank.
@@ -308,17 +308,27 @@ fn dot_stages(
     // What later stages need of the parameters: per lane the bias, then the stage fields.
     let vw = ctx.value_bits();
     let fields = crate::neuron::stage_fields(&ctx.layer.neuron);
-    let kept: Vec<Expr> = (0..pe)
-        .rev()
-        .flat_map(|p| {
-            std::iter::once(0)
+    // One register per lane (a single wide one costs Verilator a quadratic concatenation
+    // every cycle; the hardware is the same).
+    let prm_d: Vec<Expr> = (0..pe)
+        .map(|p| {
+            let kept: Vec<Expr> = std::iter::once(0)
                 .chain(fields.iter().copied())
                 .rev()
-                .map(move |f| (p * lpb + f * vw, vw))
+                .map(|f| {
+                    let at = p * lpb + f * vw;
+                    prm_t.clone().slice(at + vw - 1, at)
+                })
+                .collect();
+            let w = (1 + fields.len() as u32) * vw;
+            let value = if kept.len() == 1 {
+                kept.into_iter().next().unwrap_or_else(zero)
+            } else {
+                cat(kept)
+            };
+            ranks.reg(m, &format!("prm_d{p}"), w, value)
         })
-        .map(|(at, w)| prm_t.clone().slice(at + w - 1, at))
         .collect();
-    let prm_d = ranks.reg(m, "prm_d", pe * (1 + fields.len() as u32) * vw, cat(kept));
     let folded = crate::neuron::folded(&ctx.layer.neuron);
     let mut dots = Vec::new();
     for (v, lane) in plans.into_iter().enumerate() {
@@ -459,11 +469,10 @@ fn handoff(m: &mut Module, ctx: &LayerCtx, d: &Dots, en: &Expr) -> Handoff {
     let mut acc_updates = Vec::new();
     let biases: Vec<Expr> = (0..pe)
         .map(|p| {
-            let at = p * (1 + fields.len() as u32) * vw;
             m.wire_eq(
                 &format!("b{p}"),
                 mw,
-                crate::rtl::sext(d.prm.clone().slice(at + vw - 1, at), vw, mw),
+                crate::rtl::sext(d.prm[p as usize].clone().slice(vw - 1, 0), vw, mw),
             )
         })
         .collect();
@@ -532,12 +541,9 @@ fn handoff(m: &mut Module, ctx: &LayerCtx, d: &Dots, en: &Expr) -> Handoff {
             let mut on_load = vec![Stmt::Nb(hs.cur.clone(), loaded)];
             if let Some(q) = &hs.prm {
                 let f = fields.len() as u32;
-                let stage: Vec<Expr> = (0..pe)
+                let stage: Vec<Expr> = (0..pe as usize)
                     .rev()
-                    .map(|p| {
-                        let lo = (p * (1 + f) + 1) * vw;
-                        d.prm.clone().slice(lo + f * vw - 1, lo)
-                    })
+                    .map(|p| d.prm[p].clone().slice((1 + f) * vw - 1, vw))
                     .collect();
                 on_load.push(Stmt::Nb(q.clone(), cat(stage)));
             }

@@ -56,7 +56,7 @@ pub struct Args {
     /// With --train: mini-batch size.
     #[arg(long, default_value_t = 64, value_parser = super::parse::at_least_one)]
     pub batch: usize,
-    /// With --train: time steps.
+    /// With --train or --arch: time steps.
     #[arg(long, default_value_t = 1, value_parser = super::parse::time_steps())]
     pub time_steps: u32,
     /// With --train: timed steps.
@@ -70,6 +70,13 @@ pub struct Args {
     /// forward product by popcounts).
     #[arg(long)]
     pub full_precision: bool,
+    /// Co-simulation throughput of this architecture (a random model, `--time-steps` steps)
+    /// instead of the two reference designs.
+    #[arg(long)]
+    pub arch: Option<String>,
+    /// With --arch: folding overrides (as `gen --fold`).
+    #[arg(long)]
+    pub fold: Vec<String>,
     #[command(flatten)]
     pub data: super::train::DataArgs,
 }
@@ -252,15 +259,21 @@ pub fn run(a: Args) -> Result<()> {
         return super::bench_train::run(&setup, &out);
     }
     let mut rows = Vec::new();
-    for (name, arch_s, t, fold) in MODELS {
+    let designs: Vec<(&str, &str, u32, Vec<String>)> = match &a.arch {
+        Some(arch_s) => vec![("arch", arch_s, a.time_steps, a.fold.clone())],
+        None => MODELS
+            .iter()
+            .map(|(n, s, t, f)| (*n, *s, *t, f.iter().map(|x| x.to_string()).collect()))
+            .collect(),
+    };
+    for (name, arch_s, t, fold) in &designs {
         let model = random::random_model(&arch::parse(arch_s)?, *t, 1)
             .map_err(|p| anyhow::anyhow!("{p:?}"))?;
-        let fold: Vec<String> = fold.iter().map(|s| s.to_string()).collect();
-        let folding = super::folding(&model, &fold)?;
+        let folding = super::folding(&model, fold)?;
         let sim = super::cosim::build(
             &model,
             None,
-            &fold,
+            fold,
             None,
             super::cosim::SimKind::Core,
             false,
