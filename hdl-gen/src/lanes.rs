@@ -110,14 +110,14 @@ pub struct Operands<'a> {
     pub prefix: String,
 }
 
-struct Shape {
-    simd: u32,
-    xb: u32,
-    wb: u32,
-    aw: u32,
+pub(crate) struct Shape {
+    pub(crate) simd: u32,
+    pub(crate) xb: u32,
+    pub(crate) wb: u32,
+    pub(crate) aw: u32,
 }
 
-fn shape(ctx: &LayerCtx) -> Shape {
+pub(crate) fn shape(ctx: &LayerCtx) -> Shape {
     Shape {
         simd: ctx.fold.simd,
         xb: ctx.geo.input_bits,
@@ -127,10 +127,10 @@ fn shape(ctx: &LayerCtx) -> Shape {
 }
 
 impl Operands<'_> {
-    fn xbit(&self, s: &Shape, i: u32, b: u32) -> Expr {
+    pub(crate) fn xbit(&self, s: &Shape, i: u32, b: u32) -> Expr {
         self.x.clone().bit((self.step * s.simd + i) * s.xb + b)
     }
-    fn x(&self, s: &Shape, i: u32) -> Expr {
+    pub(crate) fn x(&self, s: &Shape, i: u32) -> Expr {
         let lo = (self.step * s.simd + i) * s.xb;
         if s.xb == 1 {
             self.x.clone().bit(lo)
@@ -141,7 +141,7 @@ impl Operands<'_> {
     fn wbit(&self, s: &Shape, i: u32, b: u32) -> Expr {
         self.w.clone().bit((self.lane * s.simd + i) * s.wb + b)
     }
-    fn w(&self, s: &Shape, i: u32) -> Expr {
+    pub(crate) fn w(&self, s: &Shape, i: u32) -> Expr {
         let lo = (self.lane * s.simd + i) * s.wb;
         if s.wb == 1 {
             self.w.clone().bit(lo)
@@ -152,7 +152,7 @@ impl Operands<'_> {
 }
 
 /// A `tw`-bit two's-complement wire in offset form (`t + 2^(tw−1)`, unsigned).
-fn offset(t: &Expr, tw: u32) -> (Expr, u32) {
+pub(crate) fn offset(t: &Expr, tw: u32) -> (Expr, u32) {
     let msb = t.clone().bit(tw - 1).inv();
     if tw == 1 {
         (msb, 1)

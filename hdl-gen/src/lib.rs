@@ -16,6 +16,7 @@ pub mod memmap;
 pub mod mvu;
 pub mod names;
 pub mod neuron;
+pub mod packed;
 pub mod reorder;
 pub mod rtl;
 pub mod shell;

@@ -13,7 +13,7 @@
 //! there, one per cycle, and emits one output beat of `PE` channels × output steps. `en`
 //! drops only when a fold's currents arrive while the hand-off register is still in use.
 
-use crate::lanes::{lane_dot, shared_trees, Operands};
+use crate::lanes::{lane_dot, shared_trees, Dot, Operands};
 use crate::names::{self, Names};
 use crate::rtl::{
     at_first, at_last, counter, index_bits, rom_load, step_counter, stream_ports, zext, LayerCtx,
@@ -242,24 +242,47 @@ fn dot_stages(
                 .collect()
         })
         .collect();
-    let plans: Vec<Vec<_>> = (0..mmv * pe)
-        .map(|v| {
-            let (j, p) = (v / pe, v % pe);
-            (0..steps)
-                .map(|s| {
-                    let ops = Operands {
-                        x: &x_pos[j as usize],
-                        w: &w_q,
-                        step: s,
-                        lane: p,
-                        prefix: if steps == 1 {
-                            format!("{}p{p}", tag(j))
-                        } else {
-                            format!("{}p{p}s{s}", tag(j))
-                        },
-                    };
-                    lane_dot(m, ctx, &ops)
-                })
+    let ops = |v: u32, s: u32| {
+        let (j, p) = (v / pe, v % pe);
+        Operands {
+            x: &x_pos[j as usize],
+            w: &w_q,
+            step: s,
+            lane: p,
+            prefix: if steps == 1 {
+                format!("{}p{p}", tag(j))
+            } else {
+                format!("{}p{p}s{s}", tag(j))
+            },
+        }
+    };
+    let mut plans: Vec<Vec<Option<Dot>>> = (0..mmv * pe)
+        .map(|_| (0..steps).map(|_| None).collect())
+        .collect();
+    if crate::packed::packs(ctx) {
+        // A DSP lane's operands (positions × steps) two to a multiplier.
+        for p in 0..pe.min(ctx.dsp_lanes) {
+            let members: Vec<(u32, u32)> = (0..mmv)
+                .flat_map(|j| (0..steps).map(move |s| (j * pe + p, s)))
+                .collect();
+            for two in members.chunks(2) {
+                if let [(va, sa), (vb, sb)] = *two {
+                    if let Some((da, db)) = crate::packed::pair(m, ctx, &ops(va, sa), &ops(vb, sb))
+                    {
+                        plans[va as usize][sa as usize] = Some(da);
+                        plans[vb as usize][sb as usize] = Some(db);
+                    }
+                }
+            }
+        }
+    }
+    let plans: Vec<Vec<Dot>> = plans
+        .into_iter()
+        .enumerate()
+        .map(|(v, row)| {
+            row.into_iter()
+                .enumerate()
+                .map(|(s, d)| d.unwrap_or_else(|| lane_dot(m, ctx, &ops(v as u32, s as u32))))
                 .collect()
         })
         .collect();

@@ -66,11 +66,20 @@ impl<'a> LayerCtx<'a> {
             })
             .collect();
         if folding.dsp {
-            // The DSP budget goes to the layers in order, whole lanes (SIMD × steps × MMV
-            // products).
+            // The DSP budget goes to the layers with the most products per cycle first (their
+            // lanes dominate the logic), whole lanes (SIMD × steps × MMV products, two to a
+            // multiplier where they pack).
             let mut left = folding.dsp_limit.map_or(u64::MAX, u64::from);
-            for ctx in ctxs.iter_mut().filter(|c| crate::lanes::has_products(c)) {
-                let per_lane = (ctx.fold.simd * ctx.geo.input_steps * ctx.fold.mmv) as u64;
+            let mut order: Vec<usize> = (0..ctxs.len())
+                .filter(|&i| crate::lanes::has_products(&ctxs[i]))
+                .collect();
+            let products = |c: &LayerCtx| {
+                c.fold.pe as u64 * c.fold.simd as u64 * c.geo.input_steps as u64 * c.fold.mmv as u64
+            };
+            order.sort_by_key(|&i| std::cmp::Reverse(products(&ctxs[i])));
+            for i in order {
+                let ctx = &mut ctxs[i];
+                let per_lane = crate::packed::multipliers_per_lane(ctx) as u64;
                 let lanes = (left / per_lane).min(ctx.fold.pe as u64);
                 ctx.dsp_lanes = lanes as u32;
                 left -= lanes * per_lane;

@@ -270,14 +270,8 @@ pub fn run(a: Args) -> Result<()> {
         let model = random::random_model(&arch::parse(arch_s)?, *t, 1)
             .map_err(|p| anyhow::anyhow!("{p:?}"))?;
         let folding = super::folding(&model, fold)?;
-        let sim = super::cosim::build(
-            &model,
-            None,
-            fold,
-            None,
-            super::cosim::SimKind::Core,
-            false,
-        )?;
+        let sim =
+            super::cosim::build(&model, None, fold, None, super::cosim::SimKind::Core, false)?;
         let images = random::random_images(&model, a.images, 11);
         let golden = Golden::new(&model);
         let t0 = Instant::now();

@@ -21,6 +21,9 @@ pub struct Args {
     /// Device for the pre-synthesis estimate (see `spikeforge synth --target`).
     #[arg(long, default_value = "ice40-up5k")]
     pub target: String,
+    /// Also list the estimate of every generated module (window units, MVUs, converters…).
+    #[arg(long)]
+    pub modules: bool,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -38,7 +41,7 @@ pub fn run(a: Args) -> Result<()> {
         w.logit_bits(),
         spikeforge_hdl_gen::fold::pipeline_cycles(&model, &folding)
     );
-    print_estimate(&model, &folding, device);
+    print_estimate(&model, &folding, device, a.modules);
     Ok(())
 }
 
@@ -116,7 +119,7 @@ fn op_name(l: &Layer) -> String {
 }
 
 /// The pre-synthesis estimate on `device`, per layer, and a folding that fits when it does not.
-fn print_estimate(model: &Model, folding: &Folding, device: &Device) {
+fn print_estimate(model: &Model, folding: &Folding, device: &Device, modules: bool) {
     let e = estimate::estimate(model, folding, device.family);
     let pct = |n: f64, of: u64| 100.0 * n / of.max(1) as f64;
     println!(
@@ -140,6 +143,15 @@ fn print_estimate(model: &Model, folding: &Folding, device: &Device) {
             "  {:<10} {:>8.0} {} {:>8.0} FF {:>4.0} RAM {:>4.0} DSP",
             name, l.cells, device.logic_unit, l.ffs, l.ram_blocks, l.dsps
         );
+    }
+    if modules {
+        for m in &e.modules {
+            let l = &m.estimate;
+            println!(
+                "    {:<32} {:>8.0} {} {:>8.0} FF {:>4.0} RAM {:>4.0} DSP",
+                m.module, l.cells, device.logic_unit, l.ffs, l.ram_blocks, l.dsps
+            );
+        }
     }
     let caps = spikeforge_hdl_gen::autofold::Caps::default();
     match spikeforge_hdl_gen::autofold::choose(model, device, caps, &[]) {
