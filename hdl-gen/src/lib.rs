@@ -5,6 +5,7 @@
 //! Output is a pure function of (model, folding, generator version): same input, same bytes.
 #![warn(missing_docs)]
 
+mod accumulate;
 pub mod autofold;
 pub mod cost;
 pub mod dwc;

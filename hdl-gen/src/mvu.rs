@@ -9,7 +9,8 @@
 //! accept (operands registered) → adder trees (a register rank every `tree_levels` levels) →
 //! combine (`Σ coef·tree + constant`) → accumulate; at a neuron fold's last synapse fold the
 //! `PE × steps` currents and the fold's neuron parameters (a registered ROM read) go to the
-//! hand-off register. The neuron stage ([`crate::neuron`]) runs the fold's local steps from
+//! hand-off register ([`crate::accumulate`]). With MMV > 1 the word holds `MMV` positions' words
+//! and every lane is built once per position, all on the same weight word. The neuron stage ([`crate::neuron`]) runs the fold's local steps from
 //! there, one per cycle, and emits one output beat of `PE` channels × output steps. `en`
 //! drops only when a fold's currents arrive while the hand-off register is still in use.
 
@@ -48,7 +49,7 @@ pub fn mvu(ctx: &LayerCtx, names: &Names) -> Module {
     let mut valid = ValidChain::default();
     let tags = accept_stage(&mut m, ctx, &mut ranks, &mut valid, &wrom, &accept);
     let d = dot_stages(&mut m, ctx, &mut ranks, &mut valid, tags, &prm);
-    let hs = handoff(&mut m, ctx, &d, &en);
+    let hs = crate::accumulate::handoff(&mut m, ctx, &d, &en);
     crate::neuron::stage(&mut m, ctx, &hs);
     m.comment("The pipeline registers advance together.");
     m.seq(vec![when(en.clone(), ranks.updates)]);
@@ -117,13 +118,13 @@ impl ValidChain {
 
 /// What travels with an operation through the pipeline.
 #[derive(Clone)]
-struct Tags {
-    valid: Expr,
+pub(crate) struct Tags {
+    pub(crate) valid: Expr,
     /// First synapse fold of a neuron fold (the accumulator restarts); `None` with one
     /// synapse fold, where there is no accumulator.
-    first: Option<Expr>,
+    pub(crate) first: Option<Expr>,
     /// Last synapse fold (the currents are complete).
-    last: Expr,
+    pub(crate) last: Expr,
     /// The neuron fold (`None` with one fold).
     nf: Option<Expr>,
 }
@@ -181,10 +182,10 @@ fn accept_stage(
 }
 
 /// The registered dot products `dot{p}_{s}` of every lane and step, and their tags.
-struct Dots {
-    tags: Tags,
+pub(crate) struct Dots {
+    pub(crate) tags: Tags,
     /// `[lane][step]`, `mac_bits` wide: the signed dot products (polarity applied).
-    dots: Vec<Vec<Expr>>,
+    pub(crate) dots: Vec<Vec<Expr>>,
     /// Per PE lane, the neuron fold's bias (low bits) and stage fields, aligned with `dots`.
     pub(crate) prm: Vec<Expr>,
 }
@@ -242,50 +243,7 @@ fn dot_stages(
                 .collect()
         })
         .collect();
-    let ops = |v: u32, s: u32| {
-        let (j, p) = (v / pe, v % pe);
-        Operands {
-            x: &x_pos[j as usize],
-            w: &w_q,
-            step: s,
-            lane: p,
-            prefix: if steps == 1 {
-                format!("{}p{p}", tag(j))
-            } else {
-                format!("{}p{p}s{s}", tag(j))
-            },
-        }
-    };
-    let mut plans: Vec<Vec<Option<Dot>>> = (0..mmv * pe)
-        .map(|_| (0..steps).map(|_| None).collect())
-        .collect();
-    if crate::packed::packs(ctx) {
-        // A DSP lane's operands (positions × steps) two to a multiplier.
-        for p in 0..pe.min(ctx.dsp_lanes) {
-            let members: Vec<(u32, u32)> = (0..mmv)
-                .flat_map(|j| (0..steps).map(move |s| (j * pe + p, s)))
-                .collect();
-            for two in members.chunks(2) {
-                if let [(va, sa), (vb, sb)] = *two {
-                    if let Some((da, db)) = crate::packed::pair(m, ctx, &ops(va, sa), &ops(vb, sb))
-                    {
-                        plans[va as usize][sa as usize] = Some(da);
-                        plans[vb as usize][sb as usize] = Some(db);
-                    }
-                }
-            }
-        }
-    }
-    let plans: Vec<Vec<Dot>> = plans
-        .into_iter()
-        .enumerate()
-        .map(|(v, row)| {
-            row.into_iter()
-                .enumerate()
-                .map(|(s, d)| d.unwrap_or_else(|| lane_dot(m, ctx, &ops(v as u32, s as u32))))
-                .collect()
-        })
-        .collect();
+    let plans = lane_plans(m, ctx, &x_pos, &w_q, &tag);
     let depth = plans
         .iter()
         .flatten()
@@ -412,6 +370,63 @@ fn dot_stages(
     }
 }
 
+/// The dot product of every lane (`j·PE + p`: weight lane `p` on position `j`) and step:
+/// DSP lanes' operands two to a multiplier where they pack ([`crate::packed`]), the rest one
+/// lane and step at a time.
+fn lane_plans(
+    m: &mut Module,
+    ctx: &LayerCtx,
+    x_pos: &[Expr],
+    w_q: &Expr,
+    tag: &dyn Fn(u32) -> String,
+) -> Vec<Vec<Dot>> {
+    let (pe, steps, mmv) = (ctx.fold.pe, ctx.geo.input_steps, ctx.fold.mmv);
+    let ops = |v: u32, s: u32| {
+        let (j, p) = (v / pe, v % pe);
+        Operands {
+            x: &x_pos[j as usize],
+            w: w_q,
+            step: s,
+            lane: p,
+            prefix: if steps == 1 {
+                format!("{}p{p}", tag(j))
+            } else {
+                format!("{}p{p}s{s}", tag(j))
+            },
+        }
+    };
+    let mut plans: Vec<Vec<Option<Dot>>> = (0..mmv * pe)
+        .map(|_| (0..steps).map(|_| None).collect())
+        .collect();
+    if crate::packed::packs(ctx) {
+        // A DSP lane's operands (positions × steps) two to a multiplier.
+        for p in 0..pe.min(ctx.dsp_lanes) {
+            let members: Vec<(u32, u32)> = (0..mmv)
+                .flat_map(|j| (0..steps).map(move |s| (j * pe + p, s)))
+                .collect();
+            for two in members.chunks(2) {
+                if let [(va, sa), (vb, sb)] = *two {
+                    if let Some((da, db)) = crate::packed::pair(m, ctx, &ops(va, sa), &ops(vb, sb))
+                    {
+                        plans[va as usize][sa as usize] = Some(da);
+                        plans[vb as usize][sb as usize] = Some(db);
+                    }
+                }
+            }
+        }
+    }
+    plans
+        .into_iter()
+        .enumerate()
+        .map(|(v, row)| {
+            row.into_iter()
+                .enumerate()
+                .map(|(s, d)| d.unwrap_or_else(|| lane_dot(m, ctx, &ops(v as u32, s as u32))))
+                .collect()
+        })
+        .collect()
+}
+
 /// Delays tags by `n` ranks, the neuron fold `nf_w` bits wide; the new registers are numbered
 /// from `from + 1`.
 fn delay_tags_nf(
@@ -435,156 +450,4 @@ fn delay_tags_nf(
         };
     }
     t
-}
-
-/// The hand-off register between the accumulators and the neuron stage.
-pub(crate) struct Handoff {
-    /// A fold's currents are waiting or being stepped.
-    pub(crate) valid: Expr,
-    /// Set by the neuron stage when it finishes the fold this cycle.
-    pub(crate) ready: Expr,
-    /// `[lane][step]` currents, `slot_bits` each; stepped currents shift down.
-    pub(crate) cur: Expr,
-    /// The fold's neuron-stage parameters ([`crate::neuron::stage_fields`]), if any.
-    pub(crate) prm: Option<Expr>,
-    /// The neuron stage runs a step this cycle.
-    pub(crate) go: Expr,
-}
-
-/// Accumulators, the hand-off register and the pipeline enable.
-fn handoff(m: &mut Module, ctx: &LayerCtx, d: &Dots, en: &Expr) -> Handoff {
-    let (pe, steps, mw, vw) = (
-        ctx.fold.pe,
-        ctx.geo.input_steps,
-        ctx.mac_bits(),
-        ctx.value_bits(),
-    );
-    let sw = ctx.slot_bits();
-    let t = &d.tags;
-    m.comment(
-        "Accumulate from the bias (the current is finished here); a neuron fold's currents wait in the hand-off register.",
-    );
-    let hs = Handoff {
-        valid: m.reg("hs_v", 1),
-        ready: m.wire("hs_ready", 1),
-        cur: m.reg("cur_q", ctx.mvu_lanes() * steps * sw),
-        prm: (!crate::neuron::stage_fields(&ctx.layer.neuron).is_empty()).then(|| {
-            m.reg(
-                "prm_q",
-                pe * crate::neuron::stage_fields(&ctx.layer.neuron).len() as u32 * ctx.value_bits(),
-            )
-        }),
-        go: m.wire("go", 1),
-    };
-    let arriving = t.valid.clone().and(t.last.clone());
-    m.assign(
-        en.clone(),
-        arriving
-            .clone()
-            .and(hs.valid.clone())
-            .and(hs.ready.clone().not())
-            .not(),
-    );
-    let load = m.wire_eq("load", 1, en.clone().and(arriving));
-    let folded = crate::neuron::folded(&ctx.layer.neuron);
-    let fields = crate::neuron::stage_fields(&ctx.layer.neuron);
-    let mut sums = Vec::new();
-    let mut acc_updates = Vec::new();
-    let biases: Vec<Expr> = (0..pe)
-        .map(|p| {
-            m.wire_eq(
-                &format!("b{p}"),
-                mw,
-                crate::rtl::sext(d.prm[p as usize].clone().slice(vw - 1, 0), vw, mw),
-            )
-        })
-        .collect();
-    for (p, row) in d.dots.iter().enumerate() {
-        // Lane p is weight lane p mod PE (of position p div PE).
-        let bias = biases[p % pe as usize].clone();
-        for (s, dot) in row.iter().enumerate() {
-            let init = if folded.bias_every_step || s == 0 {
-                bias.clone()
-            } else {
-                lit(mw, 0)
-            };
-            // Without an accumulator a narrow output uses only the low bits of the sum.
-            let trimmed = ctx.sf() == 1 && sw < mw;
-            if trimmed {
-                m.items
-                    .push(Item::Comment("verilator lint_off UNUSEDSIGNAL".into()));
-            }
-            let sum = match &t.first {
-                None => m.wire_eq(&format!("sum{p}_{s}"), mw, init.add(dot.clone())),
-                Some(first) => {
-                    let acc = m.reg(&format!("acc{p}_{s}"), mw);
-                    let sum = m.wire_eq(
-                        &format!("sum{p}_{s}"),
-                        mw,
-                        first.clone().cond(init, acc.clone()).add(dot.clone()),
-                    );
-                    acc_updates.push(Stmt::Nb(acc, sum.clone()));
-                    sum
-                }
-            };
-            if trimmed {
-                m.items
-                    .push(Item::Comment("verilator lint_on UNUSEDSIGNAL".into()));
-            }
-            sums.push(sum);
-        }
-    }
-    if !acc_updates.is_empty() {
-        m.seq(vec![when(en.clone().and(t.valid.clone()), acc_updates)]);
-    }
-    // Lane p's step s at [(p·steps + s)·sw +: sw]; stepping shifts each lane's steps down.
-    let loaded = cat(sums
-        .into_iter()
-        .rev()
-        .map(|e| if sw < mw { e.slice(sw - 1, 0) } else { e })
-        .collect());
-    let go = hs.go.clone();
-    let mut update = vec![];
-    if steps > 1 {
-        let shifted = (0..ctx.mvu_lanes())
-            .rev()
-            .map(|p| {
-                let lo = p * steps * sw;
-                cat(vec![
-                    lit(sw, 0),
-                    hs.cur.clone().slice(lo + steps * sw - 1, lo + sw),
-                ])
-            })
-            .collect();
-        update.push(when(go, vec![Stmt::Nb(hs.cur.clone(), cat(shifted))]));
-    }
-    m.seq(vec![Stmt::If(
-        load.clone(),
-        {
-            let mut on_load = vec![Stmt::Nb(hs.cur.clone(), loaded)];
-            if let Some(q) = &hs.prm {
-                let f = fields.len() as u32;
-                let stage: Vec<Expr> = (0..pe as usize)
-                    .rev()
-                    .map(|p| d.prm[p].clone().slice((1 + f) * vw - 1, vw))
-                    .collect();
-                on_load.push(Stmt::Nb(q.clone(), cat(stage)));
-            }
-            on_load
-        },
-        update,
-    )]);
-    m.seq(vec![Stmt::If(
-        id(names::RST),
-        vec![Stmt::Nb(hs.valid.clone(), zero())],
-        vec![Stmt::If(
-            load,
-            vec![Stmt::Nb(hs.valid.clone(), one())],
-            vec![when(
-                hs.ready.clone(),
-                vec![Stmt::Nb(hs.valid.clone(), zero())],
-            )],
-        )],
-    )]);
-    hs
 }

@@ -15,7 +15,7 @@
 
 use spikeforge_model::ir::{FireRule, Leak, NegativeSpikes, Neuron, Reset};
 
-use crate::mvu::Handoff;
+use crate::accumulate::Handoff;
 use crate::rtl::{fit, index_bits, output_process, LayerCtx};
 use crate::vlog::*;
 

@@ -149,7 +149,12 @@ fn print_estimate(model: &Model, folding: &Folding, device: &Device, modules: bo
             let l = &m.estimate;
             println!(
                 "    {:<32} {:>8.0} {} {:>8.0} FF {:>4.0} RAM {:>4.0} DSP",
-                m.module, l.cells, device.logic_unit, l.ffs, l.ram_blocks, l.dsps + 0.0
+                m.module,
+                l.cells,
+                device.logic_unit,
+                l.ffs,
+                l.ram_blocks,
+                l.dsps + 0.0
             );
         }
     }
