@@ -275,8 +275,12 @@ pub fn pipeline_cycles(model: &Model, folding: &Folding) -> u64 {
         .map(|(g, f)| layer_cycles(g, *f))
         .max()
         .unwrap_or(0);
+    // The head takes a beat per cycle, and the last position's beats one cycle per class.
     let head = match (geo.last(), folding.layers.last()) {
-        (Some(g), Some(f)) => g.output.positions() as u64 * (g.output.channels / f.pe) as u64,
+        (Some(g), Some(f)) => {
+            let nf = (g.output.channels / f.pe) as u64;
+            (g.output.positions() as u64 - 1) * nf + g.output.channels as u64
+        }
         _ => 0,
     };
     layers.max(input).max(head)

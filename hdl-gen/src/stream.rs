@@ -185,8 +185,9 @@ pub struct HeadWidths {
 /// The running sums are a ring of `NF` class groups: each beat adds to the group at the front
 /// and rotates it to the back, so `PE` adders serve every class and no beat decodes which
 /// group it belongs to (the ring is back in class order after each position). The beats of
-/// the last position carry final logits: the argmax compares them a cycle later, `PE` per
-/// beat in class order (ties go to the lowest index). After the last beat the ring, in class order
+/// the last position carry final logits: the argmax compares them behind the sums, one class
+/// per cycle in class order (ties go to the lowest index), so a final beat of `PE` classes
+/// holds the next one for `PE − 1` cycles. After the last beat the ring, in class order
 /// again, and the class are the output beat; the next image's first beat waits until the
 /// output is taken (two cycles when the consumer is ready).
 pub fn head(last: &LayerCtx, names: &Names, hw: HeadWidths, signed_in: bool) -> Module {
@@ -228,10 +229,17 @@ pub fn head(last: &LayerCtx, names: &Names, hw: HeadWidths, signed_in: bool) -> 
     // After an image's last beat the ring holds its logits in class order and, with `cls`,
     // is the output beat; the next image waits until the output takes it.
     let full = m.reg("full", 1);
-    // The argmax runs a cycle behind the sums: `fv` a final beat's sums are in `fs*`, `ff` it
-    // was the image's first final beat, `fl` its last beat.
+    // The argmax runs behind the sums: `fv` a final beat's sums are in `fs*` (compared one lane
+    // per cycle), `ff` it was the image's first final beat, `fl` its last beat.
     let (fv, ff, fl) = (m.reg("fv", 1), m.reg("ff", 1), m.reg("fl", 1));
-    m.assign(id("in_ready"), full.clone().or(fl.clone()).not());
+    // A final beat's lanes are compared one per cycle; the next beat waits for the last.
+    let busy = (g > 1).then(|| m.wire("busy", 1));
+    let blocked = full.clone().or(fl.clone());
+    let blocked = match &busy {
+        Some(b) => blocked.or(b.clone()),
+        None => blocked,
+    };
+    m.assign(id("in_ready"), blocked.not());
     let accept = m.wire_eq("accept", 1, id("in_valid").and(id("in_ready")));
     // Ring position r holds class group (r + beat) mod NF; position 0 takes the beat.
     let ring: Vec<Expr> = (0..classes)
@@ -266,22 +274,43 @@ pub fn head(last: &LayerCtx, names: &Names, hw: HeadWidths, signed_in: bool) -> 
         let b = m.reg("base", cb);
         m.wire_eq("base_now", cb, ff.clone().cond(lit(cb, 0), b))
     });
-    let (mut v, mut i) = (best.clone(), best_k.clone());
-    for (j, sum) in fs.iter().enumerate() {
-        let class = match &base {
-            Some(b) if j == 0 => b.clone(),
-            Some(b) => b.clone().add(lit(cb, j as u64)),
-            None => lit(cb, j as u64),
-        };
-        let take = if j == 0 {
-            ff.clone().or(sum.clone().gt(v.clone()))
-        } else {
-            sum.clone().gt(v.clone())
-        };
-        let take = m.wire_eq(&format!("take{j}"), 1, take);
-        v = m.swire_eq(&format!("best{j}"), lw, take.clone().cond(sum.clone(), v));
-        i = m.wire_eq(&format!("best_k{j}"), cb, take.cond(class, i));
+    // One comparison per cycle (a chain of `PE` 22-bit compare-selects in one cycle was the
+    // critical path of wide heads): `fj` walks the captured beat's lanes.
+    let fj = counter(&mut m, "fj", g);
+    let tally_done = at_last(&fj, g);
+    if let Some(b) = &busy {
+        m.assign(b.clone(), fv.clone().and(tally_done.clone().not()));
     }
+    let lane = match &fj {
+        None => fs[0].clone(),
+        Some((r, w)) => (1..g).fold(fs[0].clone(), |e, j| {
+            r.clone()
+                .eq(lit(*w, j as u64))
+                .cond(fs[j as usize].clone(), e)
+        }),
+    };
+    let lane = if g > 1 {
+        m.swire_eq("lane", lw, lane)
+    } else {
+        lane
+    };
+    let class = match (&base, &fj) {
+        (Some(b), Some((r, w))) => b.clone().add(crate::rtl::resize(r.clone(), *w, cb)),
+        (Some(b), None) => b.clone(),
+        (None, Some((r, w))) => crate::rtl::resize(r.clone(), *w, cb),
+        (None, None) => lit(cb, 0),
+    };
+    let take = m.wire_eq(
+        "take",
+        1,
+        match &fj {
+            Some(_) => ff.clone().and(at_first(&fj)),
+            None => ff.clone(),
+        }
+        .or(lane.clone().gt(best.clone())),
+    );
+    let v = m.swire_eq("best_next", lw, take.clone().cond(lane, best.clone()));
+    let i = m.wire_eq("best_k_next", cb, take.cond(class, best_k.clone()));
     let mut beat: Vec<Expr> = ring.iter().rev().cloned().collect();
     beat.push(cls.clone());
     m.assign(id("out_data"), cat(beat));
@@ -290,7 +319,7 @@ pub fn head(last: &LayerCtx, names: &Names, hw: HeadWidths, signed_in: bool) -> 
         .iter()
         .map(|r| Stmt::Nb((*r).clone(), zero()))
         .collect();
-    if let Some((r, w)) = &count {
+    for (r, w) in [&count, &fj].into_iter().flatten() {
         reset.push(Stmt::Nb(r.clone(), lit(*w, 0)));
     }
     let rotate: Vec<Stmt> = ring
@@ -299,8 +328,22 @@ pub fn head(last: &LayerCtx, names: &Names, hw: HeadWidths, signed_in: bool) -> 
         .map(|(l, r)| Stmt::Nb(l.clone(), r.clone()))
         .collect();
     let mut tally = vec![Stmt::Nb(best, v), Stmt::Nb(best_k, i.clone())];
+    tally.extend(crate::rtl::step_counter(&fj, g));
+    // The beat's last lane: the beat is done, and with the image's last beat the result.
+    let mut done = vec![
+        Stmt::Nb(fv.clone(), zero()),
+        Stmt::Nb(fl.clone(), zero()),
+        when(
+            fl.clone(),
+            vec![Stmt::Nb(full.clone(), one()), Stmt::Nb(cls, i)],
+        ),
+    ];
     if let Some(b) = &base {
-        tally.push(Stmt::Nb(id("base"), b.clone().add(lit(cb, g as u64))));
+        done.push(Stmt::Nb(id("base"), b.clone().add(lit(cb, g as u64))));
+    }
+    match &fj {
+        Some(_) => tally.push(when(tally_done, done)),
+        None => tally.extend(done),
     }
     let mut on_accept = rotate;
     on_accept.extend(
@@ -324,10 +367,7 @@ pub fn head(last: &LayerCtx, names: &Names, hw: HeadWidths, signed_in: bool) -> 
                 full.clone().and(id("out_ready")),
                 vec![Stmt::Nb(full.clone(), zero())],
             ),
-            Stmt::Nb(fv.clone(), zero()),
-            Stmt::Nb(fl.clone(), zero()),
             when(fv, tally),
-            when(fl, vec![Stmt::Nb(full, one()), Stmt::Nb(cls, i)]),
             when(accept, on_accept),
         ],
     )]);
