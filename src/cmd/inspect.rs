@@ -141,7 +141,12 @@ fn print_estimate(model: &Model, folding: &Folding, device: &Device, modules: bo
     for (name, l) in &e.layers {
         println!(
             "  {:<10} {:>8.0} {} {:>8.0} FF {:>4.0} RAM {:>4.0} DSP",
-            name, l.cells, device.logic_unit, l.ffs, l.ram_blocks, l.dsps + 0.0
+            name,
+            l.cells,
+            device.logic_unit,
+            l.ffs,
+            l.ram_blocks,
+            l.dsps + 0.0
         );
     }
     if modules {
