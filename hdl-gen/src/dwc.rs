@@ -33,6 +33,21 @@ impl Beat {
         let lo = (s * self.elems + from) * self.bits;
         beat.clone().slice(lo + n * self.bits - 1, lo)
     }
+    /// Part `sel` of `beat` as a beat of `part` elements (every step's elements
+    /// `sel·part …`), `sel` a `(counter, width)` over the `elems / part` parts.
+    pub(crate) fn part(&self, beat: &Expr, part: Beat, sel: &(Expr, u32)) -> Expr {
+        let piece = |j: u32| {
+            cat((0..part.steps)
+                .rev()
+                .map(|s| self.run(beat, s, j * part.elems, part.elems))
+                .collect())
+        };
+        let k = self.elems / part.elems;
+        let (c, w) = sel;
+        (0..k - 1).rev().fold(piece(k - 1), |e, j| {
+            c.clone().eq(lit(*w, j as u64)).cond(piece(j), e)
+        })
+    }
 }
 
 fn gcd(a: u32, b: u32) -> u32 {
@@ -157,17 +172,7 @@ pub(crate) fn down(name: String, from: Beat, to: Beat) -> Module {
         id("in_ready"),
         full.clone().not().or(fire.clone().and(last.clone())),
     );
-    let piece = |j: u32| {
-        cat((0..to.steps)
-            .rev()
-            .map(|s| from.run(&hold, s, j * to.elems, to.elems))
-            .collect())
-    };
-    let mut sel = piece(k - 1);
-    for j in (0..k - 1).rev() {
-        sel = cnt.clone().eq(lit(cw, j as u64)).cond(piece(j), sel);
-    }
-    m.assign(id("out_data"), sel);
+    m.assign(id("out_data"), from.part(&hold, to, &(cnt.clone(), cw)));
     let accept = m.wire_eq("accept", 1, id("in_valid").and(id("in_ready")));
     m.seq(vec![Stmt::If(
         id(names::RST),

@@ -72,18 +72,11 @@ pub fn reorder(ctx: &LayerCtx, names: &Names) -> Module {
         fire.clone().and(at_last(&rnf, nf)).and(at_last(&rj, mmv)),
     );
     let raddr = addr(&mut m, "raddr", &rbank, &rnf);
-    let piece = |j: u32| {
-        cat((0..beat.steps)
-            .rev()
-            .map(|s| wide.run(&rd, s, j * beat.elems, beat.elems))
-            .collect())
+    // With one position (never generated) the word would be the beat itself.
+    let out = match &sel {
+        Some(sel) => wide.part(&rd, beat, sel),
+        None => rd.clone(),
     };
-    let mut out = piece(mmv - 1);
-    if let Some((sel, w)) = &sel {
-        for j in (0..mmv - 1).rev() {
-            out = sel.clone().eq(lit(*w, j as u64)).cond(piece(j), out);
-        }
-    }
     m.assign(id("out_data"), out);
     m.comment("The RAM: a fold's beat in, a position's channels of it out.");
     let mut read = vec![Stmt::Nb(rd, ram.clone().idx(raddr))];
