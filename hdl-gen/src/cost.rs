@@ -237,7 +237,9 @@ pub fn count(m: &Module) -> Counts {
             | Item::Blank
             | Item::Decl(_)
             | Item::Initial(_)
-            | Item::Inst { .. } => {}
+            | Item::Inst { .. }
+            // A PLL and a pass-through: no logic.
+            | Item::IfdefSynthesis { .. } => {}
         }
     }
     let mut written = Vec::new();

@@ -145,6 +145,8 @@ struct Backend {
     text: (&'static str, &'static str),
     /// The pin constraints' option, and the option that places without them.
     constraints: (&'static str, &'static str),
+    /// Options for nextpnr beyond the common ones.
+    pnr_flags: &'static [&'static str],
     pack: Tool,
     pack_flags: &'static [&'static str],
     bitstream_ext: &'static str,
@@ -158,6 +160,7 @@ impl Backend {
                 nextpnr: Tool::NextpnrIce40,
                 text: ("--asc", "asc"),
                 constraints: ("--pcf", "--pcf-allow-unconstrained"),
+                pnr_flags: &[],
                 pack: Tool::Icepack,
                 pack_flags: &[],
                 bitstream_ext: "bin",
@@ -166,6 +169,9 @@ impl Backend {
                 nextpnr: Tool::NextpnrEcp5,
                 text: ("--textcfg", "config"),
                 constraints: ("--lpf", "--lpf-allow-unconstrained"),
+                // router1 (the default) left the 50 %-full ECP5-85F designs with most arcs
+                // unrouted after 30 minutes of rip-up; router2 routes congested designs.
+                pnr_flags: &["--router", "router2"],
                 pack: Tool::Ecppack,
                 pack_flags: &["--compress"],
                 bitstream_ext: "bit",
@@ -176,11 +182,13 @@ impl Backend {
 }
 
 /// The plan for `sources` with top `top` on `device`, with the board's pins when given;
+/// `pll_hz`: the design's clock when the board top makes it with a PLL (`gen --pll`);
 /// `dsp`: the design has DSP lanes (the folding's `dsp`), which iCE40 synthesis maps to
 /// `SB_MAC16` only with `-dsp` (ECP5 infers `MULT18X18D` by default).
 pub fn plan(
     device: &'static Device,
     board: Option<&'static Board>,
+    pll_hz: Option<u64>,
     top: &str,
     sources: &[String],
     dsp: bool,
@@ -215,7 +223,11 @@ pub fn plan(
         ],
         what: "synthesis",
     }];
-    let freq = board.map_or(default_mhz(device.family), |b| b.clock_hz as f64 / 1e6);
+    let freq = match (board, pll_hz) {
+        (Some(_), Some(hz)) => hz as f64 / 1e6,
+        (Some(b), None) => b.clock_hz as f64 / 1e6,
+        (None, _) => default_mhz(device.family),
+    };
     let report = format!("{dir}/pnr.json");
     let mut pnr = vec![
         "-q".into(),
@@ -239,6 +251,7 @@ pub fn plan(
         Some(be) => {
             let text = format!("{dir}/{top}.{}", be.text.1);
             let bit = format!("{dir}/{top}.{}", be.bitstream_ext);
+            pnr.extend(s(be.pnr_flags));
             pnr.extend([be.text.0.into(), text.clone()]);
             match board {
                 Some(b) => pnr.extend([be.constraints.0.into(), b.constraints.clone()]),

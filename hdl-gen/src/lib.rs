@@ -18,6 +18,7 @@ pub mod mvu;
 pub mod names;
 pub mod neuron;
 pub mod packed;
+pub mod pll;
 pub mod reorder;
 pub mod rtl;
 pub mod shell;
@@ -67,6 +68,9 @@ pub enum GenError {
     /// The UART shell cannot carry this model.
     #[error("UART shell: {0}")]
     Shell(String),
+    /// No PLL setting for the requested clock.
+    #[error("--pll: {0}")]
+    Pll(#[from] pll::PllError),
     /// Writing the output failed.
     #[error("{path}: {error}")]
     Io {
@@ -179,6 +183,25 @@ pub struct BoardManifest {
     pub baud: u64,
     /// Pin file, in this directory.
     pub pins: String,
+    /// The PLL that clocks the design, when not the board clock (`gen --pll`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pll: Option<PllManifest>,
+}
+
+impl BoardManifest {
+    /// The design's clock: the PLL's output, else the board clock.
+    pub fn core_clock_hz(&self) -> u64 {
+        self.pll.as_ref().map_or(self.clock_hz, |p| p.clock_hz)
+    }
+}
+
+/// The board top's PLL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PllManifest {
+    /// Its output, the design's clock (Hz, rounded).
+    pub clock_hz: u64,
+    /// Primitive and dividers.
+    pub setting: String,
 }
 
 /// Options of a generation beyond the folding.
@@ -186,6 +209,9 @@ pub struct BoardManifest {
 pub struct GenOptions {
     /// Wrap the network for this board: board top and pin file.
     pub board: Option<&'static Board>,
+    /// With a board: clock the design from the device's PLL at this frequency or the
+    /// nearest below it (Hz).
+    pub pll_hz: Option<f64>,
 }
 
 /// `manifest.json`: what a user or a harness needs to drive the design.
@@ -428,18 +454,16 @@ pub fn generate_with(
     let head_lines = header(model, &hash);
     let ctxs = LayerCtx::all(model, folding, &geo, &widths);
     let ppb = folding.pixels_per_beat;
-    let board = options.board.map(|b| {
-        modules.push(shell::board_top(&names, &b.name, b.clks_per_bit()));
-        files.insert(b.constraints.clone(), b.constraints_text().to_string());
-        BoardManifest {
-            name: b.name.clone(),
-            top: names.board_top(&b.name),
-            target: b.target.clone(),
-            clock_hz: b.clock_hz,
-            baud: b.baud,
-            pins: b.constraints.clone(),
-        }
-    });
+    let board = match options.board {
+        None => None,
+        Some(b) => Some(board_modules(
+            &names,
+            b,
+            options.pll_hz,
+            &mut modules,
+            &mut files,
+        )?),
+    };
     let mut sources = Vec::new();
     for m in &modules {
         let file = format!("{}.v", m.name);
@@ -503,6 +527,41 @@ pub fn generate_with(
     json.push('\n');
     files.insert("manifest.json".into(), json);
     Ok(Design { files, manifest })
+}
+
+/// The board top (and with a PLL its clock module) into `modules`, the pin file into `files`.
+fn board_modules(
+    names: &Names,
+    b: &'static Board,
+    pll_hz: Option<f64>,
+    modules: &mut Vec<vlog::Module>,
+    files: &mut BTreeMap<String, String>,
+) -> Result<BoardManifest, GenError> {
+    let family = spikeforge_constraints::device(&b.target)
+        .map(|d| d.family)
+        .ok_or_else(|| GenError::Shell(format!("board `{}`: no device `{}`", b.name, b.target)))?;
+    let pll = pll_hz
+        .map(|hz| pll::Pll::for_frequency(family, b.clock_hz, hz))
+        .transpose()?;
+    let clock_hz = pll.map_or(b.clock_hz, |p| p.out_hz.round() as u64);
+    let clks = (clock_hz + b.baud / 2) / b.baud;
+    if let Some(p) = &pll {
+        modules.push(pll::clock_module(names, &b.name, p));
+    }
+    modules.push(shell::board_top(names, &b.name, clks, pll.as_ref()));
+    files.insert(b.constraints.clone(), b.constraints_text().to_string());
+    Ok(BoardManifest {
+        name: b.name.clone(),
+        top: names.board_top(&b.name),
+        target: b.target.clone(),
+        clock_hz: b.clock_hz,
+        baud: b.baud,
+        pins: b.constraints.clone(),
+        pll: pll.map(|p| PllManifest {
+            clock_hz,
+            setting: p.describe(),
+        }),
+    })
 }
 
 /// The UART shell's bit time without a board: 12 MHz at 115 200 baud.
@@ -595,7 +654,7 @@ fn flow_files(
 ) {
     let mut plans: Vec<flow::Plan> = spikeforge_constraints::devices()
         .iter()
-        .map(|d| flow::plan(d, None, &m.shell.top, &m.sources, m.folding.dsp))
+        .map(|d| flow::plan(d, None, None, &m.shell.top, &m.sources, m.folding.dsp))
         .collect();
     let mut board_targets = Vec::new();
     if let (Some(b), Some(bm)) = (board, &m.board) {
@@ -604,6 +663,7 @@ fn flow_files(
         plans.push(flow::plan(
             device,
             Some(b),
+            bm.pll.as_ref().map(|p| p.clock_hz),
             &bm.top,
             &m.sources,
             m.folding.dsp,

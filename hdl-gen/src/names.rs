@@ -84,6 +84,10 @@ impl Names {
     pub fn board_top(&self, board: &str) -> String {
         format!("{}_{}", self.prefix, sanitize(board))
     }
+    /// A board top's clock module: the PLL and the power-on reset.
+    pub fn board_clock(&self, board: &str) -> String {
+        format!("{}_{}_clock", self.prefix, sanitize(board))
+    }
     /// The network core: stream ports plus one tap per layer (co-simulation top).
     pub fn core(&self) -> String {
         format!("{}_core", self.prefix)

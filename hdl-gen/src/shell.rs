@@ -412,8 +412,9 @@ fn network(m: &mut Module, names: &Names, shape: ShellShape, beat: Beat) -> (Exp
     (res_valid, res_ready, res_data)
 }
 
-/// A board top: the board's clock and serial pins, a power-on reset, the shell.
-pub fn board_top(names: &Names, board: &str, clks: u64) -> Module {
+/// A board top: the board's clock and serial pins, a power-on reset, the shell; with a PLL,
+/// the clock module ([`crate::pll::clock_module`]) makes the shell's clock and reset.
+pub fn board_top(names: &Names, board: &str, clks: u64, pll: Option<&crate::pll::Pll>) -> Module {
     let mut m = Module::new(
         names.board_top(board),
         vec![format!(
@@ -428,15 +429,35 @@ pub fn board_top(names: &Names, board: &str, clks: u64) -> Module {
     m.input(names::CLK, 1);
     m.input(names::UART_RX, 1);
     m.output(names::UART_TX, 1);
-    m.comment("Power-on reset: 15 cycles after configuration (flip-flops power up as 0).");
-    let por = m.reg("por_count", 4);
-    m.items
-        .push(Item::Initial(vec![Stmt::Set(por.clone(), lit(4, 0))]));
-    let rst = m.wire_eq("rst", 1, por.clone().eq(lit(4, 15)).not());
-    m.seq(vec![when(
-        rst.clone(),
-        vec![Stmt::Nb(por.clone(), por.add(lit(4, 1)))],
-    )]);
+    let (clk, rst) = match pll {
+        None => {
+            m.comment("Power-on reset: 15 cycles after configuration (flip-flops power up as 0).");
+            let por = m.reg("por_count", 4);
+            m.items
+                .push(Item::Initial(vec![Stmt::Set(por.clone(), lit(4, 0))]));
+            let rst = m.wire_eq("rst", 1, por.clone().eq(lit(4, 15)).not());
+            m.seq(vec![when(
+                rst.clone(),
+                vec![Stmt::Nb(por.clone(), por.add(lit(4, 1)))],
+            )]);
+            (id(names::CLK), rst)
+        }
+        Some(_) => {
+            let (clk, rst) = (m.wire("pll_clk", 1), m.wire("rst", 1));
+            m.items.push(Item::Blank);
+            m.items.push(Item::Inst {
+                module: names.board_clock(board),
+                params: vec![],
+                name: "u_clock".into(),
+                conns: vec![
+                    (crate::pll::BOARD_CLK.into(), id(names::CLK)),
+                    (names::CLK.into(), clk.clone()),
+                    (names::RST.into(), rst.clone()),
+                ],
+            });
+            (clk, rst)
+        }
+    };
     m.items.push(Item::Blank);
     m.items.push(Item::Inst {
         module: names.uart_shell(),
@@ -446,7 +467,7 @@ pub fn board_top(names: &Names, board: &str, clks: u64) -> Module {
         ],
         name: "u_shell".into(),
         conns: vec![
-            (names::CLK.into(), id(names::CLK)),
+            (names::CLK.into(), clk),
             (names::RST.into(), rst),
             (names::UART_RX.into(), id(names::UART_RX)),
             (names::UART_TX.into(), id(names::UART_TX)),

@@ -232,6 +232,14 @@ pub enum Item {
         /// `(port, expression)` pairs.
         conns: Vec<(String, Expr)>,
     },
+    /// `` `ifdef SYNTHESIS `` (defined by Yosys, not by Verilator or Icarus): a vendor
+    /// primitive for synthesis, its behaviour for simulation.
+    IfdefSynthesis {
+        /// Items Yosys reads.
+        synthesis: Vec<Item>,
+        /// Items the simulators read.
+        simulation: Vec<Item>,
+    },
 }
 
 /// Port direction.
@@ -486,6 +494,16 @@ fn print_item(s: &mut String, item: &Item) {
                 .map(|(p, e)| format!("    .{p:<w$} ({})", connection(e)))
                 .collect();
             let _ = writeln!(s, "{}\n);", lines.join(",\n"));
+        }
+        Item::IfdefSynthesis {
+            synthesis,
+            simulation,
+        } => {
+            let _ = writeln!(s, "`ifdef SYNTHESIS");
+            synthesis.iter().for_each(|i| print_item(s, i));
+            let _ = writeln!(s, "`else");
+            simulation.iter().for_each(|i| print_item(s, i));
+            let _ = writeln!(s, "`endif");
         }
     }
 }

@@ -125,6 +125,7 @@ fn flow_bench(target: &str, out: &std::path::Path) -> Result<()> {
         let plan = spikeforge_hdl_gen::flow::plan(
             device,
             None,
+            None,
             &design.manifest.shell.top,
             &design.manifest.sources,
             folding.dsp,

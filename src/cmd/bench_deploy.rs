@@ -37,6 +37,9 @@ struct Deployment {
     min_images_per_s: f64,
     max_logic_percent: f64,
     min_accuracy: Option<f64>,
+    /// Clock the board top from the device's PLL at this many MHz (`gen --pll`), chosen
+    /// below the Fmax of the design's last placement.
+    pll_mhz: Option<f64>,
 }
 
 const DEPLOYMENTS: &[Deployment] = &[
@@ -50,6 +53,7 @@ const DEPLOYMENTS: &[Deployment] = &[
         min_images_per_s: 1_800_000.0,
         max_logic_percent: 85.0,
         min_accuracy: None,
+        pll_mhz: None,
     },
     Deployment {
         key: "b",
@@ -61,6 +65,7 @@ const DEPLOYMENTS: &[Deployment] = &[
         min_images_per_s: 4_300.0,
         max_logic_percent: 85.0,
         min_accuracy: None,
+        pll_mhz: None,
     },
     Deployment {
         key: "c",
@@ -72,6 +77,7 @@ const DEPLOYMENTS: &[Deployment] = &[
         min_images_per_s: 2_000.0,
         max_logic_percent: 90.0,
         min_accuracy: Some(90.0),
+        pll_mhz: Some(30.0),
     },
     Deployment {
         key: "d",
@@ -83,6 +89,7 @@ const DEPLOYMENTS: &[Deployment] = &[
         min_images_per_s: 4_700.0,
         max_logic_percent: 85.0,
         min_accuracy: None,
+        pll_mhz: None,
     },
 ];
 
@@ -122,8 +129,11 @@ struct Row {
     logic_percent: Option<f64>,
     fmax_mhz: Option<f64>,
     images_per_s_on_chip: Option<f64>,
+    /// At the design's clock: the board's, or its PLL's when there is one.
     images_per_s_at_board_clock: f64,
     board_clock_mhz: f64,
+    /// The PLL that clocks the design, if any.
+    pll: Option<String>,
     board_clock_met: Option<bool>,
     target_images_per_s: f64,
     target_logic_percent: f64,
@@ -185,7 +195,10 @@ fn deploy(d: &Deployment, setup: &Setup, dir: &Path) -> Result<Row> {
         choice.estimate.cycles_per_image, choice.estimate.total.cells, device.logic_unit
     );
     let rtl = dir.join("rtl");
-    let options = GenOptions { board: Some(board) };
+    let options = GenOptions {
+        board: Some(board),
+        pll_hz: d.pll_mhz.map(|mhz| mhz * 1e6),
+    };
     let design = super::generate_into(&model, &choice.folding, options, &rtl)?;
     let cosim = cosim(d, setup, &model, &name, &rtl)?;
     let serial = serial(d, setup, &model, &rtl, board)?;
@@ -195,7 +208,12 @@ fn deploy(d: &Deployment, setup: &Setup, dir: &Path) -> Result<Row> {
         let m = &design.manifest;
         let top = &m.board.as_ref().expect("generated with a board").top;
         // `gen` wrote this plan's script (with its header) into the design directory.
-        let plan = flow::plan(device, Some(board), top, &m.sources, m.folding.dsp);
+        let pll_hz = m
+            .board
+            .as_ref()
+            .and_then(|b| b.pll.as_ref())
+            .map(|p| p.clock_hz);
+        let plan = flow::plan(device, Some(board), pll_hz, top, &m.sources, m.folding.dsp);
         let spinner = super::spinner(format!("({}) synthesis", d.key));
         let t = Instant::now();
         let report = spikeforge_flow::run_with(
@@ -218,6 +236,12 @@ fn deploy(d: &Deployment, setup: &Setup, dir: &Path) -> Result<Row> {
     };
     let cycles = design.manifest.cycles_per_image;
     let board_clock_mhz = board.clock_hz as f64 / 1e6;
+    let bm = design
+        .manifest
+        .board
+        .as_ref()
+        .expect("generated with a board");
+    let clock_hz = bm.core_clock_hz();
     let fmax_mhz = flow
         .as_ref()
         .and_then(|r| r.placed.as_ref())
@@ -253,8 +277,12 @@ fn deploy(d: &Deployment, setup: &Setup, dir: &Path) -> Result<Row> {
         logic_percent,
         fmax_mhz,
         images_per_s_on_chip,
-        images_per_s_at_board_clock: board.clock_hz as f64 / cycles as f64,
+        images_per_s_at_board_clock: clock_hz as f64 / cycles as f64,
         board_clock_mhz,
+        pll: bm
+            .pll
+            .as_ref()
+            .map(|p| format!("{} MHz, {}", p.clock_hz as f64 / 1e6, p.setting)),
         target_images_per_s: d.min_images_per_s,
         target_logic_percent: d.max_logic_percent,
         target_accuracy_percent: d.min_accuracy,
@@ -345,7 +373,7 @@ fn table(rows: &[Row]) -> String {
     let opt = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or("—".into(), f);
     for r in rows {
         s += &format!(
-            "| ({}) {} | {} | {} | {} | {} | {} ({:.0}) | {:.0} | {} | {} | {} |\n",
+            "| ({}) {} | {} | {} | {} | {} | {} ({:.0}) | {:.0}{} | {} | {} | {} |\n",
             r.key,
             r.what,
             r.device,
@@ -358,6 +386,10 @@ fn table(rows: &[Row]) -> String {
             opt(r.images_per_s_on_chip, &|v| format!("{v:.0}")),
             r.target_images_per_s,
             r.images_per_s_at_board_clock,
+            r.pll.as_ref().map_or(String::new(), |p| format!(
+                " (PLL {})",
+                p.split(',').next().unwrap_or(p)
+            )),
             r.board_clock_met
                 .map_or("—".into(), |m| if m { "yes" } else { "no" }.to_string()),
             opt(

@@ -158,7 +158,10 @@ pub fn build(
         }
         None => {
             let folding = super::folding(model, fold)?;
-            let options = spikeforge_hdl_gen::GenOptions { board };
+            let options = spikeforge_hdl_gen::GenOptions {
+                board,
+                pll_hz: None,
+            };
             let d = spikeforge_hdl_gen::generate_with(model, &folding, options)?;
             let files = spikeforge_cosim::design_files(&d);
             (d.manifest, files)

@@ -51,6 +51,7 @@ fn synth(
     let plan = spikeforge_hdl_gen::flow::plan(
         device,
         None,
+        None,
         &manifest.shell.top,
         &manifest.sources,
         manifest.folding.dsp,

@@ -31,6 +31,11 @@ pub struct Args {
     /// is then chosen for the board's device, as with --target.
     #[arg(long)]
     pub board: Option<String>,
+    /// With --board: clock the design from the device's PLL at this many MHz (or the nearest
+    /// setting below it) instead of the board's oscillator; the UART's bit time follows.
+    /// Choose it at or below the Fmax that `synth` reports for the design.
+    #[arg(long, value_name = "MHZ", value_parser = super::parse::positive_mhz)]
+    pub pll: Option<f64>,
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -50,7 +55,13 @@ pub fn run(a: Args) -> Result<()> {
         Some(t) => super::target_folding(&model, super::target(t)?, a.max_util, &a.fold)?,
         None => super::folding(&model, &a.fold)?,
     };
-    let options = spikeforge_hdl_gen::GenOptions { board };
+    if a.pll.is_some() && board.is_none() {
+        bail!("--pll clocks a board top: name the board with --board");
+    }
+    let options = spikeforge_hdl_gen::GenOptions {
+        board,
+        pll_hz: a.pll.map(|mhz| mhz * 1e6),
+    };
     let design = super::generate_into(&model, &folding, options, &a.out)?;
     let m = &design.manifest;
     println!(
@@ -80,6 +91,14 @@ pub fn run(a: Args) -> Result<()> {
             a.out.display(),
             b.name
         );
+        if let Some(p) = &b.pll {
+            println!(
+                "  PLL: {:.4} MHz from the {} MHz board clock ({})",
+                p.clock_hz as f64 / 1e6,
+                b.clock_hz as f64 / 1e6,
+                p.setting
+            );
+        }
     }
     Ok(())
 }

@@ -92,3 +92,12 @@ pub fn percent(s: &str) -> Result<f64, String> {
         "a percentage in (0, 100]",
     )
 }
+
+/// A clock frequency in MHz, above zero and at most 1 000.
+pub fn positive_mhz(s: &str) -> Result<f64, String> {
+    number_in(
+        s,
+        |v: f64| v > 0.0 && v <= 1000.0,
+        "a frequency in MHz in (0, 1000]",
+    )
+}

@@ -85,7 +85,12 @@ pub fn run(a: Args) -> Result<()> {
         ),
         (None, _) => m.shell.top.clone(),
     };
-    let plan = flow::plan(device, board, &top, &m.sources, m.folding.dsp);
+    let pll_hz = m
+        .board
+        .as_ref()
+        .and_then(|b| b.pll.as_ref())
+        .map(|p| p.clock_hz);
+    let plan = flow::plan(device, board, pll_hz, &top, &m.sources, m.folding.dsp);
     let script = a.rtl.join(&plan.script_file);
     if !script.exists() {
         std::fs::write(&script, &plan.script)
@@ -135,11 +140,18 @@ pub fn run(a: Args) -> Result<()> {
         std::fs::write(p, json).with_context(|| format!("writing {}", p.display()))?;
     }
     if !report.meets_clock() {
-        bail!(
-            "timing: Fmax {:.2} MHz is below the board clock of {} MHz; fold further (`gen --fold`) or lower the clock",
-            report.placed.as_ref().map_or(0.0, |p| p.fmax_mhz),
-            report.clock_mhz
-        );
+        let fmax = report.placed.as_ref().map_or(0.0, |p| p.fmax_mhz);
+        match pll_hz {
+            Some(_) => bail!(
+                "timing: Fmax {fmax:.2} MHz is below the PLL's {} MHz; regenerate with a lower `gen --pll` (at most {:.1})",
+                report.clock_mhz,
+                fmax
+            ),
+            None => bail!(
+                "timing: Fmax {fmax:.2} MHz is below the board clock of {} MHz; fold further (`gen --fold`) or lower the clock",
+                report.clock_mhz
+            ),
+        }
     }
     Ok(())
 }

