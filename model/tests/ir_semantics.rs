@@ -201,6 +201,10 @@ fn a_negative_threshold_with_subtract_reset_fires_every_step_and_raises_the_memb
         (0, 12),
         "v = 0, 3, 6, 9; v' after the last = 12"
     );
+    // The width analysis bounds the ramp over the T steps.
+    let w = spikeforge_model::widths::analyse(&m).unwrap();
+    let bound = w.layers[0].membrane.unwrap();
+    assert!(bound.lo <= 0 && bound.hi >= 12, "{bound:?}");
     // Hard reset returns to 0: the same spikes, the membrane stays at 0.
     let hard = lif_model(4, &lif.replace("subtract", "hard"), 1);
     let t = trace(&hard, &[0]);
