@@ -1,6 +1,7 @@
 //! `spikeforge demo`: the main job end to end with no arguments: train an ALBSNN on
-//! Fashion-MNIST → export the integer model → generate Verilog → lint → co-simulate real test
-//! images bit-exact → synthesise, place and route.
+//! Fashion-MNIST (the estimator keeps binary layers) → export the integer model → generate
+//! Verilog with the iCEBreaker's board top → lint → co-simulate real test images bit-exact →
+//! synthesise, place and route to the board's bitstream.
 
 use std::path::{Path, PathBuf};
 
@@ -33,9 +34,16 @@ pub struct Args {
     /// Test images to co-simulate through the RTL.
     #[arg(long, default_value_t = 1000, value_parser = super::parse::at_least_one)]
     pub images: usize,
-    /// Device for synthesis, place and route (see `spikeforge synth --target`).
-    #[arg(long, default_value = "ecp5-85k")]
-    pub target: String,
+    /// Board: its top, pins and bitstream (see `constraints/boards.json`).
+    #[arg(long, default_value = "icebreaker", conflicts_with = "target")]
+    pub board: String,
+    /// A device instead of a board (see `spikeforge synth --target`), e.g. `ecp5-85k`.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// The accuracy-loss estimator's threshold ε (`train --ale-threshold`): at 0.45 it keeps
+    /// the middle layers binary in a three-epoch run.
+    #[arg(long, default_value_t = 0.45)]
+    pub ale_threshold: f64,
     /// Seed of the training run.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -46,17 +54,37 @@ fn synth(
     rtl: &Path,
     manifest: &spikeforge_hdl_gen::Manifest,
     device: &'static spikeforge_constraints::Device,
+    board: Option<&'static spikeforge_constraints::Board>,
 ) -> Result<String> {
-    let target = &device.target;
+    let target = board.map_or(device.target.clone(), |b| b.name.clone());
+    let top = manifest
+        .board
+        .as_ref()
+        .map_or(&manifest.shell.top, |b| &b.top);
     let plan = spikeforge_hdl_gen::flow::plan(
         device,
+        board,
         None,
-        None,
-        &manifest.shell.top,
+        top,
         &manifest.sources,
         manifest.folding.dsp,
     );
-    match spikeforge_flow::run(rtl, &plan, manifest, &mut |_| {}) {
+    let spinner = super::spinner(format!("{target}: synthesis"));
+    let started = std::time::Instant::now();
+    let result = spikeforge_flow::run_with(
+        rtl,
+        &plan,
+        manifest,
+        &mut |what| {
+            spinner.set_message(format!(
+                "{target}: {what} ({:.0} s)",
+                started.elapsed().as_secs_f64()
+            ))
+        },
+        false,
+    );
+    spinner.finish_and_clear();
+    match result {
         Ok(r) => Ok(format!(
             "synth: {target}: {} {} ({:.1} %), {} FFs, {} block RAMs, Fmax {:.1} MHz, {:.0} images/s; bitstream {}",
             r.placed.as_ref().map_or(r.synthesised.luts, |p| p.logic.0),
@@ -75,13 +103,18 @@ fn synth(
     }
 }
 
-/// The fastest folding estimated to fill at most half of the target (a quick place and
-/// route), else the default one (the flow then reports the shortfall).
+/// On a board, the fastest folding that fits its device (`gen --board`); on a device, the
+/// fastest estimated to fill at most half of it (a quick place and route), else the default
+/// one (the flow then reports the shortfall).
 fn demo_folding(
     model: &spikeforge_model::Model,
     device: &'static spikeforge_constraints::Device,
+    board: bool,
 ) -> Result<spikeforge_hdl_gen::Folding> {
     use spikeforge_hdl_gen::estimate;
+    if board {
+        return super::target_folding(model, device, None, &[]);
+    }
     let target = &device.target;
     match estimate::fitting_folding(model, device, 0.5, 1.0) {
         Some((f, e)) => {
@@ -110,20 +143,33 @@ fn train_args(a: &Args) -> super::train::Args {
     t.seed = a.seed;
     t.stop_after = None;
     t.lr = Some(5e-3);
+    t.ale_threshold = Some(a.ale_threshold);
     t
 }
 
 pub fn run(a: Args) -> Result<()> {
-    // An unknown target fails now, not after training.
-    let device = super::target(&a.target)?;
+    // An unknown board or target fails now, not after training.
+    let board = match &a.target {
+        Some(_) => None,
+        None => super::cosim::board(Some(&a.board))?,
+    };
+    let device = super::target(
+        a.target
+            .as_deref()
+            .unwrap_or_else(|| &board.expect("a board when there is no target").target),
+    )?;
     let model_path = a.out.join("model.json");
     let trained = super::train::train_run(&train_args(&a))?;
     let summary = trained.finish(&model_path)?;
     super::train::print_summary(&summary);
     let model = super::load_model(&model_path)?;
-    let folding = demo_folding(&model, device)?;
+    let folding = demo_folding(&model, device, board.is_some())?;
     let rtl = a.out.join("rtl");
-    let design = super::generate_into(&model, &folding, Default::default(), &rtl)?;
+    let options = spikeforge_hdl_gen::GenOptions {
+        board,
+        pll_hz: None,
+    };
+    let design = super::generate_into(&model, &folding, options, &rtl)?;
     println!(
         "gen: {} ({} files, {} cycles per image)",
         rtl.display(),
@@ -138,6 +184,7 @@ pub fn run(a: Args) -> Result<()> {
         "lint: verilator --lint-only -Wall clean ({} files)",
         design.manifest.sources.len()
     );
+    let s = super::spinner("Verilator: building the simulation".into());
     let sim = super::cosim::build(
         &model,
         Some(&rtl),
@@ -145,7 +192,9 @@ pub fn run(a: Args) -> Result<()> {
         None,
         super::cosim::SimKind::Core,
         false,
-    )?;
+    );
+    s.finish_and_clear();
+    let sim = sim?;
     let test = trained.ds.test.take(a.images);
     let images = &test.images;
     let bar = super::cosim::progress_bar(test.len());
@@ -156,13 +205,7 @@ pub fn run(a: Args) -> Result<()> {
     print!("cosim: ");
     super::cosim::conclude(&report)?;
     accuracy_table(&test, &report.classes, &summary);
-    let s = super::spinner(format!(
-        "Yosys, nextpnr and the packer for {} (a few minutes)",
-        a.target
-    ));
-    let synthesis = synth(&rtl, &design.manifest, device);
-    s.finish_and_clear();
-    println!("{}", synthesis?);
+    println!("{}", synth(&rtl, &design.manifest, device, board)?);
     println!(
         "demo done: train → export → RTL → lint → {} test images bit-exact → bitstream",
         report.bit_exact

@@ -106,6 +106,10 @@ pub fn generate_into(
 /// terminal).
 pub fn spinner(msg: String) -> indicatif::ProgressBar {
     let s = indicatif::ProgressBar::new_spinner();
+    // The elapsed time tells a long step from a hung one.
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} [{elapsed}]") {
+        s.set_style(style);
+    }
     s.set_message(msg);
     s.enable_steady_tick(std::time::Duration::from_millis(120));
     s

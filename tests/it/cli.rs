@@ -163,21 +163,20 @@ fn demo_runs_end_to_end_on_a_small_model() {
         "1000",
         "--images",
         "20",
-        "--target",
-        "ice40-hx8k",
     ]);
     assert!(ok, "{err}");
     for want in [
         "test accuracy on 10000 images: float",
         "20/20 bit-exact",
         "accuracy            float    integer  RTL",
+        "below all-full-precision",
         "images/s; bitstream",
     ] {
         assert!(out.contains(want), "demo output lacks `{want}`:\n{out}");
     }
     assert!(dir
         .path()
-        .join("rtl/build/ice40-hx8k/fashion_mnist_albsnn_uart.bin")
+        .join("rtl/build/icebreaker/fashion_mnist_albsnn_icebreaker.bin")
         .exists());
 }
 
