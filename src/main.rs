@@ -43,6 +43,10 @@ enum Command {
     Infer(cmd::infer::Args),
     /// Shows a model's layers, weight storage, datapath widths and cycle estimates.
     Inspect(cmd::inspect::Args),
+    /// One self-contained HTML page for a run or design directory: training curves, the
+    /// estimator's decisions, the accuracy ladder, spike rates and a spike raster, weight
+    /// storage, the synthesis report.
+    Report(cmd::report::Args),
     /// Lists the external tools spikeforge uses, their versions, and how to install them.
     Doctor(cmd::doctor::Args),
     /// Measures golden-model and co-simulation throughput; writes JSON.
@@ -69,6 +73,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(a) => cmd::demo::run(a),
+        Command::Report(a) => cmd::report::run(a),
         Command::Train(a) => cmd::train::run(a),
         Command::Convert(a) => cmd::convert::run(a),
         Command::Export(a) => cmd::export::run(a),

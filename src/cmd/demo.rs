@@ -162,6 +162,7 @@ pub fn run(a: Args) -> Result<()> {
     let trained = super::train::train_run(&train_args(&a))?;
     let summary = trained.finish(&model_path)?;
     super::train::print_summary(&summary);
+    write_json(&a.out.join("summary.json"), &summary)?;
     let model = super::load_model(&model_path)?;
     let folding = demo_folding(&model, device, board.is_some())?;
     let rtl = a.out.join("rtl");
@@ -204,18 +205,43 @@ pub fn run(a: Args) -> Result<()> {
     let report = report?;
     print!("cosim: ");
     super::cosim::conclude(&report)?;
-    accuracy_table(&test, &report.classes, &summary);
+    let rtl_accuracy = accuracy_table(&test, &report.classes, &summary);
+    write_json(
+        &a.out.join("cosim.json"),
+        &serde_json::json!({
+            "images": report.images,
+            "bit_exact": report.bit_exact,
+            "rtl_accuracy": rtl_accuracy,
+        }),
+    )?;
     println!("{}", synth(&rtl, &design.manifest, device, board)?);
+    super::report::run(super::report::Args {
+        dir: a.out.clone(),
+        out: None,
+        dataset: Some(a.data.dataset.clone()),
+        data: a.data.data.clone(),
+        images: 200,
+    })?;
     println!(
-        "demo done: train → export → RTL → lint → {} test images bit-exact → bitstream",
+        "demo done: train → export → RTL → lint → {} test images bit-exact → bitstream → report",
         report.bit_exact
     );
     Ok(())
 }
 
+fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
+    let text = serde_json::to_string_pretty(value)? + "\n";
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
 /// Float, integer and RTL accuracy side by side: on the whole test set (float, integer) and on
 /// the co-simulated images (all three; the float and integer classes are the summary's).
-fn accuracy_table(test: &spikeforge_trainer::Split, rtl: &[usize], s: &super::train::Summary) {
+/// Returns the RTL's accuracy (0..1).
+fn accuracy_table(
+    test: &spikeforge_trainer::Split,
+    rtl: &[usize],
+    s: &super::train::Summary,
+) -> f64 {
     let n = test.len();
     let acc = |p: &[usize]| 100.0 * spikeforge_trainer::data::accuracy(&p[..n], &test.labels);
     println!("accuracy            float    integer  RTL");
@@ -232,4 +258,5 @@ fn accuracy_table(test: &spikeforge_trainer::Split, rtl: &[usize], s: &super::tr
         acc(&s.integer_classes),
         acc(rtl)
     );
+    acc(rtl) / 100.0
 }

@@ -108,7 +108,7 @@ fn print_layers(model: &Model, w: &Widths, folding: &Folding) -> u64 {
 }
 
 /// The layer in architecture notation and its neuron, e.g. `64C3 LIF`.
-fn op_name(l: &Layer) -> String {
+pub fn op_name(l: &Layer) -> String {
     let neuron = match &l.neuron {
         Neuron::None { .. } => "no neuron",
         Neuron::Lif(_) => "LIF",

@@ -17,6 +17,7 @@ pub mod infer;
 pub mod inspect;
 pub mod parse;
 pub mod random_model;
+pub mod report;
 pub mod synth;
 pub mod train;
 

@@ -178,6 +178,38 @@ fn demo_runs_end_to_end_on_a_small_model() {
         .path()
         .join("rtl/build/icebreaker/fashion_mnist_albsnn_icebreaker.bin")
         .exists());
+    // The demo's report, rendered by a real browser.
+    let page = dir.path().join("report.html");
+    assert!(
+        out.contains(&format!("report: {}", page.display())),
+        "{out}"
+    );
+    let dom = util::render_in_chromium(&page);
+    for section in [
+        "summary",
+        "training",
+        "estimator",
+        "ladder",
+        "layers",
+        "raster",
+        "synthesis",
+    ] {
+        assert!(
+            dom.contains(&format!("<section id=\"{section}\">")),
+            "section {section} missing from the rendered page"
+        );
+    }
+    for text in [
+        "20/20 bit-exact",
+        "Fmax",
+        "weight bits",
+        "channel 0, step 0",
+    ] {
+        assert!(
+            dom.contains(text),
+            "`{text}` missing from the rendered page"
+        );
+    }
 }
 
 #[test]

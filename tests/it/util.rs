@@ -243,3 +243,33 @@ pub fn assert_sources_match_golden(
         }
     }
 }
+
+/// The DOM of an HTML file as headless Chromium renders it (Debian `chromium`); panics when a
+/// console message reports an error or the page does not load.
+pub fn render_in_chromium(page: &Path) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let out = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--enable-logging=stderr",
+            "--v=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("--dump-dom")
+        .arg(format!("file://{}", page.canonicalize().unwrap().display()))
+        .output()
+        .expect("chromium runs (apt-get install chromium)");
+    let log = String::from_utf8_lossy(&out.stderr);
+    let console: Vec<&str> = log.lines().filter(|l| l.contains("CONSOLE")).collect();
+    assert!(
+        console.is_empty(),
+        "console messages:\n{}",
+        console.join("\n")
+    );
+    assert!(out.status.success(), "chromium failed:\n{log}");
+    let dom = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(dom.contains("</html>"), "no page rendered:\n{log}");
+    dom
+}
