@@ -1,4 +1,4 @@
-//! The compact architecture notation (`docs/arch.md`), e.g.
+//! The compact architecture notation (`docs/network-notation.md`), e.g.
 //! `28x28x1-16C3b-MP2-32C3i8-SP2-10C1i8-GAP`.
 //!
 //! Tokens are separated by `-`. The first token is the input (`HxWxC`, `HxW` for one channel,

@@ -298,7 +298,20 @@ impl Layer {
 
     /// Whether the neuron belongs to TSA coding (ternary spikes or the TSA readout).
     pub fn is_tsa(&self) -> bool {
-        matches!(self.neuron, Neuron::Tsa(_) | Neuron::TsaReadout { .. })
+        match self.neuron {
+            Neuron::Tsa(_) | Neuron::TsaReadout { .. } => true,
+            Neuron::Lif(_) | Neuron::None { .. } => false,
+        }
+    }
+}
+
+impl Neuron {
+    /// Whether the layer's outputs are spikes (binary or ternary), not values.
+    pub fn spikes(&self) -> bool {
+        match self {
+            Neuron::Lif(_) | Neuron::Tsa(_) => true,
+            Neuron::None { .. } | Neuron::TsaReadout { .. } => false,
+        }
     }
 }
 

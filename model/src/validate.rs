@@ -179,7 +179,7 @@ fn check_pool(
     coding: Coding,
     g: &LayerGeometry,
 ) {
-    if !matches!(layer.neuron, Neuron::Lif(_) | Neuron::Tsa(_)) {
+    if !layer.neuron.spikes() {
         c.fail(
             format!("{at}.pool"),
             "pooling needs spikes: give the layer a LIF or TSA neuron",

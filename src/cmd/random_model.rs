@@ -9,7 +9,7 @@ use spikeforge_model::{arch, random};
 /// Arguments.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Architecture, e.g. `28x28x1-16C3b-MP2-32C3i8-SP2-10C1i8-GAP` (see docs/arch.md).
+    /// Architecture, e.g. `28x28x1-16C3b-MP2-32C3i8-SP2-10C1i8-GAP` (see docs/network-notation.md).
     #[arg(long)]
     pub arch: String,
     /// Time steps T.

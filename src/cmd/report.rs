@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
-use spikeforge_model::ir::{Neuron, Weights};
+use spikeforge_model::ir::Weights;
 use spikeforge_model::{Golden, Model};
 use spikeforge_report as report;
 
@@ -235,7 +235,7 @@ fn layers(model: &Model, training_rates: &[f64]) -> Vec<report::Layer> {
                 Weights::Binary { .. } => 1,
                 Weights::Integer { bits, .. } => *bits as u64,
             };
-            let spikes = matches!(l.neuron, Neuron::Lif(_) | Neuron::Tsa(_));
+            let spikes = l.neuron.spikes();
             let training_spike_rate = spikes
                 .then(|| training_rates.get(spiking).copied())
                 .flatten();
@@ -283,7 +283,7 @@ fn spikes(
                 .layers
                 .iter()
                 .zip(&trace)
-                .filter(|(l, _)| matches!(l.neuron, Neuron::Lif(_) | Neuron::Tsa(_)))
+                .filter(|(l, _)| l.neuron.spikes())
                 .map(|(l, t)| report::Raster {
                     name: l.name.clone(),
                     height: t.shape.height as usize,
@@ -301,7 +301,7 @@ fn spikes(
         .zip(&model.layers)
         .zip(nonzero.iter().zip(&total))
     {
-        if matches!(l.neuron, Neuron::Lif(_) | Neuron::Tsa(_)) && *t > 0 {
+        if l.neuron.spikes() && *t > 0 {
             layer.spike_rate = Some(*nz as f64 / *t as f64);
         }
     }
