@@ -36,7 +36,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use spikeforge_constraints::Board;
 use spikeforge_model::geometry::model_geometry;
-use spikeforge_model::ir::{Model, Neuron};
+use spikeforge_model::ir::{Encoding, Model, Neuron};
 use spikeforge_model::weights::weight_values;
 use spikeforge_model::widths::{self, Widths};
 use thiserror::Error;
@@ -384,6 +384,16 @@ pub struct Built {
 /// Builds the modules of a validated model's design with a resolved folding (what
 /// [`generate_with`] prints; the estimate counts their operators).
 pub fn build(model: &Model, folding: &Folding) -> Result<Built, GenError> {
+    // The pixel layer's window unit and MVU run once per position and hand the result to
+    // every step; per-step frames need the input stream to carry T maps.
+    match model.input.encoding {
+        Encoding::Direct | Encoding::FirstStep => {}
+        Encoding::Frames => {
+            return Err(GenError::Model(
+                "per-step input frames (encoding \"frames\") are not in the generated RTL yet; the golden model (`eval`, `infer`) runs them".into(),
+            ))
+        }
+    }
     let widths: Widths = widths::analyse(model).map_err(|p| GenError::Model(p.to_string()))?;
     if widths.classes > 256 {
         return Err(GenError::Shell(format!(

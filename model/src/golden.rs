@@ -20,7 +20,9 @@ use rayon::prelude::*;
 use thiserror::Error;
 
 use crate::geometry::{model_geometry, LayerGeometry, MapShape};
-use crate::ir::{FireRule, Layer, Leak, Lif, Model, NegativeSpikes, Neuron, Pool, Reset, Tsa};
+use crate::ir::{
+    Encoding, FireRule, Layer, Leak, Lif, Model, NegativeSpikes, Neuron, Pool, Reset, Tsa,
+};
 use crate::weights::weight_values;
 use crate::widths::Range;
 
@@ -28,7 +30,7 @@ use crate::widths::Range;
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum GoldenError {
     /// The image buffer does not hold a whole number of images.
-    #[error("input has {found} bytes, which is not a multiple of the image size {expected} bytes ({h}×{w}×{c})")]
+    #[error("input has {found} bytes, which is not a multiple of the image size {expected} bytes ({h}×{w}×{c}{})", if *frames > 1 { format!(" × {frames} frames") } else { String::new() })]
     ImageSize {
         /// Bytes of one image.
         expected: usize,
@@ -40,6 +42,8 @@ pub enum GoldenError {
         w: u32,
         /// Image channels.
         c: u32,
+        /// Input frames per image (`T` for the `frames` encoding, else 1).
+        frames: usize,
     },
     /// A pixel exceeds the model's pixel width.
     #[error(
@@ -132,10 +136,18 @@ impl<'m> Golden<'m> {
         Golden { model, plans }
     }
 
-    /// Bytes of one input image.
+    /// Bytes of one input image (all `T` frames of a `frames` model).
     pub fn image_len(&self) -> usize {
         let i = &self.model.input;
-        (i.height * i.width * i.channels) as usize
+        (i.height * i.width * i.channels) as usize * self.input_steps()
+    }
+
+    /// Input maps per image: `T` for per-step frames, else one.
+    fn input_steps(&self) -> usize {
+        match self.model.input.encoding {
+            Encoding::Frames => self.model.time_steps as usize,
+            Encoding::Direct | Encoding::FirstStep => 1,
+        }
     }
 
     /// Checks that `images` holds whole images with in-range pixels.
@@ -149,6 +161,7 @@ impl<'m> Golden<'m> {
                 h: i.height,
                 w: i.width,
                 c: i.channels,
+                frames: self.input_steps(),
             });
         }
         let max = (1u32 << i.pixel_bits) - 1;
@@ -175,14 +188,23 @@ impl<'m> Golden<'m> {
     /// Runs one image of exactly [`Self::image_len`] in-range bytes.
     pub fn run_one(&self, image: &[u8], trace: bool) -> Inference {
         let i = &self.model.input;
+        // Frames arrive `[step][position][channel]`; maps are `[position][step][channel]`.
+        let steps = self.input_steps();
+        let frame = image.len() / steps;
+        let c = i.channels as usize;
+        let mut values = vec![0i64; image.len()];
+        for (k, &p) in image.iter().enumerate() {
+            let (t, rest) = (k / frame, k % frame);
+            values[((rest / c) * steps + t) * c + rest % c] = p as i64;
+        }
         let mut map = Map {
             shape: MapShape {
                 height: i.height,
                 width: i.width,
                 channels: i.channels,
             },
-            steps: 1,
-            values: image.iter().map(|&p| p as i64).collect(),
+            steps: steps as u32,
+            values,
         };
         let mut traces = Vec::new();
         for (layer, plan) in self.model.layers.iter().zip(&self.plans) {

@@ -14,8 +14,19 @@ use serde::{Deserialize, Serialize};
 
 /// The value of [`Model::format`]: identifies a spikeforge hardware-model file.
 pub const FORMAT: &str = "spikeforge-hardware-model";
-/// The IR version this crate reads and writes.
+/// The IR version of models without per-step input frames: what this crate writes for them,
+/// so that such files (and their hashes) stay as they were.
 pub const VERSION: u32 = 1;
+/// The IR version that added the `frames` input encoding; this crate reads 1 and 2.
+pub const FRAMES_VERSION: u32 = 2;
+
+/// The version a model with this input encoding is written as.
+pub fn version_for(encoding: Encoding) -> u32 {
+    match encoding {
+        Encoding::Direct | Encoding::FirstStep => VERSION,
+        Encoding::Frames => FRAMES_VERSION,
+    }
+}
 
 /// A complete hardware model: input, time steps, layers and head.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -23,7 +34,8 @@ pub const VERSION: u32 = 1;
 pub struct Model {
     /// Always [`FORMAT`].
     pub format: String,
-    /// Always [`VERSION`] for this crate.
+    /// [`VERSION`], or [`FRAMES_VERSION`] for a model with per-step input frames
+    /// ([`version_for`]).
     pub version: u32,
     /// A human-readable name; also the stem of generated module names (sanitised).
     pub name: String,
@@ -63,6 +75,10 @@ pub enum Encoding {
     /// The pixels drive the first layer's current at its first local step only, and nothing
     /// after: the analog `I_1` of CSS conversion (register C7). TSA-coded models use it.
     FirstStep,
+    /// Each time step has its own input map (framed event data): an image is `T` frames,
+    /// byte `(t, y, x, c)` at `((t·H + y)·W + x)·C + c`, and step `t` of the first layer
+    /// sees frame `t`. LIF-coded models; IR version 2.
+    Frames,
 }
 
 /// One layer: a synaptic operation, its weights, a neuron and optional pooling.

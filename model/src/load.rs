@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
-use crate::ir::{Model, VERSION};
+use crate::ir::{Model, FRAMES_VERSION, VERSION};
 use crate::validate::{validate, Problem};
 
 /// Why a model file could not be used.
@@ -34,13 +34,13 @@ pub enum ModelError {
         message: String,
     },
     /// The file is a model of another IR version.
-    #[error("{path}: IR version {found} is not supported; this build of spikeforge reads version {supported} (re-export the model, or use a matching spikeforge)")]
+    #[error("{path}: IR version {found} is not supported; this build of spikeforge reads versions 1 to {supported} (re-export the model, or use a matching spikeforge)")]
     Version {
         /// The file.
         path: PathBuf,
         /// Version in the file.
         found: u64,
-        /// Version this build reads.
+        /// The newest version this build reads (it reads 1 up to it).
         supported: u32,
     },
     /// The file parsed but the model is inconsistent.
@@ -77,11 +77,11 @@ pub fn from_json(text: &str, path: &Path) -> Result<Model, ModelError> {
     // failing on whichever field changed.
     let raw: serde_json::Value = serde_json::from_str(text).map_err(json_err)?;
     if let Some(v) = raw.get("version").and_then(|v| v.as_u64()) {
-        if v != VERSION as u64 {
+        if !(VERSION as u64..=FRAMES_VERSION as u64).contains(&v) {
             return Err(ModelError::Version {
                 path: path.into(),
                 found: v,
-                supported: VERSION,
+                supported: FRAMES_VERSION,
             });
         }
     }

@@ -20,11 +20,12 @@ use crate::widths::{channel_acc_ranges, tsa_input_bound};
 /// Images used to calibrate thresholds.
 const CALIBRATION_IMAGES: usize = 12;
 
-/// Random images (uniform pixels), `n` of them, concatenated.
+/// Random images (uniform pixels), `n` of them, concatenated (each `T` frames for a
+/// `frames` model).
 pub fn random_images(model: &Model, n: usize, seed: u64) -> Vec<u8> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let i = &model.input;
-    let len = (i.height * i.width * i.channels) as usize * n;
+    let len = crate::Golden::new(model).image_len() * n;
     let max = (1u32 << i.pixel_bits) - 1;
     (0..len).map(|_| rng.gen_range(0..=max) as u8).collect()
 }

@@ -3,7 +3,8 @@
 
 use crate::geometry::{layer_geometry, output_range, pixel_range, LayerGeometry, MapShape};
 use crate::ir::{
-    Coding, Encoding, Layer, Leak, Lif, Model, Neuron, Pool, Synapse, Tsa, Weights, FORMAT, VERSION,
+    Coding, Encoding, Layer, Leak, Lif, Model, Neuron, Pool, Synapse, Tsa, Weights, FORMAT,
+    FRAMES_VERSION, VERSION,
 };
 use crate::widths;
 
@@ -131,11 +132,19 @@ fn check_header(c: &mut Checker, model: &Model) {
             format!("expected \"{FORMAT}\", found \"{}\"", model.format),
         );
     }
-    if model.version != VERSION {
+    if !(VERSION..=FRAMES_VERSION).contains(&model.version) {
         c.fail(
             "version",
             format!(
-                "this build reads IR version {VERSION}, found {}",
+                "this build reads IR versions {VERSION} to {FRAMES_VERSION}, found {}",
+                model.version
+            ),
+        );
+    } else if model.input.encoding == Encoding::Frames && model.version < FRAMES_VERSION {
+        c.fail(
+            "version",
+            format!(
+                "the \"frames\" input encoding needs IR version {FRAMES_VERSION}, found {}",
                 model.version
             ),
         );
@@ -400,15 +409,18 @@ fn check_polarity(c: &mut Checker, at: &str, polarity: &str, n: usize) {
 
 /// The input encoding each coding needs.
 fn check_encoding(c: &mut Checker, model: &Model, coding: Coding) {
-    let want = match coding {
-        Coding::Lif => Encoding::Direct,
-        Coding::Tsa => Encoding::FirstStep,
+    let fits = match (coding, model.input.encoding) {
+        (Coding::Lif, Encoding::Direct | Encoding::Frames) => true,
+        (Coding::Tsa, Encoding::FirstStep) => true,
+        (Coding::Lif, Encoding::FirstStep) | (Coding::Tsa, Encoding::Direct | Encoding::Frames) => {
+            false
+        }
     };
-    if model.input.encoding != want {
+    if !fits {
         let (enc, why) = match coding {
             Coding::Lif => (
-                "direct",
-                "LIF-coded models present the pixels at every step",
+                "direct\" or \"frames",
+                "LIF-coded models present the pixels (or a frame) at every step",
             ),
             Coding::Tsa => (
                 "first_step",

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 /// Arguments.
 #[derive(clap::Args)]
@@ -62,7 +62,8 @@ pub fn run(a: Args) -> Result<()> {
         board,
         pll_hz: a.pll.map(|mhz| mhz * 1e6),
     };
-    let design = super::generate_into(&model, &folding, options, &a.out)?;
+    let design = super::generate_into(&model, &folding, options, &a.out)
+        .with_context(|| format!("generating {}", a.model.display()))?;
     let m = &design.manifest;
     println!(
         "wrote {} ({} files; top `{}`; {} cycles per image, {} pixel(s) per beat)",

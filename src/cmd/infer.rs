@@ -10,7 +10,8 @@ use spikeforge_model::Golden;
 pub struct Args {
     /// Model file (JSON IR).
     pub model: PathBuf,
-    /// Images: raw bytes (H·W·C per image) or an IDX image file (optionally gzipped).
+    /// Images: raw bytes (H·W·C per image; T frames of H·W·C for a `frames` model) or an IDX
+    /// image file (optionally gzipped).
     #[arg(long)]
     pub input: PathBuf,
     /// At most this many images.

@@ -71,10 +71,28 @@ fn truncated_model_file() {
 #[test]
 fn wrong_ir_version() {
     let mut m = reference();
-    m["version"] = 2.into();
+    m["version"] = 3.into();
     gen_fails(
         &m.to_string(),
-        &["IR version 2 is not supported", "version 1"],
+        &["IR version 3 is not supported", "versions 1 to 2"],
+    );
+}
+
+/// Per-step frames (IR version 2) run in the golden model; the RTL does not have them yet,
+/// so `gen` refuses the model instead of generating a pixel layer that repeats frame 0.
+#[test]
+fn a_frames_model_is_refused_by_gen() {
+    let mut m = reference();
+    m["version"] = 2.into();
+    m["input"]["encoding"] = "frames".into();
+    gen_fails(
+        &m.to_string(),
+        &["per-step input frames (encoding \"frames\") are not in the generated RTL yet"],
+    );
+    m["version"] = 1.into();
+    gen_fails(
+        &m.to_string(),
+        &["the \"frames\" input encoding needs IR version 2"],
     );
 }
 
