@@ -47,6 +47,9 @@ enum Command {
     /// estimator's decisions, the accuracy ladder, spike rates and a spike raster, weight
     /// storage, the synthesis report.
     Report(cmd::report::Args),
+    /// Reads and checks an event-camera recording (N-MNIST, AEDAT 3.1, AEDAT 2.0) and its
+    /// label segments; says what is in it.
+    Events(cmd::events::Args),
     /// Lists the external tools spikeforge uses, their versions, and how to install them.
     Doctor(cmd::doctor::Args),
     /// Measures golden-model and co-simulation throughput; writes JSON.
@@ -74,6 +77,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Demo(a) => cmd::demo::run(a),
         Command::Report(a) => cmd::report::run(a),
+        Command::Events(a) => cmd::events::run(a),
         Command::Train(a) => cmd::train::run(a),
         Command::Convert(a) => cmd::convert::run(a),
         Command::Export(a) => cmd::export::run(a),

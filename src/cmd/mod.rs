@@ -11,6 +11,7 @@ pub mod data;
 pub mod demo;
 pub mod doctor;
 pub mod eval;
+pub mod events;
 pub mod export;
 pub mod gen;
 pub mod infer;

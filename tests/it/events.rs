@@ -32,3 +32,76 @@ fn a_truncated_recording_names_the_file_and_offset() {
         "{e}"
     );
 }
+
+/// `spikeforge events` on written files of each format: what they hold, and for every kind of
+/// damage a clear error naming the file and a non-zero exit.
+#[test]
+fn the_events_command_reads_each_format_and_refuses_damaged_files() {
+    use spikeforge_trainer::events::{aedat, Event};
+    let dir = tempfile::tempdir().unwrap();
+    let events: Vec<Event> = (0..200u64)
+        .map(|i| Event {
+            x: (i * 5 % 128) as u16,
+            y: (i * 11 % 128) as u16,
+            on: i % 2 == 0,
+            t_us: 500 + i * 10,
+        })
+        .collect();
+    let write = |name: &str, bytes: &[u8]| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let g = write("user01_led.aedat", &aedat::write_aedat3(&events, 50));
+    let c = write("airplane_0.aedat", &aedat::write_aedat2(&events));
+    let labels = write(
+        "user01_led_labels.csv",
+        b"class,startTime_usec,endTime_usec\n1,500,1000\n4,1200,2490\n",
+    );
+    let (ok, out, err) = crate::util::run(&["events", &g, "--labels", &labels]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("Aedat3, 200 events, 100 ON, x 0..=127, y 0..=127, t 500..=2490 µs"),
+        "{out}"
+    );
+    assert!(
+        out.contains("2 segments") && out.contains("class  4  1200..2490 µs  129 events"),
+        "{out}"
+    );
+    let (ok, out, err) = crate::util::run(&["events", &c]);
+    assert!(ok && out.contains("Aedat2, 200 events"), "{out}{err}");
+
+    let bad3 = aedat::write_aedat3(&events, 50);
+    let cut = write("cut.aedat", &bad3[..bad3.len() - 5]);
+    let mut far = events.clone();
+    far[3].y = 300;
+    let far = write("far.aedat", &aedat::write_aedat3(&far, 50));
+    let nm = write("far.bin", &[40, 1, 0, 0, 9]);
+    let wrong = write(
+        "other_labels.csv",
+        b"class,startTime_usec,endTime_usec\n1,90000,95000\n",
+    );
+    for (args, want) in [
+        (vec![cut.clone()], "cut.aedat: the packet at byte offset"),
+        (
+            vec![c.clone(), "--format".into(), "aedat3".into()],
+            "not an AER-DAT3.1 file",
+        ),
+        (vec![far.clone()], "far.aedat: the event at byte offset"),
+        (
+            vec![nm.clone()],
+            "far.bin: event 0 at byte offset 0: pixel (40, 1) is outside",
+        ),
+        (
+            vec![g.clone(), "--labels".into(), wrong.clone()],
+            "other_labels.csv: line 2: the segment 90000..95000 µs lies outside",
+        ),
+    ] {
+        let mut a = vec!["events".to_string()];
+        a.extend(args);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        let (ok, _, err) = crate::util::run(&a);
+        assert!(!ok, "{a:?} succeeded");
+        assert!(err.contains(want), "{a:?}: {err}");
+    }
+}
