@@ -13,6 +13,7 @@ pub mod estimate;
 pub mod flow;
 pub mod fold;
 pub mod lanes;
+mod manifest;
 pub mod memmap;
 pub mod mvu;
 pub mod names;
@@ -33,7 +34,6 @@ pub mod vlog;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
 use spikeforge_constraints::Board;
 use spikeforge_model::geometry::model_geometry;
 use spikeforge_model::ir::{Encoding, Model, Neuron};
@@ -42,6 +42,9 @@ use spikeforge_model::widths::{self, Widths};
 use thiserror::Error;
 
 pub use fold::{FoldError, FoldOverride, Folding, LayerFold};
+pub use manifest::{
+    BoardManifest, InputStream, LayerManifest, Manifest, OutputStream, PllManifest, ShellManifest,
+};
 use names::Names;
 use rtl::LayerCtx;
 use vlog::Module;
@@ -82,128 +85,6 @@ pub enum GenError {
     },
 }
 
-/// The input stream of a design.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InputStream {
-    /// Width of `s_axis_tdata`.
-    pub tdata_bits: u32,
-    /// Pixels per beat.
-    pub pixels_per_beat: u32,
-    /// Bits per pixel value.
-    pub pixel_bits: u32,
-    /// Channels per pixel.
-    pub channels: u32,
-    /// Beats per image.
-    pub beats_per_image: u32,
-    /// Layout, in words.
-    pub layout: String,
-}
-
-/// The output stream of a design.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OutputStream {
-    /// Width of `m_axis_tdata`.
-    pub tdata_bits: u32,
-    /// Number of classes.
-    pub classes: u32,
-    /// Bits of the class index.
-    pub class_bits: u32,
-    /// Bits of one signed logit.
-    pub logit_bits: u32,
-    /// Layout, in words.
-    pub layout: String,
-}
-
-/// One layer in the manifest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LayerManifest {
-    /// Layer name.
-    pub name: String,
-    /// `window` (convolution) or `dense`: what the layer's window unit walks.
-    pub front: String,
-    /// Folding.
-    pub fold: LayerFold,
-    /// Fan-in N.
-    pub fan_in: u32,
-    /// Output map height (after pooling).
-    pub height: u32,
-    /// Output map width.
-    pub width: u32,
-    /// Output channels.
-    pub channels: u32,
-    /// Bits of one value on the output stream / tap.
-    pub value_bits: u32,
-    /// Whether output values are signed.
-    pub value_signed: bool,
-    /// Channels (elements) per output beat: the layer's `PE`.
-    pub beat_channels: u32,
-    /// Steps per element on the output stream (`T`, or 1 for the TSA readout).
-    pub steps: u32,
-    /// Output beats per image.
-    pub beats_per_image: u64,
-    /// Width of the tap (one beat: steps × beat channels × value bits).
-    pub tap_bits: u32,
-    /// Elements per beat the layer's window unit takes (its `SIMD`).
-    pub input_beat_channels: u32,
-    /// Accumulator width used.
-    pub acc_bits: u32,
-    /// Membrane width used (0 without a neuron).
-    pub membrane_bits: u32,
-    /// Estimated cycles this layer needs per image.
-    pub cycles_per_image: u64,
-}
-
-/// The UART shell in the manifest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ShellManifest {
-    /// The shell module (ports `clk`, `rst`, `uart_rx`, `uart_tx`).
-    pub top: String,
-    /// Bytes the host sends per image.
-    pub image_bytes: u32,
-    /// Bytes the receive FIFO holds.
-    pub fifo_bytes: u32,
-    /// Default of the `CLKS_PER_BIT` parameter (clock / baud).
-    pub clks_per_bit: u64,
-    /// The protocol, in words.
-    pub protocol: String,
-}
-
-/// The board in the manifest (`gen --board`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BoardManifest {
-    /// Board name.
-    pub name: String,
-    /// The board top (ports `clk`, `uart_rx`, `uart_tx`).
-    pub top: String,
-    /// The board's device target.
-    pub target: String,
-    /// Clock frequency.
-    pub clock_hz: u64,
-    /// UART baud rate.
-    pub baud: u64,
-    /// Pin file, in this directory.
-    pub pins: String,
-    /// The PLL that clocks the design, when not the board clock (`gen --pll`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pll: Option<PllManifest>,
-}
-
-impl BoardManifest {
-    /// The design's clock: the PLL's output, else the board clock.
-    pub fn core_clock_hz(&self) -> u64 {
-        self.pll.as_ref().map_or(self.clock_hz, |p| p.clock_hz)
-    }
-}
-
-/// The board top's PLL.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PllManifest {
-    /// Its output, the design's clock (Hz, rounded).
-    pub clock_hz: u64,
-    /// Primitive and dividers.
-    pub setting: String,
-}
-
 /// Options of a generation beyond the folding.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GenOptions {
@@ -212,48 +93,6 @@ pub struct GenOptions {
     /// With a board: clock the design from the device's PLL at this frequency or the
     /// nearest below it (Hz).
     pub pll_hz: Option<f64>,
-}
-
-/// `manifest.json`: what a user or a harness needs to drive the design.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Manifest {
-    /// Generator name and version.
-    pub generator: String,
-    /// Model name.
-    pub model_name: String,
-    /// SHA-256 of the model's canonical JSON.
-    pub model_hash: String,
-    /// Synthesis top module.
-    pub top: String,
-    /// Core module (top plus taps; the co-simulation top).
-    pub core: String,
-    /// Verilog sources, leaves first.
-    pub sources: Vec<String>,
-    /// ROM images read with `$readmemh` relative to the `ROM_DIR` parameter (default: the
-    /// working directory).
-    pub rom_files: Vec<String>,
-    /// Time steps.
-    pub time_steps: u32,
-    /// Clock and reset.
-    pub clock: String,
-    /// Input stream.
-    pub input: InputStream,
-    /// Output stream.
-    pub output: OutputStream,
-    /// Per layer.
-    pub layers: Vec<LayerManifest>,
-    /// Folding used.
-    pub folding: Folding,
-    /// The beat layout of the streams between layers (and of the taps).
-    pub stream_layout: String,
-    /// Estimated cycles per image in steady state (the slowest stage).
-    pub cycles_per_image: u64,
-    /// Estimated cycles from the first pixel to the result (an upper bound: stages in series).
-    pub latency_cycles: u64,
-    /// The UART shell.
-    pub shell: ShellManifest,
-    /// The board, when generated for one.
-    pub board: Option<BoardManifest>,
 }
 
 /// A generated design: file name → contents, and its manifest.
