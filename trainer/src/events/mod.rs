@@ -96,9 +96,107 @@ pub fn frames(events: &[Event], f: &Framing) -> Vec<u8> {
     out
 }
 
+/// The shape of framed events: `steps` frames of `height × width × channels`, `[t][y][x][c]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameShape {
+    /// Time steps.
+    pub steps: usize,
+    /// Rows.
+    pub height: usize,
+    /// Columns.
+    pub width: usize,
+    /// Channels (2: OFF and ON).
+    pub channels: usize,
+}
+
+/// Augmentation that suits events: the same shift of every frame by `(dx, dy)` pixels (what
+/// enters is empty: no events), then a horizontal mirror when `flip` (for CIFAR10-DVS, whose
+/// classes are mirror-symmetric; not for digits or gestures, whose direction matters).
+pub fn shift_and_flip(frames: &[u8], s: FrameShape, dx: i32, dy: i32, flip: bool) -> Vec<u8> {
+    let mut out = vec![0u8; frames.len()];
+    let (w, h, c) = (s.width as i32, s.height as i32, s.channels);
+    for t in 0..s.steps {
+        let plane = t * s.height * s.width * c;
+        for y in 0..h {
+            for x in 0..w {
+                let (sx, sy) = (x - dx, y - dy);
+                if sx < 0 || sx >= w || sy < 0 || sy >= h {
+                    continue;
+                }
+                let ox = if flip { w - 1 - x } else { x };
+                let src = plane + ((sy * w + sx) as usize) * c;
+                let dst = plane + ((y * w + ox) as usize) * c;
+                out[dst..dst + c].copy_from_slice(&frames[src..src + c]);
+            }
+        }
+    }
+    out
+}
+
+/// A random [`shift_and_flip`]: shifts uniform in `−max_shift..=max_shift`, a mirror with
+/// probability ½ when `flip`. Deterministic for the generator's seed.
+pub fn augment(
+    frames: &[u8],
+    s: FrameShape,
+    max_shift: i32,
+    flip: bool,
+    rng: &mut impl rand::Rng,
+) -> Vec<u8> {
+    let dx = rng.gen_range(-max_shift..=max_shift);
+    let dy = rng.gen_range(-max_shift..=max_shift);
+    let mirror = flip && rng.gen_bool(0.5);
+    shift_and_flip(frames, s, dx, dy, mirror)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shifts_move_every_frame_alike_and_flips_mirror_columns() {
+        let s = FrameShape {
+            steps: 2,
+            height: 3,
+            width: 4,
+            channels: 2,
+        };
+        // One ON event at (y 1, x 0) in step 0, one OFF at (y 2, x 3) in step 1.
+        let mut fr = vec![0u8; 2 * 3 * 4 * 2];
+        fr[(4) * 2 + 1] = 1;
+        fr[24 + (2 * 4 + 3) * 2] = 3;
+        let at =
+            |v: &[u8], t: usize, y: usize, x: usize, ch: usize| v[t * 24 + (y * 4 + x) * 2 + ch];
+        let moved = shift_and_flip(&fr, s, 1, -1, false);
+        assert_eq!(at(&moved, 0, 0, 1, 1), 1);
+        assert_eq!(
+            moved.iter().map(|&v| v as u32).sum::<u32>(),
+            1,
+            "the step-1 event left the frame"
+        );
+        let flipped = shift_and_flip(&fr, s, 0, 0, true);
+        assert_eq!((at(&flipped, 0, 1, 3, 1), at(&flipped, 1, 2, 0, 0)), (1, 3));
+        assert_eq!(
+            shift_and_flip(&flipped, s, 0, 0, true),
+            fr,
+            "a mirror twice is the identity"
+        );
+        use rand::SeedableRng;
+        let a = augment(
+            &fr,
+            s,
+            2,
+            true,
+            &mut rand_chacha::ChaCha8Rng::seed_from_u64(4),
+        );
+        let b = augment(
+            &fr,
+            s,
+            2,
+            true,
+            &mut rand_chacha::ChaCha8Rng::seed_from_u64(4),
+        );
+        assert_eq!(a, b, "deterministic for a seed");
+    }
 
     #[test]
     fn frames_bin_by_time_or_count_split_polarity_clip_and_downsample() {
