@@ -259,16 +259,16 @@ fn estimator(epochs: &[Epoch]) -> String {
 
 fn ladder(l: &Ladder) -> String {
     let pct = |v: Option<f64>| v.map_or("—".into(), |v| format!("{:.2} %", 100.0 * v));
+    let on = |v: Option<f64>| match v {
+        Some(_) => format!("{} test images", l.test_images),
+        None => "not evaluated (no summary.json)".into(),
+    };
     let mut rows = vec![
-        vec![
-            "float network".into(),
-            pct(l.float),
-            format!("{} test images", l.test_images),
-        ],
+        vec!["float network".into(), pct(l.float), on(l.float)],
         vec![
             "integer model (golden model)".into(),
             pct(l.integer),
-            format!("{} test images", l.test_images),
+            on(l.integer),
         ],
     ];
     rows.push(match l.rtl {
