@@ -109,6 +109,17 @@ pub struct Report {
     pub synthesis: Option<Synthesis>,
 }
 
+/// The `id` of every section of the page, in order.
+pub const SECTIONS: [&str; 7] = [
+    "summary",
+    "training",
+    "estimator",
+    "ladder",
+    "layers",
+    "raster",
+    "synthesis",
+];
+
 /// Escapes text for HTML.
 pub fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -366,15 +377,7 @@ mod tests {
             title: "m <1>".into(),
             ..Default::default()
         });
-        for id in [
-            "summary",
-            "training",
-            "estimator",
-            "ladder",
-            "layers",
-            "raster",
-            "synthesis",
-        ] {
+        for id in SECTIONS {
             assert!(page.contains(&format!("<section id=\"{id}\">")), "{id}");
         }
         assert!(page.contains("m &lt;1&gt;"));

@@ -185,15 +185,7 @@ fn demo_runs_end_to_end_on_a_small_model() {
         "{out}"
     );
     let dom = util::render_in_chromium(&page);
-    for section in [
-        "summary",
-        "training",
-        "estimator",
-        "ladder",
-        "layers",
-        "raster",
-        "synthesis",
-    ] {
+    for section in spikeforge_report::SECTIONS {
         assert!(
             dom.contains(&format!("<section id=\"{section}\">")),
             "section {section} missing from the rendered page"

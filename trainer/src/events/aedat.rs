@@ -71,6 +71,20 @@ fn header_len(
     }
 }
 
+/// Checks that the event at `offset` is not earlier than the last one, and moves `last` on.
+fn in_order(path: &Path, offset: usize, t_us: u64, last: &mut u64) -> Result<(), DataError> {
+    if t_us < *last {
+        return Err(format_error(
+            path,
+            format!(
+                "the event at byte offset {offset}: timestamp {t_us} µs is before the previous event's {last} µs"
+            ),
+        ));
+    }
+    *last = t_us;
+    Ok(())
+}
+
 fn u32_le(b: &[u8]) -> u32 {
     u32::from_le_bytes([b[0], b[1], b[2], b[3]])
 }
@@ -137,13 +151,7 @@ pub fn parse_aedat3(path: &Path, bytes: &[u8]) -> Result<Vec<Event>, DataError> 
                     ));
                 }
                 let t_us = (overflow << 31) | (ts as u64 & 0x7fff_ffff);
-                if t_us < last_t {
-                    return Err(format_error(
-                        path,
-                        format!("the event at byte offset {offset}: timestamp {t_us} µs is before the previous event's {last_t} µs"),
-                    ));
-                }
-                last_t = t_us;
+                in_order(path, offset, t_us, &mut last_t)?;
                 events.push(Event {
                     x,
                     y,
@@ -315,13 +323,7 @@ pub fn parse_aedat2(path: &Path, bytes: &[u8]) -> Result<Vec<Event>, DataError> 
                 format!("the event at byte offset {offset}: address {addr:#x} has bits above the DVS128's 15"),
             ));
         }
-        if t_us < last_t {
-            return Err(format_error(
-                path,
-                format!("the event at byte offset {offset}: timestamp {t_us} µs is before the previous event's {last_t} µs"),
-            ));
-        }
-        last_t = t_us;
+        in_order(path, offset, t_us, &mut last_t)?;
         events.push(Event {
             x: ((addr >> 1) & 0x7f) as u16,
             y: ((addr >> 8) & 0x7f) as u16,
