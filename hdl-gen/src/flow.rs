@@ -145,8 +145,6 @@ struct Backend {
     text: (&'static str, &'static str),
     /// The pin constraints' option, and the option that places without them.
     constraints: (&'static str, &'static str),
-    /// Options for nextpnr beyond the common ones.
-    pnr_flags: &'static [&'static str],
     pack: Tool,
     pack_flags: &'static [&'static str],
     bitstream_ext: &'static str,
@@ -160,7 +158,6 @@ impl Backend {
                 nextpnr: Tool::NextpnrIce40,
                 text: ("--asc", "asc"),
                 constraints: ("--pcf", "--pcf-allow-unconstrained"),
-                pnr_flags: &[],
                 pack: Tool::Icepack,
                 pack_flags: &[],
                 bitstream_ext: "bin",
@@ -169,9 +166,6 @@ impl Backend {
                 nextpnr: Tool::NextpnrEcp5,
                 text: ("--textcfg", "config"),
                 constraints: ("--lpf", "--lpf-allow-unconstrained"),
-                // router1 (the default) left the 50 %-full ECP5-85F designs with most arcs
-                // unrouted after 30 minutes of rip-up; router2 routes congested designs.
-                pnr_flags: &["--router", "router2"],
                 pack: Tool::Ecppack,
                 pack_flags: &["--compress"],
                 bitstream_ext: "bit",
@@ -251,7 +245,6 @@ pub fn plan(
         Some(be) => {
             let text = format!("{dir}/{top}.{}", be.text.1);
             let bit = format!("{dir}/{top}.{}", be.bitstream_ext);
-            pnr.extend(s(be.pnr_flags));
             pnr.extend([be.text.0.into(), text.clone()]);
             match board {
                 Some(b) => pnr.extend([be.constraints.0.into(), b.constraints.clone()]),
