@@ -168,3 +168,13 @@ pub struct Manifest {
     /// The board, when generated for one.
     pub board: Option<BoardManifest>,
 }
+
+impl Manifest {
+    /// The design's clock when the board top makes it with a PLL (`gen --pll`).
+    pub fn pll_hz(&self) -> Option<u64> {
+        self.board
+            .as_ref()
+            .and_then(|b| b.pll.as_ref())
+            .map(|p| p.clock_hz)
+    }
+}

@@ -208,12 +208,14 @@ fn deploy(d: &Deployment, setup: &Setup, dir: &Path) -> Result<Row> {
         let m = &design.manifest;
         let top = &m.board.as_ref().expect("generated with a board").top;
         // `gen` wrote this plan's script (with its header) into the design directory.
-        let pll_hz = m
-            .board
-            .as_ref()
-            .and_then(|b| b.pll.as_ref())
-            .map(|p| p.clock_hz);
-        let plan = flow::plan(device, Some(board), pll_hz, top, &m.sources, m.folding.dsp);
+        let plan = flow::plan(
+            device,
+            Some(board),
+            m.pll_hz(),
+            top,
+            &m.sources,
+            m.folding.dsp,
+        );
         let spinner = super::spinner(format!("({}) synthesis", d.key));
         let t = Instant::now();
         let report = spikeforge_flow::run_with(

@@ -85,11 +85,7 @@ pub fn run(a: Args) -> Result<()> {
         ),
         (None, _) => m.shell.top.clone(),
     };
-    let pll_hz = m
-        .board
-        .as_ref()
-        .and_then(|b| b.pll.as_ref())
-        .map(|p| p.clock_hz);
+    let pll_hz = m.pll_hz();
     let plan = flow::plan(device, board, pll_hz, &top, &m.sources, m.folding.dsp);
     let script = a.rtl.join(&plan.script_file);
     if !script.exists() {
