@@ -9,6 +9,7 @@ pub mod harness;
 
 pub use compare::{compare, field, Mismatch, Report, RtlRun};
 
+use spikeforge_model::IoError;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -34,14 +35,8 @@ pub enum CosimError {
         tail: String,
     },
     /// File-system trouble.
-    #[error("{path}: {error}")]
-    Io {
-        /// The path.
-        path: PathBuf,
-        /// The OS error: part of the message, so deliberately not a `source()` (anyhow's `{:#}`
-        /// would print it twice).
-        error: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] spikeforge_model::IoError),
     /// The shared library could not be loaded.
     #[error("loading {path}: {message}")]
     Load {
@@ -80,10 +75,7 @@ pub enum CosimError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CosimError + '_ {
-    move |error| CosimError::Io {
-        path: path.to_path_buf(),
-        error,
-    }
+    move |error| IoError::at(path)(error).into()
 }
 
 /// How to build the simulation.

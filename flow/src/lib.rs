@@ -7,6 +7,7 @@
 //! before place and route with the shortfall.
 #![warn(missing_docs)]
 
+use spikeforge_model::IoError;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -60,14 +61,8 @@ pub enum FlowError {
         shortfalls: Vec<Shortfall>,
     },
     /// A file could not be read or written.
-    #[error("{path}: {error}")]
-    Io {
-        /// The path.
-        path: PathBuf,
-        /// The OS error: part of the message, so deliberately not a `source()` (anyhow's `{:#}`
-        /// would print it twice).
-        error: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] spikeforge_model::IoError),
     /// Synthesis inferred a latch: the RTL has an incomplete combinational assignment.
     #[error("Yosys inferred a latch (see {log}): generated RTL must be latch-free")]
     Latch {
@@ -301,10 +296,7 @@ fn on_path(name: &str) -> Option<PathBuf> {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> FlowError + '_ {
-    move |error| FlowError::Io {
-        path: path.to_path_buf(),
-        error,
-    }
+    move |error| IoError::at(path)(error).into()
 }
 
 fn read_json(path: &Path) -> Result<serde_json::Value, FlowError> {

@@ -31,6 +31,7 @@ pub mod top;
 pub mod tree;
 pub mod vlog;
 
+use spikeforge_model::IoError;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -75,14 +76,8 @@ pub enum GenError {
     #[error("--pll: {0}")]
     Pll(#[from] pll::PllError),
     /// Writing the output failed.
-    #[error("{path}: {error}")]
-    Io {
-        /// The path.
-        path: PathBuf,
-        /// The OS error: part of the message, so deliberately not a `source()` (anyhow's `{:#}`
-        /// would print it twice).
-        error: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] spikeforge_model::IoError),
 }
 
 /// Options of a generation beyond the folding.
@@ -541,32 +536,25 @@ fn flow_files(
 /// Writes a design into `dir` atomically: everything goes to a temporary directory beside
 /// it, which replaces `dir` only when complete. A failure leaves no partial `dir`.
 pub fn write_design(design: &Design, dir: &Path) -> Result<(), GenError> {
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |error| GenError::Io { path, error }
-    };
     let parent = match dir.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    std::fs::create_dir_all(&parent).map_err(io(&parent))?;
+    std::fs::create_dir_all(&parent).map_err(IoError::at(&parent))?;
     let tmp = tempfile::Builder::new()
         .prefix(".spikeforge-gen-")
         .tempdir_in(&parent)
-        .map_err(io(&parent))?;
+        .map_err(IoError::at(&parent))?;
     for (name, text) in &design.files {
         let p = tmp.path().join(name);
-        std::fs::write(&p, text).map_err(io(&p))?;
+        std::fs::write(&p, text).map_err(IoError::at(&p))?;
     }
     if dir.exists() {
-        std::fs::remove_dir_all(dir).map_err(io(dir))?;
+        std::fs::remove_dir_all(dir).map_err(IoError::at(dir))?;
     }
     let kept = tmp.keep();
     std::fs::rename(&kept, dir).map_err(|e| {
         let _ = std::fs::remove_dir_all(&kept);
-        GenError::Io {
-            path: dir.to_path_buf(),
-            error: e,
-        }
+        IoError::at(dir)(e).into()
     })
 }

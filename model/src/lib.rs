@@ -8,6 +8,7 @@
 pub mod arch;
 pub mod geometry;
 pub mod golden;
+pub mod io;
 pub mod ir;
 pub mod load;
 pub mod random;
@@ -16,5 +17,6 @@ pub mod weights;
 pub mod widths;
 
 pub use golden::{Golden, Inference, LayerTrace};
+pub use io::IoError;
 pub use ir::Model;
 pub use load::{load, model_hash, save, ModelError};

@@ -1,6 +1,7 @@
 //! Reading and writing model files. Every failure names the file; validation failures list
 //! every problem with its field.
 
+use crate::io::IoError;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -13,14 +14,8 @@ use crate::validate::{validate, Problem};
 #[derive(Debug, Error)]
 pub enum ModelError {
     /// The file could not be read or written.
-    #[error("{path}: {error}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The OS error: part of the message, so deliberately not a `source()` (anyhow's `{:#}`
-        /// would print it twice).
-        error: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::io::IoError),
     /// The file is not valid JSON, or a field has the wrong type or is missing.
     #[error("{path}: line {line}, column {column}: {message}")]
     Json {
@@ -95,10 +90,7 @@ pub fn from_json(text: &str, path: &Path) -> Result<Model, ModelError> {
 
 /// Reads, parses and validates a model file.
 pub fn load(path: &Path) -> Result<Model, ModelError> {
-    let text = std::fs::read_to_string(path).map_err(|error| ModelError::Io {
-        path: path.into(),
-        error,
-    })?;
+    let text = crate::io::read_to_string(path)?;
     from_json(&text, path)
 }
 
@@ -111,15 +103,11 @@ pub fn to_json(model: &Model) -> String {
 
 /// Writes a model atomically (temporary file, then rename): a failure leaves no partial file.
 pub fn save(model: &Model, path: &Path) -> Result<(), ModelError> {
-    let io = |error| ModelError::Io {
-        path: path.into(),
-        error,
-    };
     let tmp = path.with_extension("json.tmp-write");
-    std::fs::write(&tmp, to_json(model)).map_err(io)?;
+    std::fs::write(&tmp, to_json(model)).map_err(IoError::at(path))?;
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
-        io(e)
+        IoError::at(path)(e).into()
     })
 }
 

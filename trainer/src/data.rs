@@ -14,14 +14,8 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum DataError {
     /// The file cannot be read.
-    #[error("{path}: {error}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The cause: part of the message, so deliberately not a `source()` (anyhow's `{:#}`
-        /// would print it twice).
-        error: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] spikeforge_model::IoError),
     /// The file's content is not what its format requires.
     #[error("{path}: {reason}")]
     Format {
@@ -340,10 +334,7 @@ pub fn resolve_dir(ds: &KnownDataset, dir: Option<&Path>) -> Result<PathBuf, Dat
 
 /// Reads a file, decompressing gzip when it starts with the gzip magic.
 pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DataError> {
-    let raw = std::fs::read(path).map_err(|error| DataError::Io {
-        path: path.into(),
-        error,
-    })?;
+    let raw = spikeforge_model::io::read(path)?;
     if !raw.starts_with(&[0x1f, 0x8b]) {
         return Ok(raw);
     }

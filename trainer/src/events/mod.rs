@@ -3,7 +3,7 @@
 //! maps. Formats: N-MNIST's binary events (`nmnist.rs`); AEDAT 3.1 polarity packets with the
 //! DVS128 Gesture label segments, and jAER's AEDAT 2.0 of CIFAR10-DVS ([`aedat`]).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::data::DataError;
 
@@ -35,10 +35,7 @@ pub(crate) fn format_error(path: &Path, reason: String) -> DataError {
 
 /// The bytes of a recording, or an error naming it.
 pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, DataError> {
-    std::fs::read(path).map_err(|error| DataError::Io {
-        path: PathBuf::from(path),
-        error,
-    })
+    Ok(spikeforge_model::io::read(path)?)
 }
 
 /// How a recording is cut into time steps.
