@@ -575,11 +575,12 @@ fn pool(map: &Map, kind: Pool) -> Map {
     }
 }
 
-/// Index of the largest value; the lowest index wins ties.
-pub fn argmax(v: &[i64]) -> usize {
+/// Index of the largest value; the lowest index wins ties (the hardware head's rule, which the
+/// trainer's float classes follow too).
+pub fn argmax<T: PartialOrd>(v: &[T]) -> usize {
     let mut best = 0;
-    for (i, &x) in v.iter().enumerate() {
-        if x > v[best] {
+    for (i, x) in v.iter().enumerate() {
+        if *x > v[best] {
             best = i;
         }
     }

@@ -51,13 +51,4 @@ pub fn classes(logits: &Array2<f32>) -> Vec<usize> {
         .collect()
 }
 
-/// Index of the largest value, lowest index on ties (the hardware head's rule).
-pub fn argmax(v: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, &x) in v.iter().enumerate() {
-        if x > v[best] {
-            best = i;
-        }
-    }
-    best
-}
+pub use spikeforge_model::golden::argmax;
