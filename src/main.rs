@@ -20,7 +20,7 @@ enum Command {
     /// Runs the main job end to end on a reference model: model → gen → lint → cosim → synth.
     Demo(cmd::demo::Args),
     /// Trains an ALBSNN on a dataset and exports its integer hardware model.
-    Train(cmd::train::Args),
+    Train(Box<cmd::train::Args>),
     /// Trains a ReLU ANN and converts it to a TSA-coded (ternary-spike, CSS) hardware model;
     /// `--sweep 2,4,6,8,12` tabulates accuracy against T.
     Convert(cmd::convert::Args),
@@ -78,7 +78,7 @@ fn main() -> std::process::ExitCode {
         Command::Demo(a) => cmd::demo::run(a),
         Command::Report(a) => cmd::report::run(a),
         Command::Events(a) => cmd::events::run(a),
-        Command::Train(a) => cmd::train::run(a),
+        Command::Train(a) => cmd::train::run(*a),
         Command::Convert(a) => cmd::convert::run(a),
         Command::Export(a) => cmd::export::run(a),
         Command::Eval(a) => cmd::eval::run(a),

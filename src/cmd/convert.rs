@@ -9,6 +9,8 @@ use anyhow::{bail, Context, Result};
 use spikeforge_model::ir::NegativeSpikes;
 use spikeforge_trainer::convert::{self, CssConfig};
 use spikeforge_trainer::data::Dataset;
+use spikeforge_trainer::session::RunOptions;
+use spikeforge_trainer::train::TrainOptions;
 use spikeforge_trainer::{data, export, train, Checkpoint, Net};
 
 /// The default ANN per dataset: the demo's network with average pooling, INT8 layers.
@@ -94,19 +96,24 @@ pub struct Row {
     pub loss_points: f64,
 }
 
-fn ann_args(a: &Args, arch: &str) -> super::train::Args {
-    let mut t = super::train::Args::defaults();
-    t.data = a.data.clone();
-    t.arch = Some(arch.into());
-    t.epochs = Some(a.epochs);
-    t.limit = a.limit;
-    t.out = a.out.join("ann");
-    t.seed = a.seed;
-    t.lr = Some(a.lr);
-    t.shift = Some(a.shift);
-    t.relu = true;
-    t.quiet = a.quiet;
-    t
+/// The ANN's run: the trainer's defaults but for what `convert` owns.
+fn ann_run(a: &Args, arch: &str) -> RunOptions {
+    RunOptions {
+        train: TrainOptions {
+            arch: Some(arch.into()),
+            epochs: Some(a.epochs),
+            limit: a.limit,
+            seed: Some(a.seed),
+            lr: Some(a.lr),
+            shift: Some(a.shift),
+            relu: true,
+            ..TrainOptions::new(&a.data.dataset)
+        },
+        resume: false,
+        data_dir: a.data.data.clone(),
+        out: a.out.join("ann"),
+        stop_after: None,
+    }
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -208,12 +215,12 @@ fn check_args(a: &Args, arch: &str) -> Result<()> {
 
 /// The ReLU ANN: trained now, or with `--reuse-ann` the one an earlier run left in `--out`.
 fn trained_ann(a: &Args, arch: &str) -> Result<(Checkpoint, Dataset)> {
-    let targs = ann_args(a, arch);
+    let run = ann_run(a, arch);
     if !a.reuse_ann {
-        let t = super::train::train_run(&targs)?;
+        let t = super::train::train_run(&run, a.quiet)?;
         return Ok((t.ck, t.ds));
     }
-    let path = targs.out.join("checkpoint.json");
+    let path = run.out.join("checkpoint.json");
     let ck = Checkpoint::load(&path).context("--reuse-ann needs an ANN trained in --out")?;
     if !ck.net.relu || ck.config.arch != arch {
         bail!(

@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use spikeforge_trainer::session::RunOptions;
+use spikeforge_trainer::train::TrainOptions;
 
 /// The demo's network: small enough to train in a few minutes on 2 cores and to place on an
 /// ECP5; the middle layers are the accuracy-loss estimator's to binarise.
@@ -131,20 +133,24 @@ fn demo_folding(
     }
 }
 
-fn train_args(a: &Args) -> super::train::Args {
-    // The training defaults are `spikeforge train`'s own; the demo sets only what it owns.
-    let mut t = super::train::Args::defaults();
-    t.data = a.data.clone();
-    t.arch = Some(a.arch.clone());
-    t.time_steps = a.time_steps;
-    t.epochs = Some(a.epochs);
-    t.limit = a.limit;
-    t.out = a.out.clone();
-    t.seed = a.seed;
-    t.stop_after = None;
-    t.lr = Some(5e-3);
-    t.ale_threshold = Some(a.ale_threshold);
-    t
+/// The demo's run: the trainer's defaults but for what the demo owns.
+fn train_run_options(a: &Args) -> RunOptions {
+    RunOptions {
+        train: TrainOptions {
+            arch: Some(a.arch.clone()),
+            time_steps: Some(a.time_steps as usize),
+            epochs: Some(a.epochs),
+            limit: a.limit,
+            seed: Some(a.seed),
+            lr: Some(5e-3),
+            ale_threshold: Some(a.ale_threshold),
+            ..TrainOptions::new(&a.data.dataset)
+        },
+        resume: false,
+        data_dir: a.data.data.clone(),
+        out: a.out.clone(),
+        stop_after: None,
+    }
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -159,8 +165,8 @@ pub fn run(a: Args) -> Result<()> {
             .unwrap_or_else(|| &board.expect("a board when there is no target").target),
     )?;
     let model_path = a.out.join("model.json");
-    let trained = super::train::train_run(&train_args(&a))?;
-    let summary = trained.finish(&model_path)?;
+    let trained = super::train::train_run(&train_run_options(&a), false)?;
+    let summary = super::train::finish(&trained, &model_path)?;
     super::train::print_summary(&summary);
     write_json(&a.out.join("summary.json"), &summary)?;
     let model = super::load_model(&model_path)?;

@@ -68,7 +68,13 @@ pub fn run(a: Args) -> Result<()> {
         );
         return Ok(());
     };
-    let s = super::train::finish(&ck, &ds, &a.out, Some(a.eval))?;
+    let bar = super::spinner(format!(
+        "evaluating the float and the integer model on {} test images",
+        a.eval.min(ds.test.len())
+    ));
+    let s = spikeforge_trainer::session::finish(&ck, &ds, &a.out, Some(a.eval));
+    bar.finish_and_clear();
+    let s = s?;
     super::train::print_summary(&s);
     Ok(())
 }

@@ -23,6 +23,7 @@ pub mod ops;
 pub mod optim;
 pub mod plot;
 pub mod popcount;
+pub mod session;
 pub mod swa;
 pub mod train;
 

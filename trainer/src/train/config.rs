@@ -101,36 +101,3 @@ pub struct SplitConfig {
     /// `--val`.
     pub val: Option<usize>,
 }
-
-impl Default for TrainConfig {
-    fn default() -> Self {
-        TrainConfig {
-            dataset: "fashion-mnist".into(),
-            arch: String::new(),
-            time_steps: 1,
-            epochs: 10,
-            batch: 64,
-            optimizer: OptimKind::Adam,
-            lr: 2e-3,
-            momentum: 0.9,
-            weight_decay: 0.0,
-            seed: 1,
-            lif: LifConfig::default(),
-            ale: AleConfig::default(),
-            bwo: BwoKind::Alpha,
-            bwo_patience: 10,
-            qat_epochs: 2,
-            shift: 0,
-            flip: false,
-            erase: 0.0,
-            calibration: 512,
-            relu: false,
-            bn_recalibrate: 5000,
-            label_smoothing: 0.0,
-            swa_epochs: 0,
-            swa_lr: 0.0,
-            distill: None,
-            split: None,
-        }
-    }
-}

@@ -24,10 +24,12 @@ use crate::swa::{self, SwaLog, SwaState};
 mod augment;
 mod checkpoint;
 mod config;
+mod options;
 
 pub use augment::*;
 pub use checkpoint::*;
 pub use config::*;
+pub use options::*;
 
 /// Loss and accuracy of the network in evaluation mode.
 pub fn evaluate(net: &mut Net, split: &Split) -> (f32, f32) {
