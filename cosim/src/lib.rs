@@ -126,43 +126,6 @@ pub fn lint(verilator: &str, dir: &Path, manifest: &Manifest) -> Result<String, 
     Ok(complaints)
 }
 
-/// The files a simulation is built from: `(name, contents)` of every source and ROM image.
-pub type DesignFiles = Vec<(String, Vec<u8>)>;
-
-/// The files of a design generated in memory.
-pub fn design_files(design: &spikeforge_hdl_gen::Design) -> DesignFiles {
-    let m = &design.manifest;
-    m.sources
-        .iter()
-        .chain(&m.rom_files)
-        .map(|n| (n.clone(), design.files[n].clone().into_bytes()))
-        .collect()
-}
-
-/// The manifest of a directory written by `spikeforge gen`.
-pub fn read_manifest(dir: &Path) -> Result<Manifest, CosimError> {
-    let mpath = dir.join("manifest.json");
-    let text = std::fs::read_to_string(&mpath).map_err(|e| CosimError::Design {
-        path: mpath.clone(),
-        message: format!("{e} (is this a directory written by `spikeforge gen`?)"),
-    })?;
-    serde_json::from_str(&text).map_err(|e| CosimError::Design {
-        path: mpath,
-        message: e.to_string(),
-    })
-}
-
-/// A design read back from a directory written by `spikeforge gen`.
-pub fn read_design(dir: &Path) -> Result<(Manifest, DesignFiles), CosimError> {
-    let manifest = read_manifest(dir)?;
-    let mut files = Vec::new();
-    for name in manifest.sources.iter().chain(&manifest.rom_files) {
-        let p = dir.join(name);
-        files.push((name.clone(), std::fs::read(&p).map_err(io(&p))?));
-    }
-    Ok((manifest, files))
-}
-
 /// A built, loaded simulation of one design.
 pub struct Simulator {
     lib: Library,

@@ -7,15 +7,18 @@
 //! before place and route with the shortfall.
 #![warn(missing_docs)]
 
+pub mod design_dir;
+pub mod plan;
+
 use spikeforge_model::IoError;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+pub use plan::{Plan, Tool};
 use serde::{Deserialize, Serialize};
 use spikeforge_constraints::{Device, Family};
-use spikeforge_hdl_gen::flow::{Plan, Tool};
 use spikeforge_hdl_gen::Manifest;
 use thiserror::Error;
 
@@ -63,6 +66,17 @@ pub enum FlowError {
     /// A file could not be read or written.
     #[error(transparent)]
     Io(#[from] spikeforge_model::IoError),
+    /// The directory does not hold a readable design.
+    #[error("{}: {message}", path.display())]
+    Design {
+        /// The directory or file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A manifest names a board this version does not know.
+    #[error("the manifest names board `{0}`, which is not in constraints/boards.json")]
+    UnknownBoard(String),
     /// Synthesis inferred a latch: the RTL has an incomplete combinational assignment.
     #[error("Yosys inferred a latch (see {log}): generated RTL must be latch-free")]
     Latch {

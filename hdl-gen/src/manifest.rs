@@ -170,6 +170,11 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// The comment lines every generated file opens with.
+    pub fn header_lines(&self) -> Vec<String> {
+        crate::header(&self.generator, &self.model_name, &self.model_hash)
+    }
+
     /// The design's clock when the board top makes it with a PLL (`gen --pll`).
     pub fn pll_hz(&self) -> Option<u64> {
         self.board

@@ -122,7 +122,7 @@ fn flow_bench(target: &str, out: &std::path::Path) -> Result<()> {
         let dir = root.join(name);
         let design = super::generate_into(&model, &folding, Default::default(), &dir)?;
         let est = spikeforge_hdl_gen::estimate::estimate(&model, &folding, device.family);
-        let plan = spikeforge_hdl_gen::flow::plan(
+        let plan = spikeforge_flow::plan::plan(
             device,
             None,
             None,

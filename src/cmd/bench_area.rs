@@ -63,7 +63,7 @@ pub(super) fn yosys_stat(
         "read_verilog {}; {synth}; tee -q -o {stat} stat -json",
         sources.join(" ")
     );
-    let yosys = spikeforge_flow::find_tool(spikeforge_hdl_gen::flow::Tool::Yosys)?;
+    let yosys = spikeforge_flow::find_tool(spikeforge_flow::plan::Tool::Yosys)?;
     let out = Command::new(yosys)
         .current_dir(dir)
         .args(["-q", "-p", &script])

@@ -11,7 +11,8 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use serde::Serialize;
 use spikeforge_cosim::Simulator;
-use spikeforge_hdl_gen::{autofold, estimate, flow, GenOptions};
+use spikeforge_flow::plan as flow;
+use spikeforge_hdl_gen::{autofold, estimate, GenOptions};
 use spikeforge_model::{arch, random, Model};
 
 use super::cosim::SimKind;

@@ -129,7 +129,7 @@ pub fn build(
 ) -> Result<Simulator> {
     let (manifest, files) = match rtl {
         Some(dir) => {
-            let (m, f) = spikeforge_cosim::read_design(dir)?;
+            let (m, f) = spikeforge_flow::design_dir::read(dir)?;
             let hash = spikeforge_model::model_hash(model);
             if m.model_hash != hash {
                 bail!(
@@ -163,7 +163,7 @@ pub fn build(
                 pll_hz: None,
             };
             let d = spikeforge_hdl_gen::generate_with(model, &folding, options)?;
-            let files = spikeforge_cosim::design_files(&d);
+            let files = d.source_files();
             (d.manifest, files)
         }
     };

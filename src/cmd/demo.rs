@@ -63,7 +63,7 @@ fn synth(
         .board
         .as_ref()
         .map_or(&manifest.shell.top, |b| &b.top);
-    let plan = spikeforge_hdl_gen::flow::plan(
+    let plan = spikeforge_flow::plan::plan(
         device,
         board,
         None,

@@ -99,7 +99,7 @@ pub fn generate_into(
     dir: &Path,
 ) -> Result<spikeforge_hdl_gen::Design> {
     let design = spikeforge_hdl_gen::generate_with(model, folding, options)?;
-    spikeforge_hdl_gen::write_design(&design, dir)
+    spikeforge_flow::design_dir::write(&design, dir)
         .with_context(|| format!("writing the design to {}", dir.display()))?;
     Ok(design)
 }

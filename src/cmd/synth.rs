@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use indicatif::ProgressBar;
 use spikeforge_constraints::Device;
+use spikeforge_flow::plan as flow;
 use spikeforge_flow::FlowError;
-use spikeforge_hdl_gen::{estimate, flow, Manifest};
+use spikeforge_hdl_gen::{estimate, Manifest};
 
 /// Arguments.
 #[derive(clap::Args)]
@@ -72,7 +73,7 @@ fn suggestion(dir: &Path, device: &Device, m: &Manifest, luts: u64) -> String {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let m = spikeforge_cosim::read_manifest(&a.rtl)?;
+    let m = spikeforge_flow::design_dir::read_manifest(&a.rtl)?;
     let (device, board) = device(&a)?;
     let top = match (board, &m.board) {
         (Some(b), Some(have)) if have.name == b.name => have.top.clone(),

@@ -60,7 +60,7 @@ pub fn cases(default: u32) -> u32 {
 
 /// Builds a design's simulation (quick C++ optimisation: tests run few images).
 pub fn simulator(design: &Design) -> Simulator {
-    let files = spikeforge_cosim::design_files(design);
+    let files = design.source_files();
     let opts = BuildOptions {
         verilator: "verilator".into(),
         cache_dir: cache_dir(),
@@ -70,14 +70,15 @@ pub fn simulator(design: &Design) -> Simulator {
     Simulator::build(&design.manifest, &files, &opts).expect("verilator builds the design")
 }
 
-/// Generates a design.
+/// Generates a design with its flow scripts (the files `spikeforge gen` writes).
 pub fn design(model: &Model, folding: &Folding) -> Design {
-    spikeforge_hdl_gen::generate(model, folding).expect("the design generates")
+    let design = spikeforge_hdl_gen::generate(model, folding).expect("the design generates");
+    spikeforge_flow::design_dir::complete(design).expect("the flow scripts are planned")
 }
 
 /// Writes a design's files into `dir` (plain, for external tools).
 pub fn write(design: &Design, dir: &Path) {
-    spikeforge_hdl_gen::write_design(design, dir).expect("the design is written");
+    spikeforge_flow::design_dir::write(design, dir).expect("the design is written");
 }
 
 /// `verilator --lint-only -Wall` on a written design; returns its complaints.
