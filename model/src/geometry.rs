@@ -4,7 +4,7 @@
 //! These functions assume a model that passed [`crate::validate`]; validation itself uses
 //! the `checked` variants that report instead of assuming.
 
-use crate::ir::{Layer, Model, Neuron, Padding, Pool, Synapse};
+use crate::ir::{Layer, Model, Padding, Pool, Synapse};
 
 /// Height × width × channels of a feature map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -161,10 +161,7 @@ pub fn layer_geometry(
         input_max,
         input_bits: value_bits(input_min, input_max),
         input_steps,
-        local_steps: match &layer.neuron {
-            Neuron::Tsa(tsa) => time_steps + tsa.silent,
-            _ => time_steps,
-        },
+        local_steps: layer.neuron.local_steps(time_steps),
         is_pixel_layer,
         dense: matches!(layer.synapse, Synapse::Dense { .. }),
     })
@@ -208,9 +205,10 @@ pub fn pixel_range(model: &Model) -> (i64, i64) {
 /// sum of four of them after sum pooling; the OR of binary spikes is a spike.
 pub fn output_range(layer: &Layer) -> (i64, i64) {
     let max = layer.pool.map_or(1, Pool::max_value);
-    match layer.neuron {
-        Neuron::Tsa(_) => (-max, max),
-        _ => (0, max),
+    if layer.neuron.signed_spikes() {
+        (-max, max)
+    } else {
+        (0, max)
     }
 }
 

@@ -271,10 +271,7 @@ impl<'m> Golden<'m> {
         let syn = plan.geo.synaptic;
         let c = syn.channels as usize;
         let in_steps = input.steps as usize;
-        let out_steps = match layer.neuron {
-            Neuron::TsaReadout { .. } => 1,
-            _ => t as usize,
-        };
+        let out_steps = layer.neuron.output_steps(t) as usize;
         let mut out = vec![0i64; syn.positions() * out_steps * c];
         let mut membrane_seen: Option<Range> = None;
         for pos in 0..syn.positions() {

@@ -329,6 +329,31 @@ impl Neuron {
             Neuron::None { .. } | Neuron::TsaReadout { .. } => false,
         }
     }
+
+    /// Whether its spikes can be negative (ternary), so that a spike map is signed.
+    pub fn signed_spikes(&self) -> bool {
+        match self {
+            Neuron::Tsa(_) => true,
+            Neuron::Lif(_) | Neuron::None { .. } | Neuron::TsaReadout { .. } => false,
+        }
+    }
+
+    /// Steps the neuron runs for an image of `time_steps` input steps: TSA's silent steps
+    /// come after the input.
+    pub fn local_steps(&self, time_steps: u32) -> u32 {
+        match self {
+            Neuron::Tsa(tsa) => time_steps + tsa.silent,
+            Neuron::Lif(_) | Neuron::None { .. } | Neuron::TsaReadout { .. } => time_steps,
+        }
+    }
+
+    /// Output values per position: one per step, or one in all for the TSA readout.
+    pub fn output_steps(&self, time_steps: u32) -> u32 {
+        match self {
+            Neuron::TsaReadout { .. } => 1,
+            Neuron::Lif(_) | Neuron::None { .. } | Neuron::Tsa(_) => time_steps,
+        }
+    }
 }
 
 /// How a model's hidden layers code values in spikes.

@@ -325,10 +325,7 @@ pub fn analyse(model: &Model) -> Result<Widths, Problem> {
         }
         if i == model.layers.len() - 1 {
             // The readout outputs one value per position; the others one per step.
-            let steps = match layer.neuron {
-                Neuron::TsaReadout { .. } => 1,
-                _ => t as i64,
-            };
+            let steps = i64::from(layer.neuron.output_steps(t));
             let n = (g.output.positions() as i64) * steps;
             let per: Vec<Range> = channel_out
                 .iter()

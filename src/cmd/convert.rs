@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 use spikeforge_model::ir::NegativeSpikes;
 use spikeforge_trainer::convert::{self, CssConfig};
 use spikeforge_trainer::data::Dataset;
+use spikeforge_trainer::net::HiddenNeuron;
 use spikeforge_trainer::session::RunOptions;
 use spikeforge_trainer::train::TrainOptions;
 use spikeforge_trainer::{data, export, train, Checkpoint, Net};
@@ -222,7 +223,11 @@ fn trained_ann(a: &Args, arch: &str) -> Result<(Checkpoint, Dataset)> {
     }
     let path = run.out.join("checkpoint.json");
     let ck = Checkpoint::load(&path).context("--reuse-ann needs an ANN trained in --out")?;
-    if !ck.net.relu || ck.config.arch != arch {
+    let relu = match ck.net.neuron {
+        HiddenNeuron::Relu => true,
+        HiddenNeuron::Lif => false,
+    };
+    if !relu || ck.config.arch != arch {
         bail!(
             "{}: not a ReLU ANN of `{arch}` (found `{}`)",
             path.display(),

@@ -80,7 +80,7 @@ fn bn_of(n: &Net, l: usize) -> &BatchNorm {
 /// `Ok` when `b` has `a`'s structure: the same architecture, neurons and layer precisions, and
 /// a trainable α and BatchNorm where `a` has one.
 fn compatible(a: &Net, b: &Net) -> Result<(), String> {
-    if a.arch != b.arch || a.time_steps != b.time_steps || a.relu != b.relu {
+    if a.arch != b.arch || a.time_steps != b.time_steps || a.neuron != b.neuron {
         return Err(format!(
             "`{}` at T = {} against `{}` at T = {}",
             b.arch, b.time_steps, a.arch, a.time_steps

@@ -156,7 +156,7 @@ pub fn lambdas(net: &mut Net, images: &[u8], percentile: f64, per_channel: bool)
         .collect()
 }
 
-/// Folds BatchNorm and normalises a trained ReLU ANN (`net.relu`) by `lambdas`.
+/// Folds BatchNorm and normalises a trained ReLU ANN (`net.neuron` is ReLU) by `lambdas`.
 pub fn convert(net: &Net, lambdas: &[Vec<f32>], config: CssConfig) -> Converted {
     let mut layers = Vec::new();
     for (l, spec) in net.specs.iter().enumerate() {

@@ -312,7 +312,7 @@ fn resumed(o: &TrainOptions, ckpt_path: &Path) -> Result<Checkpoint, SessionErro
     if arch_differs
         || old.dataset != config.dataset
         || old.time_steps != config.time_steps
-        || old.relu != config.relu
+        || old.neuron != config.neuron
     {
         return Err(refuse(format!(
             "the checkpoint is for {} `{}` at T = {}, not {} `{}` at T = {}",

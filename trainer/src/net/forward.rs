@@ -299,7 +299,7 @@ impl Net {
             .expect("hidden layers have BatchNorm");
         let (h, w) = spec.out_hw;
         let fast = train
-            && !self.relu
+            && self.neuron.spikes()
             && !self.unfused
             && trace.hidden.is_none()
             && fused::applies(t_steps, self.relaxed, spec.pool, h, w);
@@ -315,17 +315,22 @@ impl Net {
             let one = z.clone();
             z = ndarray::concatenate(ndarray::Axis(0), &vec![one.view(); t_steps]).expect("repeat");
         }
-        let (spk, lif_cache, relu_out) = if self.relu {
-            let a = z.mapv(|v| v.max(0.0));
-            (a.clone(), None, Some(a))
-        } else {
-            let (spk, c) = ops::lif_forward(z, t_steps, &self.lif, self.relaxed);
-            (spk, Some(c), None)
+        let (spk, lif_cache, relu_out) = match self.neuron {
+            HiddenNeuron::Relu => {
+                let a = z.mapv(|v| v.max(0.0));
+                (a.clone(), None, Some(a))
+            }
+            HiddenNeuron::Lif => {
+                let (spk, c) = ops::lif_forward(z, t_steps, &self.lif, self.relaxed);
+                (spk, Some(c), None)
+            }
         };
-        trace.rates.push(if self.relu {
-            spk.iter().filter(|&&v| v > 0.0).count() as f32 / spk.len().max(1) as f32
-        } else {
-            spk.mean().unwrap_or(0.0)
+        // The rate of non-zero activations: for spikes, their mean.
+        trace.rates.push(match self.neuron {
+            HiddenNeuron::Relu => {
+                spk.iter().filter(|&&v| v > 0.0).count() as f32 / spk.len().max(1) as f32
+            }
+            HiddenNeuron::Lif => spk.mean().unwrap_or(0.0),
         });
         if let Some(hidden) = trace.hidden.as_mut() {
             hidden.push(spk.clone());

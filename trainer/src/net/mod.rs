@@ -127,10 +127,9 @@ pub struct Net {
     /// without changing the argmax, so the exported integer head ignores it.
     #[serde(default)]
     pub head_log_scale: f32,
-    /// A ReLU ANN (for CSS conversion) instead of a spiking network: hidden activations are
-    /// `max(z, 0)` and `time_steps` is 1.
-    #[serde(default)]
-    pub relu: bool,
+    /// The hidden layers' neuron. Written as `"relu": true/false`, as before the enum.
+    #[serde(default, rename = "relu", with = "relu_flag")]
+    pub neuron: HiddenNeuron,
     /// Gradient checks only: spikes become the surrogate's primitive and binary weights
     /// `α·clamp(W, −1, 1)`, smooth functions whose derivatives the backward pass computes.
     #[serde(skip)]
@@ -167,6 +166,49 @@ pub struct LayerGrads {
 fn initial_head_log_scale(specs: &[LayerSpec]) -> f32 {
     let last = specs.last().expect("a network has layers");
     0.5 * ((last.out_hw.0 * last.out_hw.1) as f32).ln()
+}
+
+/// The trainer's neuron kinds for hidden layers; each is handled by an exhaustive match, so a
+/// new kind is a compile error wherever it needs handling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HiddenNeuron {
+    /// LIF spiking neurons (ALBSNN): 0/1 spikes over `time_steps` steps.
+    #[default]
+    Lif,
+    /// ReLU, the ANN of CSS conversion: `max(z, 0)`, and `time_steps` is 1.
+    Relu,
+}
+
+impl HiddenNeuron {
+    /// Whether the activations are 0/1 spikes (what the popcount and fused paths need).
+    pub fn spikes(self) -> bool {
+        match self {
+            HiddenNeuron::Lif => true,
+            HiddenNeuron::Relu => false,
+        }
+    }
+}
+
+/// [`HiddenNeuron`] as the checkpoints' `relu` flag, so that checkpoints read and write as
+/// they did when the field was a `bool`.
+pub(crate) mod relu_flag {
+    use super::HiddenNeuron;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(n: &HiddenNeuron, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bool(match n {
+            HiddenNeuron::Lif => false,
+            HiddenNeuron::Relu => true,
+        })
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<HiddenNeuron, D::Error> {
+        Ok(if bool::deserialize(d)? {
+            HiddenNeuron::Relu
+        } else {
+            HiddenNeuron::Lif
+        })
+    }
 }
 
 /// A network that cannot be built.
@@ -311,7 +353,7 @@ impl Net {
             specs,
             params,
             fake_quant: false,
-            relu: false,
+            neuron: HiddenNeuron::Lif,
             relaxed: false,
             unfused: false,
         })
@@ -421,7 +463,7 @@ impl Net {
     fn popcount_forward(&self, l: usize) -> bool {
         l > 0
             && self.params[l].precision == Precision::Binary
-            && !self.relu
+            && self.neuron.spikes()
             && !self.relaxed
             && !self.unfused
             && self.specs[l - 1].pool != Some(PoolKind::Avg)

@@ -125,7 +125,7 @@ impl Checkpoint {
             config.seed,
         )?;
         let net = Net {
-            relu: config.relu,
+            neuron: config.neuron,
             ..net
         };
         Ok(Checkpoint {

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ale::AleConfig;
 use crate::distill::DistillConfig;
+use crate::net::HiddenNeuron;
 use crate::ops::LifConfig;
 use crate::optim::OptimKind;
 
@@ -62,9 +63,10 @@ pub struct TrainConfig {
     pub erase: f32,
     /// Calibration images for the data-dependent estimator metrics.
     pub calibration: usize,
-    /// Train a ReLU ANN (for CSS conversion) instead of a spiking network.
-    #[serde(default)]
-    pub relu: bool,
+    /// The hidden layers' neuron: ReLU trains an ANN for CSS conversion instead of a spiking
+    /// network. Written as `"relu": true/false`, as before the enum.
+    #[serde(default, rename = "relu", with = "crate::net::relu_flag")]
+    pub neuron: HiddenNeuron,
     /// Before every validation (and so before export), re-estimate the BatchNorm statistics
     /// layer by layer on this many unaugmented training images ([`Net::recalibrate_bn`]);
     /// 0 keeps the running averages. Checkpoints from before the option load with 0.

@@ -9,6 +9,7 @@ use crate::ale::{AleConfig, Metric};
 use crate::data::{self, DataError};
 use crate::distill::DistillConfig;
 use crate::export::{self, ExportError};
+use crate::net::HiddenNeuron;
 use crate::ops::{LifConfig, ResetKind, Surrogate};
 use crate::optim::OptimKind;
 
@@ -189,7 +190,11 @@ impl TrainOptions {
             flip: self.flip.unwrap_or(cifar),
             erase: self.erase.unwrap_or(0.0),
             calibration: 512,
-            relu: self.relu,
+            neuron: if self.relu {
+                HiddenNeuron::Relu
+            } else {
+                HiddenNeuron::Lif
+            },
             // The conversion's ANN keeps the running averages its figures were measured with.
             bn_recalibrate: if self.relu {
                 0
