@@ -52,6 +52,9 @@ pub enum SessionError {
         /// What does not fit.
         reason: String,
     },
+    /// `--resume` without a readable checkpoint in the output directory.
+    #[error("--resume needs the checkpoint of an earlier run in --out: {0}")]
+    NoCheckpoint(TrainError),
     /// The network does not fit the data, or the split leaves nothing to train on.
     #[error("{0}")]
     Data(String),
@@ -301,11 +304,7 @@ fn resumed(o: &TrainOptions, ckpt_path: &Path) -> Result<Checkpoint, SessionErro
         reason,
     };
     let config = o.config()?;
-    let mut c = Checkpoint::load(ckpt_path).map_err(|e| {
-        refuse(format!(
-            "--resume needs the checkpoint of an earlier run in --out: {e}"
-        ))
-    })?;
+    let mut c = Checkpoint::load(ckpt_path).map_err(SessionError::NoCheckpoint)?;
     let old = &c.config;
     // Without --arch the run's own architecture, not the dataset's default.
     let arch_differs = o.arch.is_some() && old.arch != config.arch;
