@@ -50,6 +50,9 @@ enum Command {
     /// Reads and checks an event-camera recording (N-MNIST, AEDAT 3.1, AEDAT 2.0) and its
     /// label segments; says what is in it.
     Events(cmd::events::Args),
+    /// Makes converted MNIST: MNIST digits as N-MNIST-style event recordings (three simulated
+    /// saccades), for an offline event-data benchmark. Not N-MNIST.
+    MnistEvents(cmd::mnist_events::Args),
     /// Lists the external tools spikeforge uses, their versions, and how to install them.
     Doctor(cmd::doctor::Args),
     /// Measures golden-model and co-simulation throughput; writes JSON.
@@ -78,6 +81,7 @@ fn main() -> std::process::ExitCode {
         Command::Demo(a) => cmd::demo::run(a),
         Command::Report(a) => cmd::report::run(a),
         Command::Events(a) => cmd::events::run(a),
+        Command::MnistEvents(a) => cmd::mnist_events::run(a),
         Command::Train(a) => cmd::train::run(*a),
         Command::Convert(a) => cmd::convert::run(a),
         Command::Export(a) => cmd::export::run(a),

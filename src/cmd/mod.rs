@@ -16,6 +16,7 @@ pub mod export;
 pub mod gen;
 pub mod infer;
 pub mod inspect;
+pub mod mnist_events;
 pub mod parse;
 pub mod random_model;
 pub mod report;

@@ -105,3 +105,65 @@ fn the_events_command_reads_each_format_and_refuses_damaged_files() {
         assert!(err.contains(want), "{a:?}: {err}");
     }
 }
+
+/// `spikeforge mnist-events` on the first digits of MNIST: N-MNIST's layout, files every reader
+/// takes, a card that says what the set is, and about N-MNIST's event count per sample.
+#[test]
+fn converted_mnist_is_written_in_nmnist_layout_and_labelled_as_converted() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("cm");
+    let run = crate::util::bin()
+        .args([
+            "mnist-events",
+            "--limit",
+            "20",
+            "--data",
+            "../shared/data/mnist",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(stdout.contains("converted MNIST (not N-MNIST)"), "{stdout}");
+    let card: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("converted-mnist.json")).unwrap())
+            .unwrap();
+    assert!(card["what"].as_str().unwrap().contains("not N-MNIST"));
+    for (split, s) in ["Train", "Test"]
+        .iter()
+        .zip(card["splits"].as_array().unwrap())
+    {
+        let files: Vec<_> = (0..10)
+            .flat_map(|d| std::fs::read_dir(out.join(split).join(d.to_string())).unwrap())
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(files.len(), 20, "{split}");
+        let mut total = 0;
+        for f in &files {
+            let ev = read_nmnist(f).unwrap();
+            assert!(ev.iter().all(|e| e.x < NMNIST_SIZE && e.y < NMNIST_SIZE));
+            assert!(ev.last().unwrap().t_us <= 300_000);
+            total += ev.len();
+        }
+        assert_eq!(total as f64 / 20.0, s["events_mean"].as_f64().unwrap());
+        // Calibrated to the real sample's 4 325 events; digits vary by about a factor of 3.
+        assert!(
+            (2_500.0..6_500.0).contains(&(total as f64 / 20.0)),
+            "{total}"
+        );
+    }
+    // A missing MNIST is refused before anything is written.
+    let missing = crate::util::bin()
+        .args(["mnist-events", "--data", "/nonexistent", "--out"])
+        .arg(dir.path().join("none"))
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(!dir.path().join("none").exists());
+}
