@@ -167,3 +167,85 @@ fn converted_mnist_is_written_in_nmnist_layout_and_labelled_as_converted() {
     assert!(!missing.status.success());
     assert!(!dir.path().join("none").exists());
 }
+
+/// `spikeforge data --dataset SET --data DIR` on event sets laid out as their releases unpack:
+/// ready with their counts, and not usable (exit non-zero, the damaged file named) when a part
+/// is missing or a recording does not read.
+#[test]
+fn the_data_command_checks_the_layout_of_event_sets() {
+    use spikeforge_trainer::events::{aedat, write_nmnist, Event};
+    let dir = tempfile::tempdir().unwrap();
+    let events: Vec<Event> = (0..60u64)
+        .map(|i| Event {
+            x: (i * 5 % 34) as u16,
+            y: (i * 11 % 34) as u16,
+            on: i % 2 == 0,
+            t_us: 500 + i * 10,
+        })
+        .collect();
+    let put = |rel: &str, bytes: &[u8]| {
+        let p = dir.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, bytes).unwrap();
+    };
+    for split in ["Train", "Test"] {
+        for d in 0..10 {
+            put(
+                &format!("nm/{split}/{d}/{d:05}.bin"),
+                &write_nmnist(&events),
+            );
+        }
+    }
+    put("gest/user01_led.aedat", &aedat::write_aedat3(&events, 20));
+    put(
+        "gest/user01_led_labels.csv",
+        b"class,startTime_usec,endTime_usec\n1,500,800\n",
+    );
+    for class in [
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
+    ] {
+        put(
+            &format!("c10/{class}/cifar10_{class}_0.aedat"),
+            &aedat::write_aedat2(&events),
+        );
+    }
+    let path = |rel: &str| dir.path().join(rel).to_str().unwrap().to_string();
+    for (set, rel, want) in [
+        ("nmnist", "nm", "10 recordings in 10 class folders"),
+        ("dvs-gesture", "gest", "1 labelled recordings"),
+        ("cifar10-dvs", "c10", "10 recordings in 10 class folders"),
+    ] {
+        let (ok, out, err) = crate::util::run(&["data", "--dataset", set, "--data", &path(rel)]);
+        assert!(ok, "{set}: {out}{err}");
+        assert!(
+            out.contains(": ready") && out.contains(want),
+            "{set}: {out}"
+        );
+    }
+    // Damage: a truncated recording, a recording without its labels, a missing class folder.
+    put("nm/Test/0/00000.bin", &write_nmnist(&events)[..7]);
+    put("gest/user02_led.aedat", &aedat::write_aedat3(&events, 20));
+    std::fs::remove_dir_all(dir.path().join("c10/truck")).unwrap();
+    for (set, rel, want) in [
+        ("nmnist", "nm", "00000.bin"),
+        ("dvs-gesture", "gest", "user02_led_labels.csv"),
+        ("cifar10-dvs", "c10", "truck"),
+    ] {
+        let (ok, out, err) = crate::util::run(&["data", "--dataset", set, "--data", &path(rel)]);
+        assert!(!ok, "{set}: {out}");
+        assert!(
+            out.contains("not usable") && out.contains(want),
+            "{set}: {out}"
+        );
+        assert!(err.contains("is not usable"), "{set}: {err}");
+    }
+}

@@ -10,6 +10,7 @@ use crate::data::DataError;
 pub mod aedat;
 mod nmnist;
 pub mod saccade;
+pub mod sets;
 
 pub use nmnist::{parse_nmnist, read_nmnist, write_nmnist, NMNIST_SIZE};
 
