@@ -49,7 +49,7 @@ pub enum DataError {
         help: String,
     },
     /// The dataset name is not one this build knows.
-    #[error("unknown dataset `{0}`; known: mnist, fashion-mnist, cifar10, cifar100")]
+    #[error("unknown dataset `{0}`; known: mnist, fashion-mnist, cifar10, cifar100, and the event sets nmnist, converted-mnist, dvs-gesture, cifar10-dvs")]
     Unknown(String),
 }
 
@@ -62,6 +62,9 @@ pub struct Split {
     pub labels: Vec<u8>,
     /// Height, width, channels.
     pub shape: (u32, u32, u32),
+    /// Frames per sample: 1 for still images, T for framed events (a sample is then
+    /// `[t][y][x][c]`, the IR's `frames` encoding).
+    pub steps: u32,
 }
 
 impl Split {
@@ -73,9 +76,9 @@ impl Split {
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }
-    /// Bytes of one image.
+    /// Bytes of one sample (all its frames).
     pub fn image_len(&self) -> usize {
-        (self.shape.0 * self.shape.1 * self.shape.2) as usize
+        (self.shape.0 * self.shape.1 * self.shape.2 * self.steps) as usize
     }
     /// One image's pixels.
     pub fn image(&self, i: usize) -> &[u8] {
@@ -89,6 +92,7 @@ impl Split {
             images: self.images[..n * self.image_len()].to_vec(),
             labels: self.labels[..n].to_vec(),
             shape: self.shape,
+            steps: self.steps,
         }
     }
     /// Splits off the last `n` images as a second split.
@@ -100,11 +104,13 @@ impl Split {
                 images: self.images[..cut].to_vec(),
                 labels: self.labels[..keep].to_vec(),
                 shape: self.shape,
+                steps: self.steps,
             },
             Split {
                 images: self.images[cut..].to_vec(),
                 labels: self.labels[keep..].to_vec(),
                 shape: self.shape,
+                steps: self.steps,
             },
         )
     }
@@ -437,6 +443,7 @@ pub fn read_idx_split(images: &Path, labels: &Path, classes: usize) -> Result<Sp
         images: pixels.to_vec(),
         labels: lbytes.to_vec(),
         shape: (dims[1] as u32, dims[2] as u32, 1),
+        steps: 1,
     })
 }
 
@@ -469,6 +476,7 @@ pub fn read_cifar(
         images: Vec::new(),
         labels: Vec::new(),
         shape: (32, 32, 3),
+        steps: 1,
     };
     for path in paths {
         let data = read_maybe_gz(path)?;

@@ -305,6 +305,7 @@ mod tests {
             images: (0..n * 144).map(|_| rng.gen()).collect(),
             labels: (0..n).map(|_| rng.gen_range(0..4)).collect(),
             shape: (12, 12, 1),
+            steps: 1,
         }
     }
 

@@ -53,7 +53,7 @@ pub fn leak_of(tau: f32, time_steps: usize) -> Result<Leak, ExportError> {
 /// Largest input value of layer `l` in integer units.
 pub(crate) fn input_max(net: &Net, l: usize) -> i64 {
     if l == 0 {
-        255
+        (1 << net.frames.unwrap_or(8)) - 1
     } else if net.specs[l - 1].pool == Some(PoolKind::Avg) {
         4
     } else {
@@ -204,12 +204,15 @@ pub fn export(net: &Net, name: &str) -> Result<Model, ExportError> {
             pool,
         });
     }
-    assemble(net, name, Encoding::Direct, net.time_steps as u32, layers)
-        .map_err(ExportError::Invalid)
+    let encoding = match net.frames {
+        None => Encoding::Direct,
+        Some(_) => Encoding::Frames,
+    };
+    assemble(net, name, encoding, net.time_steps as u32, layers).map_err(ExportError::Invalid)
 }
 
-/// A validated model of `net`'s input shape (8-bit pixels) from its layers; the error lists
-/// every problem.
+/// A validated model of `net`'s input shape (8-bit pixels, or the frames' bits) from its
+/// layers; the error lists every problem.
 pub(crate) fn assemble(
     net: &Net,
     name: &str,
@@ -219,13 +222,13 @@ pub(crate) fn assemble(
 ) -> Result<Model, String> {
     let model = Model {
         format: ir::FORMAT.into(),
-        version: ir::VERSION,
+        version: ir::version_for(encoding),
         name: name.into(),
         input: InputSpec {
             height: net.input.0 as u32,
             width: net.input.1 as u32,
             channels: net.input.2 as u32,
-            pixel_bits: 8,
+            pixel_bits: net.frames.unwrap_or(8),
             encoding,
         },
         time_steps,

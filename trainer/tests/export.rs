@@ -104,3 +104,59 @@ fn t4_with_leak_exports_close_to_the_float_network() {
     // T > 1 rounds the leak and the bias; the classes still agree almost everywhere.
     assert!(agree >= 270, "{agree}/300 classes agree at T = 4");
 }
+
+/// Framed input (event data, the IR's `frames` encoding): each step has its own input map.
+/// The export says so (encoding, the frames' bits), the golden model takes the same samples,
+/// and the classes agree with the float network as at T = 4 with still images; the order of
+/// the frames matters to both.
+#[test]
+fn framed_input_exports_to_the_frames_encoding_and_agrees_with_the_float_network() {
+    let mut net = Net::new(
+        "10x10x2-6C3-MP2-8C3-4C1-GAP",
+        4,
+        LifConfig::default(),
+        false,
+        5,
+    )
+    .unwrap();
+    net.frames = Some(2);
+    randomise(&mut net, 13);
+    // 300 samples of 4 frames of 10×10×2 counts in 0..=3, sparse as events are.
+    let mut rng = ChaCha8Rng::seed_from_u64(21);
+    let frame = 10 * 10 * 2;
+    let samples: Vec<u8> = (0..300 * 4 * frame)
+        .map(|_| {
+            if rng.gen_bool(0.3) {
+                rng.gen_range(1..=3)
+            } else {
+                0
+            }
+        })
+        .collect();
+    // BatchNorm statistics of these samples, so that the neurons see varied currents.
+    net.recalibrate_bn(&samples);
+    let model = export::export(&net, "t").unwrap();
+    assert_eq!(model.input.encoding, spikeforge_model::ir::Encoding::Frames);
+    assert_eq!((model.input.pixel_bits, model.time_steps), (2, 4));
+    let float = net.forward(&samples, false, false).logits;
+    let ints = export::golden_classes(&model, &samples);
+    let agree = ints
+        .iter()
+        .enumerate()
+        .filter(|(i, &c)| spikeforge_trainer::ops::argmax(&float.row(*i).to_vec()) == c)
+        .count();
+    assert!(agree >= 270, "{agree}/300 classes agree");
+    let classes: std::collections::BTreeSet<usize> = ints.iter().copied().collect();
+    assert!(classes.len() >= 2, "the samples fall into {classes:?}");
+    // The same frames in reverse order: other logits in both models.
+    let reversed: Vec<u8> = samples
+        .chunks(4 * frame)
+        .flat_map(|s| s.chunks(frame).rev().flatten().copied().collect::<Vec<_>>())
+        .collect();
+    let float_rev = net.forward(&reversed, false, false).logits;
+    assert_ne!(float, float_rev);
+    let golden = spikeforge_model::Golden::new(&model);
+    let a = golden.run_batch(&samples[..4 * frame], false).unwrap();
+    let b = golden.run_batch(&reversed[..4 * frame], false).unwrap();
+    assert_ne!(a[0].logits, b[0].logits);
+}

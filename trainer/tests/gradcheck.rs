@@ -220,3 +220,19 @@ fn surrogate_primitives_differentiate_to_the_surrogates() {
         }
     }
 }
+
+/// Framed input (event data): the first layer has a current per step instead of one shared
+/// one, and its gradients still match finite differences.
+#[test]
+fn framed_input_gradients_match_finite_differences() {
+    for t in [2, 3] {
+        let mut n = net(ARCHS[0], t, Surrogate::Sigmoid, ResetKind::Subtract);
+        n.frames = Some(8);
+        let (h, w, c) = n.input;
+        let images = spikeforge_trainer::net::random_images(5, h * w * c * t, 4);
+        let labels: Vec<u8> = (0..5).map(|i| (i % n.classes()) as u8).collect();
+        let which = params_to_check(&n);
+        let worst = check(&mut n, &images, &labels, 1e-2, &which);
+        eprintln!("frames T={t}: worst relative error {worst:.4}");
+    }
+}

@@ -8,10 +8,12 @@ use std::path::Path;
 use crate::data::DataError;
 
 pub mod aedat;
+mod dataset;
 mod nmnist;
 pub mod saccade;
 pub mod sets;
 
+pub use dataset::{load_event_set, FramingConfig};
 pub use nmnist::{parse_nmnist, read_nmnist, write_nmnist, NMNIST_SIZE};
 
 /// One event: a pixel whose log intensity rose (`on`) or fell by the sensor's threshold.
@@ -41,7 +43,8 @@ pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, DataError> {
 }
 
 /// How a recording is cut into time steps.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Bins {
     /// Equal spans of time between the first and the last event.
     Time,

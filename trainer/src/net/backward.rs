@@ -81,7 +81,7 @@ impl Net {
     ) -> Array2<f32> {
         let last = self.specs.len() - 1;
         let per = rows / b;
-        let pos = per / if last == 0 { 1 } else { self.time_steps };
+        let pos = per / self.layer_steps(last);
         let scale = self.head_log_scale.exp();
         g.head_log_scale = (dlogits * logits).sum();
         let mut dy = Array2::zeros((rows, self.specs[last].out));
@@ -126,7 +126,7 @@ impl Net {
             }
             None => ops::lif_backward(&dspk, t_steps, &self.lif, lif.expect("lif cache")),
         };
-        if l > 0 || t_steps == 1 {
+        if self.layer_steps(l) == t_steps {
             return dz;
         }
         let rows = dz.nrows() / t_steps;

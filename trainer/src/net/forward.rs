@@ -124,7 +124,7 @@ impl Net {
     /// between epochs). Sequential estimation cannot mix them.
     pub fn recalibrate_bn(&mut self, images: &[u8]) {
         let (h, w, c) = self.input;
-        let image_len = h * w * c;
+        let image_len = h * w * c * self.input_steps();
         let count = images.len() / image_len.max(1);
         if count == 0 {
             return;
@@ -167,10 +167,16 @@ impl Net {
         stop_at: Option<usize>,
     ) -> Pass {
         let (h, w, c) = self.input;
-        let b = images.len() / (h * w * c);
+        let steps = self.input_steps();
+        let frame = h * w * c;
+        let b = images.len() / (frame * steps);
+        // Frames arrive `[b][t]` and the layers run time-major, `[t][b]`.
+        let time_major = (0..steps).flat_map(|t| {
+            (0..b).flat_map(move |bi| images[(bi * steps + t) * frame..][..frame].iter())
+        });
         let mut x = Array2::from_shape_vec(
-            (b * h * w, c),
-            images.iter().map(|&p| p as f32 / 255.0).collect(),
+            (steps * b * h * w, c),
+            time_major.map(|&p| p as f32 / 255.0).collect(),
         )
         .expect("image shape");
         let mut trace = Trace {
@@ -183,7 +189,7 @@ impl Net {
         for l in 0..self.specs.len() {
             // Direct encoding: the first layer sees the same image at every step, so its
             // synaptic current is computed once on B frames and repeated.
-            let frames = if l == 0 { b } else { b * self.time_steps };
+            let frames = b * self.layer_steps(l);
             let (input, w_eff, y) = self.synaptic(l, x, frames, &mut trace);
             if stop_at == Some(l) {
                 return Pass::Stopped(y);
@@ -265,7 +271,7 @@ impl Net {
             row.iter_mut().zip(&bias).for_each(|(v, b)| *v += b);
         }
         let per = y.nrows() / b;
-        let steps = if l == 0 { 1 } else { self.time_steps };
+        let steps = self.layer_steps(l);
         let pos = per / steps;
         let mut logits = Array2::zeros((b, self.specs[l].out));
         for t in 0..steps {
@@ -311,7 +317,7 @@ impl Net {
             return (out, Activation::Fused(cache));
         }
         let (mut z, bn_cache) = ops::bn_forward(y, bn, train);
-        if l == 0 && t_steps > 1 {
+        if self.layer_steps(l) < t_steps {
             let one = z.clone();
             z = ndarray::concatenate(ndarray::Axis(0), &vec![one.view(); t_steps]).expect("repeat");
         }

@@ -127,6 +127,11 @@ pub struct Net {
     /// without changing the argmax, so the exported integer head ignores it.
     #[serde(default)]
     pub head_log_scale: f32,
+    /// Framed input (the IR's `frames` encoding, event data): `Some(pixel_bits)`, each of the
+    /// `time_steps` steps has its own input map, `[t][y][x][c]` per sample; `None`: a still
+    /// image, whose first-layer current is computed once and repeated at every step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frames: Option<u32>,
     /// The hidden layers' neuron. Written as `"relu": true/false`, as before the enum.
     #[serde(default, rename = "relu", with = "relu_flag")]
     pub neuron: HiddenNeuron,
@@ -353,6 +358,7 @@ impl Net {
             specs,
             params,
             fake_quant: false,
+            frames: None,
             neuron: HiddenNeuron::Lif,
             relaxed: false,
             unfused: false,
@@ -370,6 +376,20 @@ impl Net {
     /// Number of classes (output channels of the last layer).
     pub fn classes(&self) -> usize {
         self.specs.last().map_or(0, |s| s.out)
+    }
+
+    /// Steps of layer `l`'s synaptic current: one for the first layer on a still image
+    /// (repeated at every step), `time_steps` otherwise.
+    pub fn layer_steps(&self, l: usize) -> usize {
+        match (l, self.frames) {
+            (0, None) => 1,
+            _ => self.time_steps,
+        }
+    }
+
+    /// Input maps per sample: `time_steps` frames, or one image.
+    pub fn input_steps(&self) -> usize {
+        self.frames.map_or(1, |_| self.time_steps)
     }
 
     /// The value one unit of the layer's input stands for (pixels are `/255`, average pooling

@@ -146,6 +146,7 @@ mod tests {
             images: vec![128; n * h * w],
             labels: (0..n as u8).collect(),
             shape: (h as u32, w as u32, 1),
+            steps: 1,
         };
         let idx: Vec<usize> = (0..n).collect();
         let batch = |erase: f32| {
