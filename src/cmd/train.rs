@@ -9,6 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use spikeforge_trainer::ale::{Decision, Metric};
 use spikeforge_trainer::data::{self, Dataset};
 use spikeforge_trainer::distill::TeacherReport;
+use spikeforge_trainer::events::Bins;
 use spikeforge_trainer::net::Precision;
 use spikeforge_trainer::ops::{ResetKind, Surrogate};
 use spikeforge_trainer::optim::OptimKind;
@@ -206,9 +207,26 @@ pub struct Args {
     /// With --teacher: τ, the softmax temperature of the teachers' term (default 1).
     #[arg(long, value_parser = super::parse::temperature)]
     pub distill_temperature: Option<f32>,
+    /// Event sets (`--dataset nmnist|converted-mnist`): how a recording is cut into the T
+    /// steps, equal time bins or equal event counts (default time).
+    #[arg(long, value_enum)]
+    pub bins: Option<BinsArg>,
+    /// Event sets: the largest count a frame pixel keeps (default 1: binary frames); the
+    /// model's input bits follow from it.
+    #[arg(long)]
+    pub clip: Option<u8>,
+    /// Event sets: spatial down-sampling, a frame pixel gathers N × N sensor pixels (default 1).
+    #[arg(long)]
+    pub factor: Option<u16>,
     /// Hide the per-epoch progress bar.
     #[arg(long)]
     pub quiet: bool,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy)]
+pub enum BinsArg {
+    Time,
+    Count,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy)]
@@ -313,6 +331,12 @@ impl Args {
             teachers: self.teacher.clone(),
             distill_weight: self.distill_weight,
             distill_temperature: self.distill_temperature,
+            bins: self.bins.map(|b| match b {
+                BinsArg::Time => Bins::Time,
+                BinsArg::Count => Bins::Count,
+            }),
+            clip: self.clip,
+            factor: self.factor,
         }
     }
 }
@@ -448,7 +472,13 @@ impl SessionObserver for Console {
 /// Trains per the options with a progress bar and a line per epoch.
 pub fn train_run(o: &RunOptions, quiet: bool) -> Result<Trained> {
     let mut console = Console { bar: None, quiet };
-    let result = session::train_run(o, load_dataset, &mut console);
+    let load = |c: &spikeforge_trainer::TrainConfig, dir: Option<&Path>| {
+        let bar = super::spinner(format!("reading {}", c.dataset));
+        let d = session::load_data(c, dir);
+        bar.finish_and_clear();
+        d
+    };
+    let result = session::train_run(o, load, &mut console);
     if let Some(b) = console.bar.take() {
         b.abandon();
     }

@@ -249,3 +249,63 @@ fn the_data_command_checks_the_layout_of_event_sets() {
         assert!(err.contains("is not usable"), "{set}: {err}");
     }
 }
+
+/// Training on framed events (converted MNIST, T = 2, binary frames): the run frames the set,
+/// trains through time and exports the IR's `frames` encoding, whose golden model the summary
+/// evaluates on the framed test split; framing options on a set of still images are refused.
+#[test]
+fn a_run_on_framed_events_exports_the_frames_encoding() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = dir.path().join("cm");
+    let set = set.to_str().unwrap();
+    let (ok, _, err) = crate::util::run(&[
+        "mnist-events",
+        "--limit",
+        "120",
+        "--data",
+        "../shared/data/mnist",
+        "--out",
+        set,
+    ]);
+    assert!(ok, "{err}");
+    let out = dir.path().join("run");
+    let out = out.to_str().unwrap();
+    let (ok, stdout, err) = crate::util::run(&[
+        "train",
+        "--dataset",
+        "converted-mnist",
+        "--data",
+        set,
+        "--time-steps",
+        "2",
+        "--arch",
+        "34x34x2-4C3-MP2-6C3b-MP2-10C1-GAP",
+        "--epochs",
+        "1",
+        "--val",
+        "20",
+        "--tau",
+        "1",
+        "--quiet",
+        "--out",
+        out,
+    ]);
+    assert!(ok, "{stdout}{err}");
+    assert!(
+        stdout.contains("100 train / 20 validation images), T = 2"),
+        "{stdout}"
+    );
+    let model = crate::util::read_json(&dir.path().join("run/model.json"));
+    assert_eq!(model["version"], 2);
+    assert_eq!(model["input"]["encoding"], "frames");
+    assert_eq!(model["input"]["pixel_bits"], 1);
+    assert_eq!(model["input"]["channels"], 2);
+    let summary = crate::util::read_json(&dir.path().join("run/summary.json"));
+    assert_eq!(summary["test_images"], 120);
+    let (ok, _, err) =
+        crate::util::run(&["train", "--dataset", "mnist", "--clip", "3", "--out", out]);
+    assert!(
+        !ok && err.contains("--clip and --factor frame event sets"),
+        "{err}"
+    );
+}

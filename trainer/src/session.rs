@@ -13,12 +13,14 @@ use spikeforge_model::IoError;
 use crate::ale::Decision;
 use crate::data::{self, DataError, Dataset, Split};
 use crate::distill::{self, DistillConfig, TeacherReport};
+use crate::events::load_event_set;
+use crate::events::sets::event_set;
 use crate::export::{self, ExportError};
 use crate::net::NetError;
 use crate::swa::SwaLog;
 use crate::train::{
-    self, Checkpoint, EpochLog, Observer, OptionsError, SplitConfig, TrainError, TrainOptions,
-    DEFAULT_VAL,
+    self, Checkpoint, EpochLog, Observer, OptionsError, SplitConfig, TrainConfig, TrainError,
+    TrainOptions, DEFAULT_VAL,
 };
 
 /// A run to start or resume.
@@ -136,7 +138,7 @@ pub trait SessionObserver: Observer {
 /// returned as a warning, not an error: the run itself is done).
 pub fn train_run(
     o: &RunOptions,
-    load: impl FnOnce(&str, Option<&Path>) -> Result<Dataset, DataError>,
+    load: impl FnOnce(&TrainConfig, Option<&Path>) -> Result<Dataset, DataError>,
     obs: &mut dyn SessionObserver,
 ) -> Result<(Trained, Option<String>), SessionError> {
     let ckpt_path = o.out.join("checkpoint.json");
@@ -157,7 +159,7 @@ pub fn train_run(
     if let Some(d) = &ck.config.distill {
         distill::check_teachers(d, &ck.net)?;
     }
-    let ds = load(&ck.config.dataset, o.data_dir.as_deref())?;
+    let ds = load(&ck.config, o.data_dir.as_deref())?;
     check_fit(&ck, &ds)?;
     let asked = SplitConfig {
         limit: o.train.limit,
@@ -250,6 +252,14 @@ pub fn write_summary(s: &Summary, path: &Path) -> Result<(), SessionError> {
     let text = serde_json::to_string_pretty(s).expect("a summary always serialises");
     std::fs::write(path, text).map_err(IoError::at(path))?;
     Ok(())
+}
+
+/// The data of a run: the image set, or the event set framed as the run frames it.
+pub fn load_data(c: &TrainConfig, dir: Option<&Path>) -> Result<Dataset, DataError> {
+    match (&c.framing, event_set(&c.dataset)) {
+        (Some(f), Some(set)) => load_event_set(set, dir, c.time_steps, f),
+        _ => data::load(&c.dataset, dir),
+    }
 }
 
 /// The caller's observer with each epoch's line of `log.jsonl` written before it is passed on.

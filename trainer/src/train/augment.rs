@@ -24,6 +24,7 @@ pub(super) fn gather(
     for &i in idx {
         let start = images.len();
         shift_and_flip(split.image(i), (h, w, c), cfg, rng, &mut images);
+        // Framed events: every frame of a sample moves alike (erasing is refused for them).
         labels.push(split.labels[i]);
         // Off draws nothing, so runs without erasing keep their random stream.
         if cfg.erase > 0.0 && rng.gen::<f32>() < cfg.erase {
@@ -33,8 +34,9 @@ pub(super) fn gather(
     (images, labels)
 }
 
-/// Appends `img` to `out`, shifted by up to `cfg.shift` pixels (zeros come in) and flipped
-/// horizontally with probability ½ when `cfg.flip`.
+/// Appends `img` (one image, or a sample's frames one after the other) to `out`, every frame
+/// shifted by the same up to `cfg.shift` pixels (zeros come in) and flipped horizontally with
+/// probability ½ when `cfg.flip`.
 fn shift_and_flip(
     img: &[u8],
     (h, w, c): (usize, usize, usize),
@@ -53,17 +55,19 @@ fn shift_and_flip(
         (0, 0)
     };
     let flip = cfg.flip && rng.gen_bool(0.5);
-    for y in 0..h as isize {
-        for x in 0..w as isize {
-            let sx = if flip { w as isize - 1 - x } else { x } + dx;
-            let sy = y + dy;
-            for ch in 0..c {
-                let v = if sy >= 0 && sy < h as isize && sx >= 0 && sx < w as isize {
-                    img[(sy as usize * w + sx as usize) * c + ch]
-                } else {
-                    0
-                };
-                out.push(v);
+    for frame in img.chunks(h * w * c) {
+        for y in 0..h as isize {
+            for x in 0..w as isize {
+                let sx = if flip { w as isize - 1 - x } else { x } + dx;
+                let sy = y + dy;
+                for ch in 0..c {
+                    let v = if sy >= 0 && sy < h as isize && sx >= 0 && sx < w as isize {
+                        frame[(sy as usize * w + sx as usize) * c + ch]
+                    } else {
+                        0
+                    };
+                    out.push(v);
+                }
             }
         }
     }

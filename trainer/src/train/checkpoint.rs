@@ -126,6 +126,7 @@ impl Checkpoint {
         )?;
         let net = Net {
             neuron: config.neuron,
+            frames: config.framing.map(|f| f.pixel_bits()),
             ..net
         };
         Ok(Checkpoint {

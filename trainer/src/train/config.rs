@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ale::AleConfig;
 use crate::distill::DistillConfig;
+use crate::events::FramingConfig;
 use crate::net::HiddenNeuron;
 use crate::ops::LifConfig;
 use crate::optim::OptimKind;
@@ -92,6 +93,10 @@ pub struct TrainConfig {
     /// `None` in checkpoints from before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub split: Option<SplitConfig>,
+    /// How an event set's recordings become the T input frames of a sample (`None`: a set of
+    /// still images).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub framing: Option<FramingConfig>,
 }
 
 /// Which training images a run uses: the first `limit` (all when `None`), the last `val` of

@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use crate::ale::{AleConfig, Metric};
 use crate::data::{self, DataError};
 use crate::distill::DistillConfig;
+use crate::events::sets::event_set;
+use crate::events::{Bins, FramingConfig};
 use crate::export::{self, ExportError};
 use crate::net::HiddenNeuron;
 use crate::ops::{LifConfig, ResetKind, Surrogate};
@@ -20,6 +22,9 @@ pub const DEFAULT_EPOCHS: usize = 20;
 /// Validation images held out without `val` (a tenth of `limit` when that is given).
 pub const DEFAULT_VAL: usize = 5000;
 
+/// Time steps of a run on an event set without `time_steps`.
+pub const DEFAULT_EVENT_STEPS: usize = 4;
+
 /// The default architecture per dataset (methods-spec §1.4). Fashion-MNIST gets the reference
 /// layer list with sum pooling (`AP2`): at T = 1 a max-pooled spike map is the OR of four spikes,
 /// a sum-pooled one keeps their count, and the validation-selected model (docs/results.md, run
@@ -31,6 +36,9 @@ pub fn default_arch(dataset: &str) -> &'static str {
         "fashion-mnist" => "28x28x1-64C3-AP2-128C3-AP2-256C3-10C3-GAP",
         "cifar10" => "32x32x3-64C3-128C3-MP2-256C3-MP2-256C3-10C3-GAP",
         "cifar100" => "32x32x3-64C3-128C3-MP2-256C3-MP2-256C3-100C3-GAP",
+        // Framed events on N-MNIST's 34 × 34 sensor, OFF and ON channels: the iCEBreaker
+        // network's shape with the two middle layers binary.
+        "nmnist" | "converted-mnist" => "34x34x2-16C3-MP2-32C3b-MP2-64C3b-10C1-GAP",
         _ => "28x28x1-32C3-MP2-64C3-MP2-128C3-10C3-GAP",
     }
 }
@@ -119,6 +127,12 @@ pub struct TrainOptions {
     pub distill_weight: Option<f32>,
     /// Softmax temperature of the teachers' term (default 1).
     pub distill_temperature: Option<f32>,
+    /// Event sets: how a recording is cut into the T steps (default equal time bins).
+    pub bins: Option<Bins>,
+    /// Event sets: the largest count a frame pixel keeps (default 1: binary frames).
+    pub clip: Option<u8>,
+    /// Event sets: spatial down-sampling factor (default 1).
+    pub factor: Option<u16>,
 }
 
 /// Options that cannot make a run.
@@ -154,7 +168,12 @@ impl TrainOptions {
     /// The configuration of a fresh run: every option not given at its default. A fresh run
     /// then passes [`TrainConfig::check`]; a resumed one compares it with its checkpoint's.
     pub fn config(&self) -> Result<TrainConfig, OptionsError> {
-        let name = data::known(&self.dataset)?.name;
+        let events = event_set(&self.dataset);
+        let name = match events {
+            Some(set) => set.name,
+            None => data::known(&self.dataset)?.name,
+        };
+        let framing = self.framing(events.is_some())?;
         let cifar = name.starts_with("cifar");
         let epochs = self.epochs.unwrap_or(DEFAULT_EPOCHS);
         let optimizer = self.optimizer.unwrap_or(OptimKind::Adam);
@@ -168,7 +187,12 @@ impl TrainOptions {
                 .arch
                 .clone()
                 .unwrap_or_else(|| default_arch(name).into()),
-            time_steps: self.time_steps.unwrap_or(1),
+            // Event sets are cut into steps: one frame would lose their time.
+            time_steps: self.time_steps.unwrap_or(if events.is_some() {
+                DEFAULT_EVENT_STEPS
+            } else {
+                1
+            }),
             epochs,
             batch: self.batch.unwrap_or(64),
             optimizer,
@@ -209,7 +233,34 @@ impl TrainOptions {
                 limit: self.limit,
                 val: self.val,
             }),
+            framing,
         })
+    }
+
+    /// The framing of an event set; framing options on a set of still images are refused.
+    fn framing(&self, events: bool) -> Result<Option<FramingConfig>, OptionsError> {
+        if !events {
+            if self.bins.is_some() || self.clip.is_some() || self.factor.is_some() {
+                return Err(invalid(format!(
+                    "--bins, --clip and --factor frame event sets; {} is a set of still images",
+                    self.dataset
+                )));
+            }
+            return Ok(None);
+        }
+        if self.erase.is_some_and(|p| p > 0.0) {
+            return Err(invalid("--erase is for still images, not framed events"));
+        }
+        let clip = self.clip.unwrap_or(1);
+        let factor = self.factor.unwrap_or(1);
+        if clip == 0 || factor == 0 {
+            return Err(invalid("--clip and --factor must be at least 1"));
+        }
+        Ok(Some(FramingConfig {
+            bins: self.bins.unwrap_or(Bins::Time),
+            clip,
+            factor,
+        }))
     }
 
     fn lif(&self) -> LifConfig {
