@@ -122,6 +122,7 @@ fn lif_params(net: &Net, l: usize, values: &[i64], unit: &[f64]) -> Result<Lif, 
         .as_ref()
         .expect("hidden layers have BatchNorm")
         .eval_affine();
+    let grid = net.step_grid(l);
     let xmax = input_max(net, l);
     let vth = net.lif.vth as f64;
     let (mut bias, mut thr, mut pol) = (Vec::new(), Vec::new(), String::new());
@@ -148,8 +149,13 @@ fn lif_params(net: &Net, l: usize, values: &[i64], unit: &[f64]) -> Result<Lif, 
                     a < 0.0,
                 )
             } else {
-                let bi = (b / a.abs()).round();
-                (bi as i64, (cut + bi) as i64, a < 0.0)
+                // The per-step shift on the integer grid, as the fake-quantised network
+                // evaluates it (`Net::step_bias_shift`); the membrane is then the float one
+                // over |A|, and it crosses θ/|A| where the float one crosses θ.
+                let bias = grid[c].1;
+                let q = vth / a.abs();
+                let cut = if net.lif.strict { q.floor() } else { q.ceil() };
+                (bias, cut as i64, a < 0.0)
             }
         };
         bias.push(clamp_param(bi as f64));

@@ -107,18 +107,17 @@ fn t4_with_leak_exports_close_to_the_float_network() {
 
 /// Framed input (event data, the IR's `frames` encoding): each step has its own input map.
 /// The export says so (encoding, the frames' bits), the golden model takes the same samples,
-/// and the classes agree with the float network as at T = 4 with still images; the order of
-/// the frames matters to both.
+/// and without a leak its classes are the float network's on every sample; the order of the
+/// frames matters to both.
 #[test]
 fn framed_input_exports_to_the_frames_encoding_and_agrees_with_the_float_network() {
-    let mut net = Net::new(
-        "10x10x2-6C3-MP2-8C3-4C1-GAP",
-        4,
-        LifConfig::default(),
-        false,
-        5,
-    )
-    .unwrap();
+    // No leak, hard reset: at T > 1 the fake-quantised network then evaluates exactly what
+    // the integer neurons compute.
+    let lif = LifConfig {
+        tau: 1.0,
+        ..LifConfig::default()
+    };
+    let mut net = Net::new("10x10x2-6C3-MP2-8C3-4C1-GAP", 4, lif, false, 5).unwrap();
     net.frames = Some(2);
     randomise(&mut net, 13);
     // 300 samples of 4 frames of 10×10×2 counts in 0..=3, sparse as events are.
@@ -145,7 +144,7 @@ fn framed_input_exports_to_the_frames_encoding_and_agrees_with_the_float_network
         .enumerate()
         .filter(|(i, &c)| spikeforge_trainer::ops::argmax(&float.row(*i).to_vec()) == c)
         .count();
-    assert!(agree >= 270, "{agree}/300 classes agree");
+    assert_eq!(agree, 300, "classes that agree");
     let classes: std::collections::BTreeSet<usize> = ints.iter().copied().collect();
     assert!(classes.len() >= 2, "the samples fall into {classes:?}");
     // The same frames in reverse order: other logits in both models.
@@ -159,4 +158,33 @@ fn framed_input_exports_to_the_frames_encoding_and_agrees_with_the_float_network
     let a = golden.run_batch(&samples[..4 * frame], false).unwrap();
     let b = golden.run_batch(&reversed[..4 * frame], false).unwrap();
     assert_ne!(a[0].logits, b[0].logits);
+}
+
+/// Still images at T = 4 without a leak and with a hard reset: the fake-quantised network's
+/// per-step BatchNorm shift is the exported integer bias, so the classes agree everywhere.
+#[test]
+fn t4_without_leak_exports_exactly() {
+    let lif = LifConfig {
+        tau: 1.0,
+        ..LifConfig::default()
+    };
+    for (k, arch) in ["12x12x1-6C3-MP2-8C3-4C1-GAP", "10x10x1-8C3-MP2-12b-7"]
+        .iter()
+        .enumerate()
+    {
+        let mut net = Net::new(arch, 4, lif, false, 3 + k as u64).unwrap();
+        randomise(&mut net, 9 + k as u64);
+        let (h, w, c) = net.input;
+        let images = random_images(300, h * w * c, 5);
+        net.recalibrate_bn(&images);
+        let model = export::export(&net, "t").unwrap();
+        let float = net.forward(&images, false, false).logits;
+        let ints = export::golden_classes(&model, &images);
+        let agree = ints
+            .iter()
+            .enumerate()
+            .filter(|(i, &c)| spikeforge_trainer::ops::argmax(&float.row(*i).to_vec()) == c)
+            .count();
+        assert_eq!(agree, 300, "{arch}: classes that agree");
+    }
 }

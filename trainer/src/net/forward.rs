@@ -299,6 +299,8 @@ impl Net {
     ) -> (Array2<f32>, Activation) {
         let spec = self.specs[l];
         let t_steps = self.time_steps;
+        // Evaluation at T > 1 adds the integer per-step bias, as the exported neuron does.
+        let shift = if train { None } else { self.step_bias_shift(l) };
         let bn = self.params[l]
             .bn
             .as_mut()
@@ -317,6 +319,11 @@ impl Net {
             return (out, Activation::Fused(cache));
         }
         let (mut z, bn_cache) = ops::bn_forward(y, bn, train);
+        if let Some(shift) = shift {
+            for mut row in z.rows_mut() {
+                row.iter_mut().zip(&shift).for_each(|(v, s)| *v += s);
+            }
+        }
         if self.layer_steps(l) < t_steps {
             let one = z.clone();
             z = ndarray::concatenate(ndarray::Axis(0), &vec![one.view(); t_steps]).expect("repeat");

@@ -420,6 +420,54 @@ impl Net {
         }
     }
 
+    /// Hidden layer `l`'s per-step current on the exported integer grid, per channel:
+    /// `(A, bias)`, `A` the float value of one unit of integer current (BatchNorm's scale
+    /// times the weight and input units; its sign is the polarity) and `bias` the BatchNorm
+    /// shift in those units, rounded. At T > 1 the exported neuron adds `bias` at every step.
+    pub fn step_grid(&self, l: usize) -> Vec<(f64, i64)> {
+        let (bn_a, bn_b) = self.params[l]
+            .bn
+            .as_ref()
+            .expect("hidden layers have BatchNorm")
+            .eval_affine();
+        let unit = self.weight_scales(l);
+        bn_a.iter()
+            .zip(&bn_b)
+            .zip(&unit)
+            .map(|((&a, &b), &u)| {
+                let a = a * u as f64 * self.input_unit(l);
+                if a == 0.0 || !a.is_finite() {
+                    (a, 0)
+                } else {
+                    (a, (b / a.abs()).round() as i64)
+                }
+            })
+            .collect()
+    }
+
+    /// With fake quantisation at T > 1, what evaluation adds to hidden layer `l`'s BatchNorm
+    /// output so that its per-step shift is the exported integer bias (`|A|·bias − b`); `None`
+    /// where nothing is rounded (T = 1 folds the shift into the threshold exactly).
+    pub(crate) fn step_bias_shift(&self, l: usize) -> Option<Vec<f32>> {
+        if !self.fake_quant || self.time_steps == 1 || !self.neuron.spikes() {
+            return None;
+        }
+        let (_, bn_b) = self.params[l].bn.as_ref()?.eval_affine();
+        Some(
+            self.step_grid(l)
+                .iter()
+                .zip(&bn_b)
+                .map(|(&(a, bias), &b)| {
+                    if a == 0.0 || !a.is_finite() {
+                        0.0
+                    } else {
+                        (a.abs() * bias as f64 - b) as f32
+                    }
+                })
+                .collect(),
+        )
+    }
+
     /// The weights the forward pass uses, and per-channel scales (α or quantisation step).
     pub fn effective_weights(&self, l: usize) -> (Array2<f32>, Vec<f32>) {
         let w = self.weights(l);

@@ -200,7 +200,7 @@ impl TrainOptions {
             momentum: self.momentum.unwrap_or(0.9),
             weight_decay: self.weight_decay.unwrap_or(0.0),
             seed: self.seed.unwrap_or(1),
-            lif: self.lif(),
+            lif: self.lif(events.is_some()),
             ale: self.ale(),
             bwo: self.bwo.unwrap_or(BwoKind::Alpha),
             bwo_patience: self.bwo_patience.unwrap_or(10),
@@ -263,11 +263,14 @@ impl TrainOptions {
         }))
     }
 
-    fn lif(&self) -> LifConfig {
+    /// The neuron; on event sets without a leak by default: at T > 1 a leak's shift rounds in
+    /// the integer neuron where the float one scales, and only τ = 1 with a hard reset exports
+    /// exactly.
+    fn lif(&self, events: bool) -> LifConfig {
         let d = LifConfig::default();
         LifConfig {
             vth: self.vth.unwrap_or(d.vth),
-            tau: self.tau.unwrap_or(d.tau),
+            tau: self.tau.unwrap_or(if events { 1.0 } else { d.tau }),
             reset: self.reset.unwrap_or(d.reset),
             strict: !self.fire_ge,
             surrogate: self.surrogate.unwrap_or(d.surrogate),
