@@ -201,18 +201,7 @@ fn the_data_command_checks_the_layout_of_event_sets() {
         "gest/user01_led_labels.csv",
         b"class,startTime_usec,endTime_usec\n1,500,800\n",
     );
-    for class in [
-        "airplane",
-        "automobile",
-        "bird",
-        "cat",
-        "deer",
-        "dog",
-        "frog",
-        "horse",
-        "ship",
-        "truck",
-    ] {
+    for class in spikeforge_trainer::events::sets::CIFAR10_DVS_CLASSES {
         put(
             &format!("c10/{class}/cifar10_{class}_0.aedat"),
             &aedat::write_aedat2(&events),

@@ -37,7 +37,7 @@ pub struct EventSet {
 }
 
 /// CIFAR10-DVS's class folders, as released.
-const CIFAR10_CLASSES: &[&str] = &[
+pub const CIFAR10_DVS_CLASSES: &[&str] = &[
     "airplane",
     "automobile",
     "bird",
@@ -86,7 +86,7 @@ pub const EVENT_SETS: &[EventSet] = &[
         sensor: (128, 128),
         classes: 10,
         default_dirs: &["data/CIFAR10-DVS", "data/cifar10-dvs"],
-        layout: Layout::ClassFolders(CIFAR10_CLASSES),
+        layout: Layout::ClassFolders(CIFAR10_DVS_CLASSES),
         help: "download the ten class archives of CIFAR10-DVS (Li et al. 2017, \
                https://figshare.com/articles/dataset/CIFAR10-DVS_New/4724671), unzip each into \
                a folder of its class name (airplane … truck) under one directory and pass \
