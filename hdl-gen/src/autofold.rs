@@ -63,6 +63,9 @@ pub enum NoFit {
     /// The overrides do not resolve.
     #[error(transparent)]
     Fold(#[from] FoldError),
+    /// The model has no RTL (per-step input frames, more classes than the shell sends).
+    #[error(transparent)]
+    Unsupported(#[from] Box<crate::GenError>),
     /// Every folding tried exceeds a resource.
     #[error(
         "no folding fits {device}: the closest ({cycles} cycles per image) needs {needed:.0} {resource}, and {cap:.0} % of the device is {allowed:.0}{hint}"
@@ -182,7 +185,7 @@ fn search(
 ) -> Result<Choice, NoFit> {
     let at = |cycles: u64| -> Result<Choice, NoFit> {
         let folding = fold::resolve_for_cycles(model, cycles, dsp, overrides)?;
-        let estimate = estimate(model, &folding, device.family);
+        let estimate = estimate(model, &folding, device.family).map_err(Box::new)?;
         Ok(Choice { folding, estimate })
     };
     let slowest = fold::slowest_cycles(model);
@@ -256,7 +259,9 @@ fn larger_devices(model: &Model, device: &Device, caps: Caps) -> String {
     let fit: Vec<String> = spikeforge_constraints::devices()
         .iter()
         .filter(|d| d.target != device.target && !d.nextpnr_device.is_empty())
-        .filter(|d| overflow(&estimate(model, &slowest, d.family).total, d, caps).is_none())
+        .filter(|d| {
+            estimate(model, &slowest, d.family).is_ok_and(|e| overflow(&e.total, d, caps).is_none())
+        })
         .map(|d| d.target.clone())
         .collect();
     if fit.is_empty() {
@@ -290,7 +295,7 @@ mod tests {
             let cycles = c.estimate.cycles_per_image;
             if cycles > fastest {
                 let faster = fold::resolve_for_cycles(&m, cycles / 2, DspLanes::Off, &[]).unwrap();
-                let e = estimate(&m, &faster, device.family);
+                let e = estimate(&m, &faster, device.family).unwrap();
                 assert!(
                     e.cycles_per_image >= cycles || overflow(&e.total, device, caps).is_some(),
                     "{a}: {} cycles fit, and {} would too",
@@ -323,7 +328,8 @@ mod tests {
             &m,
             &folding,
             spikeforge_constraints::device("ice40-up5k").unwrap().family,
-        );
+        )
+        .unwrap();
         assert_eq!(e.total.dsps, 7.0);
     }
 

@@ -280,9 +280,14 @@ fn weigh(f: Family, kind: ModuleKind, c: &Counts, mem: &MemoryUse) -> Estimate {
     }
 }
 
-/// Estimates a validated model's design with `folding` on a device family.
-pub fn estimate(model: &Model, folding: &Folding, family: Family) -> DesignEstimate {
-    let built = crate::build(model, folding).expect("a validated model builds");
+/// Estimates a validated model's design with `folding` on a device family; a model the
+/// generator cannot build (see [`crate::build`]) is its error.
+pub fn estimate(
+    model: &Model,
+    folding: &Folding,
+    family: Family,
+) -> Result<DesignEstimate, crate::GenError> {
+    let built = crate::build(model, folding)?;
     let names = crate::names::Names::new(model);
     let shell = [
         names.uart_shell(),
@@ -331,13 +336,13 @@ pub fn estimate(model: &Model, folding: &Folding, family: Family) -> DesignEstim
             (l.name.clone(), e)
         })
         .collect();
-    DesignEstimate {
+    Ok(DesignEstimate {
         modules,
         layers,
         network,
         total,
         cycles_per_image: fold::pipeline_cycles(model, folding),
-    }
+    })
 }
 
 /// The fastest folding whose estimate, scaled by `calibration` (measured / estimated logic
@@ -354,7 +359,7 @@ pub fn fitting_folding(
     let mut target = base;
     loop {
         let folding = fold::for_cycles(model, target);
-        let e = estimate(model, &folding, device.family);
+        let e = estimate(model, &folding, device.family).ok()?;
         let fits = e.total.cells * calibration <= fill * device.logic as f64
             && e.total.ffs <= fill * device.ffs as f64
             && e.total.ram_blocks <= device.ram_blocks as f64

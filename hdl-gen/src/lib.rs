@@ -234,7 +234,7 @@ pub fn build(model: &Model, folding: &Folding) -> Result<Built, GenError> {
         Encoding::Direct | Encoding::FirstStep => {}
         Encoding::Frames => {
             return Err(GenError::Model(
-                "per-step input frames (encoding \"frames\") are not in the generated RTL yet; the golden model (`eval`, `infer`) runs them".into(),
+                "per-step input frames (encoding \"frames\") are not in the generated RTL yet; the golden model runs them (`train` reports their integer accuracy)".into(),
             ))
         }
     }

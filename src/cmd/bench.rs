@@ -121,7 +121,7 @@ fn flow_bench(target: &str, out: &std::path::Path) -> Result<()> {
         let folding = super::folding(&model, &fold)?;
         let dir = root.join(name);
         let design = super::generate_into(&model, &folding, Default::default(), &dir)?;
-        let est = spikeforge_hdl_gen::estimate::estimate(&model, &folding, device.family);
+        let est = spikeforge_hdl_gen::estimate::estimate(&model, &folding, device.family)?;
         let plan = spikeforge_flow::plan::plan(
             device,
             None,

@@ -110,7 +110,7 @@ pub fn run(out: &Path) -> Result<()> {
         let folding = minimal(model)?;
         let dir = root.join(name);
         let design = super::generate_into(model, &folding, Default::default(), &dir)?;
-        let est = estimate::estimate(model, &folding, dev.family);
+        let est = estimate::estimate(model, &folding, dev.family)?;
         let sources: Vec<String> = design
             .manifest
             .sources

@@ -144,7 +144,7 @@ fn measure(
     let device = super::target(target)?;
     let dir = PathBuf::from("out/bench-estimate").join(name);
     let design = super::generate_into(&m, &folding, Default::default(), &dir)?;
-    let est = estimate::estimate(&m, &folding, device.family);
+    let est = estimate::estimate(&m, &folding, device.family)?;
     let top = design.manifest.shell.top.clone();
     eprintln!(
         "{name}: yosys ({target}, {} cycles/image) ...",

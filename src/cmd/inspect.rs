@@ -120,7 +120,17 @@ pub fn op_name(l: &Layer) -> String {
 
 /// The pre-synthesis estimate on `device`, per layer, and a folding that fits when it does not.
 fn print_estimate(model: &Model, folding: &Folding, device: &Device, modules: bool) {
-    let e = estimate::estimate(model, folding, device.family);
+    let e = match estimate::estimate(model, folding, device.family) {
+        Ok(e) => e,
+        // The model itself is fine (the golden model runs it); the generator cannot build it.
+        Err(reason) => {
+            println!(
+                "estimate on {}: no design to estimate: {reason}",
+                device.target
+            );
+            return;
+        }
+    };
     let pct = |n: f64, of: u64| 100.0 * n / of.max(1) as f64;
     println!(
         "estimate on {} ({}): {:.0} {} ({:.0} %), {:.0} flip-flops ({:.0} %), {:.0} block RAMs ({:.0} %, {:.0} bits), {:.0} DSPs ({:.0} %), {} cycles per image",

@@ -55,7 +55,9 @@ fn suggestion(dir: &Path, device: &Device, m: &Manifest, luts: u64) -> String {
     let Ok(model) = spikeforge_model::load(&dir.join("model.json")) else {
         return String::new();
     };
-    let now = estimate::estimate(&model, &m.folding, device.family);
+    let Ok(now) = estimate::estimate(&model, &m.folding, device.family) else {
+        return String::new();
+    };
     // Never trust the estimate to be pessimistic: scale up only.
     let calibration = (luts as f64 / now.total.cells.max(1.0)).max(1.0);
     match estimate::fitting_folding(&model, device, 0.9, calibration) {

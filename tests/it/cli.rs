@@ -246,7 +246,8 @@ fn gen_target_chooses_a_folding_that_fits_and_says_why_when_none_does() {
         &model,
         &folding,
         spikeforge_constraints::Family::Ice40,
-    );
+    )
+    .unwrap();
     assert!(e.total.cells <= 0.85 * 5280.0, "{:?}", e.total);
     assert!(e.total.ram_blocks <= 27.0, "{:?}", e.total);
 

@@ -299,3 +299,40 @@ fn a_run_on_framed_events_exports_the_frames_encoding() {
         "{err}"
     );
 }
+
+/// A `frames` model (what training on events exports) has no RTL yet: `inspect` describes it
+/// and says why there is no estimate, `gen` with a board (automatic folding) refuses it with
+/// the reason; neither panics.
+#[test]
+fn hardware_commands_say_a_frames_model_has_no_rtl_yet() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("frames.json");
+    let model = spikeforge_model::random::random_model(
+        &spikeforge_model::arch::parse("8x8x2-4C3-MP2-3C1-GAP").unwrap(),
+        2,
+        3,
+    )
+    .unwrap();
+    let mut json: serde_json::Value = serde_json::to_value(&model).unwrap();
+    json["version"] = 2.into();
+    json["input"]["encoding"] = "frames".into();
+    std::fs::write(&path, json.to_string()).unwrap();
+    let path = path.to_str().unwrap();
+    let (ok, out, err) = crate::util::run(&["inspect", path]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("no design to estimate") && out.contains("not in the generated RTL yet"),
+        "{out}"
+    );
+    let rtl = dir.path().join("rtl");
+    let (ok, _, err) = crate::util::run(&[
+        "gen",
+        path,
+        "--board",
+        "icebreaker",
+        "--out",
+        rtl.to_str().unwrap(),
+    ]);
+    assert!(!ok && err.contains("not in the generated RTL yet"), "{err}");
+    assert!(!err.contains("panicked") && !rtl.exists(), "{err}");
+}
