@@ -491,16 +491,22 @@ fn distillation_learns_from_a_teacher_resumes_exactly_and_refuses_a_changed_teac
 }
 
 #[test]
-fn a_resume_keeps_the_runs_split_and_architecture_and_refuses_another_split() {
+fn a_resume_keeps_the_runs_split_architecture_and_steps_and_refuses_another_split() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let (ok, _, err) = train(&out, "2", &["--stop-after", "1"]);
+    let (ok, _, err) = train(&out, "2", &["--stop-after", "1", "--time-steps", "2"]);
     assert!(ok, "{err}");
-    // Only --resume and --out: the run's architecture and split, not the defaults.
     let out_s = out.to_str().unwrap();
+    // Another T is another network.
+    let (ok, _, err) = util::run(&["train", "--resume", "--time-steps", "3", "--out", out_s]);
+    assert!(!ok && err.contains("at T = 2, not"), "{err}");
+    // Only --resume and --out: the run's architecture, T and split, not the defaults.
     let (ok, stdout, err) = util::run(&["train", "--resume", "--quiet", "--out", out_s]);
     assert!(ok, "{err}");
-    assert!(stdout.contains("900 train / 100 validation"), "{stdout}");
+    assert!(
+        stdout.contains("900 train / 100 validation images), T = 2"),
+        "{stdout}"
+    );
     let (ok, _, err) = util::run(&[
         "train", "--resume", "--val", "200", "--epochs", "3", "--out", out_s,
     ]);

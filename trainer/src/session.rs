@@ -316,12 +316,10 @@ fn resumed(o: &TrainOptions, ckpt_path: &Path) -> Result<Checkpoint, SessionErro
     let config = o.config()?;
     let mut c = Checkpoint::load(ckpt_path).map_err(SessionError::NoCheckpoint)?;
     let old = &c.config;
-    // Without --arch the run's own architecture, not the dataset's default.
+    // Without --arch or --time-steps the run's own, not the dataset's defaults.
     let arch_differs = o.arch.is_some() && old.arch != config.arch;
-    if arch_differs
-        || old.dataset != config.dataset
-        || old.time_steps != config.time_steps
-        || old.neuron != config.neuron
+    let steps_differ = o.time_steps.is_some() && old.time_steps != config.time_steps;
+    if arch_differs || steps_differ || old.dataset != config.dataset || old.neuron != config.neuron
     {
         return Err(refuse(format!(
             "the checkpoint is for {} `{}` at T = {}, not {} `{}` at T = {}",
