@@ -61,12 +61,11 @@ pub(crate) fn input_max(net: &Net, l: usize) -> i64 {
     }
 }
 
-/// Integer weights of a layer and the float value of one weight unit per channel.
-fn integer_weights(net: &Net, l: usize) -> (Weights, Vec<i64>, Vec<f64>) {
+/// Integer weights of a layer, as the IR holds them and as values.
+fn integer_weights(net: &Net, l: usize) -> (Weights, Vec<i64>) {
     let s = &net.specs[l];
     let w = net.weights(l);
     let scales = net.weight_scales(l);
-    let unit: Vec<f64> = scales.iter().map(|&q| q as f64).collect();
     match net.params[l].precision {
         Precision::Binary => {
             let bits: bitvec::vec::BitVec<u8, bitvec::order::Lsb0> =
@@ -77,7 +76,6 @@ fn integer_weights(net: &Net, l: usize) -> (Weights, Vec<i64>, Vec<f64>) {
                     signs: pack_signs(&bits),
                 },
                 values,
-                unit,
             )
         }
         Precision::Full => {
@@ -104,7 +102,6 @@ fn integer_weights(net: &Net, l: usize) -> (Weights, Vec<i64>, Vec<f64>) {
                     values: values.iter().map(|&v| v as i32).collect(),
                 },
                 values,
-                unit,
             )
         }
     }
@@ -115,19 +112,21 @@ fn clamp_param(v: f64) -> i32 {
 }
 
 /// The LIF parameters of a hidden layer.
-fn lif_params(net: &Net, l: usize, values: &[i64], unit: &[f64]) -> Result<Lif, ExportError> {
+fn lif_params(net: &Net, l: usize, values: &[i64]) -> Result<Lif, ExportError> {
     let s = &net.specs[l];
-    let (bn_a, bn_b) = net.params[l]
+    let (_, bn_b) = net.params[l]
         .bn
         .as_ref()
         .expect("hidden layers have BatchNorm")
         .eval_affine();
+    // `A` (one unit of integer current in float) and the rounded per-step bias, as the
+    // fake-quantised network evaluates them.
     let grid = net.step_grid(l);
     let xmax = input_max(net, l);
     let vth = net.lif.vth as f64;
     let (mut bias, mut thr, mut pol) = (Vec::new(), Vec::new(), String::new());
     for c in 0..s.out {
-        let a = bn_a[c] * unit[c] * net.input_unit(l);
+        let (a, step_bias) = grid[c];
         let b = bn_b[c];
         let max_acc: i64 = values[c * s.fan_in..(c + 1) * s.fan_in]
             .iter()
@@ -152,10 +151,9 @@ fn lif_params(net: &Net, l: usize, values: &[i64], unit: &[f64]) -> Result<Lif, 
                 // The per-step shift on the integer grid, as the fake-quantised network
                 // evaluates it (`Net::step_bias_shift`); the membrane is then the float one
                 // over |A|, and it crosses θ/|A| where the float one crosses θ.
-                let bias = grid[c].1;
                 let q = vth / a.abs();
                 let cut = if net.lif.strict { q.floor() } else { q.ceil() };
-                (bias, cut as i64, a < 0.0)
+                (step_bias, cut as i64, a < 0.0)
             }
         };
         bias.push(clamp_param(bi as f64));
@@ -188,7 +186,7 @@ pub fn model_name(dataset: &str) -> String {
 pub fn export(net: &Net, name: &str) -> Result<Model, ExportError> {
     let mut layers = Vec::new();
     for (l, s) in net.specs.iter().enumerate() {
-        let (weights, values, unit) = integer_weights(net, l);
+        let (weights, values) = integer_weights(net, l);
         let neuron = if s.last {
             let head = net.head_unit();
             Neuron::None {
@@ -199,7 +197,7 @@ pub fn export(net: &Net, name: &str) -> Result<Model, ExportError> {
                     .collect(),
             }
         } else {
-            Neuron::Lif(lif_params(net, l, &values, &unit)?)
+            Neuron::Lif(lif_params(net, l, &values)?)
         };
         let (name, synapse, pool) = ir_shape(s, l);
         layers.push(Layer {
