@@ -3,7 +3,7 @@
 //! (Yosys scripts, `Makefile`, FuseSoC core); `cosim` and `synth` read it back.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use spikeforge_hdl_gen::{Design, Manifest, SourceFiles};
 use spikeforge_model::IoError;
@@ -22,26 +22,12 @@ pub fn complete(mut design: Design) -> Result<Design, FlowError> {
 pub fn write(design: &Design, dir: &Path) -> Result<(), FlowError> {
     let mut files = design.files.clone();
     add_flow_files(&design.manifest, &mut files)?;
-    let parent = match dir.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&parent).map_err(IoError::at(&parent))?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".spikeforge-gen-")
-        .tempdir_in(&parent)
-        .map_err(IoError::at(&parent))?;
-    for (name, text) in &files {
-        let p = tmp.path().join(name);
-        std::fs::write(&p, text).map_err(IoError::at(&p))?;
-    }
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).map_err(IoError::at(dir))?;
-    }
-    let kept = tmp.keep();
-    std::fs::rename(&kept, dir).map_err(|e| {
-        let _ = std::fs::remove_dir_all(&kept);
-        IoError::at(dir)(e).into()
+    spikeforge_model::io::replace_dir(dir, ".spikeforge-gen-", |tmp| {
+        for (name, text) in &files {
+            let p = tmp.join(name);
+            std::fs::write(&p, text).map_err(IoError::at(&p))?;
+        }
+        Ok::<_, FlowError>(())
     })
 }
 

@@ -68,13 +68,9 @@ pub fn run(a: Args) -> Result<()> {
         );
         return Ok(());
     };
-    let bar = super::spinner(format!(
-        "evaluating the float and the integer model on {} test images",
-        a.eval.min(ds.test.len())
-    ));
-    let s = spikeforge_trainer::session::finish(&ck, &ds, &a.out, Some(a.eval));
-    bar.finish_and_clear();
-    let s = s?;
+    let s = super::train::evaluating(a.eval.min(ds.test.len()), || {
+        spikeforge_trainer::session::finish(&ck, &ds, &a.out, Some(a.eval))
+    })?;
     super::train::print_summary(&s);
     Ok(())
 }

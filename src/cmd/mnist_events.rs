@@ -63,43 +63,9 @@ pub fn run(a: Args) -> Result<()> {
     let ds = super::train::load_dataset("mnist", a.data.as_deref())?;
     let limit = a.limit.unwrap_or(usize::MAX);
     // Everything goes to a directory beside --out that replaces it when complete.
-    let parent = match a.out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".spikeforge-events-")
-        .tempdir_in(&parent)
-        .with_context(|| format!("creating a directory in {}", parent.display()))?;
-    let mut splits = Vec::new();
-    for (name, split) in [("Train", &ds.train), ("Test", &ds.test)] {
-        splits.push(convert_split(
-            name,
-            &split.take(limit),
-            &config,
-            tmp.path(),
-        )?);
-    }
-    let card = Card {
-        what: "converted MNIST: MNIST digits turned into events by simulated saccades; not N-MNIST",
-        source: "MNIST (LeCun et al.), the files `spikeforge data` finds",
-        method: "three 100 ms saccades in a triangle, (1 − cos πτ)/2 profile, bilinear sampling, ln(0.1 + I), one event per threshold crossing at its interpolated time; no noise",
-        threshold: config.threshold,
-        saccade_us: config.saccade_us,
-        step_us: config.step_us,
-        triangle_px: [(0.0, 0.0), config.vertices[0], config.vertices[1]],
-        splits,
-    };
-    let card_path = tmp.path().join("converted-mnist.json");
-    std::fs::write(&card_path, serde_json::to_string_pretty(&card)? + "\n")
-        .with_context(|| format!("writing {}", card_path.display()))?;
-    if a.out.exists() {
-        std::fs::remove_dir_all(&a.out)
-            .with_context(|| format!("replacing {}", a.out.display()))?;
-    }
-    let kept = tmp.keep();
-    std::fs::rename(&kept, &a.out).with_context(|| format!("writing {}", a.out.display()))?;
+    let card = spikeforge_model::io::replace_dir(&a.out, ".spikeforge-events-", |tmp| {
+        write_set(&ds, limit, &config, tmp)
+    })?;
     for s in &card.splits {
         println!(
             "{}: {} samples, {:.0} events each on average ({}..={}), {:.1} % ON",
@@ -121,6 +87,34 @@ pub fn run(a: Args) -> Result<()> {
             .display()
     );
     Ok(())
+}
+
+/// Converts both splits (the first `limit` images of each) into `dir` and writes the card
+/// there; returns the card.
+fn write_set(
+    ds: &spikeforge_trainer::Dataset,
+    limit: usize,
+    config: &SaccadeConfig,
+    dir: &Path,
+) -> Result<Card> {
+    let mut splits = Vec::new();
+    for (name, split) in [("Train", &ds.train), ("Test", &ds.test)] {
+        splits.push(convert_split(name, &split.take(limit), config, dir)?);
+    }
+    let card = Card {
+        what: "converted MNIST: MNIST digits turned into events by simulated saccades; not N-MNIST",
+        source: "MNIST (LeCun et al.), the files `spikeforge data` finds",
+        method: "three 100 ms saccades in a triangle, (1 − cos πτ)/2 profile, bilinear sampling, ln(0.1 + I), one event per threshold crossing at its interpolated time; no noise",
+        threshold: config.threshold,
+        saccade_us: config.saccade_us,
+        step_us: config.step_us,
+        triangle_px: [(0.0, 0.0), config.vertices[0], config.vertices[1]],
+        splits,
+    };
+    let card_path = dir.join("converted-mnist.json");
+    std::fs::write(&card_path, serde_json::to_string_pretty(&card)? + "\n")
+        .with_context(|| format!("writing {}", card_path.display()))?;
+    Ok(card)
 }
 
 /// Converts and writes one split; returns its counts.

@@ -117,3 +117,11 @@ pub fn spinner(msg: String) -> indicatif::ProgressBar {
     s.enable_steady_tick(std::time::Duration::from_millis(120));
     s
 }
+
+/// `work` behind a [`spinner`] showing `msg`, cleared when it returns.
+pub fn with_spinner<T>(msg: String, work: impl FnOnce() -> T) -> T {
+    let bar = spinner(msg);
+    let out = work();
+    bar.finish_and_clear();
+    out
+}

@@ -33,10 +33,16 @@ pub struct DataArgs {
 /// Loads a dataset behind a spinner, with a message that says how to get it when it is
 /// missing.
 pub fn load_dataset(name: &str, dir: Option<&Path>) -> Result<Dataset, data::DataError> {
-    let bar = super::spinner(format!("reading {name}"));
-    let d = data::load(name, dir);
-    bar.finish_and_clear();
-    d
+    super::with_spinner(format!("reading {name}"), || data::load(name, dir))
+}
+
+/// `evaluate` (export and summary on `n` test images) behind a spinner.
+pub fn evaluating(
+    n: usize,
+    evaluate: impl FnOnce() -> Result<Summary, session::SessionError>,
+) -> Result<Summary> {
+    let msg = format!("evaluating the float and the integer model on {n} test images");
+    Ok(super::with_spinner(msg, evaluate)?)
 }
 
 impl DataArgs {
@@ -473,10 +479,9 @@ impl SessionObserver for Console {
 pub fn train_run(o: &RunOptions, quiet: bool) -> Result<Trained> {
     let mut console = Console { bar: None, quiet };
     let load = |c: &spikeforge_trainer::TrainConfig, dir: Option<&Path>| {
-        let bar = super::spinner(format!("reading {}", c.dataset));
-        let d = session::load_data(c, dir);
-        bar.finish_and_clear();
-        d
+        super::with_spinner(format!("reading {}", c.dataset), || {
+            session::load_data(c, dir)
+        })
     };
     let result = session::train_run(o, load, &mut console);
     if let Some(b) = console.bar.take() {
@@ -491,13 +496,7 @@ pub fn train_run(o: &RunOptions, quiet: bool) -> Result<Trained> {
 
 /// Exports and evaluates a finished run behind a spinner.
 pub fn finish(trained: &Trained, model_path: &Path) -> Result<Summary> {
-    let bar = super::spinner(format!(
-        "evaluating the float and the integer model on {} test images",
-        trained.ds.test.len()
-    ));
-    let s = trained.finish(model_path);
-    bar.finish_and_clear();
-    Ok(s?)
+    evaluating(trained.ds.test.len(), || trained.finish(model_path))
 }
 
 /// Prints a summary.

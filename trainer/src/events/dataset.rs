@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::sets::{EventSet, Layout};
+use super::sets::{files_with, EventSet, Layout};
 use super::{format_error, frames, read_nmnist, Bins, Framing};
 use crate::data::{DataError, Dataset, Split};
 
@@ -52,17 +52,12 @@ pub fn load_event_set(
 ) -> Result<Dataset, DataError> {
     let dir = match dir {
         Some(d) => d.to_path_buf(),
-        None => set
-            .default_dirs
-            .iter()
-            .map(PathBuf::from)
-            .find(|d| d.is_dir())
-            .ok_or_else(|| DataError::Missing {
-                name: set.name.into(),
-                missing: "directory".into(),
-                dir: PathBuf::from(set.default_dirs.join(" or ")),
-                help: format!("to get it: {}", set.help),
-            })?,
+        None => set.default_dir().ok_or_else(|| DataError::Missing {
+            name: set.name.into(),
+            missing: "directory".into(),
+            dir: PathBuf::from(set.default_dirs.join(" or ")),
+            help: format!("to get it: {}", set.help),
+        })?,
     };
     let Layout::DigitFolders = set.layout else {
         return Err(format_error(
@@ -106,13 +101,7 @@ fn digit_files(root: &Path, classes: u32) -> Result<Vec<(u8, PathBuf)>, DataErro
     let mut files = Vec::new();
     for class in 0..classes {
         let d = root.join(class.to_string());
-        let entries = std::fs::read_dir(&d).map_err(spikeforge_model::IoError::at(&d))?;
-        for e in entries {
-            let p = e.map_err(spikeforge_model::IoError::at(&d))?.path();
-            if p.extension().is_some_and(|x| x == "bin") {
-                files.push((class as u8, p));
-            }
-        }
+        files.extend(files_with(&d, "bin")?.into_iter().map(|p| (class as u8, p)));
     }
     if files.is_empty() {
         return Err(format_error(

@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+use spikeforge_model::IoError;
+
 use super::{aedat, read_nmnist};
 
 /// How a set's files are laid out once unpacked.
@@ -94,6 +96,16 @@ pub const EVENT_SETS: &[EventSet] = &[
     },
 ];
 
+impl EventSet {
+    /// The first of its default directories that exists.
+    pub fn default_dir(&self) -> Option<PathBuf> {
+        self.default_dirs
+            .iter()
+            .map(PathBuf::from)
+            .find(|d| d.is_dir())
+    }
+}
+
 /// The event set of a name, if it is one.
 pub fn event_set(name: &str) -> Option<&'static EventSet> {
     let n = name.to_ascii_lowercase().replace('_', "-");
@@ -122,12 +134,7 @@ pub struct SetCheck {
 pub fn check_set(set: &EventSet, dir: Option<&Path>) -> SetCheck {
     let dir = match dir {
         Some(d) => d.to_path_buf(),
-        None => match set
-            .default_dirs
-            .iter()
-            .map(PathBuf::from)
-            .find(|d| d.is_dir())
-        {
+        None => match set.default_dir() {
             Some(d) => d,
             None => {
                 return SetCheck {
@@ -170,12 +177,14 @@ fn digits() -> Vec<String> {
 }
 
 /// The files with extension `ext` in `dir`, sorted.
-fn files_with(dir: &Path, ext: &str) -> Result<Vec<PathBuf>, String> {
-    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == ext))
-        .collect();
+pub(super) fn files_with(dir: &Path, ext: &str) -> Result<Vec<PathBuf>, IoError> {
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(IoError::at(dir))? {
+        let p = e.map_err(IoError::at(dir))?.path();
+        if p.extension().is_some_and(|x| x == ext) {
+            files.push(p);
+        }
+    }
     files.sort();
     Ok(files)
 }
@@ -191,7 +200,7 @@ fn check_folders(
     let mut total = 0;
     let mut first = None;
     for c in classes {
-        let files = files_with(&root.join(c), ext)?;
+        let files = files_with(&root.join(c), ext).map_err(|e| e.to_string())?;
         if files.is_empty() {
             return Err(format!("{}: no .{ext} recordings", root.join(c).display()));
         }
@@ -210,7 +219,7 @@ fn check_folders(
 
 /// `*.aedat` recordings each with its `*_labels.csv`; the first read with its labels.
 fn check_recordings(dir: &Path, classes: u32) -> Result<String, String> {
-    let files = files_with(dir, "aedat")?;
+    let files = files_with(dir, "aedat").map_err(|e| e.to_string())?;
     let Some(first) = files.first() else {
         return Err(format!("{}: no .aedat recordings", dir.display()));
     };
