@@ -222,6 +222,7 @@ impl Simulator {
         h.update(top.params.concat().as_bytes());
         h.update(version.as_bytes());
         h.update([opts.opt, opts.trace as u8]);
+        h.update(make_flags(opts.opt).as_bytes());
         let key: String = h
             .finalize()
             .iter()
@@ -394,6 +395,13 @@ impl Simulator {
     }
 }
 
+/// The optimisation levels given to Verilator's make. verilated.mk compiles the model's
+/// per-cycle code with `OPT_FAST` (default `-Os`) and the runtime with `OPT_GLOBAL` (`-Os`),
+/// both after `-CFLAGS` on the command line, so a level given only as a C flag is overridden.
+fn make_flags(opt: u8) -> String {
+    format!("OPT_FAST=-O{opt} OPT_GLOBAL=-O{opt}")
+}
+
 /// What a simulation is built around.
 struct SimTop {
     module: String,
@@ -451,6 +459,8 @@ fn build_into(
         .args([
             "-CFLAGS",
             &format!("-fPIC -O{}", opts.opt),
+            "-MAKEFLAGS",
+            &make_flags(opts.opt),
             "-LDFLAGS",
             "-shared",
             "-o",
