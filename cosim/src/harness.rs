@@ -20,7 +20,7 @@ fn words(bits: u32) -> u32 {
 
 /// The harness source for a design.
 pub fn source(m: &Manifest) -> String {
-    let img_bytes = m.input.beats_per_image * m.input.pixels_per_beat * m.input.channels;
+    let frame_bytes = m.input.beats_per_image * m.input.pixels_per_beat * m.input.channels;
     let mut taps = String::new();
     for (l, layer) in m.layers.iter().enumerate() {
         let beats = layer.beats_per_image;
@@ -127,7 +127,9 @@ int64_t sf_run(void* h, const uint8_t* pixels, uint32_t n, uint32_t* out, uint32
                uint64_t stall_seed, uint64_t max_cycles) {{
     Sim* s = (Sim*)h;
     {prefix}* d = s->dut.get();
-    const unsigned img_bytes = {img_bytes}u, beat_bytes = {beat_bytes}u, pix_bits = {pix_bits}u;
+    // An image is `steps` frames; a beat holds `beat_bytes` values of each, frame-major.
+    const unsigned frame_bytes = {frame_bytes}u, steps = {steps}u, beat_bytes = {beat_bytes}u,
+        pix_bits = {pix_bits}u, img_bytes = frame_bytes * steps;
     const uint64_t beats = (uint64_t)n * {beats_per_image}u;
     uint64_t rng = stall_seed ? stall_seed : 1, sent = 0, got = 0, cycles = 0;
     uint64_t tc[{tap_slots}] = {{0}};
@@ -143,10 +145,11 @@ int64_t sf_run(void* h, const uint8_t* pixels, uint32_t n, uint32_t* out, uint32
             std::memset(in_words, 0, sizeof in_words);
             const uint8_t* px = pixels + (sent / {beats_per_image}u) * img_bytes
                 + (sent % {beats_per_image}u) * beat_bytes;
-            for (unsigned i = 0; i < beat_bytes; i++) {{
-                uint64_t bit = (uint64_t)i * pix_bits;
-                in_words[bit / 32] |= (uint32_t)px[i] << (bit % 32);
-                if (bit % 32 + pix_bits > 32) in_words[bit / 32 + 1] |= (uint32_t)px[i] >> (32 - bit % 32);
+            for (unsigned k = 0; k < steps * beat_bytes; k++) {{
+                uint32_t v = px[(k / beat_bytes) * frame_bytes + k % beat_bytes];
+                uint64_t bit = (uint64_t)k * pix_bits;
+                in_words[bit / 32] |= v << (bit % 32);
+                if (bit % 32 + pix_bits > 32) in_words[bit / 32 + 1] |= v >> (32 - bit % 32);
             }}
             put(d->{sdata}, in_words, {in_words});
         }}
@@ -163,7 +166,8 @@ int64_t sf_run(void* h, const uint8_t* pixels, uint32_t n, uint32_t* out, uint32
         model = m.model_name,
         hash = m.model_hash,
         prefix = PREFIX,
-        img_bytes = img_bytes,
+        frame_bytes = frame_bytes,
+        steps = m.input.steps,
         beat_bytes = m.input.pixels_per_beat * m.input.channels,
         pix_bits = m.input.pixel_bits,
         beats_per_image = m.input.beats_per_image,

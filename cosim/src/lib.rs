@@ -330,6 +330,8 @@ impl Simulator {
         clks: u32,
     ) -> Result<SerialRun, CosimError> {
         let m = &self.manifest;
+        let line = serial_order(m, &images[..m.shell.image_bytes as usize * n as usize]);
+        let images = line.as_slice();
         let mut classes = vec![0u8; n as usize];
         let per_image = m.shell.image_bytes as u64 * 10 * clks as u64 * 3
             + 20 * (m.latency_cycles + m.cycles_per_image);
@@ -393,6 +395,28 @@ impl Simulator {
             message: e.to_string(),
         }
     }
+}
+
+/// Images (frames `[step][position][channel]`) in the order the UART shell takes their bytes:
+/// beat by beat, each beat's values frame by frame (the manifest's `shell.protocol`). The
+/// identity for a design whose beats carry one step.
+pub fn serial_order(m: &Manifest, images: &[u8]) -> Vec<u8> {
+    let steps = m.input.steps as usize;
+    if steps == 1 {
+        return images.to_vec();
+    }
+    let beat = (m.input.pixels_per_beat * m.input.channels) as usize;
+    let frame = beat * m.input.beats_per_image as usize;
+    let mut out = Vec::with_capacity(images.len());
+    for image in images.chunks(frame * steps) {
+        for b in 0..m.input.beats_per_image as usize {
+            for t in 0..steps {
+                let from = t * frame + b * beat;
+                out.extend_from_slice(&image[from..from + beat]);
+            }
+        }
+    }
+    out
 }
 
 /// The optimisation levels given to Verilator's make. verilated.mk compiles the model's

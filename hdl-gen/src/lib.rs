@@ -34,7 +34,7 @@ use std::collections::BTreeMap;
 
 use spikeforge_constraints::Board;
 use spikeforge_model::geometry::model_geometry;
-use spikeforge_model::ir::{Encoding, Model, Neuron};
+use spikeforge_model::ir::{Model, Neuron};
 use spikeforge_model::weights::weight_values;
 use spikeforge_model::widths::{self, Widths};
 use thiserror::Error;
@@ -228,16 +228,6 @@ pub struct Built {
 /// Builds the modules of a validated model's design with a resolved folding (what
 /// [`generate_with`] prints; the estimate counts their operators).
 pub fn build(model: &Model, folding: &Folding) -> Result<Built, GenError> {
-    // The pixel layer's window unit and MVU run once per position and hand the result to
-    // every step; per-step frames need the input stream to carry T maps.
-    match model.input.encoding {
-        Encoding::Direct | Encoding::FirstStep => {}
-        Encoding::Frames => {
-            return Err(GenError::Model(
-                "per-step input frames (encoding \"frames\") are not in the generated RTL yet; the golden model runs them (`train` reports their integer accuracy)".into(),
-            ))
-        }
-    }
     let widths: Widths = widths::analyse(model).map_err(|p| GenError::Model(p.to_string()))?;
     if widths.classes > 256 {
         return Err(GenError::Shell(format!(
@@ -249,9 +239,10 @@ pub fn build(model: &Model, folding: &Folding) -> Result<Built, GenError> {
     let names = Names::new(model);
     let ctxs = LayerCtx::all(model, folding, &geo, &widths);
     let ppb = folding.pixels_per_beat;
+    // Per-step frames: each pixel value of a beat with its T steps, as every hidden stream.
     let input_beat = dwc::Beat {
         elems: ppb * model.input.channels,
-        steps: 1,
+        steps: geo[0].input_steps,
         bits: model.input.pixel_bits,
     };
     let in_bits = input_beat.width();
@@ -266,10 +257,10 @@ pub fn build(model: &Model, folding: &Folding) -> Result<Built, GenError> {
     modules.push(stream::head(last, &names, hw, last.out_signed()));
     modules.push(top::core(&ctxs, &names, &converters, in_bits, out_bits));
     modules.push(top::top(&ctxs, &names, in_bits, out_bits));
-    let image_bytes = geo[0].input.positions() as u32 * model.input.channels;
+    let image_bytes = geo[0].input.positions() as u32 * model.input.channels * geo[0].input_steps;
     let shape = shell::ShellShape {
         image_bytes,
-        values_per_beat: ppb * model.input.channels,
+        values_per_beat: ppb * model.input.channels * geo[0].input_steps,
         pixel_bits: model.input.pixel_bits,
         out_bits,
         class_bits: hw.class,
@@ -284,6 +275,27 @@ pub fn build(model: &Model, folding: &Folding) -> Result<Built, GenError> {
         out_bits,
         image_bytes,
     })
+}
+
+/// The input stream's layout in words.
+fn input_layout(steps: u32) -> String {
+    if steps == 1 {
+        "pixels in raster order; pixel p of a beat at bits [(p*channels + c)*pixel_bits +: pixel_bits]".into()
+    } else {
+        format!(
+            "pixels in raster order, each with its {steps} frames' values; value (p, c) of frame t at bits [((t*pixels_per_beat + p)*channels + c)*pixel_bits +: pixel_bits]"
+        )
+    }
+}
+
+/// What the host sends the UART shell.
+fn serial_protocol(image_bytes: u32, steps: u32, pixel_bits: u32) -> String {
+    let order = if steps == 1 {
+        "raster order, channels innermost".to_string()
+    } else {
+        format!("beat by beat: for each group of pixels_per_beat pixels in raster order, frame 0's values (pixels, channels innermost), then frame 1's, … up to frame {}", steps - 1)
+    };
+    format!("8N1 UART; send {image_bytes} bytes ({order}, value in the low {pixel_bits} bits), then read 1 byte: the class")
 }
 
 /// Generates the design of a validated model with a resolved folding and options.
@@ -343,8 +355,9 @@ pub fn generate_with(
             pixels_per_beat: ppb,
             pixel_bits: model.input.pixel_bits,
             channels: model.input.channels,
+            steps: geo[0].input_steps,
             beats_per_image: geo[0].input.positions() as u32 / ppb,
-            layout: "pixels in raster order; pixel p of a beat at bits [(p*channels + c)*pixel_bits +: pixel_bits]".into(),
+            layout: input_layout(geo[0].input_steps),
         },
         output: OutputStream {
             tdata_bits: out_bits,
@@ -368,10 +381,7 @@ pub fn generate_with(
             image_bytes,
             fifo_bytes: image_bytes.next_power_of_two(),
             clks_per_bit: DEFAULT_CLKS_PER_BIT,
-            protocol: format!(
-                "8N1 UART; send {image_bytes} bytes (raster order, channels innermost, value in the low {} bits), then read 1 byte: the class",
-                model.input.pixel_bits
-            ),
+            protocol: serial_protocol(image_bytes, geo[0].input_steps, model.input.pixel_bits),
         },
         board,
     };

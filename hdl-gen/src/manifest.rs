@@ -16,10 +16,17 @@ pub struct InputStream {
     pub pixel_bits: u32,
     /// Channels per pixel.
     pub channels: u32,
+    /// Steps per pixel value in a beat: the time steps for per-step frames, else 1.
+    #[serde(default = "one")]
+    pub steps: u32,
     /// Beats per image.
     pub beats_per_image: u32,
     /// Layout, in words.
     pub layout: String,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// The output stream of a design.

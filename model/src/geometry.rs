@@ -57,7 +57,8 @@ pub struct LayerGeometry {
     pub input_max: i64,
     /// Bits of one input value: unsigned when `input_min` is 0, two's complement otherwise.
     pub input_bits: u32,
-    /// 1 for the pixel layer (direct encoding presents the same pixels every step), T otherwise.
+    /// Steps per input value: T, except 1 for a pixel layer whose image is the same at every
+    /// step (direct and first-step encodings; per-step frames give it T).
     pub input_steps: u32,
     /// Steps the neuron runs per position: `T`, or `T + silent` for a TSA neuron.
     pub local_steps: u32,
@@ -176,7 +177,7 @@ pub fn try_model_geometry(model: &Model) -> Result<Vec<LayerGeometry>, usize> {
         channels: model.input.channels,
     };
     let mut range = pixel_range(model);
-    let mut steps = 1;
+    let mut steps = model.input.encoding.input_maps(model.time_steps);
     let mut out = Vec::with_capacity(model.layers.len());
     for (i, layer) in model.layers.iter().enumerate() {
         let g = layer_geometry(layer, shape, range, steps, model.time_steps, i == 0).ok_or(i)?;

@@ -20,9 +20,7 @@ use rayon::prelude::*;
 use thiserror::Error;
 
 use crate::geometry::{model_geometry, LayerGeometry, MapShape};
-use crate::ir::{
-    Encoding, FireRule, Layer, Leak, Lif, Model, NegativeSpikes, Neuron, Pool, Reset, Tsa,
-};
+use crate::ir::{FireRule, Layer, Leak, Lif, Model, NegativeSpikes, Neuron, Pool, Reset, Tsa};
 use crate::weights::weight_values;
 use crate::widths::Range;
 
@@ -144,10 +142,7 @@ impl<'m> Golden<'m> {
 
     /// Input maps per image: `T` for per-step frames, else one.
     fn input_steps(&self) -> usize {
-        match self.model.input.encoding {
-            Encoding::Frames => self.model.time_steps as usize,
-            Encoding::Direct | Encoding::FirstStep => 1,
-        }
+        self.model.input.encoding.input_maps(self.model.time_steps) as usize
     }
 
     /// Checks that `images` holds whole images with in-range pixels.

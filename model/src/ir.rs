@@ -81,6 +81,17 @@ pub enum Encoding {
     Frames,
 }
 
+impl Encoding {
+    /// Input maps per image: `T` for per-step frames, one for an image shown at every step
+    /// or at the first.
+    pub fn input_maps(self, time_steps: u32) -> u32 {
+        match self {
+            Encoding::Frames => time_steps,
+            Encoding::Direct | Encoding::FirstStep => 1,
+        }
+    }
+}
+
 /// One layer: a synaptic operation, its weights, a neuron and optional pooling.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

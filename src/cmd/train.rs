@@ -60,8 +60,10 @@ pub fn test_images(
     dir: Option<&Path>,
     limit: Option<usize>,
 ) -> Result<Split> {
-    let ds = load_dataset(dataset, dir)?;
-    Ok(session::test_images(model, model_path, &ds, limit)?)
+    let what = format!("reading the {dataset} test samples");
+    Ok(super::with_spinner(what, || {
+        session::model_test_split(model, model_path, dataset, dir, limit)
+    })?)
 }
 
 /// Arguments.

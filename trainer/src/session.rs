@@ -13,8 +13,8 @@ use spikeforge_model::IoError;
 use crate::ale::Decision;
 use crate::data::{self, DataError, Dataset, Split};
 use crate::distill::{self, DistillConfig, TeacherReport};
-use crate::events::load_event_set;
 use crate::events::sets::event_set;
+use crate::events::{load_event_set, load_event_split, Bins, FramingConfig};
 use crate::export::{self, ExportError};
 use crate::net::NetError;
 use crate::swa::SwaLog;
@@ -414,7 +414,48 @@ pub fn test_images(
     ds: &Dataset,
     limit: Option<usize>,
 ) -> Result<Split, SessionError> {
-    let test = ds.test.take(limit.unwrap_or(usize::MAX));
+    check_shape(
+        model,
+        model_path,
+        &ds.name,
+        ds.test.take(limit.unwrap_or(usize::MAX)),
+    )
+}
+
+/// The first `limit` test samples of the dataset `name` as `model` takes them: images, or
+/// for an event set its `Test` recordings framed into the model's T steps with its pixel
+/// bits and size, in equal time bins (the event sets' default; the IR does not record the
+/// bins).
+pub fn model_test_split(
+    model: &spikeforge_model::Model,
+    model_path: &Path,
+    name: &str,
+    dir: Option<&Path>,
+    limit: Option<usize>,
+) -> Result<Split, SessionError> {
+    let Some(set) = event_set(name) else {
+        let ds = data::load(name, dir)?;
+        return test_images(model, model_path, &ds, limit);
+    };
+    if model.input.encoding != spikeforge_model::ir::Encoding::Frames {
+        return Err(SessionError::Data(format!(
+            "{}: {} is an event set and the model takes still images (its input encoding is not \"frames\")",
+            model_path.display(),
+            set.name
+        )));
+    }
+    let framing = FramingConfig::for_model(model, set, Bins::Time);
+    let mut split = load_event_split(set, dir, "Test", model.time_steps as usize, &framing)?;
+    split = split.take(limit.unwrap_or(usize::MAX));
+    check_shape(model, model_path, set.name, split)
+}
+
+fn check_shape(
+    model: &spikeforge_model::Model,
+    model_path: &Path,
+    name: &str,
+    test: Split,
+) -> Result<Split, SessionError> {
     let i = &model.input;
     if (i.height, i.width, i.channels) != test.shape {
         return Err(SessionError::Data(format!(
@@ -423,7 +464,7 @@ pub fn test_images(
             i.height,
             i.width,
             i.channels,
-            ds.name,
+            name,
             test.shape.0,
             test.shape.1,
             test.shape.2

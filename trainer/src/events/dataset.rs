@@ -27,6 +27,17 @@ impl FramingConfig {
         u8::BITS - self.clip.max(1).leading_zeros()
     }
 
+    /// How `model`'s input frames `set`: its pixel bits give the clip, its width the
+    /// down-sampling (the IR does not record the bins; `bins` gives them).
+    pub fn for_model(model: &spikeforge_model::Model, set: &EventSet, bins: Bins) -> Self {
+        let bits = model.input.pixel_bits.clamp(1, 8);
+        FramingConfig {
+            bins,
+            clip: ((1u32 << bits) - 1) as u8,
+            factor: (u32::from(set.sensor.0) / model.input.width.max(1)).max(1) as u16,
+        }
+    }
+
     /// Frames of `steps` steps on `set`'s sensor.
     fn framing(&self, set: &EventSet, steps: usize) -> Framing {
         Framing {
@@ -50,6 +61,23 @@ pub fn load_event_set(
     steps: usize,
     framing: &FramingConfig,
 ) -> Result<Dataset, DataError> {
+    Ok(Dataset {
+        name: set.name.into(),
+        train: load_event_split(set, dir, "Train", steps, framing)?,
+        test: load_event_split(set, dir, "Test", steps, framing)?,
+        classes: set.classes as usize,
+    })
+}
+
+/// One part (`Train` or `Test`) of an event set as framed samples, as [`load_event_set`]
+/// frames it.
+pub fn load_event_split(
+    set: &EventSet,
+    dir: Option<&Path>,
+    part: &str,
+    steps: usize,
+    framing: &FramingConfig,
+) -> Result<Split, DataError> {
     let dir = match dir {
         Some(d) => d.to_path_buf(),
         None => set.default_dir().ok_or_else(|| DataError::Missing {
@@ -69,29 +97,20 @@ pub fn load_event_set(
         ));
     };
     let f = framing.framing(set, steps);
-    let shape = (
-        u32::from(f.height / f.factor),
-        u32::from(f.width / f.factor),
-        2,
-    );
-    let split = |name: &str| -> Result<Split, DataError> {
-        let files = digit_files(&dir.join(name), set.classes)?;
-        let framed: Vec<Vec<u8>> = files
-            .par_iter()
-            .map(|(_, path)| read_nmnist(path).map(|ev| frames(&ev, &f)))
-            .collect::<Result<_, _>>()?;
-        Ok(Split {
-            images: framed.concat(),
-            labels: files.iter().map(|(label, _)| *label).collect(),
-            shape,
-            steps: steps as u32,
-        })
-    };
-    Ok(Dataset {
-        name: set.name.into(),
-        train: split("Train")?,
-        test: split("Test")?,
-        classes: set.classes as usize,
+    let files = digit_files(&dir.join(part), set.classes)?;
+    let framed: Vec<Vec<u8>> = files
+        .par_iter()
+        .map(|(_, path)| read_nmnist(path).map(|ev| frames(&ev, &f)))
+        .collect::<Result<_, _>>()?;
+    Ok(Split {
+        images: framed.concat(),
+        labels: files.iter().map(|(label, _)| *label).collect(),
+        shape: (
+            u32::from(f.height / f.factor),
+            u32::from(f.width / f.factor),
+            2,
+        ),
+        steps: steps as u32,
     })
 }
 

@@ -13,7 +13,7 @@ mod nmnist;
 pub mod saccade;
 pub mod sets;
 
-pub use dataset::{load_event_set, FramingConfig};
+pub use dataset::{load_event_set, load_event_split, FramingConfig};
 pub use nmnist::{parse_nmnist, read_nmnist, write_nmnist, NMNIST_SIZE};
 
 /// One event: a pixel whose log intensity rose (`on`) or fell by the sensor's threshold.
