@@ -322,7 +322,16 @@ fn packer(
     let (vpb, pb) = (shape.values_per_beat, shape.pixel_bits);
     m.comment("The packer takes one byte every other cycle while it has room for it.");
     let fifo_valid = m.wire("fifo_valid", 1);
+    // Values narrower than a byte leave the byte's high bits unread.
+    if pb < 8 {
+        m.items
+            .push(Item::Comment("verilator lint_off UNUSEDSIGNAL".into()));
+    }
     let fifo_data = m.wire("fifo_data", 8);
+    if pb < 8 {
+        m.items
+            .push(Item::Comment("verilator lint_on UNUSEDSIGNAL".into()));
+    }
     let fill_bits = index_bits(vpb as u64 + 1);
     let fill = m.reg("fill", fill_bits);
     let beat = m.reg("beat", in_bits);

@@ -180,18 +180,26 @@ impl<'m> Golden<'m> {
             .collect())
     }
 
-    /// Runs one image of exactly [`Self::image_len`] in-range bytes.
-    pub fn run_one(&self, image: &[u8], trace: bool) -> Inference {
-        let i = &self.model.input;
-        // Frames arrive `[step][position][channel]`; maps are `[position][step][channel]`.
+    /// The first layer's input map of one image of exactly [`Self::image_len`] bytes, as
+    /// [`Self::currents`] takes it: `[position][step][channel]` with one step, or `T` for
+    /// per-step frames (which arrive `[step][position][channel]`).
+    pub fn input_values(&self, image: &[u8]) -> Vec<i64> {
         let steps = self.input_steps();
         let frame = image.len() / steps;
-        let c = i.channels as usize;
+        let c = self.model.input.channels as usize;
         let mut values = vec![0i64; image.len()];
         for (k, &p) in image.iter().enumerate() {
             let (t, rest) = (k / frame, k % frame);
             values[((rest / c) * steps + t) * c + rest % c] = p as i64;
         }
+        values
+    }
+
+    /// Runs one image of exactly [`Self::image_len`] in-range bytes.
+    pub fn run_one(&self, image: &[u8], trace: bool) -> Inference {
+        let i = &self.model.input;
+        let steps = self.input_steps();
+        let values = self.input_values(image);
         let mut map = Map {
             shape: MapShape {
                 height: i.height,

@@ -10,8 +10,8 @@ use crate::arch::{Arch, WeightKind};
 use crate::geometry::try_model_geometry;
 use crate::golden::Golden;
 use crate::ir::{
-    Coding, Encoding, FireRule, Head, InputSpec, Layer, Leak, Lif, Model, NegativeSpikes, Neuron,
-    Reset, Synapse, Tsa, Weights, FORMAT, VERSION,
+    version_for, Coding, Encoding, FireRule, Head, InputSpec, Layer, Leak, Lif, Model,
+    NegativeSpikes, Neuron, Reset, Synapse, Tsa, Weights, FORMAT,
 };
 use crate::validate::{time_steps_problem, validate, Problem, MAX_PARAM};
 use crate::weights::pack_signs;
@@ -73,6 +73,39 @@ pub fn random_coded_model(
     seed: u64,
     coding: Coding,
 ) -> Result<Model, Vec<Problem>> {
+    let encoding = match coding {
+        Coding::Lif => Encoding::Direct,
+        Coding::Tsa => Encoding::FirstStep,
+    };
+    random_model_with(arch, time_steps, seed, coding, encoding, 8)
+}
+
+/// Builds a valid random LIF model that takes per-step input frames (the `frames` encoding,
+/// as event data: `T` maps per sample) of `pixel_bits`-bit values.
+pub fn random_frames_model(
+    arch: &Arch,
+    time_steps: u32,
+    pixel_bits: u32,
+    seed: u64,
+) -> Result<Model, Vec<Problem>> {
+    random_model_with(
+        arch,
+        time_steps,
+        seed,
+        Coding::Lif,
+        Encoding::Frames,
+        pixel_bits,
+    )
+}
+
+fn random_model_with(
+    arch: &Arch,
+    time_steps: u32,
+    seed: u64,
+    coding: Coding,
+    encoding: Encoding,
+    pixel_bits: u32,
+) -> Result<Model, Vec<Problem>> {
     // Checked first: the threshold calibration below runs the golden model for T steps.
     if let Some(p) = time_steps_problem(time_steps) {
         return Err(vec![p]);
@@ -81,29 +114,26 @@ pub fn random_coded_model(
     let (h, w, c) = arch.input;
     let mut model = Model {
         format: FORMAT.into(),
-        version: VERSION,
+        version: version_for(encoding),
         name: "random".into(),
         input: InputSpec {
             height: h,
             width: w,
             channels: c,
-            pixel_bits: 8,
-            encoding: match coding {
-                Coding::Lif => Encoding::Direct,
-                Coding::Tsa => Encoding::FirstStep,
-            },
+            pixel_bits,
+            encoding,
         },
         time_steps,
         layers: Vec::new(),
         head: Head::GapArgmax,
     };
     let calib = random_images(&model, CALIBRATION_IMAGES, seed ^ 0x5eed);
-    let img_len = (h * w * c) as usize;
+    let golden = Golden::new(&model);
     let mut maps: Vec<Vec<i64>> = calib
-        .chunks(img_len)
-        .map(|img| img.iter().map(|&p| p as i64).collect())
+        .chunks(golden.image_len())
+        .map(|img| golden.input_values(img))
         .collect();
-    let mut steps = 1;
+    let mut steps = encoding.input_maps(time_steps);
     let last = arch.layers.len() - 1;
     for (i, al) in arch.layers.iter().enumerate() {
         let cout = match al.synapse {

@@ -10,7 +10,7 @@ use spikeforge_hdl_gen::fold::{self, divisors, DspLanes, FoldOverride};
 use spikeforge_hdl_gen::{Folding, LayerFold};
 use spikeforge_model::geometry::model_geometry;
 use spikeforge_model::ir::Synapse;
-use spikeforge_model::random::{random_images, random_model};
+use spikeforge_model::random::{random_frames_model, random_images, random_model};
 use spikeforge_model::{arch, Model};
 
 use crate::util;
@@ -135,7 +135,7 @@ pub(crate) fn check_model(model: &Model, seed: u64, images: usize) -> usize {
 fn assert_cycles_match(sim: &spikeforge_cosim::Simulator, imgs: &[u8], what: &str) {
     let n = 3usize;
     let i = &sim.manifest().input;
-    let len = (i.beats_per_image * i.pixels_per_beat * i.channels) as usize;
+    let len = (i.beats_per_image * i.pixels_per_beat * i.channels * i.steps) as usize;
     let batch: Vec<u8> = imgs.iter().copied().cycle().take(2 * n * len).collect();
     let once = sim
         .run(&batch[..n * len], n as u32, 0, None)
@@ -162,6 +162,23 @@ fn coverage_models_are_bit_exact_at_t_1_2_4_8() {
         }
     }
     println!("{pairs} model × image pairs co-simulated bit-exact (seed {seed})");
+}
+
+/// Per-step input frames (event data): every coverage architecture at T ∈ {2, 4, 8}, the
+/// frames' values 1, 2 or 8 bits, under the three foldings.
+#[test]
+fn frames_models_are_bit_exact_at_t_2_4_8() {
+    let seed = util::seed();
+    let mut pairs = 0;
+    for (i, a) in COVERAGE.iter().enumerate() {
+        for (j, t) in [2, 4, 8].into_iter().enumerate() {
+            let s = seed + 37 * i as u64 + t as u64;
+            let bits = [1, 2, 8][(i + j) % 3];
+            let model = random_frames_model(&arch::parse(a).unwrap(), t, bits, s).unwrap();
+            pairs += check_model(&model, s, 4);
+        }
+    }
+    println!("{pairs} frames model × sample pairs co-simulated bit-exact (seed {seed})");
 }
 
 /// Random architectures from a small grammar.

@@ -158,11 +158,13 @@ pub fn icarus_run_sources(
     n: usize,
 ) -> Vec<Vec<u32>> {
     let m = &design.manifest;
-    let hex: String = images.iter().map(|p| format!("{p:02x}\n")).collect();
+    // The testbench takes values in beat order: per-step frames go beat by beat.
+    let line = spikeforge_cosim::serial_order(m, images);
+    let hex: String = line.iter().map(|p| format!("{p:02x}\n")).collect();
     std::fs::write(dir.join("images.hex"), hex).unwrap();
     std::fs::write(dir.join("icarus_tb.v"), include_str!("icarus_tb.v")).unwrap();
     let img = images.len() / n;
-    let beat = m.input.pixels_per_beat * m.input.channels;
+    let beat = m.input.pixels_per_beat * m.input.channels * m.input.steps;
     let mut args: Vec<String> = vec![
         "-g2005".into(),
         "-o".into(),
