@@ -63,7 +63,7 @@ pub enum NoFit {
     /// The overrides do not resolve.
     #[error(transparent)]
     Fold(#[from] FoldError),
-    /// The model has no RTL (per-step input frames, more classes than the shell sends).
+    /// The model has no RTL (more classes than the shell sends).
     #[error(transparent)]
     Unsupported(#[from] Box<crate::GenError>),
     /// Every folding tried exceeds a resource.

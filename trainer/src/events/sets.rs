@@ -28,6 +28,9 @@ pub struct EventSet {
     pub name: &'static str,
     /// Sensor width and height.
     pub sensor: (u16, u16),
+    /// Spatial down-sampling a run frames it with unless `--factor` says otherwise (the
+    /// 128 × 128 sensors to 32 × 32, as the published networks do for the hardware).
+    pub default_factor: u16,
     /// Classes.
     pub classes: u32,
     /// Directories searched when `--data` is not given, in order.
@@ -57,6 +60,7 @@ pub const EVENT_SETS: &[EventSet] = &[
     EventSet {
         name: "nmnist",
         sensor: (34, 34),
+        default_factor: 1,
         classes: 10,
         default_dirs: &["data/N-MNIST", "data/nmnist"],
         layout: Layout::DigitFolders,
@@ -67,6 +71,7 @@ pub const EVENT_SETS: &[EventSet] = &[
     EventSet {
         name: "converted-mnist",
         sensor: (34, 34),
+        default_factor: 1,
         classes: 10,
         default_dirs: &["out/converted-mnist"],
         layout: Layout::DigitFolders,
@@ -76,6 +81,7 @@ pub const EVENT_SETS: &[EventSet] = &[
     EventSet {
         name: "dvs-gesture",
         sensor: (128, 128),
+        default_factor: 4,
         classes: 11,
         default_dirs: &["data/DvsGesture", "data/dvs-gesture"],
         layout: Layout::LabelledRecordings,
@@ -86,6 +92,7 @@ pub const EVENT_SETS: &[EventSet] = &[
     EventSet {
         name: "cifar10-dvs",
         sensor: (128, 128),
+        default_factor: 4,
         classes: 10,
         default_dirs: &["data/CIFAR10-DVS", "data/cifar10-dvs"],
         layout: Layout::ClassFolders(CIFAR10_DVS_CLASSES),
@@ -223,10 +230,7 @@ fn check_recordings(dir: &Path, classes: u32) -> Result<String, String> {
     let Some(first) = files.first() else {
         return Err(format!("{}: no .aedat recordings", dir.display()));
     };
-    let labels = |p: &Path| {
-        let stem = p.file_stem().unwrap_or_default().to_string_lossy();
-        p.with_file_name(format!("{stem}_labels.csv"))
-    };
+    let labels = super::dataset::labels_path;
     if let Some(bare) = files.iter().find(|p| !labels(p).is_file()) {
         return Err(format!("{}: no {}", bare.display(), labels(bare).display()));
     }

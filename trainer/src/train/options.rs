@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use crate::ale::{AleConfig, Metric};
 use crate::data::{self, DataError};
 use crate::distill::DistillConfig;
-use crate::events::sets::event_set;
+use crate::events::sets::{event_set, EventSet};
 use crate::events::{Bins, FramingConfig};
 use crate::export::{self, ExportError};
 use crate::net::HiddenNeuron;
@@ -39,6 +39,9 @@ pub fn default_arch(dataset: &str) -> &'static str {
         // Framed events on N-MNIST's 34 × 34 sensor, OFF and ON channels: the iCEBreaker
         // network's shape with the two middle layers binary.
         "nmnist" | "converted-mnist" => "34x34x2-16C3-MP2-32C3b-MP2-64C3b-10C1-GAP",
+        // The 128 × 128 sensors framed at a quarter of their size (`--factor 4`).
+        "dvs-gesture" => "32x32x2-16C3-MP2-32C3b-MP2-64C3b-11C1-GAP",
+        "cifar10-dvs" => "32x32x2-32C3-MP2-64C3b-MP2-128C3b-10C1-GAP",
         _ => "28x28x1-32C3-MP2-64C3-MP2-128C3-10C3-GAP",
     }
 }
@@ -131,7 +134,7 @@ pub struct TrainOptions {
     pub bins: Option<Bins>,
     /// Event sets: the largest count a frame pixel keeps (default 1: binary frames).
     pub clip: Option<u8>,
-    /// Event sets: spatial down-sampling factor (default 1).
+    /// Event sets: spatial down-sampling factor (default 1 on 34 × 34 sensors, 4 on 128 × 128).
     pub factor: Option<u16>,
 }
 
@@ -173,7 +176,7 @@ impl TrainOptions {
             Some(set) => set.name,
             None => data::known(&self.dataset)?.name,
         };
-        let framing = self.framing(events.is_some())?;
+        let framing = self.framing(events)?;
         let cifar = name.starts_with("cifar");
         let epochs = self.epochs.unwrap_or(DEFAULT_EPOCHS);
         let optimizer = self.optimizer.unwrap_or(OptimKind::Adam);
@@ -238,8 +241,8 @@ impl TrainOptions {
     }
 
     /// The framing of an event set; framing options on a set of still images are refused.
-    fn framing(&self, events: bool) -> Result<Option<FramingConfig>, OptionsError> {
-        if !events {
+    fn framing(&self, events: Option<&EventSet>) -> Result<Option<FramingConfig>, OptionsError> {
+        let Some(set) = events else {
             if self.bins.is_some() || self.clip.is_some() || self.factor.is_some() {
                 return Err(invalid(format!(
                     "--bins, --clip and --factor frame event sets; {} is a set of still images",
@@ -247,12 +250,12 @@ impl TrainOptions {
                 )));
             }
             return Ok(None);
-        }
+        };
         if self.erase.is_some_and(|p| p > 0.0) {
             return Err(invalid("--erase is for still images, not framed events"));
         }
         let clip = self.clip.unwrap_or(1);
-        let factor = self.factor.unwrap_or(1);
+        let factor = self.factor.unwrap_or(set.default_factor);
         if clip == 0 || factor == 0 {
             return Err(invalid("--clip and --factor must be at least 1"));
         }
