@@ -271,10 +271,10 @@ mod tests {
         assert_eq!(ds.train.labels, vec![0, 10, 4]);
         assert_eq!(ds.test.labels, vec![1]);
         assert_eq!((ds.train.shape, ds.train.steps), ((32, 32, 2), 2));
-        // Segment 2 of the first recording: OFF events at sensor (127, 127) → frame pixel
-        // (31, 31), channel 0, in both steps.
-        let sample = &ds.train.images[2 * 32 * 32 * 2 * 1..2 * 32 * 32 * 2 * 2];
+        // The first recording's second segment: OFF events at sensor (127, 127) → frame
+        // pixel (31, 31), channel 0, in both steps.
         let frame = 32 * 32 * 2;
+        let sample = &ds.train.images[2 * frame..2 * 2 * frame];
         for t in 0..2 {
             let f = &sample[t * frame..(t + 1) * frame];
             assert_eq!(f[(31 * 32 + 31) * 2], 1);
