@@ -14,6 +14,8 @@ pub enum Format {
     Aedat3,
     /// jAER AEDAT 2.0 (CIFAR10-DVS).
     Aedat2,
+    /// AEDAT 4 (iniVation DV), its first event stream.
+    Aedat4,
 }
 
 /// Arguments.
@@ -21,8 +23,8 @@ pub enum Format {
 pub struct Args {
     /// The recording.
     pub file: PathBuf,
-    /// Its format (default: from the file's first bytes: `#!AER-DAT3.1`, `#!AER-DAT2.0`, else
-    /// N-MNIST).
+    /// Its format (default: from the file's first bytes: `#!AER-DAT4.0`, `#!AER-DAT3.1`,
+    /// `#!AER-DAT2.0`, else N-MNIST).
     #[arg(long, value_enum)]
     pub format: Option<Format>,
     /// DVS128 Gesture label segments (`*_labels.csv`) to check against the recording and list.
@@ -43,6 +45,7 @@ fn detect(a: &Args) -> Result<Format> {
     Ok(match head.as_slice() {
         b"#!AER-DAT3.1" => Format::Aedat3,
         b"#!AER-DAT2.0" => Format::Aedat2,
+        b"#!AER-DAT4.0" => Format::Aedat4,
         _ => Format::Nmnist,
     })
 }
@@ -53,6 +56,7 @@ pub fn run(a: Args) -> Result<()> {
         Format::Nmnist => events::read_nmnist(&a.file)?,
         Format::Aedat3 => aedat::read_aedat3(&a.file)?,
         Format::Aedat2 => aedat::read_aedat2(&a.file)?,
+        Format::Aedat4 => events::aedat4::read_aedat4(&a.file)?.events,
     };
     let on = ev.iter().filter(|e| e.on).count();
     let range = |f: fn(&Event) -> u64| {

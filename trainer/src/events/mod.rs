@@ -8,6 +8,7 @@ use std::path::Path;
 use crate::data::DataError;
 
 pub mod aedat;
+pub mod aedat4;
 mod dataset;
 mod nmnist;
 pub mod saccade;
