@@ -78,18 +78,12 @@ fn wrong_ir_version() {
     );
 }
 
-/// Per-step frames (IR version 2) run in the golden model; the RTL does not have them yet,
-/// so `gen` refuses the model instead of generating a pixel layer that repeats frame 0.
+/// Per-step frames need IR version 2: a version-1 file that names them is refused.
 #[test]
-fn a_frames_model_is_refused_by_gen() {
+fn a_frames_model_needs_ir_version_2() {
     let mut m = reference();
-    m["version"] = 2.into();
-    m["input"]["encoding"] = "frames".into();
-    gen_fails(
-        &m.to_string(),
-        &["per-step input frames (encoding \"frames\") are not in the generated RTL yet"],
-    );
     m["version"] = 1.into();
+    m["input"]["encoding"] = "frames".into();
     gen_fails(
         &m.to_string(),
         &["the \"frames\" input encoding needs IR version 2"],

@@ -300,39 +300,42 @@ fn a_run_on_framed_events_exports_the_frames_encoding() {
     );
 }
 
-/// A `frames` model (what training on events exports) has no RTL yet: `inspect` describes it
-/// and says why there is no estimate, `gen` with a board (automatic folding) refuses it with
-/// the reason; neither panics.
+/// A `frames` model (what training on events exports) goes the whole way through the CLI:
+/// `inspect` estimates it, `gen --board` writes its design with the board top, and `cosim`
+/// runs random samples through the tapped core and through the board's serial line, equal to
+/// the golden model.
 #[test]
-fn hardware_commands_say_a_frames_model_has_no_rtl_yet() {
+fn a_frames_model_is_generated_and_co_simulated_through_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("frames.json");
-    let model = spikeforge_model::random::random_model(
-        &spikeforge_model::arch::parse("8x8x2-4C3-MP2-3C1-GAP").unwrap(),
-        2,
-        3,
-    )
-    .unwrap();
-    let mut json: serde_json::Value = serde_json::to_value(&model).unwrap();
-    json["version"] = 2.into();
-    json["input"]["encoding"] = "frames".into();
-    std::fs::write(&path, json.to_string()).unwrap();
+    let arch = spikeforge_model::arch::parse("8x8x2-4C3b-MP2-3C1-GAP").unwrap();
+    let model = spikeforge_model::random::random_frames_model(&arch, 4, 1, 3).unwrap();
+    spikeforge_model::save(&model, &path).unwrap();
     let path = path.to_str().unwrap();
     let (ok, out, err) = crate::util::run(&["inspect", path]);
     assert!(ok, "{out}{err}");
     assert!(
-        out.contains("no design to estimate") && out.contains("not in the generated RTL yet"),
+        out.contains("estimate on") && out.contains("T = 4"),
         "{out}"
     );
     let rtl = dir.path().join("rtl");
-    let (ok, _, err) = crate::util::run(&[
-        "gen",
+    let rtl_s = rtl.to_str().unwrap();
+    let (ok, out, err) = crate::util::run(&["gen", path, "--board", "icebreaker", "--out", rtl_s]);
+    assert!(ok, "{out}{err}");
+    let manifest = std::fs::read_to_string(rtl.join("manifest.json")).unwrap();
+    assert!(manifest.contains("\"steps\": 4"), "{manifest}");
+    let (ok, out, err) = crate::util::run(&["cosim", path, "--rtl", rtl_s, "--random", "5"]);
+    assert!(ok && out.contains("5/5 bit-exact"), "{out}{err}");
+    let (ok, out, err) = crate::util::run(&[
+        "cosim",
         path,
+        "--rtl",
+        rtl_s,
+        "--random",
+        "3",
+        "--serial",
         "--board",
         "icebreaker",
-        "--out",
-        rtl.to_str().unwrap(),
     ]);
-    assert!(!ok && err.contains("not in the generated RTL yet"), "{err}");
-    assert!(!err.contains("panicked") && !rtl.exists(), "{err}");
+    assert!(ok && out.contains("3/3 class bytes"), "{out}{err}");
 }
