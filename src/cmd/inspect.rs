@@ -7,7 +7,7 @@ use spikeforge_constraints::Device;
 use spikeforge_hdl_gen::estimate;
 use spikeforge_hdl_gen::fold::Folding;
 use spikeforge_model::geometry::model_geometry;
-use spikeforge_model::ir::{Layer, Model, Neuron, Weights};
+use spikeforge_model::ir::{Encoding, Layer, Model, Neuron, Weights};
 use spikeforge_model::widths::{self, Widths};
 
 /// Arguments.
@@ -46,8 +46,13 @@ pub fn run(a: Args) -> Result<()> {
 }
 
 fn print_header(model: &Model) {
+    let presented = match model.input.encoding {
+        Encoding::Direct => "the same image at every step",
+        Encoding::FirstStep => "the image at the first step",
+        Encoding::Frames => "one frame per step",
+    };
     println!(
-        "model \"{}\"  sha256 {}\ninput {}x{}x{} ({}-bit pixels), T = {}",
+        "model \"{}\"  sha256 {}\ninput {}x{}x{} ({}-bit pixels; {presented}), T = {}",
         model.name,
         spikeforge_model::model_hash(model),
         model.input.height,
