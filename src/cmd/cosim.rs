@@ -24,8 +24,9 @@ pub struct Args {
     /// Images from a file: raw bytes or IDX (optionally gzipped).
     #[arg(long)]
     pub images: Option<PathBuf>,
-    /// Test images of a dataset (fashion-mnist, mnist, cifar10, cifar100) instead of random
-    /// ones; the RTL's accuracy on them is printed too.
+    /// Test images of a dataset (fashion-mnist, mnist, cifar10, cifar100; for a frames model
+    /// an event set: nmnist, converted-mnist, dvs-gesture, cifar10-dvs) instead of random ones;
+    /// the RTL's accuracy on them is printed too.
     #[arg(long, conflicts_with = "images")]
     pub dataset: Option<String>,
     /// Directory of the dataset's files (default: where its package installs them).
@@ -34,6 +35,10 @@ pub struct Args {
     /// At most this many images from --images or --dataset.
     #[arg(long, value_parser = super::parse::at_least_one)]
     pub limit: Option<usize>,
+    /// Event sets: the bins the model was trained with (`train --bins`; the model file does
+    /// not record them).
+    #[arg(long, value_enum, default_value_t, requires = "dataset")]
+    pub bins: super::train::BinsArg,
     /// Insert random input gaps and output back-pressure.
     #[arg(long)]
     pub stall: bool,
@@ -226,7 +231,14 @@ pub fn run(a: Args) -> Result<()> {
     let (images, n) = match (&a.images, &a.dataset) {
         (Some(p), _) => crate::images::read_images(p, golden.image_len(), a.limit)?,
         (None, Some(d)) => {
-            let test = super::train::test_images(&model, &a.model, d, a.data.as_deref(), a.limit)?;
+            let test = super::train::test_samples(
+                &model,
+                &a.model,
+                d,
+                a.data.as_deref(),
+                a.limit,
+                a.bins,
+            )?;
             labels = Some(test.labels.clone());
             let n = test.len();
             (test.images, n)

@@ -14,16 +14,21 @@ pub struct Args {
     /// At most this many test images.
     #[arg(long, value_parser = super::parse::at_least_one)]
     pub limit: Option<usize>,
+    /// Event sets: the bins the model was trained with (`train --bins`; the model file does
+    /// not record them).
+    #[arg(long, value_enum, default_value_t)]
+    pub bins: super::train::BinsArg,
 }
 
 pub fn run(a: Args) -> Result<()> {
     let model = super::load_model(&a.model)?;
-    let test = super::train::test_images(
+    let test = super::train::test_samples(
         &model,
         &a.model,
         &a.data.dataset,
         a.data.data.as_deref(),
         a.limit,
+        a.bins,
     )?;
     let t0 = std::time::Instant::now();
     let pred = spikeforge_trainer::export::golden_classes(&model, &test.images);

@@ -22,7 +22,8 @@ use spikeforge_trainer::Split;
 /// Where the data comes from.
 #[derive(clap::Args, Clone)]
 pub struct DataArgs {
-    /// Dataset: fashion-mnist, mnist, cifar10, cifar100.
+    /// Dataset: fashion-mnist, mnist, cifar10, cifar100, or an event set (nmnist,
+    /// converted-mnist, dvs-gesture, cifar10-dvs).
     #[arg(long, default_value = "fashion-mnist")]
     pub dataset: String,
     /// Directory of the dataset's files (default: where its package installs them).
@@ -60,9 +61,21 @@ pub fn test_images(
     dir: Option<&Path>,
     limit: Option<usize>,
 ) -> Result<Split> {
+    test_samples(model, model_path, dataset, dir, limit, BinsArg::Time)
+}
+
+/// [`test_images`], an event set framed in `bins` (what the model's training used).
+pub fn test_samples(
+    model: &spikeforge_model::Model,
+    model_path: &Path,
+    dataset: &str,
+    dir: Option<&Path>,
+    limit: Option<usize>,
+    bins: BinsArg,
+) -> Result<Split> {
     let what = format!("reading the {dataset} test samples");
     Ok(super::with_spinner(what, || {
-        session::model_test_split(model, model_path, dataset, dir, limit)
+        session::model_test_split(model, model_path, dataset, dir, limit, bins.into())
     })?)
 }
 
@@ -215,8 +228,8 @@ pub struct Args {
     /// With --teacher: τ, the softmax temperature of the teachers' term (default 1).
     #[arg(long, value_parser = super::parse::temperature)]
     pub distill_temperature: Option<f32>,
-    /// Event sets (`--dataset nmnist|converted-mnist`): how a recording is cut into the T
-    /// steps, equal time bins or equal event counts (default time).
+    /// Event sets: how a recording is cut into the T steps, equal time bins or equal event
+    /// counts (default time).
     #[arg(long, value_enum)]
     pub bins: Option<BinsArg>,
     /// Event sets: the largest count a frame pixel keeps (default 1: binary frames); the
@@ -232,10 +245,23 @@ pub struct Args {
     pub quiet: bool,
 }
 
-#[derive(clap::ValueEnum, Clone, Copy)]
+/// How an event recording is cut into the T steps.
+#[derive(clap::ValueEnum, Clone, Copy, Default)]
 pub enum BinsArg {
+    /// Equal spans of time.
+    #[default]
     Time,
+    /// Equal numbers of events.
     Count,
+}
+
+impl From<BinsArg> for Bins {
+    fn from(b: BinsArg) -> Bins {
+        match b {
+            BinsArg::Time => Bins::Time,
+            BinsArg::Count => Bins::Count,
+        }
+    }
 }
 
 #[derive(clap::ValueEnum, Clone, Copy)]
@@ -340,10 +366,7 @@ impl Args {
             teachers: self.teacher.clone(),
             distill_weight: self.distill_weight,
             distill_temperature: self.distill_temperature,
-            bins: self.bins.map(|b| match b {
-                BinsArg::Time => Bins::Time,
-                BinsArg::Count => Bins::Count,
-            }),
+            bins: self.bins.map(Bins::from),
             clip: self.clip,
             factor: self.factor,
         }

@@ -424,14 +424,14 @@ pub fn test_images(
 
 /// The first `limit` test samples of the dataset `name` as `model` takes them: images, or
 /// for an event set its `Test` recordings framed into the model's T steps with its pixel
-/// bits and size, in equal time bins (the event sets' default; the IR does not record the
-/// bins).
+/// bits and size, in `bins` (the IR does not record how a model's training framed its set).
 pub fn model_test_split(
     model: &spikeforge_model::Model,
     model_path: &Path,
     name: &str,
     dir: Option<&Path>,
     limit: Option<usize>,
+    bins: Bins,
 ) -> Result<Split, SessionError> {
     let Some(set) = event_set(name) else {
         let ds = data::load(name, dir)?;
@@ -444,7 +444,7 @@ pub fn model_test_split(
             set.name
         )));
     }
-    let framing = FramingConfig::for_model(model, set, Bins::Time);
+    let framing = FramingConfig::for_model(model, set, bins);
     let mut split = load_event_split(set, dir, "Test", model.time_steps as usize, &framing)?;
     split = split.take(limit.unwrap_or(usize::MAX));
     check_shape(model, model_path, set.name, split)
