@@ -292,6 +292,23 @@ fn a_run_on_framed_events_exports_the_frames_encoding() {
     assert_eq!(summary["test_images"], 120);
     // No leak (the event sets' default) and a hard reset: the export is exact at T = 2.
     assert_eq!(summary["float_accuracy"], summary["integer_accuracy"]);
+    // eval and cosim frame the test recordings as the run did: the same integer accuracy,
+    // and the RTL equal to the golden model on them.
+    let model_path = dir.path().join("run/model.json");
+    let model_path = model_path.to_str().unwrap();
+    let data = ["--dataset", "converted-mnist", "--data", set];
+    let mut eval = vec!["eval", model_path];
+    eval.extend(data);
+    let (ok, stdout, err) = crate::util::run(&eval);
+    let acc = 100.0 * summary["integer_accuracy"].as_f64().unwrap();
+    assert!(
+        ok && stdout.contains(&format!("= {acc:.2} %")),
+        "{acc} {stdout}{err}"
+    );
+    let mut cosim = vec!["cosim", model_path, "--limit", "6"];
+    cosim.extend(data);
+    let (ok, stdout, err) = crate::util::run(&cosim);
+    assert!(ok && stdout.contains("6/6 bit-exact"), "{stdout}{err}");
     let (ok, _, err) =
         crate::util::run(&["train", "--dataset", "mnist", "--clip", "3", "--out", out]);
     assert!(
