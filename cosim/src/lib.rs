@@ -331,7 +331,7 @@ impl Simulator {
     ) -> Result<SerialRun, CosimError> {
         let m = &self.manifest;
         let line = serial_order(m, &images[..m.shell.image_bytes as usize * n as usize]);
-        let images = line.as_slice();
+        let images: &[u8] = &line;
         let mut classes = vec![0u8; n as usize];
         let per_image = m.shell.image_bytes as u64 * 10 * clks as u64 * 3
             + 20 * (m.latency_cycles + m.cycles_per_image);
@@ -399,11 +399,11 @@ impl Simulator {
 
 /// Images (frames `[step][position][channel]`) in the order the UART shell takes their bytes:
 /// beat by beat, each beat's values frame by frame (the manifest's `shell.protocol`). The
-/// identity for a design whose beats carry one step.
-pub fn serial_order(m: &Manifest, images: &[u8]) -> Vec<u8> {
+/// identity (no copy) for a design whose beats carry one step.
+pub fn serial_order<'a>(m: &Manifest, images: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
     let steps = m.input.steps as usize;
     if steps == 1 {
-        return images.to_vec();
+        return images.into();
     }
     let beat = (m.input.pixels_per_beat * m.input.channels) as usize;
     let frame = beat * m.input.beats_per_image as usize;
@@ -416,7 +416,7 @@ pub fn serial_order(m: &Manifest, images: &[u8]) -> Vec<u8> {
             }
         }
     }
-    out
+    out.into()
 }
 
 /// The optimisation levels given to Verilator's make. verilated.mk compiles the model's

@@ -445,8 +445,8 @@ pub fn model_test_split(
         )));
     }
     let framing = FramingConfig::for_model(model, set, bins);
-    let mut split = load_event_split(set, dir, "Test", model.time_steps as usize, &framing)?;
-    split = split.take(limit.unwrap_or(usize::MAX));
+    let steps = model.time_steps as usize;
+    let split = load_event_split(set, dir, "Test", steps, &framing, limit)?;
     check_shape(model, model_path, set.name, split)
 }
 

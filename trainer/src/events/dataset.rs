@@ -63,20 +63,22 @@ pub fn load_event_set(
 ) -> Result<Dataset, DataError> {
     Ok(Dataset {
         name: set.name.into(),
-        train: load_event_split(set, dir, "Train", steps, framing)?,
-        test: load_event_split(set, dir, "Test", steps, framing)?,
+        train: load_event_split(set, dir, "Train", steps, framing, None)?,
+        test: load_event_split(set, dir, "Test", steps, framing, None)?,
         classes: set.classes as usize,
     })
 }
 
 /// One part (`Train` or `Test`) of an event set as framed samples, as [`load_event_set`]
-/// frames it.
+/// frames it; with `limit`, its first `limit` samples (only their recordings are read where a
+/// recording is one sample).
 pub fn load_event_split(
     set: &EventSet,
     dir: Option<&Path>,
     part: &str,
     steps: usize,
     framing: &FramingConfig,
+    limit: Option<usize>,
 ) -> Result<Split, DataError> {
     let dir = match dir {
         Some(d) => d.to_path_buf(),
@@ -88,11 +90,13 @@ pub fn load_event_split(
         })?,
     };
     let f = framing.framing(set, steps);
-    let samples = match set.layout {
-        Layout::DigitFolders => digit_samples(&dir.join(part), set.classes, &f)?,
+    let limit = limit.unwrap_or(usize::MAX);
+    let mut samples = match set.layout {
+        Layout::DigitFolders => digit_samples(&dir.join(part), set.classes, &f, limit)?,
         Layout::LabelledRecordings => gesture_samples(&dir, part, set.classes, &f)?,
-        Layout::ClassFolders(classes) => class_folder_samples(&dir, classes, part, &f)?,
+        Layout::ClassFolders(classes) => class_folder_samples(&dir, classes, part, &f, limit)?,
     };
+    samples.truncate(limit);
     if samples.is_empty() {
         return Err(format_error(&dir, format!("no {part} samples")));
     }
@@ -112,8 +116,15 @@ pub fn load_event_split(
 type Sample = (u8, Vec<u8>);
 
 /// N-MNIST's layout: every recording under `root/<digit>/`, ordered by file name, then class.
-fn digit_samples(root: &Path, classes: u32, f: &Framing) -> Result<Vec<Sample>, DataError> {
-    digit_files(root, classes)?
+fn digit_samples(
+    root: &Path,
+    classes: u32,
+    f: &Framing,
+    limit: usize,
+) -> Result<Vec<Sample>, DataError> {
+    let mut files = digit_files(root, classes)?;
+    files.truncate(limit);
+    files
         .par_iter()
         .map(|(label, path)| Ok((*label, frames(&read_nmnist(path)?, f))))
         .collect()
@@ -164,6 +175,7 @@ fn class_folder_samples(
     classes: &[&str],
     part: &str,
     f: &Framing,
+    limit: usize,
 ) -> Result<Vec<Sample>, DataError> {
     let mut files = Vec::new();
     for (label, class) in classes.iter().enumerate() {
@@ -182,6 +194,7 @@ fn class_folder_samples(
         );
     }
     files.sort_by_key(|(k, label, _)| (*k, *label));
+    files.truncate(limit);
     files
         .par_iter()
         .map(|(_, label, path)| Ok((*label, frames(&aedat::read_aedat2(path)?, f))))
@@ -282,7 +295,7 @@ mod tests {
         }
         // A listed recording that is missing is named.
         std::fs::write(d.join("trials_to_test.txt"), "user09_x.aedat\n").unwrap();
-        let err = load_event_split(set, Some(d), "Test", 2, &binary(4)).unwrap_err();
+        let err = load_event_split(set, Some(d), "Test", 2, &binary(4), None).unwrap_err();
         assert!(err.to_string().contains("user09_x.aedat"), "{err}");
     }
 
@@ -306,6 +319,11 @@ mod tests {
         }
         let ds = load_event_set(set, Some(dir.path()), 1, &binary(4)).unwrap();
         assert_eq!((ds.train.len(), ds.test.len()), (90, 10));
+        // A limit reads only the first recordings and gives the first samples.
+        let first = load_event_split(set, Some(dir.path()), "Train", 1, &binary(4), Some(13));
+        let first = first.unwrap();
+        assert_eq!(first.labels, ds.train.take(13).labels);
+        assert_eq!(first.images, ds.train.take(13).images);
         // Classes interleave: the first ten training samples are recording 0 of each class.
         assert_eq!(ds.train.labels[..10], (0..10).collect::<Vec<u8>>()[..]);
         // The test split is each class's `_10`, the last by number.
