@@ -1,14 +1,19 @@
 //! Image files: IDX (`*-idx3-ubyte`, optionally gzipped, as MNIST ships) or raw bytes
-//! (concatenated images, `H·W·C` bytes each, raster order, channels fastest).
+//! (concatenated images, `H·W·C` bytes each, raster order, channels fastest). IDX images are
+//! 8-bit and reach a model with narrower pixels as their top bits; raw bytes are taken as the
+//! model takes them (each value in the low `pixel_bits`, as over the serial line).
 
 use std::io::Read;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
+use spikeforge_model::ir::{Encoding, InputSpec};
 
-/// Reads images for a model whose images have `image_len` bytes; returns the bytes and count.
+/// Reads images for a model with input `input` whose images have `image_len` bytes; returns
+/// the bytes and count.
 pub fn read_images(
     path: &Path,
+    input: &InputSpec,
     image_len: usize,
     limit: Option<usize>,
 ) -> Result<(Vec<u8>, usize)> {
@@ -24,8 +29,12 @@ pub fn read_images(
     };
     let pixels =
         if data.len() >= 4 && data[0] == 0 && data[1] == 0 && data[2] == 0x08 && data[3] == 3 {
-            parse_idx3(&data, image_len)
-                .with_context(|| format!("{}: bad IDX image file", path.display()))?
+            let mut pixels = parse_idx3(&data, image_len)
+                .with_context(|| format!("{}: bad IDX image file", path.display()))?;
+            if input.encoding != Encoding::Frames {
+                input.quantise_image(&mut pixels);
+            }
+            pixels
         } else {
             data
         };
@@ -42,7 +51,20 @@ pub fn read_images(
     if let Some(l) = limit {
         n = n.min(l);
     }
-    Ok((pixels[..n * image_len].to_vec(), n))
+    let pixels = &pixels[..n * image_len];
+    let max = (1u16 << input.pixel_bits.clamp(1, 8)) - 1;
+    if let Some(k) = pixels.iter().position(|&p| u16::from(p) > max) {
+        bail!(
+            "{}: image {}, byte {}: value {} exceeds the model's {}-bit pixels (raw images hold \
+             values as the model takes them; give an IDX file for 8-bit images)",
+            path.display(),
+            k / image_len,
+            k % image_len,
+            pixels[k],
+            input.pixel_bits
+        );
+    }
+    Ok((pixels.to_vec(), n))
 }
 
 fn parse_idx3(data: &[u8], image_len: usize) -> Result<Vec<u8>> {

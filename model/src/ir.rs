@@ -65,6 +65,23 @@ pub struct InputSpec {
     pub encoding: Encoding,
 }
 
+impl InputSpec {
+    /// An 8-bit image pixel as this input takes it: its top `pixel_bits` bits (a model with
+    /// 2-bit pixels sees 0..=3 where the image has 0..=255). Event frames are made at their
+    /// own width and are not rescaled; for them this is the identity at 8 bits only, so
+    /// callers use it for still images.
+    pub fn pixel_from_u8(&self, pixel: u8) -> u8 {
+        pixel >> (8 - self.pixel_bits.clamp(1, 8))
+    }
+
+    /// A still 8-bit image (or a batch of them) as this input takes it, in place.
+    pub fn quantise_image(&self, pixels: &mut [u8]) {
+        if self.pixel_bits < 8 {
+            pixels.iter_mut().for_each(|p| *p = self.pixel_from_u8(*p));
+        }
+    }
+}
+
 /// Input encoding over time steps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -229,7 +229,7 @@ pub fn run(a: Args) -> Result<()> {
     let golden = Golden::new(&model);
     let mut labels = None;
     let (images, n) = match (&a.images, &a.dataset) {
-        (Some(p), _) => crate::images::read_images(p, golden.image_len(), a.limit)?,
+        (Some(p), _) => crate::images::read_images(p, &model.input, golden.image_len(), a.limit)?,
         (None, Some(d)) => {
             let test = super::train::test_samples(
                 &model,

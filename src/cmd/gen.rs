@@ -12,9 +12,10 @@ pub struct Args {
     /// Output directory (replaced atomically).
     #[arg(long)]
     pub out: PathBuf,
-    /// Folding override: `LAYER=PE,SIMD` (LAYER is an index or a name), `input=PIXELS`
-    /// (pixels per input beat), `tree=LEVELS` or `dsp=on|off`. Repeatable; with --target, the
-    /// layers not named are chosen for the device.
+    /// Folding override: `LAYER=PE,SIMD[,MMV]` (LAYER is an index or a name), `input=PIXELS`
+    /// (pixels per input beat), `tree=LEVELS`, `dsp=on|off|N`, `weights=bram|auto` or
+    /// `mmv=N`. Repeatable, or several in one argument separated by spaces (as `gen` prints a
+    /// folding); with --target, the layers not named are chosen for the device.
     #[arg(long = "fold")]
     pub fold: Vec<String>,
     /// Choose the folding for this device (see `spikeforge synth --target`): the fastest

@@ -22,7 +22,8 @@ pub struct Args {
 pub fn run(a: Args) -> Result<()> {
     let model = super::load_model(&a.model)?;
     let golden = Golden::new(&model);
-    let (images, _) = crate::images::read_images(&a.input, golden.image_len(), a.limit)?;
+    let (images, _) =
+        crate::images::read_images(&a.input, &model.input, golden.image_len(), a.limit)?;
     let results = golden.run_batch(&images, false)?;
     for (i, r) in results.iter().enumerate() {
         println!("image {i}: class {}  logits {:?}", r.class, r.logits);

@@ -45,12 +45,30 @@ pub fn target(name: &str) -> Result<&'static spikeforge_constraints::Device> {
     })
 }
 
-/// Parses `--fold` arguments.
+/// Parses `--fold` arguments. One argument may hold several overrides separated by spaces
+/// (`--fold "conv0=8,1 conv1=4,16"`), the form reports and results print a folding in.
 fn overrides(specs: &[String]) -> Result<Vec<FoldOverride>> {
     Ok(specs
         .iter()
-        .map(|s| fold::parse_override(s))
+        .flat_map(|s| split_overrides(s))
+        .map(|s| fold::parse_override(&s))
         .collect::<Result<_, _>>()?)
+}
+
+/// Splits `conv0=8,1 conv1=4, 16` into `conv0=8,1` and `conv1=4, 16`: a new override starts
+/// at each word with an `=`.
+fn split_overrides(arg: &str) -> Vec<String> {
+    let mut items: Vec<String> = Vec::new();
+    for word in arg.split_whitespace() {
+        match items.last_mut() {
+            Some(last) if !word.contains('=') => last.push_str(word),
+            _ => items.push(word.to_string()),
+        }
+    }
+    if items.is_empty() {
+        items.push(arg.to_string());
+    }
+    items
 }
 
 /// Resolves `--fold` arguments against a model.
@@ -124,4 +142,21 @@ pub fn with_spinner<T>(msg: String, work: impl FnOnce() -> T) -> T {
     let out = work();
     bar.finish_and_clear();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_overrides;
+
+    #[test]
+    fn one_fold_argument_holds_several_overrides() {
+        assert_eq!(
+            split_overrides("conv0=8,1  conv1=4, 16 dsp=7"),
+            ["conv0=8,1", "conv1=4,16", "dsp=7"]
+        );
+        assert_eq!(split_overrides("conv1=4,9"), ["conv1=4,9"]);
+        // Nothing to split: the parser names what is wrong with the whole argument.
+        assert_eq!(split_overrides(""), [""]);
+        assert_eq!(split_overrides("8,1"), ["8,1"]);
+    }
 }

@@ -202,6 +202,11 @@ pub struct Args {
     /// area overwritten with noise (default 0: off). Also applies to a `--resume`d run when given.
     #[arg(long, value_parser = super::parse::probability)]
     pub erase: Option<f32>,
+    /// Bits per pixel of a still image the network sees, 1..=8 (default 8): it takes each
+    /// pixel's top bits, and so do the exported model and its hardware (narrower input lanes;
+    /// FINN's `tfc_w1a1` takes 1-bit pixels).
+    #[arg(long)]
+    pub input_bits: Option<u32>,
     /// Label smoothing ε of the training loss, 0 ≤ ε < 1 (default 0: plain cross-entropy).
     /// Also applies to a `--resume`d run when given.
     #[arg(long, value_parser = super::parse::below_one)]
@@ -360,6 +365,7 @@ impl Args {
             shift: self.shift,
             flip: self.flip,
             erase: self.erase,
+            input_bits: self.input_bits,
             label_smoothing: self.label_smoothing,
             swa_epochs: self.swa_epochs,
             swa_lr: self.swa_lr,

@@ -516,3 +516,80 @@ fn a_resume_keeps_the_runs_split_architecture_and_steps_and_refuses_another_spli
         "{err}"
     );
 }
+
+#[test]
+fn narrow_pixels_train_export_and_run_bit_exact_from_the_dataset_and_an_idx_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let (ok, stdout, err) = train(&out, "2", &["--input-bits", "2"]);
+    assert!(ok, "{err}");
+    let s = util::read_json(&out.join("summary.json"));
+    let (float, int) = (
+        s["float_accuracy"].as_f64().unwrap(),
+        s["integer_accuracy"].as_f64().unwrap(),
+    );
+    assert!(
+        int > 0.5,
+        "integer accuracy {int} at 2-bit pixels\n{stdout}"
+    );
+    assert!(
+        (float - int).abs() <= 0.005,
+        "float {float} vs integer {int}"
+    );
+    let model = out.join("model.json");
+    let m = util::read_json(&model);
+    assert_eq!(m["input"]["pixel_bits"], 2);
+    // `eval` and `cosim` shift the dataset's 8-bit pixels to the model's two bits.
+    let (ok, stdout, err) = util::run(&[
+        "eval",
+        model.to_str().unwrap(),
+        "--dataset",
+        "fashion-mnist",
+    ]);
+    assert!(ok, "{err}");
+    let pct = format!("{:.2} %", int * 100.0);
+    assert!(stdout.contains(&pct), "eval should print {pct}: {stdout}");
+    let (ok, stdout, err) = util::run(&[
+        "cosim",
+        model.to_str().unwrap(),
+        "--dataset",
+        "fashion-mnist",
+        "--limit",
+        "20",
+    ]);
+    assert!(ok, "{err}");
+    assert!(stdout.contains("20/20 bit-exact"), "{stdout}");
+    // An IDX file is 8-bit images too; raw bytes are values as the model takes them, and an
+    // 8-bit value is out of a 2-bit model's range.
+    let idx = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz";
+    let (ok, stdout, err) = util::run(&[
+        "infer",
+        model.to_str().unwrap(),
+        "--input",
+        idx,
+        "--limit",
+        "3",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("image ")).count(),
+        3,
+        "{stdout}"
+    );
+    let raw = dir.path().join("raw.bin");
+    std::fs::write(&raw, vec![200u8; 28 * 28]).unwrap();
+    let (ok, _, err) = util::run(&[
+        "infer",
+        model.to_str().unwrap(),
+        "--input",
+        raw.to_str().unwrap(),
+    ]);
+    assert!(
+        !ok && err.contains("raw.bin") && err.contains("value 200"),
+        "{err}"
+    );
+    for (bits, why) in [("9", "1 to 8 bits"), ("0", "1 to 8 bits")] {
+        let (ok, _, err) = train(&dir.path().join("bad"), "1", &["--input-bits", bits]);
+        assert!(!ok && err.contains(why), "--input-bits {bits}: {err}");
+    }
+}

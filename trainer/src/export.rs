@@ -232,7 +232,7 @@ pub(crate) fn assemble(
             height: net.input.0 as u32,
             width: net.input.1 as u32,
             channels: net.input.2 as u32,
-            pixel_bits: net.frames.unwrap_or(8),
+            pixel_bits: net.frames.or(net.input_bits).unwrap_or(8),
             encoding,
         },
         time_steps,
@@ -269,7 +269,8 @@ pub(crate) fn ir_shape(s: &crate::net::LayerSpec, l: usize) -> (String, Synapse,
     (format!("{kind}{l}"), synapse, pool)
 }
 
-/// Golden-model (= RTL) classes of a model on images.
+/// Golden-model (= RTL) classes of a model on images as the model takes them (narrow pixels
+/// already shifted, see [`spikeforge_model::ir::InputSpec::quantise_image`]).
 pub fn golden_classes(model: &Model, images: &[u8]) -> Vec<usize> {
     let g = spikeforge_model::Golden::new(model);
     g.run_batch(images, false)

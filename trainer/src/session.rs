@@ -219,7 +219,13 @@ pub fn finish(
     spikeforge_model::save(&model, model_path)?;
     let test = ds.test.take(test_limit.unwrap_or(usize::MAX));
     let float_pred = train::predict(&mut net, &test);
-    let int_pred = export::golden_classes(&model, &test.images);
+    let int_pred = if model.input.encoding == spikeforge_model::ir::Encoding::Frames {
+        export::golden_classes(&model, &test.images)
+    } else {
+        let mut images = test.images.clone();
+        model.input.quantise_image(&mut images);
+        export::golden_classes(&model, &images)
+    };
     let fa = data::accuracy(&float_pred, &test.labels);
     let ia = data::accuracy(&int_pred, &test.labels);
     let (bits, full) = train::storage_bits(&net);
@@ -407,19 +413,21 @@ fn split(s: SplitConfig, ds: &Dataset) -> Result<(Split, Split), SessionError> {
 }
 
 /// The first `limit` test images of a dataset, checked against the input shape of the model
-/// in `model_path`.
+/// in `model_path`, at the model's pixel width (the top `pixel_bits` bits of each pixel).
 pub fn test_images(
     model: &spikeforge_model::Model,
     model_path: &Path,
     ds: &Dataset,
     limit: Option<usize>,
 ) -> Result<Split, SessionError> {
-    check_shape(
+    let mut split = check_shape(
         model,
         model_path,
         &ds.name,
         ds.test.take(limit.unwrap_or(usize::MAX)),
-    )
+    )?;
+    model.input.quantise_image(&mut split.images);
+    Ok(split)
 }
 
 /// The first `limit` test samples of the dataset `name` as `model` takes them: images, or

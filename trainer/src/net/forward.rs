@@ -170,13 +170,18 @@ impl Net {
         let steps = self.input_steps();
         let frame = h * w * c;
         let b = images.len() / (frame * steps);
+        // Narrow pixels keep their top bits: the float input is the exported integer pixel
+        // times `input_unit(0)`, and 8-bit pixels are exactly `p / 255` as before.
+        let shift = self.pixel_shift();
         // Frames arrive `[b][t]` and the layers run time-major, `[t][b]`.
         let time_major = (0..steps).flat_map(|t| {
             (0..b).flat_map(move |bi| images[(bi * steps + t) * frame..][..frame].iter())
         });
         let mut x = Array2::from_shape_vec(
             (steps * b * h * w, c),
-            time_major.map(|&p| p as f32 / 255.0).collect(),
+            time_major
+                .map(|&p| ((p >> shift) << shift) as f32 / 255.0)
+                .collect(),
         )
         .expect("image shape");
         let mut trace = Trace {

@@ -132,6 +132,10 @@ pub struct Net {
     /// image, whose first-layer current is computed once and repeated at every step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub frames: Option<u32>,
+    /// Still images at fewer than 8 bits per pixel: `Some(bits)`, the network sees each
+    /// pixel's top `bits` bits (the exported model's `pixel_bits`); `None`: all 8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_bits: Option<u32>,
     /// The hidden layers' neuron. Written as `"relu": true/false`, as before the enum.
     #[serde(default, rename = "relu", with = "relu_flag")]
     pub neuron: HiddenNeuron,
@@ -359,6 +363,7 @@ impl Net {
             params,
             fake_quant: false,
             frames: None,
+            input_bits: None,
             neuron: HiddenNeuron::Lif,
             relaxed: false,
             unfused: false,
@@ -387,6 +392,15 @@ impl Net {
         }
     }
 
+    /// How far an 8-bit image pixel is shifted right to become the exported model's input
+    /// (0 for event frames, which are made at their width).
+    pub fn pixel_shift(&self) -> u32 {
+        match (self.frames, self.input_bits) {
+            (None, Some(bits)) => 8 - bits.clamp(1, 8),
+            _ => 0,
+        }
+    }
+
     /// Input maps per sample: `time_steps` frames, or one image.
     pub fn input_steps(&self) -> usize {
         self.frames.map_or(1, |_| self.time_steps)
@@ -396,7 +410,7 @@ impl Net {
     /// `/4`): the exported integer input times this is the float input.
     pub fn input_unit(&self, l: usize) -> f64 {
         if l == 0 {
-            1.0 / 255.0
+            f64::from(1u32 << self.pixel_shift()) / 255.0
         } else if self.specs[l - 1].pool == Some(PoolKind::Avg) {
             0.25
         } else {

@@ -127,6 +127,7 @@ impl Checkpoint {
         let net = Net {
             neuron: config.neuron,
             frames: config.framing.map(|f| f.pixel_bits()),
+            input_bits: config.input_bits,
             ..net
         };
         Ok(Checkpoint {

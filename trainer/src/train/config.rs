@@ -97,6 +97,10 @@ pub struct TrainConfig {
     /// still images).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub framing: Option<FramingConfig>,
+    /// Still images seen at fewer than 8 bits per pixel (`--input-bits`): the network, and the
+    /// exported model, take each pixel's top bits; `None`: all 8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_bits: Option<u32>,
 }
 
 /// Which training images a run uses: the first `limit` (all when `None`), the last `val` of

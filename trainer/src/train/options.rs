@@ -118,6 +118,8 @@ pub struct TrainOptions {
     pub flip: Option<bool>,
     /// Random erasing probability (default 0).
     pub erase: Option<f32>,
+    /// Bits per pixel the network sees of a still image, 1..=8 (default 8).
+    pub input_bits: Option<u32>,
     /// Label smoothing ε (default 0).
     pub label_smoothing: Option<f32>,
     /// Weight-averaged last epochs (default 0: off).
@@ -177,6 +179,17 @@ impl TrainOptions {
             None => data::known(&self.dataset)?.name,
         };
         let framing = self.framing(events)?;
+        let input_bits = match self.input_bits {
+            Some(b) if !(1..=8).contains(&b) => {
+                return Err(invalid(format!("--input-bits {b}: a pixel has 1 to 8 bits")))
+            }
+            Some(_) if events.is_some() => {
+                return Err(invalid(
+                    "--input-bits narrows still images; an event set's frame values take their width from --clip",
+                ))
+            }
+            b => b.filter(|&b| b < 8),
+        };
         let cifar = name.starts_with("cifar");
         let epochs = self.epochs.unwrap_or(DEFAULT_EPOCHS);
         let optimizer = self.optimizer.unwrap_or(OptimKind::Adam);
@@ -237,6 +250,7 @@ impl TrainOptions {
                 val: self.val,
             }),
             framing,
+            input_bits,
         })
     }
 
@@ -381,5 +395,31 @@ impl Default for TrainConfig {
         TrainOptions::new("fashion-mnist")
             .config()
             .expect("the defaults make a valid run")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dataset: &str, input_bits: Option<u32>) -> Result<TrainConfig, OptionsError> {
+        TrainOptions {
+            input_bits,
+            ..TrainOptions::new(dataset)
+        }
+        .config()
+    }
+
+    #[test]
+    fn input_bits_narrow_still_images_only() {
+        assert_eq!(config("mnist", Some(2)).unwrap().input_bits, Some(2));
+        // Eight bits is every bit: the run is the same as without the option.
+        assert_eq!(config("mnist", Some(8)).unwrap().input_bits, None);
+        for bits in [0, 9] {
+            let e = config("mnist", Some(bits)).unwrap_err().to_string();
+            assert!(e.contains("1 to 8 bits"), "{e}");
+        }
+        let e = config("nmnist", Some(2)).unwrap_err().to_string();
+        assert!(e.contains("--clip"), "{e}");
     }
 }
