@@ -32,7 +32,7 @@ pub struct Args {
     /// minutes; JSON to --out, default out/bench-estimate.json).
     #[arg(long)]
     pub estimate: bool,
-    /// Instead: the reference deployments of issue 36 (a: MLP on ECP5-85F, b: the selected
+    /// Instead: the reference deployments of issue 36 (a: MNIST MLP on ECP5-85F, b: the selected
     /// Fashion-MNIST model on the ULX3S, c: the iCEBreaker model, d: the CSS T = 8 model on
     /// the ULX3S): folding chosen for the board, the test set through the RTL and the board's
     /// serial line, synthesis, place and route; a table against the targets (tens of minutes

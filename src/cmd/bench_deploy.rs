@@ -13,25 +13,20 @@ use serde::Serialize;
 use spikeforge_cosim::Simulator;
 use spikeforge_flow::plan as flow;
 use spikeforge_hdl_gen::{autofold, estimate, GenOptions};
-use spikeforge_model::{arch, random, Model};
+use spikeforge_model::Model;
 
 use super::cosim::SimKind;
-
-/// Where the network comes from.
-enum Source {
-    /// A shipped model file.
-    File(&'static str),
-    /// A random model of this architecture (seed 1, T = 1): throughput only.
-    Random(&'static str),
-}
 
 /// One reference deployment and its targets.
 struct Deployment {
     key: &'static str,
     what: &'static str,
-    source: Source,
+    /// The shipped model file.
+    model: &'static str,
+    /// Its dataset, whose test images go through the RTL.
+    dataset: &'static str,
     board: &'static str,
-    /// Test images through the RTL (0: random images, the model is not trained).
+    /// Test images through the RTL.
     test_images: usize,
     /// Images through the board top's serial line.
     serial_images: usize,
@@ -46,11 +41,12 @@ struct Deployment {
 const DEPLOYMENTS: &[Deployment] = &[
     Deployment {
         key: "a",
-        what: "MLP 784-128b-10, T = 1 (random weights)",
-        source: Source::Random("784-128b-10"),
+        what: "MNIST MLP 784-128b-10, T = 1, 1-bit pixels",
+        model: "models/mnist-mlp-t1-1bit-ulx3s.json",
+        dataset: "mnist",
         board: "ulx3s",
-        test_images: 0,
-        serial_images: 0,
+        test_images: 10_000,
+        serial_images: 100,
         min_images_per_s: 1_800_000.0,
         max_logic_percent: 85.0,
         min_accuracy: None,
@@ -59,7 +55,8 @@ const DEPLOYMENTS: &[Deployment] = &[
     Deployment {
         key: "b",
         what: "selected Fashion-MNIST model (93.63 %)",
-        source: Source::File("models/fashion-mnist-t1-ulx3s.json"),
+        model: "models/fashion-mnist-t1-ulx3s.json",
+        dataset: "fashion-mnist",
         board: "ulx3s",
         test_images: 10_000,
         serial_images: 100,
@@ -71,7 +68,8 @@ const DEPLOYMENTS: &[Deployment] = &[
     Deployment {
         key: "c",
         what: "iCEBreaker Fashion-MNIST model",
-        source: Source::File("models/fashion-mnist-t1-icebreaker.json"),
+        model: "models/fashion-mnist-t1-icebreaker.json",
+        dataset: "fashion-mnist",
         board: "icebreaker",
         test_images: 10_000,
         serial_images: 100,
@@ -83,7 +81,8 @@ const DEPLOYMENTS: &[Deployment] = &[
     Deployment {
         key: "d",
         what: "CSS T = 8 Fashion-MNIST model",
-        source: Source::File("models/fashion-mnist-css-t8-ulx3s.json"),
+        model: "models/fashion-mnist-css-t8-ulx3s.json",
+        dataset: "fashion-mnist",
         board: "ulx3s",
         test_images: 10_000,
         serial_images: 0,
@@ -170,20 +169,9 @@ pub fn run(setup: &Setup, out: &Path) -> Result<()> {
     Ok(())
 }
 
-fn load(source: &Source) -> Result<(Model, String)> {
-    match source {
-        Source::File(path) => Ok((super::load_model(Path::new(path))?, path.to_string())),
-        Source::Random(a) => {
-            let m = random::random_model(&arch::parse(a)?, 1, 1)
-                .map_err(|p| anyhow::anyhow!("{p:?}"))?;
-            Ok((m, format!("random {a}, seed 1")))
-        }
-    }
-}
-
 fn deploy(d: &Deployment, setup: &Setup, dir: &Path) -> Result<Row> {
     let started = Instant::now();
-    let (model, name) = load(&d.source)?;
+    let (model, name) = (super::load_model(Path::new(d.model))?, d.model.to_string());
     let board = spikeforge_constraints::board(d.board)
         .with_context(|| format!("no board `{}`", d.board))?;
     let device = super::target(&board.target)?;
@@ -294,7 +282,7 @@ fn deploy(d: &Deployment, setup: &Setup, dir: &Path) -> Result<Row> {
     })
 }
 
-/// The tapped core on the test images (random ones for an untrained model), bit for bit.
+/// The tapped core on the test images, bit for bit.
 fn cosim(
     d: &Deployment,
     setup: &Setup,
@@ -303,16 +291,9 @@ fn cosim(
     rtl: &Path,
 ) -> Result<Option<CosimRow>> {
     let t = Instant::now();
-    let (images, labels) = if d.test_images == 0 {
-        let n = setup.limit.unwrap_or(1000).min(1000);
-        (random::random_images(model, n, 1), None)
-    } else {
-        let n = setup.limit.unwrap_or(d.test_images).min(d.test_images);
-        let test =
-            super::train::test_images(model, Path::new(name), "fashion-mnist", None, Some(n))?;
-        let labels = test.labels.clone();
-        (test.images, Some(labels))
-    };
+    let n = setup.limit.unwrap_or(d.test_images).min(d.test_images);
+    let test = super::train::test_images(model, Path::new(name), d.dataset, None, Some(n))?;
+    let (images, labels) = (test.images, Some(test.labels));
     let n = images.len() / spikeforge_model::Golden::new(model).image_len().max(1);
     let sim: Simulator = super::cosim::build(model, Some(rtl), &[], None, SimKind::Core, false)?;
     let bar = super::cosim::progress_bar(n);
@@ -349,7 +330,7 @@ fn serial(
         return Ok(None);
     }
     let n = setup.limit.unwrap_or(d.serial_images).min(d.serial_images);
-    let test = super::train::test_images(model, rtl, "fashion-mnist", None, Some(n))?;
+    let test = super::train::test_images(model, rtl, d.dataset, None, Some(n))?;
     let clks = 4;
     let kind = SimKind::Serial { board: true, clks };
     let sim = super::cosim::build(model, Some(rtl), &[], Some(board), kind, false)?;
