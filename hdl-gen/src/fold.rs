@@ -287,14 +287,9 @@ pub fn pipeline_cycles(model: &Model, folding: &Folding) -> u64 {
 }
 
 /// The smallest folding (fewest synapses per cycle) of one layer meeting `target` cycles,
-/// or the fastest one within `max_synapses`; among equals the one with the narrowest weight
-/// word (most output positions per fetch, up to `max_mmv`).
-fn default_layer_fold(
-    geo: &LayerGeometry,
-    target: u64,
-    max_mmv: u32,
-    max_synapses: u64,
-) -> LayerFold {
+/// or the fastest one within [`DEFAULT_MAX_SYNAPSES`]; among equals the one with the
+/// narrowest weight word (most output positions per fetch, up to `max_mmv`).
+fn default_layer_fold(geo: &LayerGeometry, target: u64, max_mmv: u32) -> LayerFold {
     let mut best: Option<((u64, u64, u64), LayerFold)> = None;
     let mmvs: Vec<u32> = mmv_choices(geo)
         .into_iter()
@@ -306,7 +301,7 @@ fn default_layer_fold(
                 let f = LayerFold { pe, simd, mmv };
                 let word = pe as u64 * simd as u64;
                 let area = word * mmv as u64;
-                if area > max_synapses && (pe, simd, mmv) != (1, 1, 1) {
+                if area > DEFAULT_MAX_SYNAPSES && (pe, simd, mmv) != (1, 1, 1) {
                     continue;
                 }
                 let cycles = layer_cycles(geo, f);
@@ -330,7 +325,7 @@ pub fn for_cycles(model: &Model, target: u64) -> Folding {
         pixels_per_beat: 1,
         layers: geo
             .iter()
-            .map(|g| default_layer_fold(g, target, 1, DEFAULT_MAX_SYNAPSES))
+            .map(|g| default_layer_fold(g, target, 1))
             .collect(),
         tree_levels: DEFAULT_TREE_LEVELS,
         dsp: false,
@@ -423,16 +418,9 @@ fn resolve_at(
         });
     }
     let target = cycles.unwrap_or((positions / ppb) as u64);
-    // A cycle budget comes with a device estimate that bounds the area (`gen --target`); the
-    // input rate alone keeps the default cap, so that `gen` without a device stays buildable.
-    let max_synapses = if cycles.is_some() {
-        u64::MAX
-    } else {
-        DEFAULT_MAX_SYNAPSES
-    };
     let mut layers: Vec<LayerFold> = geo
         .iter()
-        .map(|g| default_layer_fold(g, target, max_mmv, max_synapses))
+        .map(|g| default_layer_fold(g, target, max_mmv))
         .collect();
     for o in overrides {
         let FoldOverride::Layer(which, f) = o else {
