@@ -55,8 +55,8 @@ fn overrides(specs: &[String]) -> Result<Vec<FoldOverride>> {
         .collect::<Result<_, _>>()?)
 }
 
-/// Splits `conv0=8,1 conv1=4, 16` into `conv0=8,1` and `conv1=4, 16`: a new override starts
-/// at each word with an `=`.
+/// Splits `conv0=8,1 conv1=4, 16` into `conv0=8,1` and `conv1=4,16`: a new override starts
+/// at each word with an `=`, and the words between join it.
 fn split_overrides(arg: &str) -> Vec<String> {
     let mut items: Vec<String> = Vec::new();
     for word in arg.split_whitespace() {
