@@ -7,7 +7,7 @@ use std::io::Read;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use spikeforge_model::ir::{Encoding, InputSpec};
+use spikeforge_model::ir::InputSpec;
 
 /// Reads images for a model with input `input` whose images have `image_len` bytes; returns
 /// the bytes and count.
@@ -31,9 +31,7 @@ pub fn read_images(
         if data.len() >= 4 && data[0] == 0 && data[1] == 0 && data[2] == 0x08 && data[3] == 3 {
             let mut pixels = parse_idx3(&data, image_len)
                 .with_context(|| format!("{}: bad IDX image file", path.display()))?;
-            if input.encoding != Encoding::Frames {
-                input.quantise_image(&mut pixels);
-            }
+            input.quantise_image(&mut pixels);
             pixels
         } else {
             data
@@ -52,8 +50,7 @@ pub fn read_images(
         n = n.min(l);
     }
     let pixels = &pixels[..n * image_len];
-    let max = (1u16 << input.pixel_bits.clamp(1, 8)) - 1;
-    if let Some(k) = pixels.iter().position(|&p| u16::from(p) > max) {
+    if let Some(k) = input.first_out_of_range(pixels) {
         bail!(
             "{}: image {}, byte {}: value {} exceeds the model's {}-bit pixels (raw images hold \
              values as the model takes them; give an IDX file for 8-bit images)",

@@ -159,8 +159,7 @@ impl<'m> Golden<'m> {
                 frames: self.input_steps(),
             });
         }
-        let max = (1u32 << i.pixel_bits) - 1;
-        if let Some(k) = images.iter().position(|&p| p as u32 > max) {
+        if let Some(k) = i.first_out_of_range(images) {
             return Err(GoldenError::PixelRange {
                 image: k / n,
                 offset: k % n,

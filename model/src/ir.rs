@@ -66,19 +66,38 @@ pub struct InputSpec {
 }
 
 impl InputSpec {
-    /// An 8-bit image pixel as this input takes it: its top `pixel_bits` bits (a model with
-    /// 2-bit pixels sees 0..=3 where the image has 0..=255). Event frames are made at their
-    /// own width and are not rescaled; for them this is the identity at 8 bits only, so
-    /// callers use it for still images.
-    pub fn pixel_from_u8(&self, pixel: u8) -> u8 {
-        pixel >> (8 - self.pixel_bits.clamp(1, 8))
+    /// How far an 8-bit image pixel is shifted right to become this input's pixel: a still
+    /// image keeps its top `pixel_bits` bits (a model with 2-bit pixels sees 0..=3 where the
+    /// image has 0..=255); event frames are made at their own width and are not shifted.
+    pub fn image_shift(&self) -> u32 {
+        match self.encoding {
+            Encoding::Frames => 0,
+            Encoding::Direct | Encoding::FirstStep => 8 - self.pixel_bits.clamp(1, 8),
+        }
     }
 
-    /// A still 8-bit image (or a batch of them) as this input takes it, in place.
+    /// 8-bit images (or frames) as this input takes them, in place.
     pub fn quantise_image(&self, pixels: &mut [u8]) {
-        if self.pixel_bits < 8 {
-            pixels.iter_mut().for_each(|p| *p = self.pixel_from_u8(*p));
+        let shift = self.image_shift();
+        if shift > 0 {
+            pixels.iter_mut().for_each(|p| *p >>= shift);
         }
+    }
+
+    /// [`InputSpec::quantise_image`] of borrowed images: copied only when it shifts them.
+    pub fn quantised<'a>(&self, pixels: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+        if self.image_shift() == 0 {
+            return pixels.into();
+        }
+        let mut owned = pixels.to_vec();
+        self.quantise_image(&mut owned);
+        owned.into()
+    }
+
+    /// The offset of the first value above `2^pixel_bits − 1`, if any.
+    pub fn first_out_of_range(&self, pixels: &[u8]) -> Option<usize> {
+        let max = (1u32 << self.pixel_bits) - 1;
+        pixels.iter().position(|&p| u32::from(p) > max)
     }
 }
 

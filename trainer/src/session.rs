@@ -219,13 +219,7 @@ pub fn finish(
     spikeforge_model::save(&model, model_path)?;
     let test = ds.test.take(test_limit.unwrap_or(usize::MAX));
     let float_pred = train::predict(&mut net, &test);
-    let int_pred = if model.input.encoding == spikeforge_model::ir::Encoding::Frames {
-        export::golden_classes(&model, &test.images)
-    } else {
-        let mut images = test.images.clone();
-        model.input.quantise_image(&mut images);
-        export::golden_classes(&model, &images)
-    };
+    let int_pred = export::golden_classes(&model, &model.input.quantised(&test.images));
     let fa = data::accuracy(&float_pred, &test.labels);
     let ia = data::accuracy(&int_pred, &test.labels);
     let (bits, full) = train::storage_bits(&net);
