@@ -30,6 +30,20 @@ fn train(out: &Path, epochs: &str, extra: &[&str]) -> (bool, String, String) {
     util::run(&args)
 }
 
+/// The float and integer test accuracy of a finished run's summary, asserted to agree.
+fn float_and_integer(out: &Path) -> (f64, f64) {
+    let s = util::read_json(&out.join("summary.json"));
+    let (float, int) = (
+        s["float_accuracy"].as_f64().unwrap(),
+        s["integer_accuracy"].as_f64().unwrap(),
+    );
+    assert!(
+        (float - int).abs() <= 0.005,
+        "float {float} vs integer {int}"
+    );
+    (float, int)
+}
+
 /// The exported model's bytes in a run directory.
 fn model_bytes(dir: &Path) -> Vec<u8> {
     std::fs::read(dir.join("model.json")).unwrap()
@@ -68,20 +82,13 @@ fn a_short_run_learns_and_its_integer_model_is_bit_exact_in_the_rtl() {
     let out = dir.path().join("run");
     let (ok, stdout, err) = train(&out, "3", &[]);
     assert!(ok, "{err}");
-    let s = util::read_json(&out.join("summary.json"));
-    let (float, int) = (
-        s["float_accuracy"].as_f64().unwrap(),
-        s["integer_accuracy"].as_f64().unwrap(),
-    );
+    let (_, int) = float_and_integer(&out);
     // Chance is 10 %; 900 training images for 3 epochs reach far more.
     assert!(
         int > 0.6,
         "integer test accuracy {int} after a short run\n{stdout}"
     );
-    assert!(
-        (float - int).abs() <= 0.005,
-        "float {float} vs integer {int}"
-    );
+    let s = util::read_json(&out.join("summary.json"));
     assert_eq!(s["test_images"], 10000);
     let log = std::fs::read_to_string(out.join("log.jsonl")).unwrap();
     assert_eq!(log.lines().count(), 3, "one JSON line per epoch");
@@ -89,26 +96,9 @@ fn a_short_run_learns_and_its_integer_model_is_bit_exact_in_the_rtl() {
     assert_eq!(&png[..4], b"\x89PNG");
     // The exported model on real test images through the generated RTL.
     let model = out.join("model.json");
-    let (ok, stdout, err) = util::run(&[
-        "cosim",
-        model.to_str().unwrap(),
-        "--dataset",
-        "fashion-mnist",
-        "--limit",
-        "100",
-    ]);
-    assert!(ok, "{err}");
-    assert!(stdout.contains("100/100 bit-exact"), "{stdout}");
+    let stdout = util::cosim_test_images_bit_exact(&model, 100);
     assert!(stdout.contains("RTL accuracy:"), "{stdout}");
-    let (ok, stdout, err) = util::run(&[
-        "eval",
-        model.to_str().unwrap(),
-        "--dataset",
-        "fashion-mnist",
-    ]);
-    assert!(ok, "{err}");
-    let pct = format!("{:.2} %", int * 100.0);
-    assert!(stdout.contains(&pct), "eval should print {pct}: {stdout}");
+    util::assert_eval_prints(&model, None, int);
     // Training re-estimated BatchNorm on its 900 training images before exporting; `export`
     // doing so again on the same images gives the same model, on fewer images another one.
     let ckpt = out.join("checkpoint.json");
@@ -523,42 +513,17 @@ fn narrow_pixels_train_export_and_run_bit_exact_from_the_dataset_and_an_idx_file
     let out = dir.path().join("run");
     let (ok, stdout, err) = train(&out, "2", &["--input-bits", "2"]);
     assert!(ok, "{err}");
-    let s = util::read_json(&out.join("summary.json"));
-    let (float, int) = (
-        s["float_accuracy"].as_f64().unwrap(),
-        s["integer_accuracy"].as_f64().unwrap(),
-    );
+    let (_, int) = float_and_integer(&out);
     assert!(
         int > 0.5,
         "integer accuracy {int} at 2-bit pixels\n{stdout}"
-    );
-    assert!(
-        (float - int).abs() <= 0.005,
-        "float {float} vs integer {int}"
     );
     let model = out.join("model.json");
     let m = util::read_json(&model);
     assert_eq!(m["input"]["pixel_bits"], 2);
     // `eval` and `cosim` shift the dataset's 8-bit pixels to the model's two bits.
-    let (ok, stdout, err) = util::run(&[
-        "eval",
-        model.to_str().unwrap(),
-        "--dataset",
-        "fashion-mnist",
-    ]);
-    assert!(ok, "{err}");
-    let pct = format!("{:.2} %", int * 100.0);
-    assert!(stdout.contains(&pct), "eval should print {pct}: {stdout}");
-    let (ok, stdout, err) = util::run(&[
-        "cosim",
-        model.to_str().unwrap(),
-        "--dataset",
-        "fashion-mnist",
-        "--limit",
-        "20",
-    ]);
-    assert!(ok, "{err}");
-    assert!(stdout.contains("20/20 bit-exact"), "{stdout}");
+    util::assert_eval_prints(&model, None, int);
+    util::cosim_test_images_bit_exact(&model, 20);
     // An IDX file is 8-bit images too; raw bytes are values as the model takes them, and an
     // 8-bit value is out of a 2-bit model's range.
     let idx = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz";

@@ -134,27 +134,8 @@ fn a_converted_model_learns_and_is_bit_exact_in_the_rtl() {
         "T = 4 and the exported T = 6"
     );
     let model = out.join("model.json");
-    let (ok, stdout, err) = util::run(&[
-        "cosim",
-        model.to_str().unwrap(),
-        "--dataset",
-        "fashion-mnist",
-        "--limit",
-        "60",
-    ]);
-    assert!(ok, "{err}");
-    assert!(stdout.contains("60/60 bit-exact"), "{stdout}");
-    let (ok, stdout, err) = util::run(&[
-        "eval",
-        model.to_str().unwrap(),
-        "--dataset",
-        "fashion-mnist",
-        "--limit",
-        "500",
-    ]);
-    assert!(ok, "{err}");
-    let pct = format!("{:.2} %", int * 100.0);
-    assert!(stdout.contains(&pct), "eval should print {pct}: {stdout}");
+    util::cosim_test_images_bit_exact(&model, 60);
+    util::assert_eval_prints(&model, Some(500), int);
 }
 
 /// Max pooling cannot be converted: the error says what to write instead, before training,

@@ -24,6 +24,43 @@ pub fn run(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// `cosim MODEL --dataset fashion-mnist --limit N`: asserts that all N test images were
+/// bit-exact; returns stdout.
+pub fn cosim_test_images_bit_exact(model: &Path, n: usize) -> String {
+    let n = n.to_string();
+    let args = [
+        "cosim",
+        model.to_str().unwrap(),
+        "--dataset",
+        "fashion-mnist",
+        "--limit",
+        &n,
+    ];
+    let (ok, stdout, err) = run(&args);
+    assert!(ok, "{err}");
+    assert!(stdout.contains(&format!("{n}/{n} bit-exact")), "{stdout}");
+    stdout
+}
+
+/// `eval MODEL --dataset fashion-mnist [--limit N]`: asserts that it prints `accuracy` (a
+/// fraction) as its percentage.
+pub fn assert_eval_prints(model: &Path, limit: Option<usize>, accuracy: f64) {
+    let limit = limit.map(|n| n.to_string());
+    let mut args = vec![
+        "eval",
+        model.to_str().unwrap(),
+        "--dataset",
+        "fashion-mnist",
+    ];
+    if let Some(n) = &limit {
+        args.extend(["--limit", n]);
+    }
+    let (ok, stdout, err) = run(&args);
+    assert!(ok, "{err}");
+    let pct = format!("{:.2} %", accuracy * 100.0);
+    assert!(stdout.contains(&pct), "eval should print {pct}: {stdout}");
+}
+
 /// Reads and parses a JSON file the CLI wrote (a summary, checkpoint, report or manifest).
 pub fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
