@@ -6,7 +6,7 @@
 //! DSPs, weights where Yosys puts them or all in block RAM, and up to 1, 2 or 4 output
 //! positions per weight fetch (MMV). The user's `--fold` overrides hold for every candidate.
 
-use spikeforge_constraints::Device;
+use spikeforge_constraints::{Device, Family};
 use spikeforge_model::ir::Model;
 use thiserror::Error;
 
@@ -145,6 +145,10 @@ pub fn choose(
         .iter()
         .any(|o| matches!(o, FoldOverride::MaxMmv(_)));
     let mmvs: &[u32] = if user_mmv { &[1] } else { &[1, 2, 4] };
+    // On ECP5 a block RAM's output (5.8 ns) and a multiplier (3.9 ns) each take most of a
+    // cycle, and a routed design's critical path crossed both: register after each. On
+    // iCE40 the flip-flops would take logic cells of their own. `--fold regs=` overrides.
+    let operand_regs = device.family == Family::Ecp5;
     let mut best: Option<Choice> = None;
     let mut first_err = None;
     for (&dsp, &block, &mmv) in lane_kinds.iter().flat_map(|d| {
@@ -152,7 +156,11 @@ pub fn choose(
             .iter()
             .flat_map(move |b| mmvs.iter().map(move |v| (d, b, v)))
     }) {
-        let mut with = vec![FoldOverride::BlockWeights(block), FoldOverride::MaxMmv(mmv)];
+        let mut with = vec![
+            FoldOverride::BlockWeights(block),
+            FoldOverride::MaxMmv(mmv),
+            FoldOverride::OperandRegs(operand_regs),
+        ];
         with.extend_from_slice(overrides);
         match search(model, device, caps, &with, dsp) {
             Ok(c) => {
@@ -340,6 +348,20 @@ mod tests {
         let fixed = FoldOverride::Layer("1".into(), fold::LayerFold::new(2, 1));
         let c = choose(&m, device, Caps::default(), &[fixed]).unwrap();
         assert_eq!(c.folding.layers[1], fold::LayerFold::new(2, 1));
+    }
+
+    #[test]
+    fn operand_registers_are_chosen_for_ecp5_only_unless_asked() {
+        let m = model("8x8x1-8C3i8-MP2-8C3b-10C1i4-GAP", 1);
+        let regs = |target: &str, overrides: &[FoldOverride]| {
+            let device = spikeforge_constraints::device(target).unwrap();
+            let c = choose(&m, device, Caps::default(), overrides).unwrap();
+            c.folding.operand_regs
+        };
+        assert!(regs("ecp5-85k", &[]));
+        assert!(!regs("ice40-up5k", &[]));
+        assert!(!regs("ecp5-85k", &[FoldOverride::OperandRegs(false)]));
+        assert!(regs("ice40-up5k", &[FoldOverride::OperandRegs(true)]));
     }
 
     #[test]

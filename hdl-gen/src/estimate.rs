@@ -386,6 +386,9 @@ pub fn fold_args(model: &Model, folding: &Folding) -> String {
     if folding.block_weights {
         args.push("--fold weights=bram".into());
     }
+    if folding.operand_regs {
+        args.push("--fold regs=on".into());
+    }
     match (folding.dsp, folding.dsp_limit) {
         (true, Some(n)) => args.push(format!("--fold dsp={n}")),
         (true, None) => args.push("--fold dsp=on".into()),

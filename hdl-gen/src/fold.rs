@@ -79,6 +79,14 @@ pub struct Folding {
     /// Yosys builds the wide, shallow ones of fast foldings from logic.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub block_weights: bool,
+    /// A register rank after each MVU's weight-ROM read (with the input word beside it) and
+    /// after each DSP multiplier: a block RAM's unregistered output and a multiplier each
+    /// take about 4 to 6 ns on ECP5, and without the ranks one path crosses RAM, routing,
+    /// multiplier and the first adders. Costs PE·SIMD·weight bits + SIMD·input bits
+    /// flip-flops per layer, the products' width per DSP product, and one cycle of latency
+    /// (two with DSP lanes); the cycles per image stay the same.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub operand_regs: bool,
 }
 
 fn default_tree_levels() -> u32 {
@@ -90,7 +98,7 @@ fn default_tree_levels() -> u32 {
 pub enum FoldError {
     /// A `--fold` argument that does not parse.
     #[error(
-        "--fold `{spec}`: {reason} (expected `LAYER=PE,SIMD[,MMV]`, `input=PIXELS`, `tree=LEVELS`, `dsp=on|off|N`, `weights=bram|auto` or `mmv=N`)"
+        "--fold `{spec}`: {reason} (expected `LAYER=PE,SIMD[,MMV]`, `input=PIXELS`, `tree=LEVELS`, `dsp=on|off|N`, `weights=bram|auto`, `regs=on|off` or `mmv=N`)"
     )]
     Syntax {
         /// The argument.
@@ -141,6 +149,8 @@ pub enum FoldOverride {
     Dsp(DspLanes),
     /// `weights=bram|auto`: weight ROMs always in block RAM, or where Yosys' costs put them.
     BlockWeights(bool),
+    /// `regs=on|off`: register ranks after the weight-ROM reads and the DSP products.
+    OperandRegs(bool),
     /// `mmv=N`: the layers folded automatically compute up to `N` output positions per
     /// weight fetch, in place of PE lanes (narrower weight words for the same rate).
     MaxMmv(u32),
@@ -169,7 +179,7 @@ impl DspLanes {
 }
 
 /// Parses `LAYER=PE,SIMD[,MMV]`, `input=PIXELS`, `tree=LEVELS`, `dsp=on|off|N`,
-/// `weights=bram|auto` or `mmv=N`.
+/// `weights=bram|auto`, `regs=on|off` or `mmv=N`.
 pub fn parse_override(spec: &str) -> Result<FoldOverride, FoldError> {
     let err = |reason: &str| FoldError::Syntax {
         spec: spec.into(),
@@ -210,6 +220,13 @@ pub fn parse_override(spec: &str) -> Result<FoldOverride, FoldError> {
             "bram" => Ok(FoldOverride::BlockWeights(true)),
             "auto" => Ok(FoldOverride::BlockWeights(false)),
             _ => Err(err("`weights` is `bram` or `auto`")),
+        };
+    }
+    if lhs == "regs" {
+        return match rhs.trim() {
+            "on" => Ok(FoldOverride::OperandRegs(true)),
+            "off" => Ok(FoldOverride::OperandRegs(false)),
+            _ => Err(err("`regs` is `on` or `off`")),
         };
     }
     let factors: Vec<&str> = rhs.split(',').collect();
@@ -331,6 +348,7 @@ pub fn for_cycles(model: &Model, target: u64) -> Folding {
         dsp: false,
         dsp_limit: None,
         block_weights: false,
+        operand_regs: false,
     }
 }
 
@@ -343,6 +361,7 @@ pub fn slowest_cycles(model: &Model) -> u64 {
         dsp: false,
         dsp_limit: None,
         block_weights: false,
+        operand_regs: false,
     };
     pipeline_cycles(model, &f)
 }
@@ -377,11 +396,13 @@ fn resolve_at(
     let mut tree_levels = DEFAULT_TREE_LEVELS;
     let mut dsp = DspLanes::Off;
     let mut block_weights = false;
+    let mut operand_regs = false;
     let mut max_mmv = 1;
     for o in overrides {
         match o {
             FoldOverride::MaxMmv(n) => max_mmv = *n,
             FoldOverride::BlockWeights(b) => block_weights = *b,
+            FoldOverride::OperandRegs(r) => operand_regs = *r,
             FoldOverride::Input(p) => ppb = *p,
             FoldOverride::TreeLevels(t) => tree_levels = *t,
             FoldOverride::Dsp(d) => dsp = *d,
@@ -492,6 +513,7 @@ fn resolve_at(
         dsp,
         dsp_limit,
         block_weights,
+        operand_regs,
     })
 }
 
@@ -534,6 +556,15 @@ mod tests {
             )
         );
         assert_eq!(parse_override("mmv=4").unwrap(), FoldOverride::MaxMmv(4));
+        assert_eq!(
+            parse_override("regs=on").unwrap(),
+            FoldOverride::OperandRegs(true)
+        );
+        let m = model("12x12x2-4C3-MP2-5b");
+        let regs = |spec: &str| resolve(&m, &[parse_override(spec).unwrap()]).unwrap();
+        assert!(regs("regs=on").operand_regs);
+        assert!(!regs("regs=off").operand_regs);
+        assert!(!resolve(&m, &[]).unwrap().operand_regs, "off by default");
     }
 
     fn model(a: &str) -> Model {
@@ -568,6 +599,7 @@ mod tests {
             reason("dsp=yes"),
             "`dsp` is `on`, `off` or a number of DSP products"
         );
+        assert_eq!(reason("regs=2"), "`regs` is `on` or `off`");
         assert_eq!(
             reason("conv1=4"),
             "expected PE,SIMD or PE,SIMD,MMV after `=`"

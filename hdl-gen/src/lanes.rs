@@ -94,6 +94,9 @@ pub struct Dot {
     pub shared: Vec<(i64, usize)>,
     /// Added at the end (modulo the accumulator width).
     pub constant: i64,
+    /// The own trees' terms come out of multipliers (DSP lanes): with operand registers
+    /// they are registered before the trees.
+    pub products: bool,
 }
 
 /// The registered operands of one step and one lane.
@@ -213,6 +216,7 @@ pub fn lane_dot(m: &mut Module, ctx: &LayerCtx, ops: &Operands) -> Dot {
             )],
             shared: vec![(-1, 0)],
             constant: 0,
+            products: false,
         },
         LaneKind::BinaryUnsigned => Dot {
             own: vec![(
@@ -226,6 +230,7 @@ pub fn lane_dot(m: &mut Module, ctx: &LayerCtx, ops: &Operands) -> Dot {
             )],
             shared: vec![(-1, 0)],
             constant: 0,
+            products: false,
         },
         LaneKind::BinaryTernary => Dot {
             // +1 where the spike's sign agrees with the weight: valid ∧ (negative ⊕ w).
@@ -240,6 +245,7 @@ pub fn lane_dot(m: &mut Module, ctx: &LayerCtx, ops: &Operands) -> Dot {
             )],
             shared: vec![(-1, 0)],
             constant: 0,
+            products: false,
         },
         LaneKind::BinarySigned => {
             let terms = (0..s.simd)
@@ -254,6 +260,7 @@ pub fn lane_dot(m: &mut Module, ctx: &LayerCtx, ops: &Operands) -> Dot {
                 own: vec![(2, terms)],
                 shared: vec![(-1, 0)],
                 constant: -n * (1 << (s.xb - 1)),
+                products: false,
             }
         }
         LaneKind::IntegerSpike => {
@@ -268,6 +275,7 @@ pub fn lane_dot(m: &mut Module, ctx: &LayerCtx, ops: &Operands) -> Dot {
                 own: vec![(1, terms)],
                 shared: vec![],
                 constant: -n * (1 << (s.wb - 1)),
+                products: false,
             }
         }
         LaneKind::IntegerUnsigned if ops.lane < ctx.dsp_lanes => products(m, ops, &s, false),
@@ -293,6 +301,7 @@ pub fn lane_dot(m: &mut Module, ctx: &LayerCtx, ops: &Operands) -> Dot {
                 own: vec![(1, terms)],
                 shared: vec![(1, 0)],
                 constant: -n * (1 << (tw - 1)),
+                products: false,
             }
         }
         LaneKind::IntegerSigned if ops.lane < ctx.dsp_lanes => products(m, ops, &s, true),
@@ -329,6 +338,7 @@ fn products(m: &mut Module, ops: &Operands, s: &Shape, signed_x: bool) -> Dot {
         own: vec![(1, terms)],
         shared: vec![],
         constant: -(s.simd as i64) * (1 << (pw - 1)),
+        products: true,
     }
 }
 
@@ -359,6 +369,7 @@ fn integer_unsigned(ops: &Operands, s: &Shape) -> Dot {
         own: vec![(1, pos), (-1, neg)],
         shared: vec![],
         constant: 0,
+        products: false,
     }
 }
 
@@ -404,5 +415,6 @@ fn integer_by_x_bits(m: &mut Module, ops: &Operands, s: &Shape, signed_x: bool) 
         own: vec![(1, pos), (-1, neg)],
         shared: vec![],
         constant,
+        products: false,
     }
 }

@@ -6,8 +6,9 @@
 //! applied to **all input steps at once**: one weight fetch serves every step.
 //!
 //! Pipeline, all stages advancing together under `en` (stall-all, as FINN's MVAU):
-//! accept (operands registered) → adder trees (a register rank every `tree_levels` levels) →
-//! combine (`Σ coef·tree + constant`) → accumulate; at a neuron fold's last synapse fold the
+//! accept (operands registered) → with `operand_regs`, a second operand rank in the fabric
+//! and a rank after each DSP product → adder trees (a register rank every `tree_levels`
+//! levels) → combine (`Σ coef·tree + constant`) → accumulate; at a neuron fold's last synapse fold the
 //! `PE × steps` currents and the fold's neuron parameters (a registered ROM read) go to the
 //! hand-off register ([`crate::accumulate`]). With MMV > 1 the word holds `MMV` positions' words
 //! and every lane is built once per position, all on the same weight word. The neuron stage ([`crate::neuron`]) runs the fold's local steps from
@@ -202,6 +203,19 @@ fn dot_stages(
     let (pe, steps, aw) = (ctx.fold.pe, ctx.geo.input_steps, ctx.acc_bits());
     let mw = ctx.mac_bits();
     let every = ctx.tree_levels;
+    // Operand registers: the weight word out of its ROM (a block RAM's output is not
+    // registered in the fabric) and the input word beside it, one rank before the lanes.
+    let lead = u32::from(ctx.operand_regs);
+    let (x_q, w_q) = if ctx.operand_regs {
+        m.comment("Operand registers: the weight word and the input word, one rank.");
+        let wbits = ctx.fold.pe * ctx.fold.simd * ctx.weight_bits();
+        (
+            ranks.reg(m, "x_r", ctx.in_word_bits(), x_q),
+            ranks.reg(m, "w_r", wbits, w_q),
+        )
+    } else {
+        (x_q, w_q)
+    };
     let positions = match ctx.fold.mmv {
         1 => String::new(),
         n => format!(" on each of {n} positions"),
@@ -244,12 +258,23 @@ fn dot_stages(
         })
         .collect();
     let plans = lane_plans(m, ctx, &x_pos, &w_q, &tag);
+    // A DSP lane's registered products take a rank before its trees.
+    let product_rank = |d: &Dot| u32::from(d.products && ctx.operand_regs);
     let depth = plans
         .iter()
         .flatten()
-        .flat_map(|d| d.own.iter().map(|(_, t)| t.len()))
-        .chain(shared.iter().flatten().flatten().map(|t| t.len()))
-        .map(|n| ranks_for(n, every))
+        .flat_map(|d| {
+            d.own
+                .iter()
+                .map(move |(_, t)| ranks_for(t.len(), every) + product_rank(d))
+        })
+        .chain(
+            shared
+                .iter()
+                .flatten()
+                .flatten()
+                .map(|t| ranks_for(t.len(), every)),
+        )
         .max()
         .unwrap_or(0)
         .max(1);
@@ -275,7 +300,7 @@ fn dot_stages(
         .collect();
     let nf_w = index_bits(ctx.nf() as u64);
     // The parameter ROM is read a rank ahead, so the fold's polarity meets the tree outputs.
-    let tags = delay_tags_nf(m, ranks, valid, tags, 0, depth - 1, nf_w);
+    let tags = delay_tags_nf(m, ranks, valid, tags, 0, lead + depth - 1, nf_w);
     let lpb = ctx.lane_param_bits();
     let prm_t = ranks.reg(
         m,
@@ -285,7 +310,7 @@ fn dot_stages(
     );
     // Past the read, the fold travels in the parameters, not in a tag.
     let tags = Tags { nf: None, ..tags };
-    let tags = delay_tags_nf(m, ranks, valid, tags, depth - 1, 2, nf_w);
+    let tags = delay_tags_nf(m, ranks, valid, tags, lead + depth - 1, 2, nf_w);
     // What later stages need of the parameters: per lane the bias, then the stage fields.
     let vw = ctx.value_bits();
     let fields = crate::neuron::stage_fields(&ctx.layer.neuron);
@@ -318,15 +343,19 @@ fn dot_stages(
         let mut row = Vec::new();
         for (s, plan) in lane.into_iter().enumerate() {
             let mut e = lit(aw, plan.constant.rem_euclid(1i64 << aw.min(62)) as u64);
+            let registered = product_rank(&plan);
             let own: Vec<(i64, (Expr, u32))> = plan
                 .own
                 .into_iter()
                 .enumerate()
                 .map(|(k, (c, t))| {
-                    (
-                        c,
-                        ranks.sum(m, &format!("t{v}_{s}_{k}"), t, aw, every, depth),
-                    )
+                    let name = format!("t{v}_{s}_{k}");
+                    let t = if registered == 1 {
+                        register_terms(m, ranks, &name, t)
+                    } else {
+                        t
+                    };
+                    (c, ranks.sum(m, &name, t, aw, every, depth - registered))
                 })
                 .collect();
             let shared_used = plan
@@ -424,6 +453,20 @@ fn lane_plans(
                 .map(|(s, d)| d.unwrap_or_else(|| lane_dot(m, ctx, &ops(v as u32, s as u32))))
                 .collect()
         })
+        .collect()
+}
+
+/// Each term in a register of its own (`{name}_q{i}`), one rank.
+fn register_terms(
+    m: &mut Module,
+    ranks: &mut Ranks,
+    name: &str,
+    terms: Vec<(Expr, u32)>,
+) -> Vec<(Expr, u32)> {
+    terms
+        .into_iter()
+        .enumerate()
+        .map(|(i, (e, w))| (ranks.reg(m, &format!("{name}_q{i}"), w, e), w))
         .collect()
 }
 

@@ -101,6 +101,7 @@ pub fn pair(m: &mut Module, ctx: &LayerCtx, a: &Operands, b: &Operands) -> Optio
         own: vec![(1, lo)],
         shared: vec![],
         constant: -n * (1 << (tw - 1)),
+        products: true,
     };
     let mut own = vec![(1, hi), (1, borrow)];
     let mut constant = -n * (1 << (tw - 1));
@@ -112,6 +113,7 @@ pub fn pair(m: &mut Module, ctx: &LayerCtx, a: &Operands, b: &Operands) -> Optio
         own,
         shared: vec![],
         constant,
+        products: true,
     };
     Some((low, high))
 }

@@ -38,6 +38,8 @@ pub struct LayerCtx<'a> {
     pub dsp_lanes: u32,
     /// The weight ROM in block RAM whatever its shape.
     pub block_weights: bool,
+    /// Register ranks after the weight-ROM read and the DSP products.
+    pub operand_regs: bool,
 }
 
 impl<'a> LayerCtx<'a> {
@@ -63,6 +65,7 @@ impl<'a> LayerCtx<'a> {
                 tree_levels,
                 dsp_lanes: 0,
                 block_weights: folding.block_weights,
+                operand_regs: folding.operand_regs,
             })
             .collect();
         if folding.dsp {

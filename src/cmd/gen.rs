@@ -13,7 +13,8 @@ pub struct Args {
     #[arg(long)]
     pub out: PathBuf,
     /// Folding override: `LAYER=PE,SIMD[,MMV]` (LAYER is an index or a name), `input=PIXELS`
-    /// (pixels per input beat), `tree=LEVELS`, `dsp=on|off|N`, `weights=bram|auto` or
+    /// (pixels per input beat), `tree=LEVELS`, `dsp=on|off|N`, `weights=bram|auto`,
+    /// `regs=on|off` (register ranks after weight-ROM reads and DSP products, for Fmax) or
     /// `mmv=N`. Repeatable, or several in one argument separated by spaces (as `gen` prints a
     /// folding); with --target, the layers not named are chosen for the device.
     #[arg(long = "fold")]

@@ -26,8 +26,8 @@ const COVERAGE: &[&str] = &[
     "12x12-3C3s2i3-MP2-2C3vb-3C1b",
 ];
 
-/// A folding other than the default: random divisors, DSP lanes on or off at random, and
-/// several pixels per beat when the first layer is dense.
+/// A folding other than the default: random divisors, DSP lanes on or off at random, operand
+/// registers on or off at random, and several pixels per beat when the first layer is dense.
 fn other_folding(model: &Model, seed: u64) -> Folding {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let geo = model_geometry(model);
@@ -68,11 +68,14 @@ fn other_folding(model: &Model, seed: u64) -> Folding {
         1 => DspLanes::On,
         _ => DspLanes::AtMost(rng.gen_range(1..=8)),
     }));
+    // Operand registers (after the weight ROM and the DSP products) half of the time.
+    overrides.push(FoldOverride::OperandRegs(rng.gen_bool(0.5)));
     fold::resolve(model, &overrides).expect("divisors always fold")
 }
 
 /// The widest folding: every layer fully parallel in PE and SIMD, an adder-tree register
-/// after every level, and DSP lanes (multiplier products) for multi-bit × multi-bit synapses.
+/// after every level, DSP lanes (multiplier products) for multi-bit × multi-bit synapses, and
+/// operand registers (after the weight ROM and the products).
 fn widest_folding(model: &Model) -> Folding {
     let geo = model_geometry(model);
     let mut overrides: Vec<FoldOverride> = geo
@@ -90,6 +93,7 @@ fn widest_folding(model: &Model) -> Folding {
         .collect();
     overrides.push(FoldOverride::TreeLevels(1));
     overrides.push(FoldOverride::Dsp(DspLanes::On));
+    overrides.push(FoldOverride::OperandRegs(true));
     fold::resolve(model, &overrides).expect("the widest folding is valid")
 }
 

@@ -9,11 +9,16 @@ use crate::util;
 
 /// Snapshot name, model, `--fold` arguments: the two reference models at their default
 /// folding, and the conv model with MMV > 1 (column banks; a reorder RAM behind l0, whose
-/// PE 1 leaves two neuron folds; a reorder that is a width converter behind l1).
+/// PE 1 leaves two neuron folds; a reorder that is a width converter behind l1) and operand
+/// registers after the weight ROMs.
 const REFERENCE: &[(&str, &str, &[&str])] = &[
     ("ref_mlp", "ref_mlp", &[]),
     ("ref_conv", "ref_conv", &[]),
-    ("ref_conv_mmv", "ref_conv", &["l0=1,1,2", "l1=3,1,3"]),
+    (
+        "ref_conv_mmv",
+        "ref_conv",
+        &["l0=1,1,2", "l1=3,1,3", "regs=on"],
+    ),
 ];
 
 fn references() -> Vec<(&'static str, Model, Folding)> {

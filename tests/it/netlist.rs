@@ -85,9 +85,10 @@ fn rtl_sources(design: &spikeforge_hdl_gen::Design) -> Vec<String> {
 
 /// A 28×28 conv net (8-bit pixels × integer weights, spikes × binary weights, sum-pooled
 /// counts × integer weights) with the default folding, block RAM windows and ROMs; with
-/// `dsp`, its multi-bit × multi-bit synapses as multiplier products. Synthesised for
-/// `family`, simulated gate by gate on real images, compared with the golden model.
-fn netlist_matches_golden(family: &str, dsp: bool) {
+/// `dsp`, its multi-bit × multi-bit synapses as multiplier products; with `regs`, operand
+/// registers after the weight ROMs and the products. Synthesised for `family`, simulated gate
+/// by gate on real images, compared with the golden model.
+fn netlist_matches_golden(family: &str, dsp: bool, regs: bool) {
     let model = random_model(
         &arch::parse("28x28x1-4C3i8-MP2-8C3b-SP2-10C1i8-GAP").unwrap(),
         2,
@@ -99,7 +100,10 @@ fn netlist_matches_golden(family: &str, dsp: bool) {
     } else {
         fold::DspLanes::Off
     };
-    let overrides = [fold::FoldOverride::Dsp(lanes)];
+    let overrides = [
+        fold::FoldOverride::Dsp(lanes),
+        fold::FoldOverride::OperandRegs(regs),
+    ];
     let folding = fold::resolve(&model, &overrides).unwrap();
     let design = util::design(&model, &folding);
     let dir = tempfile::tempdir().unwrap();
@@ -124,26 +128,28 @@ fn netlist_matches_golden(family: &str, dsp: bool) {
     );
     let images = crate::icarus::fashion_mnist_test_images(2);
     let lanes = if dsp { "DSP" } else { "LUT" };
-    let what = format!("{family} netlist, {lanes} lanes");
+    let what = format!("{family} netlist, {lanes} lanes, operand registers {regs}");
     util::assert_sources_match_golden(dir.path(), &design, &sources, &model, &images, &what);
 }
 
 #[test]
 fn ice40_netlist_with_lut_lanes_equals_the_golden_model() {
-    netlist_matches_golden("ice40", false);
+    netlist_matches_golden("ice40", false, false);
 }
 
 #[test]
 fn ecp5_netlist_with_lut_lanes_equals_the_golden_model() {
-    netlist_matches_golden("ecp5", false);
+    netlist_matches_golden("ecp5", false, false);
 }
 
 #[test]
 fn ice40_netlist_with_dsp_lanes_equals_the_golden_model() {
-    netlist_matches_golden("ice40", true);
+    // As the iCEBreaker deployment builds it (operand registers are an ECP5 choice).
+    netlist_matches_golden("ice40", true, false);
 }
 
 #[test]
 fn ecp5_netlist_with_dsp_lanes_equals_the_golden_model() {
-    netlist_matches_golden("ecp5", true);
+    // As `--target` builds it for ECP5: operand registers after ROMs and products.
+    netlist_matches_golden("ecp5", true, true);
 }
