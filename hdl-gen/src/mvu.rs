@@ -257,9 +257,9 @@ fn dot_stages(
                 .collect()
         })
         .collect();
-    let plans = lane_plans(m, ctx, &x_pos, &w_q, &tag);
-    // A DSP lane's registered products take a rank before its trees.
-    let product_rank = |d: &Dot| u32::from(d.products && ctx.operand_regs);
+    let plans = lane_plans(m, ranks, ctx, &x_pos, &w_q, &tag);
+    // A DSP lane's registered operands and products take two ranks before its trees.
+    let product_rank = |d: &Dot| 2 * u32::from(d.products && ctx.operand_regs);
     let depth = plans
         .iter()
         .flatten()
@@ -350,7 +350,8 @@ fn dot_stages(
                 .enumerate()
                 .map(|(k, (c, t))| {
                     let name = format!("t{v}_{s}_{k}");
-                    let t = if registered == 1 {
+                    // The operands' rank is inside the lane; the products' rank is here.
+                    let t = if registered > 0 {
                         register_terms(m, ranks, &name, t)
                     } else {
                         t
@@ -404,6 +405,7 @@ fn dot_stages(
 /// lane and step at a time.
 fn lane_plans(
     m: &mut Module,
+    ranks: &mut Ranks,
     ctx: &LayerCtx,
     x_pos: &[Expr],
     w_q: &Expr,
@@ -435,7 +437,8 @@ fn lane_plans(
                 .collect();
             for two in members.chunks(2) {
                 if let [(va, sa), (vb, sb)] = *two {
-                    if let Some((da, db)) = crate::packed::pair(m, ctx, &ops(va, sa), &ops(vb, sb))
+                    if let Some((da, db)) =
+                        crate::packed::pair(m, ranks, ctx, &ops(va, sa), &ops(vb, sb))
                     {
                         plans[va as usize][sa as usize] = Some(da);
                         plans[vb as usize][sb as usize] = Some(db);
@@ -450,7 +453,9 @@ fn lane_plans(
         .map(|(v, row)| {
             row.into_iter()
                 .enumerate()
-                .map(|(s, d)| d.unwrap_or_else(|| lane_dot(m, ctx, &ops(v as u32, s as u32))))
+                .map(|(s, d)| {
+                    d.unwrap_or_else(|| lane_dot(m, ranks, ctx, &ops(v as u32, s as u32)))
+                })
                 .collect()
         })
         .collect()

@@ -15,8 +15,9 @@
 //! with its sign bit: 3-bit pooled spike counts or 4-bit pooled ternary spikes under 8-bit
 //! weights.
 
-use crate::lanes::{lane_kind, offset, shape, Dot, LaneKind, Operands};
+use crate::lanes::{dsp_input, lane_kind, offset, shape, Dot, LaneKind, Operands};
 use crate::rtl::{sext, zext, LayerCtx};
+use crate::tree::Ranks;
 use crate::vlog::*;
 
 /// The widest multiplier operand packing may produce.
@@ -58,7 +59,13 @@ pub fn multipliers_per_lane(ctx: &LayerCtx) -> u32 {
 
 /// The dot products of operands `a` and `b` (same lane, so the same weights) on shared
 /// multipliers; `None` where the layer's products do not pack.
-pub fn pair(m: &mut Module, ctx: &LayerCtx, a: &Operands, b: &Operands) -> Option<(Dot, Dot)> {
+pub fn pair(
+    m: &mut Module,
+    ranks: &mut Ranks,
+    ctx: &LayerCtx,
+    a: &Operands,
+    b: &Operands,
+) -> Option<(Dot, Dot)> {
     let s = shape(ctx);
     let (xw, signed) = operand_bits(ctx)?;
     let k = xw + s.wb;
@@ -77,17 +84,27 @@ pub fn pair(m: &mut Module, ctx: &LayerCtx, a: &Operands, b: &Operands) -> Optio
         } else {
             zext(b.x(&s, i), s.xb, xw)
         };
-        let op = m.swire_eq(&format!("{pre}_db{i}"), k + xw, cat(vec![xb, xa]));
-        let w = m.swire_eq(&format!("{pre}_dw{i}"), s.wb, a.w(&s, i));
+        let op = dsp_input(
+            m,
+            ranks,
+            ctx,
+            &format!("{pre}_dbr{i}"),
+            k + xw,
+            cat(vec![xb, xa]),
+        );
+        let op = m.swire_eq(&format!("{pre}_db{i}"), k + xw, op);
+        let w = dsp_input(m, ranks, ctx, &format!("{pre}_dwr{i}"), s.wb, a.w(&s, i));
+        let w = m.swire_eq(&format!("{pre}_dw{i}"), s.wb, w);
         // The high product's bits above the accumulator width are not needed.
-        let p = m.swire_eq(&format!("{pre}_dp{i}"), k + tw, op.mul(w.clone()));
+        let p = m.swire_eq(&format!("{pre}_dp{i}"), k + tw, op.clone().mul(w.clone()));
         let l = m.wire_eq(&format!("{pre}_dl{i}"), tw, p.clone().slice(tw - 1, 0));
         let h = m.wire_eq(&format!("{pre}_dh{i}"), tw, p.clone().slice(k + tw - 1, k));
         lo.push(offset(&l, tw));
         hi.push(offset(&h, tw));
         borrow.push((p.bit(k - 1), 1));
         if signed {
-            let sa = a.xbit(&s, i, s.xb - 1);
+            // The sign of x_a, as the (sign-extended) operand holds it: in step with `w`.
+            let sa = op.clone().bit(k - 1);
             let g = m.wire_eq(
                 &format!("{pre}_dc{i}"),
                 s.wb,
