@@ -80,6 +80,8 @@ pub struct StepIn<'a> {
 pub struct StepOut {
     /// Register updates made when the step runs.
     pub updates: Vec<Stmt>,
+    /// Registers cleared at reset (those carried across local steps), with their widths.
+    pub cleared: Vec<(Expr, u32)>,
     /// The value this step emits (`neuron_bits` wide).
     pub value: Expr,
     /// Whether this step emits an output value (a 1-bit expression).
@@ -99,14 +101,6 @@ impl StepIn<'_> {
             .clone()
             .slice(at + vw - 1, at)
     }
-    /// Whether this is the first local step.
-    fn first(&self, ctx: &LayerCtx) -> Expr {
-        let kw = index_bits(ctx.geo.local_steps as u64);
-        match self.k {
-            Some(k) => k.clone().eq(lit(kw, 0)),
-            None => one(),
-        }
-    }
     /// Whether this is the last local step.
     fn last(&self, ctx: &LayerCtx) -> Expr {
         let l = ctx.geo.local_steps;
@@ -118,18 +112,24 @@ impl StepIn<'_> {
 }
 
 /// The membrane register carried across local steps (`None` with one step) and its value
-/// entering this step: 0 at the first step of a position.
+/// entering this step: 0 at the first step of a position. The register is cleared at reset
+/// and written 0 at a fold's last step ([`cleared_at_last`]), so the first step reads 0 from
+/// it without a select in the membrane's one-cycle loop (Yosys makes the clear the
+/// flip-flop's synchronous reset).
 fn carried(m: &mut Module, ctx: &LayerCtx, io: &StepIn, name: &str) -> (Option<Expr>, Expr) {
     let (p, vw) = (io.p, ctx.value_bits());
     match io.k {
         None => (None, slit(vw, 0)),
         Some(_) => {
             let v = m.sreg(&format!("{name}{p}"), vw);
-            let first = io.first(ctx);
-            let prev = m.swire_eq(&format!("prev{p}"), vw, first.cond(slit(vw, 0), v.clone()));
-            (Some(v), prev)
+            (Some(v.clone()), v)
         }
     }
+}
+
+/// `reg <= next`, or 0 at the fold's last local step (the next fold starts from 0).
+fn cleared_at_last(ctx: &LayerCtx, io: &StepIn, reg: Expr, width: u32, next: Expr) -> Stmt {
+    Stmt::Nb(reg, io.last(ctx).cond(lit(width, 0), next))
 }
 
 /// Whether the pixel layer's current enters at the first local step only (TSA coding) rather
@@ -166,8 +166,18 @@ pub fn step(m: &mut Module, ctx: &LayerCtx, io: &StepIn) -> StepOut {
             };
             StepOut {
                 updates: v
-                    .map(|v| vec![Stmt::Nb(v, fire.clone().cond(after, vn))])
+                    .clone()
+                    .map(|v| {
+                        vec![cleared_at_last(
+                            ctx,
+                            io,
+                            v,
+                            vw,
+                            fire.clone().cond(after, vn),
+                        )]
+                    })
                     .unwrap_or_default(),
+                cleared: v.into_iter().map(|v| (v, vw)).collect(),
                 value: fire,
                 emits: one(),
             }
@@ -181,13 +191,18 @@ pub fn step(m: &mut Module, ctx: &LayerCtx, io: &StepIn) -> StepOut {
                 prev.shl(Expr::Int(1)).add(io.current.clone()),
             );
             StepOut {
-                updates: u.map(|u| vec![Stmt::Nb(u, un.clone())]).unwrap_or_default(),
+                updates: u
+                    .clone()
+                    .map(|u| vec![cleared_at_last(ctx, io, u, vw, un.clone())])
+                    .unwrap_or_default(),
+                cleared: u.into_iter().map(|u| (u, vw)).collect(),
                 value: fit(un, vw, ctx.neuron_bits()),
                 emits: io.last(ctx),
             }
         }
         Neuron::None { .. } => StepOut {
             updates: vec![],
+            cleared: vec![],
             value: io.current.clone(),
             emits: one(),
         },
@@ -216,7 +231,6 @@ fn tsa_step(
     let low = m.swire_eq(&format!("low{p}"), vw, clamp.clone().neg());
     let nthr = m.swire_eq(&format!("nthr{p}"), vw, thr.clone().neg());
     let two = m.swire_eq(&format!("two{p}"), vw, thr.clone().shl(Expr::Int(1)));
-    let first = io.first(ctx);
     let cur = io.current.clone();
     let (u, prev) = carried(m, ctx, io, "u");
     let un = m.swire_eq(&format!("un{p}"), vw, prev.shl(Expr::Int(1)).add(cur));
@@ -233,8 +247,7 @@ fn tsa_step(
         (NegativeSpikes::AfterPositive, None) => (None, zero()),
         (NegativeSpikes::AfterPositive, Some(_)) => {
             let f = m.reg(&format!("fired{p}"), 1);
-            let fin = m.wire_eq(&format!("fired_in{p}"), 1, first.cond(zero(), f.clone()));
-            (Some((f, fin.clone())), fin)
+            (Some(f.clone()), f)
         }
     };
     // Per candidate value `x` of the clamped membrane: +1, −1, and the membrane after them.
@@ -269,14 +282,30 @@ fn tsa_step(
     let pos = m.wire_eq(&format!("fire_pos{p}"), 1, pick(hi.0, lo.0, mid.0));
     let neg = m.wire_eq(&format!("fire_neg{p}"), 1, pick(hi.1, lo.1, mid.1));
     let mut updates = vec![];
+    let mut cleared = vec![];
     if let Some(u) = u {
-        updates.push(Stmt::Nb(u, pick(hi.2, lo.2, mid.2)));
+        updates.push(cleared_at_last(
+            ctx,
+            io,
+            u.clone(),
+            vw,
+            pick(hi.2, lo.2, mid.2),
+        ));
+        cleared.push((u, vw));
     }
-    if let Some((f, fin)) = fired {
-        updates.push(Stmt::Nb(f, fin.or(pos.clone())));
+    if let Some(f) = fired {
+        updates.push(cleared_at_last(
+            ctx,
+            io,
+            f.clone(),
+            1,
+            f.clone().or(pos.clone()),
+        ));
+        cleared.push((f, 1));
     }
     StepOut {
         updates,
+        cleared,
         // Ternary spike, 2 bits: {negative, non-zero}.
         value: cat(vec![neg.clone(), pos.or(neg)]),
         emits: speaks,
@@ -308,6 +337,7 @@ pub(crate) fn stage(m: &mut Module, ctx: &LayerCtx, hs: &Handoff) {
     m.assign(hs.ready.clone(), go.clone().and(k_last.clone()));
     let once = current_once(&ctx.layer.neuron) && steps == 1 && l > 1;
     let mut updates = Vec::new();
+    let mut cleared = Vec::new();
     let mut values = Vec::new();
     let mut emits = one();
     for p in 0..lanes {
@@ -335,6 +365,7 @@ pub(crate) fn stage(m: &mut Module, ctx: &LayerCtx, hs: &Handoff) {
             },
         );
         updates.extend(out.updates);
+        cleared.extend(out.cleared);
         values.push(out.value);
         emits = out.emits;
     }
@@ -372,6 +403,9 @@ pub(crate) fn stage(m: &mut Module, ctx: &LayerCtx, hs: &Handoff) {
         ],
     ));
     let mut reset = vec![Stmt::Nb(id("out_valid"), zero())];
+    for (r, w) in cleared {
+        reset.push(Stmt::Nb(r, lit(w, 0)));
+    }
     if let Some(k) = &k {
         reset.push(Stmt::Nb(k.clone(), lit(kw, 0)));
     }
