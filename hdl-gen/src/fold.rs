@@ -79,12 +79,13 @@ pub struct Folding {
     /// Yosys builds the wide, shallow ones of fast foldings from logic.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub block_weights: bool,
-    /// A register rank after each MVU's weight-ROM read (with the input word beside it) and
-    /// after each DSP multiplier: a block RAM's unregistered output and a multiplier each
-    /// take about 4 to 6 ns on ECP5, and without the ranks one path crosses RAM, routing,
-    /// multiplier and the first adders. Costs PE·SIMD·weight bits + SIMD·input bits
-    /// flip-flops per layer, the products' width per DSP product, and one cycle of latency
-    /// (two with DSP lanes); the cycles per image stay the same.
+    /// A register rank after each MVU's weight-ROM read (with the input word beside it), and
+    /// on each DSP multiplier's operands and product: a block RAM's unregistered output and
+    /// a multiplier each take about 4 to 6 ns on ECP5, and without the ranks one path
+    /// crosses RAM, routing, multiplier and the first adders. Costs PE·SIMD·weight bits +
+    /// the input word's bits of flip-flops per layer, the operands' and product's bits per
+    /// DSP product, and one cycle of latency (three with DSP lanes); the cycles per image
+    /// stay the same.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub operand_regs: bool,
 }
@@ -149,7 +150,8 @@ pub enum FoldOverride {
     Dsp(DspLanes),
     /// `weights=bram|auto`: weight ROMs always in block RAM, or where Yosys' costs put them.
     BlockWeights(bool),
-    /// `regs=on|off`: register ranks after the weight-ROM reads and the DSP products.
+    /// `regs=on|off`: register ranks after the weight-ROM reads and on the DSP multipliers'
+    /// operands and products.
     OperandRegs(bool),
     /// `mmv=N`: the layers folded automatically compute up to `N` output positions per
     /// weight fetch, in place of PE lanes (narrower weight words for the same rate).

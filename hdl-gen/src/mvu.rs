@@ -7,7 +7,8 @@
 //!
 //! Pipeline, all stages advancing together under `en` (stall-all, as FINN's MVAU):
 //! accept (operands registered) → with `operand_regs`, a second operand rank in the fabric
-//! and a rank after each DSP product → adder trees (a register rank every `tree_levels`
+//! and, for DSP lanes, a rank on each multiplier's operands and one on its product → adder
+//! trees (a register rank every `tree_levels`
 //! levels) → combine (`Σ coef·tree + constant`) → accumulate; at a neuron fold's last synapse fold the
 //! `PE × steps` currents and the fold's neuron parameters (a registered ROM read) go to the
 //! hand-off register ([`crate::accumulate`]). With MMV > 1 the word holds `MMV` positions' words
@@ -29,10 +30,10 @@ pub fn mvu(ctx: &LayerCtx, names: &Names) -> Module {
     m.params
         .push(("ROM_DIR".into(), Expr::Str(crate::ROM_DIR_DEFAULT.into())));
     stream_ports(&mut m, ctx.in_word_bits(), ctx.mvu_out_bits(), true);
-    let (pe, simd) = (ctx.fold.pe, ctx.fold.simd);
+    let pe = ctx.fold.pe;
     let (nf, sf) = (ctx.nf(), ctx.sf());
     m.comment("Weight ROM (PE x SIMD weights per word) and neuron parameter ROM.");
-    let (ww, wd) = (pe * simd * ctx.weight_bits(), nf * sf);
+    let (ww, wd) = (ctx.weight_word_bits(), nf * sf);
     let wrom = if ctx.block_weights {
         m.block_rom("wrom", ww, wd)
     } else {
@@ -167,12 +168,7 @@ fn accept_stage(
     }
     let x_q = ranks.reg(m, "x_q", ctx.in_word_bits(), id("in_data"));
     let addr = wa.as_ref().map_or(lit(1, 0), |(r, _)| r.clone());
-    let w_q = ranks.reg(
-        m,
-        "w_q",
-        ctx.fold.pe * ctx.fold.simd * ctx.weight_bits(),
-        wrom.clone().idx(addr),
-    );
+    let w_q = ranks.reg(m, "w_q", ctx.weight_word_bits(), wrom.clone().idx(addr));
     let tags = Tags {
         valid: valid.push(m, "vld0", accept.clone()),
         first: (sf > 1).then(|| ranks.reg(m, "first0", 1, at_first(&sf_c))),
@@ -208,10 +204,9 @@ fn dot_stages(
     let lead = u32::from(ctx.operand_regs);
     let (x_q, w_q) = if ctx.operand_regs {
         m.comment("Operand registers: the weight word and the input word, one rank.");
-        let wbits = ctx.fold.pe * ctx.fold.simd * ctx.weight_bits();
         (
             ranks.reg(m, "x_r", ctx.in_word_bits(), x_q),
-            ranks.reg(m, "w_r", wbits, w_q),
+            ranks.reg(m, "w_r", ctx.weight_word_bits(), w_q),
         )
     } else {
         (x_q, w_q)

@@ -38,7 +38,8 @@ pub struct LayerCtx<'a> {
     pub dsp_lanes: u32,
     /// The weight ROM in block RAM whatever its shape.
     pub block_weights: bool,
-    /// Register ranks after the weight-ROM read and the DSP products.
+    /// Register ranks after the weight-ROM read and on the DSP multipliers' operands and
+    /// products.
     pub operand_regs: bool,
 }
 
@@ -362,6 +363,10 @@ impl LayerCtx<'_> {
             spikeforge_model::ir::Weights::Binary { .. } => 1,
             spikeforge_model::ir::Weights::Integer { bits, .. } => *bits,
         }
+    }
+    /// Bits of one weight word: `PE` lanes × `SIMD` weights.
+    pub fn weight_word_bits(&self) -> u32 {
+        self.fold.pe * self.fold.simd * self.weight_bits()
     }
     /// Synapse folds per window.
     pub fn sf(&self) -> u32 {
