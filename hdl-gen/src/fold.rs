@@ -85,7 +85,9 @@ pub struct Folding {
     /// crosses RAM, routing, multiplier and the first adders. Costs PE·SIMD·weight bits +
     /// the input word's bits of flip-flops per layer, the operands' and product's bits per
     /// DSP product, and one cycle of latency (three with DSP lanes); the cycles per image
-    /// stay the same.
+    /// stay the same. The register-rich style goes with it: a free-running MVU pipeline with
+    /// a hand-off queue (one more cycle of latency, a few distributed-RAM cells per layer)
+    /// and TSA steps prepared a cycle ahead (`crate::rtl::LayerCtx::register_rich`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub operand_regs: bool,
 }
@@ -150,8 +152,9 @@ pub enum FoldOverride {
     Dsp(DspLanes),
     /// `weights=bram|auto`: weight ROMs always in block RAM, or where Yosys' costs put them.
     BlockWeights(bool),
-    /// `regs=on|off`: register ranks after the weight-ROM reads and on the DSP multipliers'
-    /// operands and products.
+    /// `regs=on|off`: the register-rich style: register ranks after the weight-ROM reads and
+    /// on the DSP multipliers' operands and products, a free-running pipeline, TSA steps
+    /// prepared a cycle ahead.
     OperandRegs(bool),
     /// `mmv=N`: the layers folded automatically compute up to `N` output positions per
     /// weight fetch, in place of PE lanes (narrower weight words for the same rate).

@@ -5,17 +5,24 @@
 //! word `nf·SF + sf` (a counter, so the ROM read is registered and maps to block RAM) and
 //! applied to **all input steps at once**: one weight fetch serves every step.
 //!
-//! Pipeline, all stages advancing together under `en` (stall-all, as FINN's MVAU):
-//! accept (operands registered) → with `operand_regs`, a second operand rank in the fabric
-//! and, for DSP lanes, a rank on each multiplier's operands and one on its product → adder
-//! trees (a register rank every `tree_levels`
-//! levels) → combine (`Σ coef·tree + constant`) → accumulate; at a neuron fold's last synapse fold the
+//! Pipeline: accept (operands registered) → with `operand_regs`, a second operand rank in
+//! the fabric and, for DSP lanes, a rank on each multiplier's operands and one on its product
+//! → adder trees (a register rank every `tree_levels` levels) → combine
+//! (`Σ coef·tree + constant`) → accumulate; at a neuron fold's last synapse fold the
 //! `PE × steps` currents and the fold's neuron parameters (a registered ROM read) go to the
-//! hand-off register ([`crate::accumulate`]). With MMV > 1 the word holds `MMV` positions' words
-//! and every lane is built once per position, all on the same weight word. The neuron stage ([`crate::neuron`]) runs the fold's local steps from
-//! there, one per cycle, and emits one output beat of `PE` channels × output steps. `en`
-//! drops only when a fold's currents arrive while the hand-off register is still in use.
+//! hand-off register ([`crate::accumulate`]). With MMV > 1 the word holds `MMV` positions'
+//! words and every lane is built once per position, all on the same weight word. The neuron
+//! stage ([`crate::neuron`]) runs the fold's local steps from there, one per cycle, and emits
+//! one output beat of `PE` channels × output steps.
+//!
+//! Flow control, one of two ([`LayerCtx::register_rich`]): **stall-all**, as FINN's MVAU, all
+//! stages advancing together under `en`, which drops only when a fold's currents arrive while
+//! the hand-off register is still in use; or **free-running**, the stages advancing every
+//! cycle and finished folds queuing for the hand-off register, the input admitted only while
+//! every fold already taken has a queue entry (credits), so nothing downstream of the accept
+//! ever waits and no enable fans out to the pipeline.
 
+use crate::accumulate::Control;
 use crate::lanes::{lane_dot, shared_trees, Dot, Operands};
 use crate::names::{self, Names};
 use crate::rtl::{
@@ -44,18 +51,41 @@ pub fn mvu(ctx: &LayerCtx, names: &Names) -> Module {
         rom_load(&names.weight_file(ctx.index), &wrom),
         rom_load(&names.param_file(ctx.index), &prm),
     ]));
-    let en = m.wire("en", 1);
-    m.assign(id("in_ready"), en.clone());
-    let accept = m.wire_eq("accept", 1, id("in_valid").and(en.clone()));
+    // Stall-all: one enable for every pipeline register. Free-running: a registered `room`
+    // admits the input, the registers advance every cycle.
+    let (en, ready) = if ctx.register_rich() {
+        (None, m.reg("room", 1))
+    } else {
+        let en = m.wire("en", 1);
+        (Some(en.clone()), en)
+    };
+    m.assign(id("in_ready"), ready.clone());
+    let accept = m.wire_eq("accept", 1, id("in_valid").and(ready.clone()));
     let mut ranks = Ranks::default();
     let mut valid = ValidChain::default();
     let tags = accept_stage(&mut m, ctx, &mut ranks, &mut valid, &wrom, &accept);
     let d = dot_stages(&mut m, ctx, &mut ranks, &mut valid, tags, &prm);
-    let hs = crate::accumulate::handoff(&mut m, ctx, &d, &en);
+    let control = match &en {
+        Some(en) => Control::Stall { en: en.clone() },
+        None => Control::Credits {
+            room: ready,
+            taken: accept.and(id("last_sf")),
+            depth: valid.stages.len() as u32,
+        },
+    };
+    let hs = crate::accumulate::handoff(&mut m, ctx, &d, &control);
     crate::neuron::stage(&mut m, ctx, &hs);
-    m.comment("The pipeline registers advance together.");
-    m.seq(vec![when(en.clone(), ranks.updates)]);
-    valid.emit(&mut m, &en);
+    match &en {
+        Some(en) => {
+            m.comment("The pipeline registers advance together.");
+            m.seq(vec![when(en.clone(), ranks.updates)]);
+        }
+        None => {
+            m.comment("The pipeline registers advance every cycle.");
+            m.seq(ranks.updates);
+        }
+    }
+    valid.emit(&mut m, en.as_ref());
     m
 }
 
@@ -87,7 +117,7 @@ fn summary(ctx: &LayerCtx) -> String {
     )
 }
 
-/// Valid bits of the pipeline: reset to 0, shifted under `en`.
+/// Valid bits of the pipeline: reset to 0, shifted under `en` (every cycle when free-running).
 #[derive(Default)]
 struct ValidChain {
     stages: Vec<(Expr, Expr)>,
@@ -99,7 +129,7 @@ impl ValidChain {
         self.stages.push((r.clone(), from));
         r
     }
-    fn emit(self, m: &mut Module, en: &Expr) {
+    fn emit(self, m: &mut Module, en: Option<&Expr>) {
         let reset = self
             .stages
             .iter()
@@ -110,11 +140,11 @@ impl ValidChain {
             .into_iter()
             .map(|(r, f)| Stmt::Nb(r, f))
             .collect();
-        m.seq(vec![Stmt::If(
-            id(names::RST),
-            reset,
-            vec![when(en.clone(), step)],
-        )]);
+        let step = match en {
+            Some(en) => vec![when(en.clone(), step)],
+            None => step,
+        };
+        m.seq(vec![Stmt::If(id(names::RST), reset, step)]);
     }
 }
 

@@ -74,6 +74,37 @@ pub struct StepIn<'a> {
     pub current: Expr,
     /// The neuron fold's [`stage_fields`], `PE` lanes of them (none without fields).
     pub prm: Option<&'a Expr>,
+    /// The next step's current and parameters, for kinds that prepare a step's operands a
+    /// cycle ahead ([`looks_ahead`]) in the register-rich style
+    /// ([`LayerCtx::register_rich`]); `None` otherwise and with one local step.
+    pub ahead: Option<Ahead>,
+}
+
+/// What the next local step will see, known a cycle before it runs: a kind whose membrane
+/// loop is long registers the current's sums with its parameters here, so that the loop
+/// itself is left with compares against registers.
+pub struct Ahead {
+    /// The prepared registers advance (a fold is loaded or a step runs).
+    pub advance: Expr,
+    /// The next step's current, `value_bits` wide, signed (a named wire).
+    pub current: Expr,
+    /// The next step's [`stage_fields`], `PE` lanes of them (a named wire).
+    pub prm: Expr,
+}
+
+/// Whether the layer's neuron stage prepares its steps' operands a cycle ahead ([`Ahead`]):
+/// a kind that [`looks_ahead`], more than one local step, the register-rich style.
+pub(crate) fn prepares_ahead(ctx: &LayerCtx) -> bool {
+    ctx.geo.local_steps > 1 && ctx.register_rich() && looks_ahead(&ctx.layer.neuron)
+}
+
+/// Whether a kind prepares its step's operands a cycle ahead ([`Ahead`]): TSA, whose step is
+/// double, integrate, clamp, fire and subtract in one cycle.
+pub fn looks_ahead(neuron: &Neuron) -> bool {
+    match neuron {
+        Neuron::Tsa(_) => true,
+        Neuron::Lif(_) | Neuron::TsaReadout { .. } | Neuron::None { .. } => false,
+    }
 }
 
 /// One local step of a lane.
@@ -88,18 +119,21 @@ pub struct StepOut {
     pub emits: Expr,
 }
 
+/// Stage field `j` of PE lane `lane` in `prm` (see [`stage_fields`]), `value_bits` wide.
+fn field(ctx: &LayerCtx, prm: &Expr, lane: u32, j: u32) -> Expr {
+    let (f, vw) = (
+        stage_fields(&ctx.layer.neuron).len() as u32,
+        ctx.value_bits(),
+    );
+    let at = (lane * f + j) * vw;
+    prm.clone().slice(at + vw - 1, at)
+}
+
 impl StepIn<'_> {
     /// Stage field `j` of the lane (see [`stage_fields`]), `value_bits` wide.
     fn param(&self, ctx: &LayerCtx, j: u32) -> Expr {
-        let (f, vw) = (
-            stage_fields(&ctx.layer.neuron).len() as u32,
-            ctx.value_bits(),
-        );
-        let at = (self.param_lane * f + j) * vw;
-        self.prm
-            .expect("a kind with stage fields gets them")
-            .clone()
-            .slice(at + vw - 1, at)
+        let prm = self.prm.expect("a kind with stage fields gets them");
+        field(ctx, prm, self.param_lane, j)
     }
     /// Whether this is the last local step.
     fn last(&self, ctx: &LayerCtx) -> Expr {
@@ -231,11 +265,30 @@ fn tsa_step(
     let low = m.swire_eq(&format!("low{p}"), vw, clamp.clone().neg());
     let nthr = m.swire_eq(&format!("nthr{p}"), vw, thr.clone().neg());
     let two = m.swire_eq(&format!("two{p}"), vw, thr.clone().shl(Expr::Int(1)));
-    let cur = io.current.clone();
     let (u, prev) = carried(m, ctx, io, "u");
-    let un = m.swire_eq(&format!("un{p}"), vw, prev.shl(Expr::Int(1)).add(cur));
-    let above = m.wire_eq(&format!("above{p}"), 1, un.clone().gt(clamp.clone()));
-    let below = m.wire_eq(&format!("below{p}"), 1, un.clone().lt(low.clone()));
+    // The integrated membrane `2u + I` and the three compares on it (clamp and fire),
+    // either directly or, with the next step's sums registered a cycle ahead, as compares of
+    // `2u` against those sums.
+    let mid = match (&io.ahead, &u) {
+        (Some(ah), Some(u)) => Mid::Ahead(Box::new(prepare(m, ctx, io, ah, u))),
+        _ => {
+            let un = m.swire_eq(
+                &format!("un{p}"),
+                vw,
+                prev.shl(Expr::Int(1)).add(io.current.clone()),
+            );
+            Mid::Direct(un)
+        }
+    };
+    let (above, below) = match &mid {
+        Mid::Direct(un) => (un.clone().gt(clamp.clone()), un.clone().lt(low.clone())),
+        Mid::Ahead(pre) => (
+            pre.twice.clone().gt(pre.clamp_hi.clone()),
+            negative_sum(m, &format!("slo{p}"), &pre.twice, &pre.clamp_lo, vw + 1),
+        ),
+    };
+    let above = m.wire_eq(&format!("above{p}"), 1, above);
+    let below = m.wire_eq(&format!("below{p}"), 1, below);
     let speaks = match (tsa.silent, io.k) {
         (0, _) | (_, None) => one(),
         (d, Some(k)) => k.clone().ge(lit(kw, d as u64)),
@@ -277,7 +330,33 @@ fn tsa_step(
     };
     let hi = candidate("hi", &clamp);
     let lo = candidate("lo", &low);
-    let mid = candidate("mid", &un);
+    let mid = match mid {
+        Mid::Direct(un) => candidate("mid", &un),
+        Mid::Ahead(pre) => {
+            let below_neg = negative_sum(m, &format!("sneg{p}"), &pre.twice, &pre.fire_neg, vw + 1);
+            let pos = m.wire_eq(
+                &format!("pos_mid{p}"),
+                1,
+                speaks.clone().and(pre.twice.clone().ge(pre.fire_pos)),
+            );
+            let neg = m.wire_eq(
+                &format!("neg_mid{p}"),
+                1,
+                speaks.clone().and(below_neg).and(may_negate.clone()),
+            );
+            let doubled = pre.u.clone().shl(Expr::Int(1));
+            let after = m.swire_eq(
+                &format!("after_mid{p}"),
+                vw,
+                pos.clone().cond(
+                    doubled.clone().add(pre.after_pos),
+                    neg.clone()
+                        .cond(doubled.clone().add(pre.after_neg), doubled.add(pre.current)),
+                ),
+            );
+            (pos, neg, after)
+        }
+    };
     let pick = |a: Expr, b: Expr, c: Expr| above.clone().cond(a, below.clone().cond(b, c));
     let pos = m.wire_eq(&format!("fire_pos{p}"), 1, pick(hi.0, lo.0, mid.0));
     let neg = m.wire_eq(&format!("fire_neg{p}"), 1, pick(hi.1, lo.1, mid.1));
@@ -312,6 +391,117 @@ fn tsa_step(
     }
 }
 
+/// How a TSA step gets its integrated membrane `2u + I` and the compares on it.
+enum Mid {
+    /// `2u + I` computed in the loop (one local step, or no [`Ahead`]).
+    Direct(Expr),
+    /// The current's sums prepared a cycle ahead.
+    Ahead(Box<Prepared>),
+}
+
+/// A TSA lane's registers prepared a cycle ahead of its step from the step's current `I`,
+/// threshold `θ` and clamp bound `c`: since the analysed ranges hold every value the golden
+/// model computes (`2u` included), `2u + I ≥ θ` is exactly `2u ≥ θ − I` at one bit more, and
+/// so on; the loop is left with one carry chain (a compare or an add) before the selection.
+struct Prepared {
+    /// The membrane register.
+    u: Expr,
+    /// `2u`, one bit wider, signed.
+    twice: Expr,
+    /// `c − I` (`2u + I > c` is `2u > c − I`) and `c + I` (`2u + I < −c` is
+    /// `2u + (c + I) < 0`, one carry chain where `−c − I` would take two), one bit wider.
+    clamp_hi: Expr,
+    clamp_lo: Expr,
+    /// `θ − I` and `θ + I` (fire compares, the same way), one bit wider.
+    fire_pos: Expr,
+    fire_neg: Expr,
+    /// `I − 2θ`, `I + 2θ` and `I` (the membrane after +1, −1 and no spike, added to `2u`).
+    after_pos: Expr,
+    after_neg: Expr,
+    current: Expr,
+}
+
+/// Whether `a + b` (`w` bits each, signed) is negative: the sign of their sum one bit wider,
+/// a named wire.
+fn negative_sum(m: &mut Module, name: &str, a: &Expr, b: &Expr, w: u32) -> Expr {
+    let x = |e: &Expr| crate::rtl::sext(e.clone(), w, w + 1);
+    // Only the sign is read; the sum's other bits are the carry chain that makes it.
+    m.items
+        .push(Item::Comment("verilator lint_off UNUSEDSIGNAL".into()));
+    let sum = m.swire_eq(name, w + 1, x(a).add(x(b)));
+    m.items
+        .push(Item::Comment("verilator lint_on UNUSEDSIGNAL".into()));
+    sum.bit(w)
+}
+
+/// Registers the sums of lane `io.p`'s next step ([`Prepared`]) when `ah.advance`.
+fn prepare(m: &mut Module, ctx: &LayerCtx, io: &StepIn, ah: &Ahead, u: &Expr) -> Prepared {
+    let (p, vw) = (io.p, ctx.value_bits());
+    let xw = vw + 1;
+    let x = |e: Expr| crate::rtl::sext(e, vw, xw);
+    let thr = field(ctx, &ah.prm, io.param_lane, 0);
+    let bound = field(ctx, &ah.prm, io.param_lane, 1);
+    let cur = ah.current.clone();
+    let twice = m.swire_eq(&format!("twice{p}"), xw, cat(vec![u.clone(), lit(1, 0)]));
+    let mut sets = Vec::new();
+    let mut reg = |m: &mut Module, name: &str, w: u32, value: Expr| {
+        let r = m.sreg(&format!("{name}{p}"), w);
+        sets.push(Stmt::Nb(r.clone(), value));
+        r
+    };
+    let pre = Prepared {
+        u: u.clone(),
+        twice,
+        clamp_hi: reg(m, "dhi", xw, x(bound.clone()).sub(x(cur.clone()))),
+        clamp_lo: reg(m, "dlo", xw, x(bound).add(x(cur.clone()))),
+        fire_pos: reg(m, "dpos", xw, x(thr.clone()).sub(x(cur.clone()))),
+        fire_neg: reg(m, "dneg", xw, x(thr.clone()).add(x(cur.clone()))),
+        after_pos: reg(
+            m,
+            "epos",
+            vw,
+            cur.clone().sub(thr.clone().shl(Expr::Int(1))),
+        ),
+        after_neg: reg(m, "eneg", vw, cur.clone().add(thr.shl(Expr::Int(1)))),
+        current: reg(m, "ic", vw, cur),
+    };
+    m.seq(vec![when(ah.advance.clone(), sets)]);
+    pre
+}
+
+/// The hand-off register's next contents, named for the lanes that look ahead.
+struct Incoming {
+    advance: Expr,
+    /// The loaded fold's currents (as `cur_q`).
+    cur: Expr,
+    /// The next step's stage parameters: the loaded fold's, else the current fold's.
+    prm: Expr,
+}
+
+impl Incoming {
+    fn new(m: &mut Module, ctx: &LayerCtx, hs: &Handoff) -> Self {
+        let cur_bits = ctx.mvu_lanes() * ctx.geo.input_steps * ctx.slot_bits();
+        let (cur, prm) = &hs.incoming;
+        let (prm, prm_q) = match (prm, &hs.prm) {
+            (Some(p), Some(q)) => (p.clone(), q.clone()),
+            _ => panic!("a kind that looks ahead has stage fields"),
+        };
+        let pw = ctx.fold.pe * stage_fields(&ctx.layer.neuron).len() as u32 * ctx.value_bits();
+        let advance = m.wire_eq("advance", 1, hs.load.clone().or(hs.go.clone()));
+        // Only each lane's first step is read from here.
+        m.items
+            .push(Item::Comment("verilator lint_off UNUSEDSIGNAL".into()));
+        let cur = m.wire_eq("cur_in", cur_bits, cur.clone());
+        m.items
+            .push(Item::Comment("verilator lint_on UNUSEDSIGNAL".into()));
+        Incoming {
+            advance,
+            cur,
+            prm: m.wire_eq("prm_next", pw, hs.load.clone().cond(prm, prm_q)),
+        }
+    }
+}
+
 /// The neuron stage: `local_steps` cycles per neuron fold, one output beat per fold.
 pub(crate) fn stage(m: &mut Module, ctx: &LayerCtx, hs: &Handoff) {
     let (lanes, steps, vw) = (ctx.mvu_lanes(), ctx.geo.input_steps, ctx.value_bits());
@@ -336,23 +526,50 @@ pub(crate) fn stage(m: &mut Module, ctx: &LayerCtx, hs: &Handoff) {
     );
     m.assign(hs.ready.clone(), go.clone().and(k_last.clone()));
     let once = current_once(&ctx.layer.neuron) && steps == 1 && l > 1;
+    let cw = ctx.slot_bits();
+    let ahead = prepares_ahead(ctx).then(|| Incoming::new(m, ctx, hs));
     let mut updates = Vec::new();
     let mut cleared = Vec::new();
     let mut values = Vec::new();
     let mut emits = one();
     for p in 0..lanes {
-        let cw = ctx.slot_bits();
         let lo = p * steps * cw;
-        let a = m.wire_eq(&format!("a{p}"), cw, hs.cur.clone().slice(lo + cw - 1, lo));
-        let a = match (&k, once) {
-            (Some(k), true) => m.wire_eq(
-                &format!("ag{p}"),
-                cw,
-                k.clone().eq(lit(kw, 0)).cond(a, lit(cw, 0)),
-            ),
-            _ => a,
+        let slot = |s: u32| hs.cur.clone().slice(lo + (s + 1) * cw - 1, lo + s * cw);
+        let (current, ahead) = match &ahead {
+            Some(inc) => {
+                // The next step's current: the loaded fold's first, else the next slot (the
+                // same one with a single input step; 0 when the current enters once).
+                let next = if once {
+                    lit(cw, 0)
+                } else {
+                    slot(u32::from(steps > 1))
+                };
+                let first = inc.cur.clone().slice(lo + cw - 1, lo);
+                let n = m.swire_eq(
+                    &format!("inx{p}"),
+                    vw,
+                    hs.load.clone().cond(fit(first, cw, vw), fit(next, cw, vw)),
+                );
+                let ah = Ahead {
+                    advance: inc.advance.clone(),
+                    current: n,
+                    prm: inc.prm.clone(),
+                };
+                (zero(), Some(ah))
+            }
+            None => {
+                let a = m.wire_eq(&format!("a{p}"), cw, slot(0));
+                let a = match (&k, once) {
+                    (Some(k), true) => m.wire_eq(
+                        &format!("ag{p}"),
+                        cw,
+                        k.clone().eq(lit(kw, 0)).cond(a, lit(cw, 0)),
+                    ),
+                    _ => a,
+                };
+                (m.swire_eq(&format!("i{p}"), vw, fit(a, cw, vw)), None)
+            }
         };
-        let current = m.swire_eq(&format!("i{p}"), vw, fit(a, cw, vw));
         let out = step(
             m,
             ctx,
@@ -362,6 +579,7 @@ pub(crate) fn stage(m: &mut Module, ctx: &LayerCtx, hs: &Handoff) {
                 k: k.as_ref(),
                 current,
                 prm: hs.prm.as_ref(),
+                ahead,
             },
         );
         updates.extend(out.updates);

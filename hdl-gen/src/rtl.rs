@@ -39,11 +39,22 @@ pub struct LayerCtx<'a> {
     /// The weight ROM in block RAM whatever its shape.
     pub block_weights: bool,
     /// Register ranks after the weight-ROM read and on the DSP multipliers' operands and
-    /// products.
+    /// products; see [`LayerCtx::register_rich`] for what else goes with them.
     pub operand_regs: bool,
 }
 
 impl<'a> LayerCtx<'a> {
+    /// The register-rich style of `--fold regs=on` (chosen for ECP5, whose flip-flops and
+    /// small RAMs are cheap): operand registers after the weight-ROM read and on the DSP
+    /// operands and products; a free-running MVU pipeline whose finished folds queue for the
+    /// neuron stage, the input admitted by credits ([`crate::accumulate`]), instead of one
+    /// stall enable fanned out to every pipeline register; and TSA steps whose current's sums
+    /// are registered a cycle ahead ([`crate::neuron::Ahead`]). All for Fmax; the cycles per
+    /// image stay the same.
+    pub fn register_rich(&self) -> bool {
+        self.operand_regs
+    }
+
     /// One context per layer of `model` with `folding`, from its geometry and widths.
     pub fn all(
         model: &'a spikeforge_model::Model,

@@ -123,6 +123,9 @@ struct Row {
     fold_args: String,
     cycles_per_image: u64,
     estimate: estimate::Estimate,
+    /// The estimate's logic against Yosys' (LUT4 + 2 per CCU2C and per TRELLIS_DPR16X4 on
+    /// ECP5, as the estimate counts them), in percent of Yosys'.
+    estimate_error_percent: Option<f64>,
     cosim: Option<CosimRow>,
     serial: Option<(usize, usize)>,
     flow: Option<spikeforge_flow::Report>,
@@ -240,6 +243,10 @@ fn deploy(d: &Deployment, setup: &Setup, dir: &Path) -> Result<Row> {
     let images_per_s_on_chip = fmax_mhz.map(|f| f * 1e6 / cycles as f64);
     let logic_percent = flow.as_ref().map(|r| r.logic_percent());
     let accuracy = cosim.as_ref().and_then(|c| c.rtl_accuracy_percent);
+    let estimate_error_percent = flow.as_ref().map(|r| {
+        let synthesised = r.synthesised.luts as f64;
+        100.0 * (choice.estimate.total.luts - synthesised) / synthesised.max(1.0)
+    });
     let meets_targets = match (images_per_s_on_chip, logic_percent) {
         (Some(ips), Some(lp)) => Some(
             ips >= d.min_images_per_s
@@ -261,6 +268,7 @@ fn deploy(d: &Deployment, setup: &Setup, dir: &Path) -> Result<Row> {
         fold_args,
         cycles_per_image: cycles,
         estimate: choice.estimate.total,
+        estimate_error_percent,
         cosim,
         serial,
         board_clock_met: flow.as_ref().map(|r| r.meets_clock()),
@@ -352,12 +360,12 @@ fn serial(
 
 fn table(rows: &[Row]) -> String {
     let mut s = String::from(
-        "| design | device | logic | Fmax | cycles/image | images/s on chip (target) | at board clock | board clock met | RTL accuracy | bit-exact |\n|---|---|---|---|---|---|---|---|---|---|\n",
+        "| design | device | logic | estimate error | Fmax | cycles/image | images/s on chip (target) | at board clock | board clock met | RTL accuracy | bit-exact |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     let opt = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or("—".into(), f);
     for r in rows {
         s += &format!(
-            "| ({}) {} | {} | {} | {} | {} | {} ({:.0}) | {:.0}{} | {} | {} | {} |\n",
+            "| ({}) {} | {} | {} | {} | {} | {} | {} ({:.0}) | {:.0}{} | {} | {} | {} |\n",
             r.key,
             r.what,
             r.device,
@@ -365,6 +373,7 @@ fn table(rows: &[Row]) -> String {
                 "{p:.1} % (≤ {:.0} %)",
                 r.target_logic_percent
             )),
+            opt(r.estimate_error_percent, &|e| format!("{e:+.1} %")),
             opt(r.fmax_mhz, &|f| format!("{f:.1} MHz")),
             r.cycles_per_image,
             opt(r.images_per_s_on_chip, &|v| format!("{v:.0}")),

@@ -21,6 +21,9 @@ const SMALL: &str = "28x28x1-16C3i8-AP2-32C3b-10C3i8-GAP";
 const DEMO: &str = "28x28x1-8C3b-MP2-16C3i4-SP2-10C1i8-GAP";
 const CSS: &str = "28x28x1-16C3i8-AP2-32C3i8-AP2-64C3i8-10C1i8-GAP";
 const MLP: &str = "784-128b-10";
+const DEPLOY_A: &str = "models/mnist-mlp-t1-1bit-ulx3s.json";
+const DEPLOY_C: &str = "models/fashion-mnist-t1-icebreaker.json";
+const DEPLOY_D: &str = "models/fashion-mnist-css-t8-ulx3s.json";
 
 /// How a reference design is folded.
 #[derive(Clone, Copy)]
@@ -239,6 +242,70 @@ pub fn run(out: &Path) -> Result<()> {
             1,
             Lif,
             Given(&["input=28", "l0=32,112", "l1=1,64"]),
+            "ecp5-85k",
+        ),
+        // The reference deployments of issue 36, folded as `bench --deploy` chose
+        // (docs/deploy/*.json), so that the estimate is checked on what ships.
+        (
+            "deploy-a",
+            DEPLOY_A,
+            1,
+            Lif,
+            Given(&[
+                "input=28",
+                "dense0=32,112",
+                "dense1=1,64",
+                "weights=bram",
+                "regs=on",
+            ]),
+            "ecp5-85k",
+        ),
+        (
+            "deploy-b",
+            SELECTED,
+            1,
+            Lif,
+            Given(&[
+                "input=1",
+                "conv0=4,1,4",
+                "conv1=4,64,2",
+                "conv2=4,128",
+                "conv3=5,8",
+                "regs=on",
+                "dsp=132",
+            ]),
+            "ecp5-85k",
+        ),
+        (
+            "deploy-c",
+            DEPLOY_C,
+            1,
+            Lif,
+            Given(&[
+                "input=1",
+                "conv0=8,1",
+                "conv1=4,16",
+                "conv2=3,32",
+                "conv3=1,4",
+                "dsp=7",
+            ]),
+            "ice40-up5k",
+        ),
+        (
+            "deploy-d",
+            DEPLOY_D,
+            8,
+            Tsa,
+            Given(&[
+                "input=1",
+                "conv0=4,1",
+                "conv1=2,16",
+                "conv2=1,32",
+                "conv3=1,2",
+                "weights=bram",
+                "regs=on",
+                "dsp=132",
+            ]),
             "ecp5-85k",
         ),
     ];
