@@ -28,6 +28,7 @@ mod swg_banks;
 mod swg_shape;
 pub mod top;
 pub mod tree;
+mod tsa;
 pub mod vlog;
 
 use std::collections::BTreeMap;

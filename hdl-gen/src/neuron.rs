@@ -13,7 +13,7 @@
 //! The current `I` arrives finished: [`folded`] says where each kind's polarity and bias enter
 //! (the MVU's combine rank and accumulator start), which keeps the neuron's path short.
 
-use spikeforge_model::ir::{FireRule, Leak, NegativeSpikes, Neuron, Reset};
+use spikeforge_model::ir::{FireRule, Leak, Neuron, Reset};
 
 use crate::accumulate::Handoff;
 use crate::rtl::{fit, index_bits, output_process, LayerCtx};
@@ -90,6 +90,11 @@ pub struct Ahead {
     pub current: Expr,
     /// The next step's [`stage_fields`], `PE` lanes of them (a named wire).
     pub prm: Expr,
+    /// A new fold is loaded this cycle (what depends on the parameters alone is prepared
+    /// once per fold, then).
+    pub load: Expr,
+    /// The loaded fold's [`stage_fields`] (a named wire).
+    pub loaded_prm: Expr,
 }
 
 /// Whether the layer's neuron stage prepares its steps' operands a cycle ahead ([`Ahead`]):
@@ -120,7 +125,7 @@ pub struct StepOut {
 }
 
 /// Stage field `j` of PE lane `lane` in `prm` (see [`stage_fields`]), `value_bits` wide.
-fn field(ctx: &LayerCtx, prm: &Expr, lane: u32, j: u32) -> Expr {
+pub(crate) fn field(ctx: &LayerCtx, prm: &Expr, lane: u32, j: u32) -> Expr {
     let (f, vw) = (
         stage_fields(&ctx.layer.neuron).len() as u32,
         ctx.value_bits(),
@@ -131,12 +136,12 @@ fn field(ctx: &LayerCtx, prm: &Expr, lane: u32, j: u32) -> Expr {
 
 impl StepIn<'_> {
     /// Stage field `j` of the lane (see [`stage_fields`]), `value_bits` wide.
-    fn param(&self, ctx: &LayerCtx, j: u32) -> Expr {
+    pub(crate) fn param(&self, ctx: &LayerCtx, j: u32) -> Expr {
         let prm = self.prm.expect("a kind with stage fields gets them");
         field(ctx, prm, self.param_lane, j)
     }
     /// Whether this is the last local step.
-    fn last(&self, ctx: &LayerCtx) -> Expr {
+    pub(crate) fn last(&self, ctx: &LayerCtx) -> Expr {
         let l = ctx.geo.local_steps;
         match self.k {
             Some(k) => k.clone().eq(lit(index_bits(l as u64), (l - 1) as u64)),
@@ -150,7 +155,12 @@ impl StepIn<'_> {
 /// and written 0 at a fold's last step ([`cleared_at_last`]), so the first step reads 0 from
 /// it without a select in the membrane's one-cycle loop (Yosys makes the clear the
 /// flip-flop's synchronous reset).
-fn carried(m: &mut Module, ctx: &LayerCtx, io: &StepIn, name: &str) -> (Option<Expr>, Expr) {
+pub(crate) fn carried(
+    m: &mut Module,
+    ctx: &LayerCtx,
+    io: &StepIn,
+    name: &str,
+) -> (Option<Expr>, Expr) {
     let (p, vw) = (io.p, ctx.value_bits());
     match io.k {
         None => (None, slit(vw, 0)),
@@ -162,7 +172,13 @@ fn carried(m: &mut Module, ctx: &LayerCtx, io: &StepIn, name: &str) -> (Option<E
 }
 
 /// `reg <= next`, or 0 at the fold's last local step (the next fold starts from 0).
-fn cleared_at_last(ctx: &LayerCtx, io: &StepIn, reg: Expr, width: u32, next: Expr) -> Stmt {
+pub(crate) fn cleared_at_last(
+    ctx: &LayerCtx,
+    io: &StepIn,
+    reg: Expr,
+    width: u32,
+    next: Expr,
+) -> Stmt {
     Stmt::Nb(reg, io.last(ctx).cond(lit(width, 0), next))
 }
 
@@ -216,7 +232,7 @@ pub fn step(m: &mut Module, ctx: &LayerCtx, io: &StepIn) -> StepOut {
                 emits: one(),
             }
         }
-        Neuron::Tsa(tsa) => tsa_step(m, ctx, io, tsa),
+        Neuron::Tsa(tsa) => crate::tsa::step(m, ctx, io, tsa),
         Neuron::TsaReadout { .. } => {
             let (u, prev) = carried(m, ctx, io, "u");
             let un = m.swire_eq(
@@ -243,237 +259,13 @@ pub fn step(m: &mut Module, ctx: &LayerCtx, io: &StepIn) -> StepOut {
     }
 }
 
-/// The TSA step (see [`spikeforge_model::ir::Tsa`]): double, integrate (bias at the first
-/// step), clamp, then — after the silent steps — fire +1/−1 and subtract `±2θ`.
-///
-/// The membrane's loop is one cycle, so it is kept two carry chains deep: the clamp leaves one
-/// of three values (the bound, its negation, or `u` itself), and each value's fire decisions
-/// and next membrane are computed beside the others and then selected, instead of comparing
-/// and subtracting after the clamp (four chains in a row: 24 ns on ECP5). Every candidate is
-/// the same `value_bits`-wide expression the clamped value would give, so the result is the
-/// same bit for bit.
-fn tsa_step(
-    m: &mut Module,
-    ctx: &LayerCtx,
-    io: &StepIn,
-    tsa: &spikeforge_model::ir::Tsa,
-) -> StepOut {
-    let (p, vw) = (io.p, ctx.value_bits());
-    let kw = index_bits(ctx.geo.local_steps as u64);
-    let thr = m.swire_eq(&format!("thr{p}"), vw, io.param(ctx, 0));
-    let clamp = m.swire_eq(&format!("clamp{p}"), vw, io.param(ctx, 1));
-    let low = m.swire_eq(&format!("low{p}"), vw, clamp.clone().neg());
-    let nthr = m.swire_eq(&format!("nthr{p}"), vw, thr.clone().neg());
-    let two = m.swire_eq(&format!("two{p}"), vw, thr.clone().shl(Expr::Int(1)));
-    let (u, prev) = carried(m, ctx, io, "u");
-    // The integrated membrane `2u + I` and the three compares on it (clamp and fire),
-    // either directly or, with the next step's sums registered a cycle ahead, as compares of
-    // `2u` against those sums.
-    let mid = match (&io.ahead, &u) {
-        (Some(ah), Some(u)) => Mid::Ahead(Box::new(prepare(m, ctx, io, ah, u))),
-        _ => {
-            let un = m.swire_eq(
-                &format!("un{p}"),
-                vw,
-                prev.shl(Expr::Int(1)).add(io.current.clone()),
-            );
-            Mid::Direct(un)
-        }
-    };
-    let (above, below) = match &mid {
-        Mid::Direct(un) => (un.clone().gt(clamp.clone()), un.clone().lt(low.clone())),
-        Mid::Ahead(pre) => (
-            pre.twice.clone().gt(pre.clamp_hi.clone()),
-            negative_sum(m, &format!("slo{p}"), &pre.twice, &pre.clamp_lo, vw + 1),
-        ),
-    };
-    let above = m.wire_eq(&format!("above{p}"), 1, above);
-    let below = m.wire_eq(&format!("below{p}"), 1, below);
-    let speaks = match (tsa.silent, io.k) {
-        (0, _) | (_, None) => one(),
-        (d, Some(k)) => k.clone().ge(lit(kw, d as u64)),
-    };
-    let speaks = m.wire_eq(&format!("speaks{p}"), 1, speaks);
-    // The 1-bit ReLU guard: set by the first +1 of the position.
-    let (fired, may_negate) = match (tsa.negative, io.k) {
-        (NegativeSpikes::Always, _) => (None, one()),
-        (NegativeSpikes::AfterPositive, None) => (None, zero()),
-        (NegativeSpikes::AfterPositive, Some(_)) => {
-            let f = m.reg(&format!("fired{p}"), 1);
-            (Some(f.clone()), f)
-        }
-    };
-    // Per candidate value `x` of the clamped membrane: +1, −1, and the membrane after them.
-    let mut candidate = |tag: &str, x: &Expr| {
-        let pos = m.wire_eq(
-            &format!("pos_{tag}{p}"),
-            1,
-            speaks.clone().and(x.clone().ge(thr.clone())),
-        );
-        let neg = m.wire_eq(
-            &format!("neg_{tag}{p}"),
-            1,
-            speaks
-                .clone()
-                .and(x.clone().lt(nthr.clone()))
-                .and(may_negate.clone()),
-        );
-        let after = m.swire_eq(
-            &format!("after_{tag}{p}"),
-            vw,
-            pos.clone().cond(
-                x.clone().sub(two.clone()),
-                neg.clone().cond(x.clone().add(two.clone()), x.clone()),
-            ),
-        );
-        (pos, neg, after)
-    };
-    let hi = candidate("hi", &clamp);
-    let lo = candidate("lo", &low);
-    let mid = match mid {
-        Mid::Direct(un) => candidate("mid", &un),
-        Mid::Ahead(pre) => {
-            let below_neg = negative_sum(m, &format!("sneg{p}"), &pre.twice, &pre.fire_neg, vw + 1);
-            let pos = m.wire_eq(
-                &format!("pos_mid{p}"),
-                1,
-                speaks.clone().and(pre.twice.clone().ge(pre.fire_pos)),
-            );
-            let neg = m.wire_eq(
-                &format!("neg_mid{p}"),
-                1,
-                speaks.clone().and(below_neg).and(may_negate.clone()),
-            );
-            let doubled = pre.u.clone().shl(Expr::Int(1));
-            let after = m.swire_eq(
-                &format!("after_mid{p}"),
-                vw,
-                pos.clone().cond(
-                    doubled.clone().add(pre.after_pos),
-                    neg.clone()
-                        .cond(doubled.clone().add(pre.after_neg), doubled.add(pre.current)),
-                ),
-            );
-            (pos, neg, after)
-        }
-    };
-    let pick = |a: Expr, b: Expr, c: Expr| above.clone().cond(a, below.clone().cond(b, c));
-    let pos = m.wire_eq(&format!("fire_pos{p}"), 1, pick(hi.0, lo.0, mid.0));
-    let neg = m.wire_eq(&format!("fire_neg{p}"), 1, pick(hi.1, lo.1, mid.1));
-    let mut updates = vec![];
-    let mut cleared = vec![];
-    if let Some(u) = u {
-        updates.push(cleared_at_last(
-            ctx,
-            io,
-            u.clone(),
-            vw,
-            pick(hi.2, lo.2, mid.2),
-        ));
-        cleared.push((u, vw));
-    }
-    if let Some(f) = fired {
-        updates.push(cleared_at_last(
-            ctx,
-            io,
-            f.clone(),
-            1,
-            f.clone().or(pos.clone()),
-        ));
-        cleared.push((f, 1));
-    }
-    StepOut {
-        updates,
-        cleared,
-        // Ternary spike, 2 bits: {negative, non-zero}.
-        value: cat(vec![neg.clone(), pos.or(neg)]),
-        emits: speaks,
-    }
-}
-
-/// How a TSA step gets its integrated membrane `2u + I` and the compares on it.
-enum Mid {
-    /// `2u + I` computed in the loop (one local step, or no [`Ahead`]).
-    Direct(Expr),
-    /// The current's sums prepared a cycle ahead.
-    Ahead(Box<Prepared>),
-}
-
-/// A TSA lane's registers prepared a cycle ahead of its step from the step's current `I`,
-/// threshold `θ` and clamp bound `c`: since the analysed ranges hold every value the golden
-/// model computes (`2u` included), `2u + I ≥ θ` is exactly `2u ≥ θ − I` at one bit more, and
-/// so on; the loop is left with one carry chain (a compare or an add) before the selection.
-struct Prepared {
-    /// The membrane register.
-    u: Expr,
-    /// `2u`, one bit wider, signed.
-    twice: Expr,
-    /// `c − I` (`2u + I > c` is `2u > c − I`) and `c + I` (`2u + I < −c` is
-    /// `2u + (c + I) < 0`, one carry chain where `−c − I` would take two), one bit wider.
-    clamp_hi: Expr,
-    clamp_lo: Expr,
-    /// `θ − I` and `θ + I` (fire compares, the same way), one bit wider.
-    fire_pos: Expr,
-    fire_neg: Expr,
-    /// `I − 2θ`, `I + 2θ` and `I` (the membrane after +1, −1 and no spike, added to `2u`).
-    after_pos: Expr,
-    after_neg: Expr,
-    current: Expr,
-}
-
-/// Whether `a + b` (`w` bits each, signed) is negative: the sign of their sum one bit wider,
-/// a named wire.
-fn negative_sum(m: &mut Module, name: &str, a: &Expr, b: &Expr, w: u32) -> Expr {
-    let x = |e: &Expr| crate::rtl::sext(e.clone(), w, w + 1);
-    // Only the sign is read; the sum's other bits are the carry chain that makes it.
-    m.items
-        .push(Item::Comment("verilator lint_off UNUSEDSIGNAL".into()));
-    let sum = m.swire_eq(name, w + 1, x(a).add(x(b)));
-    m.items
-        .push(Item::Comment("verilator lint_on UNUSEDSIGNAL".into()));
-    sum.bit(w)
-}
-
-/// Registers the sums of lane `io.p`'s next step ([`Prepared`]) when `ah.advance`.
-fn prepare(m: &mut Module, ctx: &LayerCtx, io: &StepIn, ah: &Ahead, u: &Expr) -> Prepared {
-    let (p, vw) = (io.p, ctx.value_bits());
-    let xw = vw + 1;
-    let x = |e: Expr| crate::rtl::sext(e, vw, xw);
-    let thr = field(ctx, &ah.prm, io.param_lane, 0);
-    let bound = field(ctx, &ah.prm, io.param_lane, 1);
-    let cur = ah.current.clone();
-    let twice = m.swire_eq(&format!("twice{p}"), xw, cat(vec![u.clone(), lit(1, 0)]));
-    let mut sets = Vec::new();
-    let mut reg = |m: &mut Module, name: &str, w: u32, value: Expr| {
-        let r = m.sreg(&format!("{name}{p}"), w);
-        sets.push(Stmt::Nb(r.clone(), value));
-        r
-    };
-    let pre = Prepared {
-        u: u.clone(),
-        twice,
-        clamp_hi: reg(m, "dhi", xw, x(bound.clone()).sub(x(cur.clone()))),
-        clamp_lo: reg(m, "dlo", xw, x(bound).add(x(cur.clone()))),
-        fire_pos: reg(m, "dpos", xw, x(thr.clone()).sub(x(cur.clone()))),
-        fire_neg: reg(m, "dneg", xw, x(thr.clone()).add(x(cur.clone()))),
-        after_pos: reg(
-            m,
-            "epos",
-            vw,
-            cur.clone().sub(thr.clone().shl(Expr::Int(1))),
-        ),
-        after_neg: reg(m, "eneg", vw, cur.clone().add(thr.shl(Expr::Int(1)))),
-        current: reg(m, "ic", vw, cur),
-    };
-    m.seq(vec![when(ah.advance.clone(), sets)]);
-    pre
-}
-
 /// The hand-off register's next contents, named for the lanes that look ahead.
 struct Incoming {
     advance: Expr,
     /// The loaded fold's currents (as `cur_q`).
     cur: Expr,
+    /// The loaded fold's stage parameters.
+    loaded_prm: Expr,
     /// The next step's stage parameters: the loaded fold's, else the current fold's.
     prm: Expr,
 }
@@ -494,10 +286,16 @@ impl Incoming {
         let cur = m.wire_eq("cur_in", cur_bits, cur.clone());
         m.items
             .push(Item::Comment("verilator lint_on UNUSEDSIGNAL".into()));
+        let loaded_prm = m.wire_eq("prm_in", pw, prm);
         Incoming {
             advance,
             cur,
-            prm: m.wire_eq("prm_next", pw, hs.load.clone().cond(prm, prm_q)),
+            prm: m.wire_eq(
+                "prm_next",
+                pw,
+                hs.load.clone().cond(loaded_prm.clone(), prm_q),
+            ),
+            loaded_prm,
         }
     }
 }
@@ -518,7 +316,16 @@ pub(crate) fn stage(m: &mut Module, ctx: &LayerCtx, hs: &Handoff) {
         None => one(),
     };
     let k_last = m.wire_eq("k_last", 1, k_last);
-    let blocked = id("out_valid").and(id("out_ready").not());
+    // Register-rich: a second output register (a skid buffer), so that whether the stage may
+    // step depends on registers only, not on the consumer's `out_ready` (a path through the
+    // next modules' ready logic).
+    let skid = ctx
+        .register_rich()
+        .then(|| (m.reg("sk_v", 1), m.reg("sk_d", ctx.mvu_out_bits())));
+    let blocked = match &skid {
+        Some((v, _)) => v.clone(),
+        None => id("out_valid").and(id("out_ready").not()),
+    };
     let go = hs.go.clone();
     m.assign(
         go.clone(),
@@ -554,6 +361,8 @@ pub(crate) fn stage(m: &mut Module, ctx: &LayerCtx, hs: &Handoff) {
                     advance: inc.advance.clone(),
                     current: n,
                     prm: inc.prm.clone(),
+                    load: hs.load.clone(),
+                    loaded_prm: inc.loaded_prm.clone(),
                 };
                 (zero(), Some(ah))
             }
@@ -613,13 +422,20 @@ pub(crate) fn stage(m: &mut Module, ctx: &LayerCtx, hs: &Handoff) {
     } else {
         vals
     };
-    on_go.push(when(
-        k_last,
-        vec![
-            Stmt::Nb(id("out_valid"), one()),
-            Stmt::Nb(id("out_data"), beat),
-        ],
-    ));
+    let to_output = vec![
+        Stmt::Nb(id("out_valid"), one()),
+        Stmt::Nb(id("out_data"), beat.clone()),
+    ];
+    let emit = match &skid {
+        None => to_output,
+        // Into the skid buffer while the output register waits for its consumer.
+        Some((v, d)) => vec![Stmt::If(
+            id("out_valid").and(id("out_ready").not()),
+            vec![Stmt::Nb(d.clone(), beat), Stmt::Nb(v.clone(), one())],
+            to_output,
+        )],
+    };
+    on_go.push(when(k_last, emit));
     let mut reset = vec![Stmt::Nb(id("out_valid"), zero())];
     for (r, w) in cleared {
         reset.push(Stmt::Nb(r, lit(w, 0)));
@@ -627,5 +443,18 @@ pub(crate) fn stage(m: &mut Module, ctx: &LayerCtx, hs: &Handoff) {
     if let Some(k) = &k {
         reset.push(Stmt::Nb(k.clone(), lit(kw, 0)));
     }
-    m.seq(vec![output_process(reset, vec![when(go, on_go)])]);
+    let mut body = vec![when(go, on_go)];
+    if let Some((v, d)) = &skid {
+        // The stage is held while the skid buffer is full, so this never meets a new beat.
+        body.push(when(
+            v.clone().and(id("out_ready")),
+            vec![
+                Stmt::Nb(id("out_data"), d.clone()),
+                Stmt::Nb(id("out_valid"), one()),
+                Stmt::Nb(v.clone(), zero()),
+            ],
+        ));
+        reset.push(Stmt::Nb(v.clone(), zero()));
+    }
+    m.seq(vec![output_process(reset, body)]);
 }
