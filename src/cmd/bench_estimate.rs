@@ -84,13 +84,15 @@ fn folding(m: &Model, f: Fold) -> Result<Folding> {
 }
 
 /// Yosys `stat -json` of `top` in `dir` (with `per_module`, hierarchy kept), kept as
-/// `{dir}.{flat|modules}.stat.json` beside it; with `reuse`, a kept report is read instead of
+/// `{dir}.{flat|modules}.stat.json` beside it (iCE40 with `-dsp` when the folding has DSP
+/// lanes, as the flow runs it); with `reuse`, a kept report is read instead of
 /// running Yosys again (for refitting the estimate's weights when the RTL is unchanged).
 fn yosys_stat(
     dir: &Path,
     sources: &[String],
     top: &str,
     family: Family,
+    dsp: bool,
     per_module: bool,
     reuse: bool,
 ) -> Result<serde_json::Value> {
@@ -103,8 +105,12 @@ fn yosys_stat(
     if reuse && kept.exists() {
         return parse_stat(&std::fs::read_to_string(&kept)?);
     }
-    let flags = if per_module { " -noflatten" } else { "" };
-    super::bench_area::yosys_stat(dir, sources, top, family, flags, stat)?;
+    let mut flags = if per_module { " -noflatten" } else { "" }.to_string();
+    if family == Family::Ice40 && dsp {
+        // As the flow's iCE40 script: without `-dsp` the products become LUTs.
+        flags.push_str(" -dsp");
+    }
+    super::bench_area::yosys_stat(dir, sources, top, family, &flags, stat)?;
     let text = std::fs::read_to_string(dir.join(stat))?;
     std::fs::write(&kept, &text)?;
     parse_stat(&text)
@@ -160,6 +166,7 @@ fn measure(
         &design.manifest.sources,
         &top,
         device.family,
+        folding.dsp,
         false,
         reuse,
     )?;
@@ -169,6 +176,7 @@ fn measure(
         &design.manifest.sources,
         &top,
         device.family,
+        folding.dsp,
         true,
         reuse,
     )?;
