@@ -171,12 +171,12 @@ pub(crate) fn handoff(m: &mut Module, ctx: &LayerCtx, d: &Dots, control: &Contro
                 Some(st) => cat(vec![st, currents]),
                 None => currents,
             };
-            let fits = Fifo {
+            let shape = Fifo {
                 entries: queue_entries(*depth, ctx.sf()),
                 width: cur_bits + stage_bits,
             };
             let free = hs.valid.clone().not().or(hs.ready.clone());
-            let head = queue(m, &fits, word, &arriving, &load, free, room, taken);
+            let head = queue(m, &shape, word, &arriving, &load, free, room, taken);
             let cur = head.clone().slice(cur_bits - 1, 0);
             let st = (f > 0).then(|| head.slice(cur_bits + stage_bits - 1, cur_bits));
             (cur, st)
