@@ -106,29 +106,16 @@ fn direct(m: &mut Module, ctx: &LayerCtx, io: &StepIn, prev: Expr, g: &Gate) -> 
         vw,
         prev.shl(Expr::Int(1)).add(io.current.clone()),
     );
+    // Per candidate value `x` of the clamped membrane.
     let mut candidate = |tag: &str, x: &Expr| {
-        let pos = m.wire_eq(
-            &format!("pos_{tag}{p}"),
-            1,
-            g.speaks.clone().and(x.clone().ge(thr.clone())),
+        let ge = x.clone().ge(thr.clone());
+        let lt = x.clone().lt(nthr.clone());
+        let after = (
+            x.clone().sub(two.clone()),
+            x.clone().add(two.clone()),
+            x.clone(),
         );
-        let neg = m.wire_eq(
-            &format!("neg_{tag}{p}"),
-            1,
-            g.speaks
-                .clone()
-                .and(x.clone().lt(nthr.clone()))
-                .and(g.may_negate.clone()),
-        );
-        let after = m.swire_eq(
-            &format!("after_{tag}{p}"),
-            vw,
-            pos.clone().cond(
-                x.clone().sub(two.clone()),
-                neg.clone().cond(x.clone().add(two.clone()), x.clone()),
-            ),
-        );
-        (pos, neg, after)
+        decide(m, &format!("{tag}{p}"), vw, g, ge, lt, after)
     };
     Candidates {
         hi: candidate("hi", &clamp),

@@ -133,15 +133,14 @@ fn flow_bench(target: &str, out: &std::path::Path) -> Result<()> {
         eprintln!("{name}: {target} flow ...");
         let t0 = Instant::now();
         let r = spikeforge_flow::run_with(&dir, &plan, &design.manifest, &mut |_| {}, false)?;
-        let err = |e: f64, a: u64| 100.0 * (e - a as f64) / (a as f64).max(1.0);
         rows.push(FlowRow {
             name: name.to_string(),
             arch: arch_s.to_string(),
             folding,
             estimate: est.total,
             yosys: r.synthesised,
-            lut_error_percent: err(est.total.luts, r.synthesised.luts),
-            ff_error_percent: err(est.total.ffs, r.synthesised.ffs),
+            lut_error_percent: super::error_percent(est.total.luts, r.synthesised.luts),
+            ff_error_percent: super::error_percent(est.total.ffs, r.synthesised.ffs),
             placed: r.placed.clone(),
             cycles_per_image: r.cycles_per_image,
             images_per_s: r.images_per_s,

@@ -243,10 +243,9 @@ fn deploy(d: &Deployment, setup: &Setup, dir: &Path) -> Result<Row> {
     let images_per_s_on_chip = fmax_mhz.map(|f| f * 1e6 / cycles as f64);
     let logic_percent = flow.as_ref().map(|r| r.logic_percent());
     let accuracy = cosim.as_ref().and_then(|c| c.rtl_accuracy_percent);
-    let estimate_error_percent = flow.as_ref().map(|r| {
-        let synthesised = r.synthesised.luts as f64;
-        100.0 * (choice.estimate.total.luts - synthesised) / synthesised.max(1.0)
-    });
+    let estimate_error_percent = flow
+        .as_ref()
+        .map(|r| super::error_percent(choice.estimate.total.luts, r.synthesised.luts));
     let meets_targets = match (images_per_s_on_chip, logic_percent) {
         (Some(ips), Some(lp)) => Some(
             ips >= d.min_images_per_s

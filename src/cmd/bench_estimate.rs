@@ -214,7 +214,7 @@ fn measure(
             cells: prim,
         });
     }
-    let err = 100.0 * (est.total.luts - yosys.luts as f64) / (yosys.luts as f64).max(1.0);
+    let err = super::error_percent(est.total.luts, yosys.luts);
     Ok(DesignRow {
         name: name.into(),
         model: what.into(),

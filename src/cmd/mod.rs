@@ -30,6 +30,11 @@ use spikeforge_hdl_gen::fold::{self, FoldOverride};
 use spikeforge_hdl_gen::Folding;
 use spikeforge_model::Model;
 
+/// An estimate's error against what a tool counted, in percent of the count.
+pub fn error_percent(estimated: f64, counted: u64) -> f64 {
+    100.0 * (estimated - counted as f64) / (counted as f64).max(1.0)
+}
+
 /// Loads and validates a model file.
 pub fn load_model(path: &Path) -> Result<Model> {
     Ok(spikeforge_model::load(path)?)
